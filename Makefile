@@ -1,0 +1,47 @@
+# Two commands for a fresh clone: `make run` (local app + local Cosmos DB) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+EMULATOR := cosmos-emulator
+
+.PHONY: install run test lint format bench clean
+
+install: $(VENV)/.installed $(EMULATOR)/node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+# npm ci installs exactly the lock file and applies patches/ (patch-package) on postinstall.
+$(EMULATOR)/node_modules/.installed: $(EMULATOR)/package.json $(EMULATOR)/package-lock.json $(wildcard $(EMULATOR)/patches/*)
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 18+ (apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix $(EMULATOR) --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## Start the local Cosmos DB and the app on http://127.0.0.1:7071/api (Ctrl-C stops both).
+run: install
+	@echo "Talk to it:"
+	@echo "  curl -s -X POST http://127.0.0.1:7071/api/sessions/demo/messages -H 'Content-Type: application/json' -d '{\"message\":\"Hello\"}'"
+	@echo "  curl -s http://127.0.0.1:7071/api/sessions/demo"
+	@echo "  curl -s http://127.0.0.1:7071/api/sessions"
+	$(PY) -m cosmos_history.devhost --local-cosmos
+
+## The whole suite; the tests start (and stop) their own local Cosmos DB and app hosts.
+test: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest -q
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf $(VENV) $(EMULATOR)/node_modules .pytest_cache .ruff_cache

@@ -1,0 +1,67 @@
+"""Session operations other than the turn: create, describe, list, delete."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from agent_framework import InMemoryHistoryProvider, Message
+
+from ._agents import Agents
+from ._errors import SessionNotFoundError
+from ._settings import HistoryMode
+from ._store import CosmosSessionStore, RecordStore, SessionPage, SessionRecord, validate_session_id
+from ._turn import agent_for
+
+
+async def create_session(
+    store: RecordStore,
+    agents: Agents,
+    *,
+    session_id: str | None = None,
+    mode: HistoryMode | None = None,
+    title: str | None = None,
+) -> SessionRecord:
+    """Create an empty session (one write, create-only: an existing id is a conflict)."""
+    session_id = session_id or str(uuid.uuid4())
+    validate_session_id(session_id)
+    mode = mode or store.default_mode
+    agent_for(agents, mode)  # fail before writing when the model API cannot serve this mode
+    record = SessionRecord.new(session_id, user_id=store.user_id, mode=mode, title=title)
+    return await store.save(record, etag=None)
+
+
+async def load_session(store: RecordStore, session_id: str) -> SessionRecord:
+    record = await store.load(session_id)
+    if record is None:
+        raise SessionNotFoundError("No session with this id.")
+    return record
+
+
+async def delete_session(store: CosmosSessionStore, session_id: str) -> None:
+    if not await store.remove(session_id):
+        raise SessionNotFoundError("No session with this id.")
+
+
+async def list_sessions(store: CosmosSessionStore, *, limit: int, continuation_token: str | None) -> SessionPage:
+    return await store.list_sessions(limit=limit, continuation_token=continuation_token)
+
+
+def history_of(record: SessionRecord) -> list[Message]:
+    """The messages kept in a local-mode session (a service-mode session keeps none)."""
+    state = record.session.state.get(InMemoryHistoryProvider.DEFAULT_SOURCE_ID, {})
+    return [m for m in state.get("messages", []) if m.role in ("user", "assistant")]
+
+
+def session_json(record: SessionRecord, *, with_messages: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": record.id,
+        "mode": record.mode,
+        "title": record.title,
+        "createdAt": record.created_at,
+        "updatedAt": record.updated_at,
+        "turns": record.turns,
+    }
+    if with_messages:
+        body["messages"] = [{"role": m.role, "text": m.text} for m in history_of(record)]
+    return body

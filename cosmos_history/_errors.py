@@ -1,0 +1,105 @@
+"""The app's exception hierarchy: each error knows the HTTP status it becomes.
+
+Errors are raised where the problem is found and turned into problem+json in
+exactly one place (:mod:`cosmos_history._http`), so routes never repeat guards.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; raised at start-up, never per request."""
+
+
+class ProblemError(Exception):
+    """Base of every error a client may see; ``detail`` must be safe to show."""
+
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+    slug: ClassVar[str] = "internal-error"
+
+    def __init__(self, detail: str, *, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class BadRequestError(ProblemError):
+    status = 400
+    title = "Bad request"
+    slug = "bad-request"
+
+
+class InvalidSessionIdError(BadRequestError, ValueError):
+    """Also a ``ValueError``, as the framework's ``SessionStore.validate_session_id`` contract expects."""
+
+    title = "Invalid session id"
+    slug = "invalid-session-id"
+
+
+class UnauthorizedError(ProblemError):
+    status = 401
+    title = "Unauthorized"
+    slug = "unauthorized"
+
+
+class SessionNotFoundError(ProblemError):
+    """Also raised for another user's session, so ids leak nothing."""
+
+    status = 404
+    title = "Session not found"
+    slug = "session-not-found"
+
+
+class SessionConflictError(ProblemError):
+    """The session changed since it was read (etag mismatch) or was created concurrently."""
+
+    status = 409
+    title = "Concurrent modification"
+    slug = "session-conflict"
+
+
+class SessionExistsError(SessionConflictError):
+    title = "Session already exists"
+    slug = "session-exists"
+
+
+class ModeConflictError(SessionConflictError):
+    title = "History mode mismatch"
+    slug = "history-mode-conflict"
+
+
+class PayloadTooLargeError(ProblemError):
+    status = 413
+    title = "Request body too large"
+    slug = "payload-too-large"
+
+
+class UnsupportedMediaTypeError(ProblemError):
+    status = 415
+    title = "Unsupported media type"
+    slug = "unsupported-media-type"
+
+
+class ValidationError(ProblemError):
+    status = 422
+    title = "Invalid request content"
+    slug = "validation-error"
+
+
+class ModelCallError(ProblemError):
+    """The model failed; the session was not written."""
+
+    status = 502
+    title = "Model call failed"
+    slug = "model-error"
+
+
+class StoreUnavailableError(ProblemError):
+    """Cosmos DB could not be reached or kept throttling after the SDK's retries."""
+
+    status = 503
+    title = "Session store unavailable"
+    slug = "store-unavailable"

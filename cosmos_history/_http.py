@@ -1,0 +1,161 @@
+"""HTTP edges: who is calling, what they sent, and the single mapping from errors to problem+json.
+
+Routes in ``function_app.py`` are wrapped by :func:`endpoint`, which resolves the
+caller, hands the handler a :class:`Call`, and turns every :class:`ProblemError`
+into ``application/problem+json``. Anything unexpected is logged in full and
+answered with a generic 500 body: no exception text ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import azure.functions as func
+
+from ._agents import Agents
+from ._errors import (
+    BadRequestError,
+    PayloadTooLargeError,
+    ProblemError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+)
+from ._runtime import Runtime, get_runtime
+from ._settings import Settings
+from ._store import ANONYMOUS_USER, CosmosSessionStore
+
+logger = logging.getLogger(__name__)
+
+PRINCIPAL_HEADER = "x-ms-client-principal"
+USER_ID_HEADER = "x-user-id"
+_OBJECT_ID_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
+_USER_ID = re.compile(r"^[A-Za-z0-9._:@+-]{1,256}$")
+PROBLEM_TYPE_BASE = "urn:cosmos-history:problem:"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One authenticated request: the caller's store view and the process's agents."""
+
+    request: func.HttpRequest
+    user_id: str
+    store: CosmosSessionStore
+    agents: Agents
+    settings: Settings
+
+    def route(self, name: str) -> str:
+        return self.request.route_params.get(name, "")
+
+    def json_body(self, *, required: bool = True) -> dict[str, Any]:
+        return read_json_object(self.request, self.settings.max_request_bytes, required=required)
+
+
+Handler = Callable[[Call], Awaitable[func.HttpResponse]]
+
+
+def endpoint(handler: Handler) -> Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]:
+    """Wrap a handler of :class:`Call` as an Azure Functions HTTP function.
+
+    The wrapper's signature is ``(req: func.HttpRequest)``, exactly what the Functions
+    worker binds, so it deliberately does not use ``functools.wraps``.
+    """
+
+    async def function(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            runtime = await get_runtime()
+            return await handler(make_call(req, runtime))
+        except ProblemError as error:
+            if error.status >= 500:
+                logger.warning("%s failed: %s", handler.__name__, error.title, exc_info=error)
+            return problem_response(error)
+        except Exception:
+            # The URL is not logged: it may carry the function key in ?code=.
+            logger.exception("Unhandled error in %s", handler.__name__)
+            return problem_response(ProblemError("The server failed to handle this request."))
+
+    function.__name__ = handler.__name__
+    function.__qualname__ = handler.__qualname__
+    function.__doc__ = handler.__doc__
+    return function
+
+
+def make_call(req: func.HttpRequest, runtime: Runtime) -> Call:
+    user_id = caller_identity(req, runtime.settings)
+    return Call(req, user_id, runtime.store.for_user(user_id), runtime.agents, runtime.settings)
+
+
+def caller_identity(req: func.HttpRequest, settings: Settings) -> str:
+    """The user who owns the sessions this request may touch.
+
+    The Easy Auth principal wins (App Service sets and strips it, so it cannot be forged
+    from outside). ``X-User-Id`` is trusted only because the function key guards the app:
+    a trusted backend calls it on behalf of its users.
+    """
+    principal = req.headers.get(PRINCIPAL_HEADER)
+    if principal:
+        return _object_id(principal)
+    user_id = req.headers.get(USER_ID_HEADER)
+    if user_id is not None:
+        if not _USER_ID.match(user_id):
+            raise BadRequestError("X-User-Id must be 1-256 characters of letters, digits or ._:@+-")
+        return user_id
+    return ANONYMOUS_USER
+
+
+def _object_id(principal: str) -> str:
+    try:
+        decoded = json.loads(base64.b64decode(principal, validate=True))
+        claims = decoded["claims"]
+        for claim in claims:
+            if claim.get("typ") in _OBJECT_ID_CLAIMS and isinstance(claim.get("val"), str) and claim["val"]:
+                return claim["val"]
+    except (binascii.Error, ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+        raise UnauthorizedError("The client principal header is malformed.") from None
+    raise UnauthorizedError("The client principal carries no object id.")
+
+
+def read_json_object(req: func.HttpRequest, max_bytes: int, *, required: bool = True) -> dict[str, Any]:
+    """The request body as a JSON object, after size and content-type checks."""
+    body = req.get_body() or b""
+    if len(body) > max_bytes:
+        raise PayloadTooLargeError(f"The request body is larger than {max_bytes} bytes.")
+    if not body.strip():
+        if required:
+            raise BadRequestError("The request body must be a JSON object.")
+        return {}
+    content_type = req.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaTypeError("Send the body as application/json.")
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequestError("The request body is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise BadRequestError("The request body must be a JSON object.")
+    return value
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body, ensure_ascii=False), status_code=status, mimetype="application/json", headers=headers
+    )
+
+
+def problem_response(error: ProblemError) -> func.HttpResponse:
+    body = {
+        "type": PROBLEM_TYPE_BASE + error.slug,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+    }
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return func.HttpResponse(
+        json.dumps(body), status_code=error.status, mimetype="application/problem+json", headers=headers
+    )

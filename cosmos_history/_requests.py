@@ -1,0 +1,62 @@
+"""Validation of request bodies and query strings: clear 4xx errors before any I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import BadRequestError, ValidationError
+from ._settings import HISTORY_MODES, HistoryMode, Settings
+from ._store import MAX_LIST_LIMIT
+
+MAX_TITLE_CHARS = 200
+DEFAULT_LIST_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class NewSession:
+    id: str | None
+    mode: HistoryMode | None
+    title: str | None
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    message: str
+    mode: HistoryMode | None
+
+
+def parse_new_session(body: dict[str, Any]) -> NewSession:
+    session_id = body.get("id")
+    if session_id is not None and not isinstance(session_id, str):
+        raise ValidationError("'id' must be a string.")
+    title = body.get("title")
+    if title is not None and (not isinstance(title, str) or len(title) > MAX_TITLE_CHARS):
+        raise ValidationError(f"'title' must be a string of at most {MAX_TITLE_CHARS} characters.")
+    return NewSession(session_id, parse_mode(body.get("mode")), title)
+
+
+def parse_new_message(body: dict[str, Any], settings: Settings) -> NewMessage:
+    message = body.get("message")
+    if not isinstance(message, str) or not message.strip():
+        raise ValidationError("'message' is required and must be a non-empty string.")
+    if len(message) > settings.max_message_chars:
+        raise ValidationError(f"'message' is longer than {settings.max_message_chars} characters.")
+    return NewMessage(message, parse_mode(body.get("mode")))
+
+
+def parse_mode(value: Any) -> HistoryMode | None:
+    if value is None:
+        return None
+    for mode in HISTORY_MODES:
+        if value == mode:
+            return mode
+    raise ValidationError(f"'mode' must be one of {', '.join(HISTORY_MODES)}.")
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_LIST_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
+        raise BadRequestError(f"'limit' must be an integer from 1 to {MAX_LIST_LIMIT}.")
+    return int(raw)

@@ -1,0 +1,83 @@
+"""What one worker process builds once and reuses for every invocation.
+
+Settings are read at import time (bad settings stop the app at start-up). The
+Cosmos client, container and agents are built at the first request, on the
+worker's running event loop, because the async Cosmos client binds to that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass
+
+from azure.cosmos.aio import CosmosClient
+
+from ._agents import Agents, build_agents
+from ._cosmos import create_client, ensure_container
+from ._settings import Settings, load_settings
+from ._store import CosmosSessionStore, store_errors
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: CosmosSessionStore
+    agents: Agents
+    cosmos_client: CosmosClient | None = None
+    """Set when the runtime built the client itself, and so must close it."""
+
+    async def close(self) -> None:
+        if self.cosmos_client is not None:
+            await self.cosmos_client.close()
+
+
+_runtime: Runtime | None = None
+_lock: asyncio.Lock | None = None
+
+
+@functools.cache
+def current_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return load_settings()
+
+
+async def get_runtime() -> Runtime:
+    """The process-wide runtime, built on first use."""
+    global _runtime, _lock
+    if _runtime is not None:
+        return _runtime
+    if _lock is None:
+        _lock = asyncio.Lock()
+    async with _lock:
+        if _runtime is None:
+            _runtime = await build_runtime(current_settings())
+    return _runtime
+
+
+async def build_runtime(settings: Settings, *, agents: Agents | None = None) -> Runtime:
+    """Connect to Cosmos DB (creating the container when allowed) and build the agents."""
+    agents = agents if agents is not None else build_agents(settings)
+    client = create_client(settings.cosmos)
+    try:
+        with store_errors():
+            container = await ensure_container(client, settings.cosmos)
+    except BaseException:
+        await client.close()
+        raise
+    store = CosmosSessionStore(container, default_mode=settings.history_mode, ttl_seconds=settings.session_ttl_seconds)
+    return Runtime(settings, store, agents, cosmos_client=client)
+
+
+def set_runtime(runtime: Runtime | None) -> Runtime | None:
+    """Install a runtime built elsewhere (tests, custom hosts); returns the one it replaced."""
+    global _runtime
+    previous, _runtime = _runtime, runtime
+    return previous
+
+
+async def close_runtime() -> None:
+    """Close what the process-wide runtime opened (for hosts that shut down cleanly)."""
+    runtime = set_runtime(None)
+    if runtime is not None:
+        await runtime.close()

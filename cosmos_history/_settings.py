@@ -1,0 +1,189 @@
+"""Every setting the app reads, resolved once into a typed, validated object.
+
+This module is the only place that knows setting names, so the infrastructure
+(`infra/`), `local.settings.json.example` and the README can be checked
+against it. Bad values fail at start-up instead of being replaced by defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+from urllib.parse import urlparse
+
+from ._errors import SettingsError
+
+HistoryMode = Literal["local", "service"]
+ModelProvider = Literal["offline", "azure_openai", "openai"]
+ModelApi = Literal["responses", "chat"]
+AuthLevel = Literal["anonymous", "function", "admin"]
+_Choice = TypeVar("_Choice", bound=str)
+
+HISTORY_MODES: tuple[HistoryMode, ...] = ("local", "service")
+MODEL_PROVIDERS: tuple[ModelProvider, ...] = ("offline", "azure_openai", "openai")
+MODEL_APIS: tuple[ModelApi, ...] = ("responses", "chat")
+AUTH_LEVELS: tuple[AuthLevel, ...] = ("anonymous", "function", "admin")
+
+#: Setting names the app reads, with a one-line description (used by docs and infra checks).
+SETTING_NAMES: dict[str, str] = {
+    "COSMOS_ENDPOINT": "Cosmos DB account endpoint (https://<account>.documents.azure.com:443/).",
+    "COSMOS_KEY": "Account key; only for the local emulator. Unset in Azure: managed identity is used.",
+    "COSMOS_DATABASE": "Database name (default conversations).",
+    "COSMOS_CONTAINER": "Container name (default sessions).",
+    "AZURE_CLIENT_ID": "Client id of the user-assigned managed identity (read by DefaultAzureCredential).",
+    "HISTORY_MODE": "Default history mode for new sessions: local or service (default local).",
+    "SESSION_TTL_SECONDS": "Sliding retention of session items in seconds; unset keeps them forever.",
+    "MODEL_PROVIDER": "offline, azure_openai or openai (default: inferred, offline when nothing is set).",
+    "MODEL_API": "responses or chat (default responses); service mode needs responses.",
+    "AZURE_OPENAI_ENDPOINT": "Azure OpenAI endpoint, for MODEL_PROVIDER=azure_openai.",
+    "AZURE_OPENAI_DEPLOYMENT": "Azure OpenAI deployment name, for MODEL_PROVIDER=azure_openai.",
+    "AZURE_OPENAI_API_KEY": "Optional Azure OpenAI key; unset uses managed identity.",
+    "OPENAI_BASE_URL": "OpenAI-compatible base URL (Ollama, LM Studio, Foundry Local); optional.",
+    "OPENAI_API_KEY": "API key for MODEL_PROVIDER=openai.",
+    "OPENAI_MODEL": "Model name for MODEL_PROVIDER=openai.",
+    "AGENT_NAME": "Agent name (default assistant).",
+    "AGENT_INSTRUCTIONS": "System instructions of the agent.",
+    "HTTP_AUTH_LEVEL": "Functions auth level of the HTTP routes: function (default), anonymous or admin.",
+    "MAX_REQUEST_BYTES": "Largest accepted request body in bytes (default 65536).",
+    "MAX_MESSAGE_CHARS": "Longest accepted user message in characters (default 16000).",
+}
+
+DEFAULT_INSTRUCTIONS = "You are a helpful assistant. Answer concisely."
+
+
+@dataclass(frozen=True)
+class CosmosSettings:
+    """Where the sessions live and how to authenticate to Cosmos DB."""
+
+    endpoint: str = "https://127.0.0.1:8081"
+    key: str | None = None
+    database: str = "conversations"
+    container: str = "sessions"
+
+    @property
+    def is_local(self) -> bool:
+        """True for an emulator on this machine: the only case where TLS verification may be off."""
+        return urlparse(self.endpoint).hostname in ("localhost", "127.0.0.1")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which chat client the agent uses."""
+
+    provider: ModelProvider = "offline"
+    api: ModelApi = "responses"
+    azure_endpoint: str | None = None
+    azure_deployment: str | None = None
+    azure_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str | None = None
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_model: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole app configuration, built by :func:`load_settings`."""
+
+    cosmos: CosmosSettings = field(default_factory=CosmosSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    history_mode: HistoryMode = "local"
+    session_ttl_seconds: int | None = None
+    agent_name: str = "assistant"
+    agent_instructions: str = DEFAULT_INSTRUCTIONS
+    http_auth_level: AuthLevel = "function"
+    max_request_bytes: int = 65536
+    max_message_chars: int = 16000
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``environ`` (default ``os.environ``), validate them, fill defaults.
+
+    Raises:
+        SettingsError: a value is malformed, or a configured model provider lacks what it needs.
+    """
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if v != ""}
+    defaults = Settings()
+
+    cosmos = CosmosSettings(
+        endpoint=env.get("COSMOS_ENDPOINT", CosmosSettings.endpoint),
+        key=env.get("COSMOS_KEY"),
+        database=env.get("COSMOS_DATABASE", CosmosSettings.database),
+        container=env.get("COSMOS_CONTAINER", CosmosSettings.container),
+    )
+    if urlparse(cosmos.endpoint).scheme not in ("https", "http") or not urlparse(cosmos.endpoint).hostname:
+        raise SettingsError(f"COSMOS_ENDPOINT must be an http(s) URL, got {cosmos.endpoint!r}")
+
+    model = _load_model_settings(env)
+    history_mode = _choice(env, "HISTORY_MODE", HISTORY_MODES, defaults.history_mode)
+    if model.api == "chat" and history_mode == "service":
+        raise SettingsError("HISTORY_MODE=service needs MODEL_API=responses: chat completions keep no history")
+
+    return Settings(
+        cosmos=cosmos,
+        model=model,
+        history_mode=history_mode,
+        session_ttl_seconds=_positive_int(env, "SESSION_TTL_SECONDS"),
+        agent_name=env.get("AGENT_NAME", defaults.agent_name),
+        agent_instructions=env.get("AGENT_INSTRUCTIONS", defaults.agent_instructions),
+        http_auth_level=_choice(env, "HTTP_AUTH_LEVEL", AUTH_LEVELS, defaults.http_auth_level),
+        max_request_bytes=_positive_int(env, "MAX_REQUEST_BYTES") or defaults.max_request_bytes,
+        max_message_chars=_positive_int(env, "MAX_MESSAGE_CHARS") or defaults.max_message_chars,
+    )
+
+
+def _load_model_settings(env: Mapping[str, str]) -> ModelSettings:
+    provider = env.get("MODEL_PROVIDER")
+    if provider is None:
+        # Never fall back to the offline demo when a real provider was half-configured.
+        if "AZURE_OPENAI_ENDPOINT" in env:
+            provider = "azure_openai"
+        elif "OPENAI_API_KEY" in env or "OPENAI_BASE_URL" in env:
+            provider = "openai"
+        else:
+            provider = "offline"
+    settings = ModelSettings(
+        provider=_choice({"MODEL_PROVIDER": provider}, "MODEL_PROVIDER", MODEL_PROVIDERS, "offline"),
+        api=_choice(env, "MODEL_API", MODEL_APIS, "responses"),
+        azure_endpoint=env.get("AZURE_OPENAI_ENDPOINT"),
+        azure_deployment=env.get("AZURE_OPENAI_DEPLOYMENT"),
+        azure_api_key=env.get("AZURE_OPENAI_API_KEY"),
+        openai_base_url=env.get("OPENAI_BASE_URL"),
+        openai_api_key=env.get("OPENAI_API_KEY"),
+        openai_model=env.get("OPENAI_MODEL"),
+    )
+    if settings.provider == "azure_openai":
+        _require(env, "MODEL_PROVIDER=azure_openai", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_DEPLOYMENT")
+    elif settings.provider == "openai":
+        _require(env, "MODEL_PROVIDER=openai", "OPENAI_MODEL")
+        if "OPENAI_API_KEY" not in env and "OPENAI_BASE_URL" not in env:
+            raise SettingsError("MODEL_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)")
+    return settings
+
+
+def _require(env: Mapping[str, str], context: str, *names: str) -> None:
+    missing = [name for name in names if name not in env]
+    if missing:
+        raise SettingsError(f"{context} needs {', '.join(missing)}")
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[_Choice, ...], default: _Choice) -> _Choice:
+    value = env.get(name, default).strip().lower()
+    for option in allowed:
+        if value == option:
+            return option
+    raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _positive_int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a positive integer, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
+    return value

@@ -1,0 +1,364 @@
+"""Sessions in Cosmos DB: one document per conversation, written only with optimistic concurrency.
+
+The store implements the framework's ``SessionStore`` contract (``get``/``set``/``delete``)
+so it can stand in wherever the framework expects one, and adds what a stateless,
+scaled-out backend needs: ``load`` returns the document's etag, and ``save`` writes
+only if nobody else did in between (If-Match, or create-only for a new session).
+A stale write becomes :class:`SessionConflictError`; it never overwrites.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from agent_framework import AgentSession, SessionStore
+from azure.core import MatchConditions
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.cosmos import exceptions as cosmos_errors
+from azure.cosmos.aio import ContainerProxy
+
+from ._errors import (
+    BadRequestError,
+    InvalidSessionIdError,
+    SessionConflictError,
+    SessionExistsError,
+    SessionNotFoundError,
+    StoreUnavailableError,
+)
+from ._settings import HistoryMode
+
+SCHEMA_VERSION = 1
+SESSION_TYPE = "session"
+ANONYMOUS_USER = "anonymous"
+MAX_LIST_LIMIT = 100
+
+_SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_LIST_QUERY = (
+    "SELECT c.id, c.title, c.mode, c.createdAt, c.updatedAt, c.turns FROM c "
+    "WHERE c.userId = @userId AND c.type = @type ORDER BY c.updatedAt DESC"
+)
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp with microseconds: sorts as text, as the listing query needs."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class SessionRecord:
+    """A conversation session plus the metadata the API shows and queries use."""
+
+    session: AgentSession
+    user_id: str
+    mode: HistoryMode
+    created_at: str
+    updated_at: str
+    turns: int = 0
+    title: str | None = None
+    etag: str | None = None
+    """The stored document's etag; ``None`` until the record has been stored."""
+
+    @property
+    def id(self) -> str:
+        return self.session.session_id
+
+    @classmethod
+    def new(cls, session_id: str, *, user_id: str, mode: HistoryMode, title: str | None = None) -> SessionRecord:
+        now = utc_now()
+        return cls(AgentSession(session_id=session_id), user_id, mode, now, now, title=title)
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    id: str
+    title: str | None
+    mode: str
+    created_at: str
+    updated_at: str
+    turns: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "mode": self.mode,
+            "updatedAt": self.updated_at,
+            "turns": self.turns,
+        }
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    sessions: list[SessionSummary] = field(default_factory=list)
+    continuation_token: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sessions": [s.to_json() for s in self.sessions], "continuationToken": self.continuation_token}
+
+
+class RecordStore(Protocol):
+    """What the turn needs from a store: etag-aware load and conditional save, for one user."""
+
+    user_id: str
+    default_mode: HistoryMode
+
+    async def load(self, session_id: str) -> SessionRecord | None: ...
+
+    async def save(self, record: SessionRecord, *, etag: str | None) -> SessionRecord: ...
+
+
+def validate_session_id(session_id: str) -> None:
+    """Accept 1-128 characters of ``[A-Za-z0-9._:-]``: safe as a Cosmos id and in a URL."""
+    if not isinstance(session_id, str) or not _SESSION_ID.match(session_id):
+        raise InvalidSessionIdError("A session id is 1-128 characters of letters, digits, '.', '_', ':' or '-'.")
+
+
+class CosmosSessionStore(SessionStore):
+    """Session documents in one container partitioned by ``/sessionId``, scoped to one user.
+
+    A store instance acts for one caller (``user_id``): another user's session is
+    reported as missing, so ids reveal nothing. :meth:`for_user` makes a scoped copy
+    that shares the container client.
+    """
+
+    def __init__(
+        self,
+        container: ContainerProxy,
+        *,
+        user_id: str = ANONYMOUS_USER,
+        default_mode: HistoryMode = "local",
+        ttl_seconds: int | None = None,
+    ) -> None:
+        self._container = container
+        self.user_id = user_id
+        self.default_mode: HistoryMode = default_mode
+        self.ttl_seconds = ttl_seconds
+
+    @property
+    def container(self) -> ContainerProxy:
+        return self._container
+
+    def for_user(self, user_id: str) -> CosmosSessionStore:
+        """The same store acting for ``user_id``."""
+        return CosmosSessionStore(
+            self._container, user_id=user_id, default_mode=self.default_mode, ttl_seconds=self.ttl_seconds
+        )
+
+    validate_session_id = staticmethod(validate_session_id)
+
+    # --- etag-aware operations -------------------------------------------------------------
+
+    async def load(self, session_id: str) -> SessionRecord | None:
+        """Point-read the session (one round trip); ``None`` when there is none.
+
+        Raises:
+            SessionNotFoundError: the id belongs to another user. A turn must not create a
+                session there (nor pay for a model call first); clients see the same 404 as
+                for a missing session.
+        """
+        self.validate_session_id(session_id)
+        with store_errors():
+            try:
+                document = await self._container.read_item(session_id, partition_key=session_id)
+            except cosmos_errors.CosmosResourceNotFoundError:
+                return None
+        if document.get("type") != SESSION_TYPE or document.get("userId") != self.user_id:
+            raise SessionNotFoundError("No session with this id.")
+        return _from_document(document)
+
+    async def save(
+        self,
+        record: SessionRecord,
+        *,
+        etag: str | None,
+        match_condition: MatchConditions = MatchConditions.IfNotModified,
+    ) -> SessionRecord:
+        """Write ``record`` only if the stored document still has ``etag`` (or, with ``etag=None``,
+        only if none exists yet). Returns the record carrying the new etag.
+
+        Raises:
+            SessionConflictError: someone else wrote (or created) the session first.
+        """
+        self.validate_session_id(record.id)
+        if record.user_id != self.user_id:
+            raise SessionNotFoundError("No session with this id.")
+        document = self._to_document(record)
+        with store_errors():
+            try:
+                if etag is None:
+                    stored = await self._container.create_item(document)
+                else:
+                    stored = await self._container.replace_item(
+                        record.id, document, etag=etag, match_condition=match_condition
+                    )
+            except cosmos_errors.CosmosAccessConditionFailedError:
+                raise SessionConflictError(
+                    "The session was changed by another request; it was left as that request wrote it. Retry.",
+                    retry_after=1,
+                ) from None
+            except cosmos_errors.CosmosResourceExistsError:
+                raise SessionExistsError(f"A session with id {record.id!r} already exists.", retry_after=1) from None
+        return replace(record, etag=stored.get("_etag"))
+
+    async def remove(self, session_id: str) -> bool:
+        """Delete the caller's session; ``False`` when there was none to delete."""
+        record = await self.load(session_id)
+        if record is None:
+            return False
+        with store_errors():
+            try:
+                await self._container.delete_item(
+                    session_id,
+                    partition_key=session_id,
+                    etag=record.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except cosmos_errors.CosmosResourceNotFoundError:
+                return False
+            except cosmos_errors.CosmosAccessConditionFailedError:
+                raise SessionConflictError(
+                    "The session changed while it was being deleted. Retry.", retry_after=1
+                ) from None
+        return True
+
+    async def list_sessions(self, *, limit: int = 20, continuation_token: str | None = None) -> SessionPage:
+        """The caller's sessions, newest first, one page at a time."""
+        limit = max(1, min(limit, MAX_LIST_LIMIT))
+        token = _decode_token(continuation_token) if continuation_token else None
+        query = self._container.query_items(
+            _LIST_QUERY,
+            parameters=[{"name": "@userId", "value": self.user_id}, {"name": "@type", "value": SESSION_TYPE}],
+            max_item_count=limit,
+        )
+        pages = query.by_page(token)
+        items: list[dict[str, Any]] = []
+        with store_errors():
+            try:
+                async for page in pages:
+                    items = [item async for item in page]
+                    break
+            except cosmos_errors.CosmosHttpResponseError as error:
+                if token is not None and error.status_code == 400:
+                    raise BadRequestError("The continuation token is not valid.") from None
+                raise
+        sessions = [
+            SessionSummary(
+                id=item["id"],
+                title=item.get("title"),
+                mode=item.get("mode", "local"),
+                created_at=item.get("createdAt", ""),
+                updated_at=item.get("updatedAt", ""),
+                turns=item.get("turns", 0),
+            )
+            for item in items
+        ]
+        next_token = pages.continuation_token
+        return SessionPage(sessions, _encode_token(next_token) if next_token and sessions else None)
+
+    async def ping(self) -> None:
+        """One cheap read proving Cosmos DB answers (for the health endpoint)."""
+        with store_errors():
+            await self._container.read()
+
+    # --- the framework's SessionStore contract ---------------------------------------------
+
+    async def get(self, session_id: str) -> AgentSession | None:
+        """A fresh session object deserialized from the stored document, or ``None``."""
+        try:
+            record = await self.load(session_id)
+        except SessionNotFoundError:
+            return None
+        return record.session if record is not None else None
+
+    async def set(self, session_id: str, session: AgentSession) -> None:
+        """Store ``session``, keeping the document's metadata; conditional, like every write here."""
+        self.validate_session_id(session_id)
+        if session.session_id != session_id:
+            session = AgentSession.from_dict({**session.to_dict(), "session_id": session_id})
+        current = await self.load(session_id)
+        if current is None:
+            record = SessionRecord.new(session_id, user_id=self.user_id, mode=self.default_mode)
+            record.session = session
+            await self.save(record, etag=None)
+            return
+        current.session = session
+        current.updated_at = utc_now()
+        await self.save(current, etag=current.etag)
+
+    async def delete(self, session_id: str) -> None:
+        """Delete the session if present (the contract ignores missing ones)."""
+        with contextlib.suppress(SessionNotFoundError):
+            await self.remove(session_id)
+
+    def _to_document(self, record: SessionRecord) -> dict[str, Any]:
+        session = record.session.to_dict()
+        if record.mode == "service":
+            # The service keeps the thread; nothing but its id may be stored here.
+            session = {
+                "type": session["type"],
+                "session_id": record.id,
+                "service_session_id": session.get("service_session_id"),
+            }
+        document: dict[str, Any] = {
+            "id": record.id,
+            "sessionId": record.id,
+            "type": SESSION_TYPE,
+            "schemaVersion": SCHEMA_VERSION,
+            "userId": record.user_id,
+            "mode": record.mode,
+            "createdAt": record.created_at,
+            "updatedAt": record.updated_at,
+            "turns": record.turns,
+            "title": record.title,
+            "session": session,
+        }
+        if self.ttl_seconds is not None:
+            document["ttl"] = self.ttl_seconds
+        return document
+
+
+def _from_document(document: dict[str, Any]) -> SessionRecord:
+    return SessionRecord(
+        session=AgentSession.from_dict(document["session"]),
+        user_id=document["userId"],
+        mode=document.get("mode", "local"),
+        created_at=document["createdAt"],
+        updated_at=document["updatedAt"],
+        turns=document.get("turns", 0),
+        title=document.get("title"),
+        etag=document.get("_etag"),
+    )
+
+
+def _encode_token(token: str) -> str:
+    return base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadRequestError("The continuation token is not valid.") from None
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """Turn transport failures and exhausted throttling retries into a 503 the client can retry."""
+    try:
+        yield
+    except (ServiceRequestError, ServiceResponseError) as error:
+        raise StoreUnavailableError("The session store could not be reached. Retry later.", retry_after=5) from error
+    except cosmos_errors.CosmosHttpResponseError as error:
+        if error.status_code in (408, 429, 449, 500, 502, 503, 504) or error.status_code is None:
+            raise StoreUnavailableError(
+                "The session store is busy or unavailable. Retry later.", retry_after=5
+            ) from error
+        raise

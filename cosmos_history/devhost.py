@@ -1,0 +1,173 @@
+"""A small local host for development and tests, standing in for Azure Functions Core Tools.
+
+It serves the HTTP functions registered on ``function_app.app`` under the route prefix
+(``/api``), turns each request into an ``azure.functions.HttpRequest`` and calls the
+registered function itself, so the code path is the one Azure runs. It does not
+check function keys, run other triggers or emulate the host's limits: use
+``func start`` where Core Tools is installed. Never expose it beyond localhost.
+
+    python -m cosmos_history.devhost [--host 127.0.0.1] [--port 7071] [--app function_app]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import inspect
+import json
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+logger = logging.getLogger("cosmos_history.devhost")
+
+_PARAM = re.compile(r"\{(\w+)(?::[^}?]*)?(\?)?\}")
+
+
+@dataclass(frozen=True)
+class HttpFunction:
+    name: str
+    pattern: re.Pattern[str]
+    methods: frozenset[str]
+    function: Callable[..., Any]
+
+
+def load_local_settings(path: Path = Path("local.settings.json")) -> None:
+    """Copy ``Values`` from local.settings.json into the environment, as ``func start`` does.
+
+    Variables already set in the environment win.
+    """
+    if not path.is_file():
+        return
+    values = json.loads(path.read_text(encoding="utf-8")).get("Values", {})
+    for name, value in values.items():
+        os.environ.setdefault(name, str(value))
+
+
+def route_prefix(host_json: Path = Path("host.json")) -> str:
+    if host_json.is_file():
+        http = json.loads(host_json.read_text(encoding="utf-8")).get("extensions", {}).get("http", {})
+        return str(http.get("routePrefix", "api")).strip("/")
+    return "api"
+
+
+def http_functions(app: func.FunctionApp, prefix: str) -> list[HttpFunction]:
+    """The app's HTTP-triggered functions with their routes compiled to regular expressions."""
+    found = []
+    for function in app.get_functions():
+        trigger = function.get_trigger()
+        if trigger is None or trigger.get_binding_name() != "httpTrigger":
+            continue
+        route = (getattr(trigger, "route", None) or function.get_function_name()).strip("/")
+        template = "/".join(part for part in (prefix, route) if part)
+        regex = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)" + ("?" if m.group(2) else ""), template)
+        methods = frozenset(str(getattr(m, "value", m)).upper() for m in (getattr(trigger, "methods", None) or []))
+        found.append(
+            HttpFunction(
+                function.get_function_name(), re.compile(f"^/{regex}/?$"), methods, function.get_user_function()
+            )
+        )
+    return found
+
+
+def create_host(app: func.FunctionApp, prefix: str = "api") -> Starlette:
+    """An ASGI app dispatching every request to the matching registered function."""
+    functions = http_functions(app, prefix)
+
+    async def dispatch(request: Request) -> Response:
+        path = request.url.path
+        matches = [(f, m) for f in functions if (m := f.pattern.match(path))]
+        if not matches:
+            return _problem(404, "Not found", f"No function serves {path}.")
+        for function, match in matches:
+            if not function.methods or request.method in function.methods:
+                return await _invoke(function, request, {k: v for k, v in match.groupdict().items() if v is not None})
+        return _problem(405, "Method not allowed", f"{request.method} is not allowed on {path}.")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        from ._runtime import close_runtime
+
+        await close_runtime()
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    return Starlette(routes=[Route("/{path:path}", dispatch, methods=methods)], lifespan=lifespan)
+
+
+async def _invoke(function: HttpFunction, request: Request, route_params: dict[str, str]) -> Response:
+    body = await request.body()
+    req = func.HttpRequest(
+        method=request.method,
+        url=str(request.url),
+        headers=dict(request.headers),
+        params=dict(request.query_params),
+        route_params=route_params,
+        body=body,
+    )
+    if inspect.iscoroutinefunction(function.function):
+        result = await function.function(req)
+    else:
+        result = await asyncio.to_thread(function.function, req)
+    return Response(
+        content=result.get_body(),
+        status_code=result.status_code,
+        headers={k: v for k, v in result.headers.items() if k.lower() != "content-length"},
+        media_type=result.mimetype,
+    )
+
+
+def _problem(status: int, title: str, detail: str) -> Response:
+    return JSONResponse(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail},
+        status_code=status,
+        media_type="application/problem+json",
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument("--app", default="function_app", help="module that defines `app` (default function_app)")
+    parser.add_argument(
+        "--local-cosmos",
+        action="store_true",
+        help="also run the local Cosmos DB on 127.0.0.1:8081 (unless COSMOS_ENDPOINT names another account)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    load_local_settings()
+    with contextlib.ExitStack() as stack:
+        if args.local_cosmos and "COSMOS_ENDPOINT" not in os.environ:
+            from .local_cosmos import EMULATOR_KEY, local_cosmos
+
+            os.environ["COSMOS_ENDPOINT"] = stack.enter_context(local_cosmos(8081))
+            os.environ.setdefault("COSMOS_KEY", EMULATOR_KEY)
+            logger.info("Local Cosmos DB running at %s", os.environ["COSMOS_ENDPOINT"])
+        module = importlib.import_module(args.app)
+        host = create_host(module.app, route_prefix())
+
+        import uvicorn
+
+        logger.info("Serving %s on http://%s:%d/%s", args.app, args.host, args.port, route_prefix())
+        uvicorn.run(host, host=args.host, port=args.port, log_level="warning", lifespan="on")
+
+
+if __name__ == "__main__":
+    main()

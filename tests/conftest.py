@@ -1,0 +1,85 @@
+"""Shared fixtures: one local Cosmos DB per test run (started and stopped here) and app runtimes."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from azure.cosmos.aio import ContainerProxy
+
+from cosmos_history import CosmosSessionStore, Runtime, build_agents, build_runtime, load_settings, set_runtime
+from cosmos_history.local_cosmos import EMULATOR_KEY, free_port, local_cosmos
+
+from .fakes import RecordingChatClient
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def cosmos_env() -> Iterator[dict[str, str]]:
+    """Settings pointing at a local Cosmos DB this run owns, with a database of its own.
+
+    The settings go into ``os.environ`` as well, before ``function_app`` is imported.
+    """
+    ARTIFACTS.mkdir(exist_ok=True)
+    with local_cosmos(free_port(), log_path=ARTIFACTS / "local-cosmos.log") as endpoint:
+        env = {
+            "COSMOS_ENDPOINT": endpoint,
+            "COSMOS_KEY": EMULATOR_KEY,
+            "COSMOS_DATABASE": f"test-{uuid.uuid4().hex[:8]}",
+            "COSMOS_CONTAINER": "sessions",
+            "MODEL_PROVIDER": "offline",
+        }
+        saved = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
+        try:
+            yield env
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+async def runtime(cosmos_env: dict[str, str]) -> AsyncIterator[Runtime]:
+    """The real runtime (real Cosmos store) with a recording fake model, installed process-wide."""
+    settings = load_settings(cosmos_env)
+    built = await build_runtime(settings, agents=build_agents(settings, RecordingChatClient()))
+    previous = set_runtime(built)
+    yield built
+    set_runtime(previous)
+    await built.close()
+
+
+@pytest.fixture
+def model(runtime: Runtime) -> Iterator[RecordingChatClient]:
+    """The runtime's recording model, reset for each test."""
+    client = runtime.agents["local"].client
+    assert isinstance(client, RecordingChatClient)
+    client.calls.clear()
+    client.options.clear()
+    client.fail_with = None
+    yield client
+    client.fail_with = None
+
+
+@pytest.fixture
+def container(runtime: Runtime) -> ContainerProxy:
+    return runtime.store.container
+
+
+@pytest.fixture
+def store(runtime: Runtime) -> CosmosSessionStore:
+    """A store acting for a user of its own, so tests never see each other's sessions."""
+    return runtime.store.for_user(f"user-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def session_id() -> str:
+    return f"s-{uuid.uuid4().hex[:12]}"

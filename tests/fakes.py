@@ -1,0 +1,86 @@
+"""Test doubles for what cannot run here: the language model, and (for unit tests) the store."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from agent_framework import BaseChatClient, ChatResponse, ChatResponseUpdate, Content, Message, ResponseStream
+
+from cosmos_history import SessionConflictError, SessionExistsError, SessionNotFoundError, SessionRecord
+
+
+class RecordingChatClient(BaseChatClient):
+    """A real ``BaseChatClient`` that records every request, so tests can prove what the model saw.
+
+    Replies are ``reply_prefix`` + the call number; ``fail_with`` makes the next calls raise.
+    """
+
+    def __init__(self, *, reply_prefix: str = "reply", fail_with: Exception | None = None, delay: float = 0.0) -> None:
+        super().__init__()
+        self.calls: list[list[Message]] = []
+        self.options: list[dict[str, Any]] = []
+        self.reply_prefix = reply_prefix
+        self.fail_with = fail_with
+        self.delay = delay
+
+    def texts(self, call: int = -1) -> list[tuple[str, str]]:
+        return [(m.role, m.text) for m in self.calls[call]]
+
+    def _inner_get_response(
+        self, *, messages: Sequence[Message], stream: bool, options: Mapping[str, Any], **kwargs: Any
+    ) -> Awaitable[ChatResponse] | ResponseStream[ChatResponseUpdate, ChatResponse]:
+        self.calls.append(list(messages))
+        self.options.append(dict(options))
+        text = f"{self.reply_prefix} {len(self.calls)}"
+        if stream:
+            return self._build_response_stream(self._stream(text))
+        return self._respond(text)
+
+    async def _respond(self, text: str) -> ChatResponse:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail_with is not None:
+            raise self.fail_with
+        return ChatResponse(messages=[Message(role="assistant", contents=[text])], model="recording")
+
+    async def _stream(self, text: str) -> AsyncIterator[ChatResponseUpdate]:
+        for word in text.split(" "):
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.fail_with is not None:
+                raise self.fail_with
+            yield ChatResponseUpdate(role="assistant", contents=[Content.from_text(word + " ")], model="recording")
+
+
+class InMemoryRecordStore:
+    """The store's load/save contract in memory, with etags, for unit tests of the turn logic."""
+
+    def __init__(self, *, user_id: str = "anonymous", default_mode: str = "local") -> None:
+        self.user_id = user_id
+        self.default_mode = default_mode
+        self.documents: dict[str, tuple[SessionRecord, str]] = {}
+        self.saves = 0
+
+    async def load(self, session_id: str) -> SessionRecord | None:
+        stored = self.documents.get(session_id)
+        if stored is None:
+            return None
+        if stored[0].user_id != self.user_id:
+            raise SessionNotFoundError("not yours")
+        record, etag = stored
+        return replace(copy.deepcopy(record), etag=etag)
+
+    async def save(self, record: SessionRecord, *, etag: str | None, **_: Any) -> SessionRecord:
+        current = self.documents.get(record.id)
+        if etag is None and current is not None:
+            raise SessionExistsError("exists")
+        if etag is not None and (current is None or current[1] != etag):
+            raise SessionConflictError("conflict")
+        self.saves += 1
+        new_etag = f"etag-{self.saves}"
+        self.documents[record.id] = (copy.deepcopy(record), new_etag)
+        return replace(record, etag=new_etag)

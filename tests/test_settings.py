@@ -50,3 +50,16 @@ def test_malformed_values_fail_at_start_up(name, value):
 def test_tls_verification_may_be_off_only_for_this_machine():
     assert load_settings({"COSMOS_ENDPOINT": "https://localhost:8081"}).cosmos.is_local
     assert not load_settings({"COSMOS_ENDPOINT": "https://acct.documents.azure.com:443/"}).cosmos.is_local
+
+
+def test_every_setting_is_documented_in_the_example_settings_and_the_readme():
+    import json
+    from pathlib import Path
+
+    from cosmos_history._settings import SETTING_NAMES
+
+    root = Path(__file__).resolve().parent.parent
+    example = json.loads((root / "local.settings.json.example").read_text())["Values"]
+    readme = (root / "README.md").read_text()
+    assert set(SETTING_NAMES) <= set(example)
+    assert [name for name in SETTING_NAMES if f"`{name}`" not in readme] == []

@@ -1,0 +1,253 @@
+"""A small OpenAI-compatible server for tests: Responses API (with stored threads) and Chat Completions.
+
+The real ``openai`` SDK and the framework's real clients talk to it over HTTP. It
+records every request body so tests can prove what the model was sent; replies
+are deterministic ("answer N to: <last user text>"). Responses created with
+``store=true`` are kept by id, so ``previous_response_id`` continues a thread,
+and an unknown id answers 404 as the real service does for an expired thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from cosmos_history.local_cosmos import free_port
+
+
+@dataclass
+class FakeOpenAI:
+    """State of the fake service; ``requests`` holds every JSON body received, in order."""
+
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    threads: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    chunk_delay: float = 0.0
+    fail_next: int = 0
+    base_url: str = ""
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def forget_threads(self) -> None:
+        """Simulate the service expiring every stored response."""
+        self.threads.clear()
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/v1/responses", self._responses, methods=["POST"]),
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            ]
+        )
+
+    async def _responses(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        if self.fail_next:
+            self.fail_next -= 1
+            return JSONResponse({"error": {"message": "injected failure", "type": "server_error"}}, status_code=500)
+        history: list[dict[str, Any]] = []
+        previous = body.get("previous_response_id")
+        if previous:
+            if previous not in self.threads:
+                return JSONResponse(
+                    {
+                        "error": {
+                            "message": f"Previous response with id '{previous}' not found.",
+                            "type": "invalid_request_error",
+                            "param": "previous_response_id",
+                            "code": "previous_response_not_found",
+                        }
+                    },
+                    status_code=404,
+                )
+            history = list(self.threads[previous])
+        items = _input_items(body.get("input"))
+        conversation = history + items
+        text = f"answer {next(self._ids)} to: {_last_user_text(conversation)}"
+        response_id = f"resp_{len(self.requests):04d}"
+        message = {
+            "type": "message",
+            "id": f"msg_{response_id}",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}],
+        }
+        if body.get("store", True):
+            self.threads[response_id] = [*conversation, {"role": "assistant", "content": text}]
+        full = _response_object(response_id, body, [message], "completed")
+        if not body.get("stream"):
+            return JSONResponse(full)
+        return StreamingResponse(
+            self._response_events(response_id, body, message, text), media_type="text/event-stream"
+        )
+
+    async def _response_events(
+        self, response_id: str, body: dict[str, Any], message: dict[str, Any], text: str
+    ) -> AsyncIterator[str]:
+        seq = itertools.count()
+        item_id = message["id"]
+        pending = {**message, "status": "in_progress", "content": []}
+        yield _sse("response.created", {"response": _response_object(response_id, body, [], "in_progress")}, seq)
+        yield _sse("response.output_item.added", {"output_index": 0, "item": pending}, seq)
+        part = {"type": "output_text", "text": "", "annotations": []}
+        yield _sse(
+            "response.content_part.added",
+            {"item_id": item_id, "output_index": 0, "content_index": 0, "part": part},
+            seq,
+        )
+        for piece in _pieces(text):
+            if self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
+            delta = {"item_id": item_id, "output_index": 0, "content_index": 0, "delta": piece, "logprobs": []}
+            yield _sse("response.output_text.delta", delta, seq)
+        done = {"item_id": item_id, "output_index": 0, "content_index": 0, "text": text, "logprobs": []}
+        yield _sse("response.output_text.done", done, seq)
+        yield _sse(
+            "response.content_part.done",
+            {"item_id": item_id, "output_index": 0, "content_index": 0, "part": message["content"][0]},
+            seq,
+        )
+        yield _sse("response.output_item.done", {"output_index": 0, "item": message}, seq)
+        yield _sse("response.completed", {"response": _response_object(response_id, body, [message], "completed")}, seq)
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        if self.fail_next:
+            self.fail_next -= 1
+            return JSONResponse({"error": {"message": "injected failure", "type": "server_error"}}, status_code=500)
+        text = f"answer {next(self._ids)} to: {_last_user_text(body.get('messages', []))}"
+        completion_id = f"chatcmpl_{len(self.requests):04d}"
+        if not body.get("stream"):
+            return JSONResponse(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body.get("model", "fake"),
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                }
+            )
+
+        async def chunks() -> AsyncIterator[str]:
+            for piece in _pieces(text):
+                if self.chunk_delay:
+                    await asyncio.sleep(self.chunk_delay)
+                chunk = {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": body.get("model", "fake"),
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": None}],
+                }
+                yield f"data: {json.dumps(chunk)}\n\n"
+            final = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": body.get("model", "fake"),
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            }
+            yield f"data: {json.dumps(final)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+
+def _response_object(
+    response_id: str, body: dict[str, Any], output: list[dict[str, Any]], status: str
+) -> dict[str, Any]:
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "model": body.get("model", "fake"),
+        "output": output,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "store": body.get("store", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "usage": {
+            "input_tokens": 10,
+            "output_tokens": 5,
+            "total_tokens": 15,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
+    }
+
+
+def _sse(event: str, payload: dict[str, Any], seq: Iterator[int]) -> str:
+    return f"event: {event}\ndata: {json.dumps({'type': event, 'sequence_number': next(seq), **payload})}\n\n"
+
+
+def _pieces(text: str) -> list[str]:
+    words = text.split(" ")
+    return [word + (" " if i < len(words) - 1 else "") for i, word in enumerate(words)]
+
+
+def _input_items(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    return [item for item in value or [] if isinstance(item, dict)]
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return ""
+
+
+def _last_user_text(items: list[dict[str, Any]]) -> str:
+    for item in reversed(items):
+        if item.get("role") == "user":
+            return _text_of(item.get("content"))
+    return ""
+
+
+def request_texts(body: dict[str, Any]) -> list[str]:
+    """Every text a request carried (input items or chat messages), for assertions."""
+    items = _input_items(body.get("input")) if "input" in body else body.get("messages", [])
+    return [_text_of(item.get("content")) for item in items]
+
+
+@contextmanager
+def fake_openai_server() -> Iterator[FakeOpenAI]:
+    """Run the fake on 127.0.0.1 in a background thread for the duration of the block."""
+    fake = FakeOpenAI()
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(fake.app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the fake OpenAI server did not start")
+        time.sleep(0.02)
+    fake.base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        yield fake
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

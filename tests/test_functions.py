@@ -1,0 +1,329 @@
+"""Every registered function called with ``func.HttpRequest``: happy paths and each error status."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from cosmos_history import SessionRecord, load_settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def functions(runtime) -> dict[str, Any]:
+    import function_app
+
+    return {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    body: Any = None,
+    raw: bytes | None = None,
+    route: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    user: str | None = "alice",
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> func.HttpRequest:
+    all_headers = {"content-type": content_type, **(headers or {})}
+    if user is not None:
+        all_headers["x-user-id"] = user
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+    return func.HttpRequest(
+        method=method, url=url, headers=all_headers, params=params or {}, route_params=route or {}, body=data
+    )
+
+
+async def call(functions, name: str, req: func.HttpRequest) -> tuple[int, Any, func.HttpResponse]:
+    response = await functions[name](req)
+    body = response.get_body()
+    return response.status_code, (json.loads(body) if body else None), response
+
+
+def assert_problem(status: int, response: func.HttpResponse, expected: int) -> dict[str, Any]:
+    assert status == expected, response.get_body()
+    assert response.mimetype == "application/problem+json"
+    problem = json.loads(response.get_body())
+    assert set(problem) == {"type", "title", "status", "detail"} and problem["status"] == expected
+    assert "Traceback" not in problem["detail"]
+    return problem
+
+
+async def post_message(functions, session_id: str, message: Any, **kwargs) -> tuple[int, Any, func.HttpResponse]:
+    req = request(
+        "POST", f"/api/sessions/{session_id}/messages", body={"message": message}, route={"id": session_id}, **kwargs
+    )
+    return await call(functions, "post_message_route", req)
+
+
+async def stored_document(runtime, session_id: str) -> dict[str, Any]:
+    return await runtime.store.container.read_item(session_id, partition_key=session_id)
+
+
+# --- happy paths -----------------------------------------------------------------------------
+
+
+async def test_create_session_returns_201_with_the_new_session(functions, session_id):
+    status, body, response = await call(
+        functions, "create_session_route", request("POST", "/api/sessions", body={"id": session_id, "title": "Plans"})
+    )
+
+    assert status == 201 and response.headers["Location"] == f"/api/sessions/{session_id}"
+    assert body["id"] == session_id and body["mode"] == "local" and body["turns"] == 0
+    assert body["createdAt"] == body["updatedAt"]
+
+
+async def test_create_session_without_a_body_generates_an_id(functions):
+    status, body, _ = await call(functions, "create_session_route", request("POST", "/api/sessions", raw=b""))
+
+    assert status == 201 and len(body["id"]) == 36
+
+
+async def test_post_message_runs_one_turn_and_creates_the_session(functions, model, session_id):
+    status, body, _ = await post_message(functions, session_id, "Hello")
+
+    assert status == 200
+    assert body == {"sessionId": session_id, "reply": "reply 1", "turn": 1, "mode": "local"}
+    assert len(model.calls) == 1
+
+
+async def test_get_session_returns_the_history(functions, model, session_id):
+    await post_message(functions, session_id, "Hello")
+    await post_message(functions, session_id, "Again")
+
+    status, body, _ = await call(
+        functions, "get_session_route", request("GET", f"/api/sessions/{session_id}", route={"id": session_id})
+    )
+
+    assert status == 200 and body["turns"] == 2 and body["title"] == "Hello"
+    assert body["messages"] == [
+        {"role": "user", "text": "Hello"},
+        {"role": "assistant", "text": "reply 1"},
+        {"role": "user", "text": "Again"},
+        {"role": "assistant", "text": "reply 2"},
+    ]
+
+
+async def test_service_mode_document_holds_no_message_text(functions, model, runtime, session_id):
+    await call(
+        functions, "create_session_route", request("POST", "/api/sessions", body={"id": session_id, "mode": "service"})
+    )
+    await post_message(functions, session_id, "my secret words")
+
+    document = await stored_document(runtime, session_id)
+    text = json.dumps(document)
+    assert "my secret words" not in text and "reply 1" not in text
+    assert document["mode"] == "service" and len(text.encode()) < 1024
+
+
+async def test_list_sessions_returns_only_the_callers_sessions(functions, model, session_id):
+    user = f"lister-{session_id}"
+    await post_message(functions, session_id, "mine", user=user)
+    await post_message(functions, session_id + "-other", "theirs", user=user + "-other")
+
+    status, body, _ = await call(functions, "list_sessions_route", request("GET", "/api/sessions", user=user))
+
+    assert status == 200 and body["continuationToken"] is None
+    assert [s["id"] for s in body["sessions"]] == [session_id]
+    assert set(body["sessions"][0]) == {"id", "title", "mode", "updatedAt", "turns"}
+
+
+async def test_delete_session_returns_204_then_404(functions, model, session_id):
+    await post_message(functions, session_id, "bye")
+    delete = request("DELETE", f"/api/sessions/{session_id}", route={"id": session_id})
+
+    first, _, _ = await call(functions, "delete_session_route", delete)
+    status, _, response = await call(functions, "delete_session_route", delete)
+
+    assert first == 204
+    assert_problem(status, response, 404)
+
+
+async def test_health_is_ok_when_cosmos_answers(functions):
+    status, body, _ = await call(functions, "health_route", request("GET", "/api/health"))
+
+    assert (status, body) == (200, {"status": "ok"})
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+async def test_malformed_json_is_400(functions, session_id):
+    req = request("POST", "/", raw=b'{"message": ', route={"id": session_id})
+    status, _, response = await call(functions, "post_message_route", req)
+    assert_problem(status, response, 400)
+
+
+async def test_a_json_body_that_is_not_an_object_is_400(functions, session_id):
+    req = request("POST", "/", body=["message"], route={"id": session_id})
+    status, _, response = await call(functions, "post_message_route", req)
+    assert_problem(status, response, 400)
+
+
+async def test_a_bad_session_id_is_400_with_a_clear_message(functions):
+    status, _, response = await post_message(functions, "bad id!", "hi")
+    problem = assert_problem(status, response, 400)
+    assert "1-128 characters" in problem["detail"]
+
+
+async def test_a_missing_session_is_404(functions, session_id):
+    req = request("GET", "/", route={"id": session_id})
+    status, _, response = await call(functions, "get_session_route", req)
+    assert_problem(status, response, 404)
+
+
+async def test_creating_an_existing_session_is_409(functions, session_id):
+    req = request("POST", "/api/sessions", body={"id": session_id})
+    await call(functions, "create_session_route", req)
+    status, _, response = await call(functions, "create_session_route", req)
+    assert_problem(status, response, 409)
+
+
+async def test_asking_an_existing_session_for_the_other_mode_is_409(functions, model, session_id):
+    await post_message(functions, session_id, "local turn")
+    req = request("POST", "/", body={"message": "switch", "mode": "service"}, route={"id": session_id})
+    status, _, response = await call(functions, "post_message_route", req)
+    assert_problem(status, response, 409)
+
+
+async def test_a_body_over_the_limit_is_413(functions, runtime, session_id):
+    big = "x" * (runtime.settings.max_request_bytes + 1)
+    status, _, response = await post_message(functions, session_id, big)
+    assert_problem(status, response, 413)
+
+
+async def test_a_non_json_content_type_is_415(functions, session_id):
+    req = request("POST", "/", raw=b"message=hi", route={"id": session_id}, content_type="text/plain")
+    status, _, response = await call(functions, "post_message_route", req)
+    assert_problem(status, response, 415)
+
+
+@pytest.mark.parametrize("message", [None, "", "   ", 42, ["hi"]])
+async def test_a_missing_or_empty_message_is_422(functions, session_id, message):
+    status, _, response = await post_message(functions, session_id, message)
+    assert_problem(status, response, 422)
+
+
+async def test_an_oversized_message_is_422(functions, runtime, session_id):
+    too_long = "y" * (runtime.settings.max_message_chars + 1)
+    assert len(json.dumps({"message": too_long})) < runtime.settings.max_request_bytes
+    status, _, response = await post_message(functions, session_id, too_long)
+    assert_problem(status, response, 422)
+
+
+async def test_an_unknown_mode_is_422(functions, session_id):
+    req = request("POST", "/api/sessions", body={"id": session_id, "mode": "cloud"})
+    status, _, response = await call(functions, "create_session_route", req)
+    assert_problem(status, response, 422)
+
+
+async def test_a_bad_list_limit_is_400(functions):
+    req = request("GET", "/api/sessions", params={"limit": "0"})
+    status, _, response = await call(functions, "list_sessions_route", req)
+    assert_problem(status, response, 400)
+
+
+async def test_a_failing_model_is_502_and_the_session_is_left_exactly_as_it_was(functions, model, runtime, session_id):
+    await post_message(functions, session_id, "first")
+    before = await stored_document(runtime, session_id)
+    model.fail_with = RuntimeError("upstream exploded with secret detail")
+
+    status, _, response = await post_message(functions, session_id, "second")
+
+    problem = assert_problem(status, response, 502)
+    assert "secret detail" not in problem["detail"]
+    assert await stored_document(runtime, session_id) == before
+
+
+async def test_a_concurrent_modification_is_409_and_keeps_the_winner(functions, model, runtime, session_id):
+    await post_message(functions, session_id, "first")
+    store = runtime.store.for_user("alice")
+    original_run = runtime.agents["local"].run
+
+    async def run_while_someone_else_writes(*args, **kwargs):
+        result = await original_run(*args, **kwargs)
+        winner = await store.load(session_id)
+        assert isinstance(winner, SessionRecord)
+        winner.title = "winner"
+        await store.save(winner, etag=winner.etag)
+        return result
+
+    runtime.agents["local"].run = run_while_someone_else_writes
+    try:
+        status, _, response = await post_message(functions, session_id, "loser")
+    finally:
+        del runtime.agents["local"].run
+
+    problem = assert_problem(status, response, 409)
+    assert response.headers.get("Retry-After") and "another request" in problem["detail"]
+    document = await stored_document(runtime, session_id)
+    assert document["title"] == "winner" and document["turns"] == 1
+
+
+async def test_another_users_session_is_404_for_read_continue_and_delete(functions, model, session_id):
+    await post_message(functions, session_id, "alice only", user="alice")
+    calls = len(model.calls)
+
+    read = await call(functions, "get_session_route", request("GET", "/", route={"id": session_id}, user="bob"))
+    cont = await post_message(functions, session_id, "let me in", user="bob")
+    delete = await call(functions, "delete_session_route", request("DELETE", "/", route={"id": session_id}, user="bob"))
+
+    for status, _, response in (read, cont, delete):
+        assert_problem(status, response, 404)
+    assert len(model.calls) == calls
+
+
+async def test_the_easy_auth_principal_names_the_owner(functions, model, session_id):
+    principal = {"auth_typ": "aad", "claims": [{"typ": "oid", "val": "object-id-1"}]}
+    header = base64.b64encode(json.dumps(principal).encode()).decode()
+    await post_message(functions, session_id, "hi", user=None, headers={"x-ms-client-principal": header})
+
+    status, _, response = await call(
+        functions, "get_session_route", request("GET", "/", route={"id": session_id}, user="object-id-1")
+    )
+
+    assert status == 200, response.get_body()
+
+
+async def test_a_malformed_principal_header_is_401(functions, session_id):
+    status, _, response = await post_message(
+        functions, session_id, "hi", user=None, headers={"x-ms-client-principal": "%%%not-base64"}
+    )
+    assert_problem(status, response, 401)
+
+
+@pytest.fixture
+async def unreachable_cosmos(runtime):
+    """The runtime, pointed at a port where no Cosmos DB listens."""
+    from cosmos_history import CosmosSessionStore, Runtime, set_runtime
+    from cosmos_history._cosmos import create_client
+    from cosmos_history.local_cosmos import EMULATOR_KEY, free_port
+
+    settings = load_settings({"COSMOS_ENDPOINT": f"https://127.0.0.1:{free_port()}", "COSMOS_KEY": EMULATOR_KEY})
+    client = create_client(settings.cosmos)
+    container = client.get_database_client("db").get_container_client("sessions")
+    previous = set_runtime(Runtime(settings, CosmosSessionStore(container), runtime.agents, cosmos_client=client))
+    yield
+    set_runtime(previous)
+    await client.close()
+
+
+async def test_health_is_503_when_cosmos_is_unreachable(functions, unreachable_cosmos):
+    status, _, response = await call(functions, "health_route", request("GET", "/api/health"))
+    assert_problem(status, response, 503)
+
+
+async def test_a_turn_is_503_with_retry_after_when_cosmos_is_unreachable(functions, model, unreachable_cosmos):
+    status, _, response = await post_message(functions, "s-unreachable", "hello")
+
+    assert_problem(status, response, 503)
+    assert response.headers["Retry-After"].isdigit()
+    assert model.calls == [], "no model call is paid for when the session cannot even be read"

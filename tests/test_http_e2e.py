@@ -1,0 +1,107 @@
+"""End to end over real sockets: the local host process, the real OpenAI clients against a local
+fake model service, and the local Cosmos DB."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from .apphost import app_host
+from .conftest import ARTIFACTS
+from .fake_openai import FakeOpenAI, fake_openai_server, request_texts
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def fake_model() -> Iterator[FakeOpenAI]:
+    with fake_openai_server() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def host_env(cosmos_env, fake_model) -> dict[str, str]:
+    return {
+        **cosmos_env,
+        "MODEL_PROVIDER": "openai",
+        "MODEL_API": "responses",
+        "OPENAI_BASE_URL": fake_model.base_url,
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_MODEL": "fake-model",
+    }
+
+
+def host(env: dict[str, str]):
+    return app_host(env, log_path=ARTIFACTS / "apphost.log")
+
+
+def test_a_conversation_survives_a_restart_and_the_model_sees_turn_one_on_turn_two(host_env, fake_model):
+    session = f"e2e-{uuid.uuid4().hex[:8]}"
+    headers = {"X-User-Id": "e2e-user"}
+    with host(host_env) as base:
+        first = httpx.post(f"{base}/sessions/{session}/messages", json={"message": "My name is Ada."}, headers=headers)
+    with host(host_env) as base:  # a new process: nothing survives in memory
+        second = httpx.post(
+            f"{base}/sessions/{session}/messages", json={"message": "What is my name?"}, headers=headers
+        )
+        history = httpx.get(f"{base}/sessions/{session}", headers=headers).json()
+
+    assert first.status_code == 200 and second.status_code == 200
+    assert second.json()["turn"] == 2
+    turn_two = fake_model.requests[-1]
+    assert request_texts(turn_two) == ["My name is Ada.", first.json()["reply"], "What is my name?"]
+    assert turn_two["store"] is False
+    assert [m["text"] for m in history["messages"]] == [
+        "My name is Ada.",
+        first.json()["reply"],
+        "What is my name?",
+        second.json()["reply"],
+    ]
+
+
+def test_service_mode_continues_the_thread_by_id_and_stores_no_text(host_env, fake_model, cosmos_env):
+    session = f"svc-{uuid.uuid4().hex[:8]}"
+    with host(host_env) as base:
+        created = httpx.post(f"{base}/sessions", json={"id": session, "mode": "service"})
+        first = httpx.post(f"{base}/sessions/{session}/messages", json={"message": "remember the word heliotrope"})
+        turn_one_id = list(fake_model.threads)[-1]
+        second = httpx.post(f"{base}/sessions/{session}/messages", json={"message": "which word?"})
+        listed = httpx.get(f"{base}/sessions").json()
+
+    assert created.status_code == 201 and first.status_code == 200 and second.status_code == 200
+    turn_two = fake_model.requests[-1]
+    assert turn_two["previous_response_id"] == turn_one_id
+    assert "remember the word heliotrope" not in json.dumps(turn_two)
+    assert any(s["id"] == session and s["title"] is None for s in listed["sessions"])
+    document = read_document(cosmos_env, session)
+    stored = json.dumps(document)
+    assert document["session"]["service_session_id"] == list(fake_model.threads)[-1]
+    assert "heliotrope" not in stored and "which word" not in stored and "answer" not in stored
+    assert len(stored.encode()) < 1024
+
+
+def read_document(env: dict[str, str], session_id: str) -> dict:
+    from azure.cosmos import CosmosClient
+
+    with CosmosClient(env["COSMOS_ENDPOINT"], env["COSMOS_KEY"], connection_verify=False) as client:
+        container = client.get_database_client(env["COSMOS_DATABASE"]).get_container_client(env["COSMOS_CONTAINER"])
+        return container.read_item(session_id, partition_key=session_id)
+
+
+def test_bad_input_over_http_gets_problem_json(host_env):
+    with host(host_env) as base:
+        responses = {
+            400: httpx.post(f"{base}/sessions/a%20b/messages", json={"message": "hi"}),
+            404: httpx.get(f"{base}/sessions/does-not-exist-{uuid.uuid4().hex[:6]}"),
+            415: httpx.post(f"{base}/sessions/x/messages", content=b"hi", headers={"Content-Type": "text/plain"}),
+            422: httpx.post(f"{base}/sessions/x/messages", json={"message": ""}),
+        }
+
+    for status, response in responses.items():
+        assert response.status_code == status
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["status"] == status

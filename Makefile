@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EMULATOR := cosmos-emulator
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run cosmos test lint format bench clean
 
 install: $(VENV)/.installed $(EMULATOR)/node_modules/.installed
 
@@ -28,6 +28,11 @@ run: install
 	@echo "  curl -s http://127.0.0.1:7071/api/sessions/demo"
 	@echo "  curl -s http://127.0.0.1:7071/api/sessions"
 	$(PY) -m cosmos_history.devhost --local-cosmos
+
+## Only the local Cosmos DB on 127.0.0.1:8081 (in memory): `make run` in another terminal reuses it,
+## so conversations survive restarts of the app.
+cosmos: install
+	node $(EMULATOR)/node_modules/@vercel/cosmosdb-server/lib/cli.js --host 127.0.0.1 --port 8081
 
 ## The whole suite; the tests start (and stop) their own local Cosmos DB and app hosts.
 test: install

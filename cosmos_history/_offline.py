@@ -12,13 +12,25 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from agent_framework import BaseChatClient, ChatResponse, ChatResponseUpdate, Content, Message, ResponseStream
+from agent_framework import (
+    BaseChatClient,
+    ChatMiddlewareLayer,
+    ChatResponse,
+    ChatResponseUpdate,
+    Content,
+    FunctionInvocationLayer,
+    Message,
+    ResponseStream,
+)
+from agent_framework.observability import ChatTelemetryLayer
 
 _THREAD_ID = re.compile(r"^offline-thread-(\d+)$")
 
 
-class OfflineChatClient(BaseChatClient):
-    """Echoes the last user message and counts the earlier messages it was given.
+class OfflineChatClient(
+    FunctionInvocationLayer[Any], ChatMiddlewareLayer[Any], ChatTelemetryLayer[Any], BaseChatClient[Any]
+):
+    """Composed like the framework's public clients (tools, middleware, telemetry), it echoes the last user message and counts the earlier messages it was given.
 
     With ``store=True`` it behaves like a service that keeps the thread: it returns a
     conversation id and, on the next call, counts the history behind that id instead

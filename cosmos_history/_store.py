@@ -13,6 +13,7 @@ import base64
 import binascii
 import contextlib
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,10 @@ from ._errors import (
     StoreUnavailableError,
 )
 from ._settings import HistoryMode
+
+# SessionStore is marked experimental in agent-framework-core; building on it is deliberate (it is the
+# contract hosting code expects), so its warning is not repeated at every import.
+warnings.filterwarnings("ignore", message=r"\[SESSION_STORE\]")
 
 SCHEMA_VERSION = 1
 SESSION_TYPE = "session"

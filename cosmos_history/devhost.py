@@ -155,11 +155,15 @@ def main(argv: list[str] | None = None) -> None:
     load_local_settings()
     with contextlib.ExitStack() as stack:
         if args.local_cosmos and "COSMOS_ENDPOINT" not in os.environ:
-            from .local_cosmos import EMULATOR_KEY, local_cosmos
+            from .local_cosmos import EMULATOR_KEY, is_listening, local_cosmos
 
-            os.environ["COSMOS_ENDPOINT"] = stack.enter_context(local_cosmos(8081))
+            if is_listening(8081):
+                # Started separately (`make cosmos`): its data outlives restarts of the app.
+                os.environ["COSMOS_ENDPOINT"] = "https://127.0.0.1:8081"
+            else:
+                os.environ["COSMOS_ENDPOINT"] = stack.enter_context(local_cosmos(8081))
             os.environ.setdefault("COSMOS_KEY", EMULATOR_KEY)
-            logger.info("Local Cosmos DB running at %s", os.environ["COSMOS_ENDPOINT"])
+            logger.info("Using the local Cosmos DB at %s", os.environ["COSMOS_ENDPOINT"])
         module = importlib.import_module(args.app)
         host = create_host(module.app, route_prefix())
 

@@ -4,8 +4,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v p
 VENV := .venv
 PY := $(VENV)/bin/python
 EMULATOR := cosmos-emulator
+CHECKOV_VENV := .venv-checkov
 
-.PHONY: install run cosmos test lint format bench clean
+.PHONY: install run cosmos test lint format bench clean checkov
 
 install: $(VENV)/.installed $(EMULATOR)/node_modules/.installed
 
@@ -35,10 +36,19 @@ cosmos: install
 	node $(EMULATOR)/node_modules/@vercel/cosmosdb-server/lib/cli.js --host 127.0.0.1 --port 8081
 
 ## The whole suite; the tests start (and stop) their own local Cosmos DB and app hosts.
-test: install
+test: install checkov
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
+
+## Checkov (the Bicep security scan in tests/test_infra.py) in a venv of its own: it pins many packages.
+checkov: $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_VENV)/.installed: infra/requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@echo '*' > $(CHECKOV_VENV)/.gitignore
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements-checkov.txt
+	@touch $@
 
 lint: install
 	$(PY) -m ruff check .
@@ -49,4 +59,4 @@ format: install
 	$(PY) -m ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(EMULATOR)/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(EMULATOR)/node_modules .pytest_cache .ruff_cache

@@ -14,9 +14,12 @@ from cosmos_history import (
     json_response,
     list_sessions,
     load_session,
+    openapi_document,
+    parse_before,
     parse_limit,
     parse_new_message,
     parse_new_session,
+    read_history,
     run_turn,
     session_json,
 )
@@ -61,8 +64,33 @@ async def delete_session_route(call: Call) -> func.HttpResponse:
 @endpoint
 async def post_message_route(call: Call) -> func.HttpResponse:
     new = parse_new_message(call.json_body(), call.settings)
-    result = await run_turn(call.store, call.agents, session_id=call.route("id"), message=new.message, mode=new.mode)
-    return json_response(result.to_json())
+    result = await run_turn(
+        call.store,
+        call.agents,
+        session_id=call.route("id"),
+        message=new.message,
+        mode=new.mode,
+        idempotency_key=call.idempotency_key(),
+        guards=call.guards,
+    )
+    return json_response(result.to_json(), headers={"Idempotent-Replayed": "true"} if result.replayed else None)
+
+
+@app.route(route="sessions/{id}/messages", methods=["GET"])
+@endpoint
+async def list_messages_route(call: Call) -> func.HttpResponse:
+    page = await read_history(
+        call.store,
+        call.route("id"),
+        before=parse_before(call.request.params.get("before")),
+        limit=parse_limit(call.request.params.get("limit"), default=50, maximum=200),
+    )
+    return json_response(page.to_json())
+
+
+@app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def openapi_route(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(openapi_document(), mimetype="application/json")
 
 
 @app.route(route="health", methods=["GET"])

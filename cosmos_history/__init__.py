@@ -7,9 +7,18 @@ stateless Azure Functions (see ``function_app.py``).
 import importlib.metadata
 
 from ._agents import Agents, build_agents, build_chat_client
-from ._conversations import create_session, delete_session, history_of, list_sessions, load_session, session_json
+from ._conversations import (
+    create_session,
+    delete_session,
+    history_of,
+    list_sessions,
+    load_session,
+    read_history,
+    session_json,
+)
 from ._errors import (
     BadRequestError,
+    IdempotencyKeyReusedError,
     InvalidSessionIdError,
     ModeConflictError,
     ModelCallError,
@@ -20,17 +29,19 @@ from ._errors import (
     SessionNotFoundError,
     SettingsError,
     StoreUnavailableError,
+    TurnInProgressError,
     UnauthorizedError,
     UnsupportedMediaTypeError,
     ValidationError,
 )
 from ._http import Call, endpoint, json_response, problem_response
 from ._offline import OfflineChatClient
-from ._requests import parse_limit, parse_new_message, parse_new_session
+from ._openapi import openapi_document
+from ._requests import parse_before, parse_limit, parse_new_message, parse_new_session
 from ._runtime import Runtime, build_runtime, current_settings, get_runtime, set_runtime
 from ._settings import Settings, load_settings
 from ._store import CosmosSessionStore, SessionPage, SessionRecord, SessionSummary
-from ._turn import TurnResult, run_turn
+from ._turn import TurnGuards, TurnResult, run_turn
 
 try:
     __version__ = importlib.metadata.version("cosmos-history")
@@ -42,6 +53,7 @@ __all__ = [
     "BadRequestError",
     "Call",
     "CosmosSessionStore",
+    "IdempotencyKeyReusedError",
     "InvalidSessionIdError",
     "ModeConflictError",
     "ModelCallError",
@@ -58,6 +70,8 @@ __all__ = [
     "Settings",
     "SettingsError",
     "StoreUnavailableError",
+    "TurnGuards",
+    "TurnInProgressError",
     "TurnResult",
     "UnauthorizedError",
     "UnsupportedMediaTypeError",
@@ -76,10 +90,13 @@ __all__ = [
     "list_sessions",
     "load_session",
     "load_settings",
+    "openapi_document",
+    "parse_before",
     "parse_limit",
     "parse_new_message",
     "parse_new_session",
     "problem_response",
+    "read_history",
     "run_turn",
     "session_json",
     "set_runtime",

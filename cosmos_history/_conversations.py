@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from agent_framework import InMemoryHistoryProvider, Message
+from agent_framework import Message
 
 from ._agents import Agents
+from ._archive import history_messages
 from ._errors import SessionNotFoundError
 from ._settings import HistoryMode
-from ._store import CosmosSessionStore, RecordStore, SessionPage, SessionRecord, validate_session_id
+from ._store import CosmosSessionStore, HistoryPage, RecordStore, SessionPage, SessionRecord, validate_session_id
 from ._turn import agent_for
 
 
@@ -38,6 +39,11 @@ async def load_session(store: RecordStore, session_id: str) -> SessionRecord:
     return record
 
 
+async def read_history(store: CosmosSessionStore, session_id: str, *, before: int | None, limit: int) -> HistoryPage:
+    """One page of the whole conversation, archive included."""
+    return await store.read_history(await load_session(store, session_id), before=before, limit=limit)
+
+
 async def delete_session(store: CosmosSessionStore, session_id: str) -> None:
     if not await store.remove(session_id):
         raise SessionNotFoundError("No session with this id.")
@@ -48,9 +54,8 @@ async def list_sessions(store: CosmosSessionStore, *, limit: int, continuation_t
 
 
 def history_of(record: SessionRecord) -> list[Message]:
-    """The messages kept in a local-mode session (a service-mode session keeps none)."""
-    state = record.session.state.get(InMemoryHistoryProvider.DEFAULT_SOURCE_ID, {})
-    return [m for m in state.get("messages", []) if m.role in ("user", "assistant")]
+    """The recent messages kept in a local-mode session document (a service-mode session keeps none)."""
+    return [m for m in history_messages(record.session.state) if m.role in ("user", "assistant")]
 
 
 def session_json(record: SessionRecord, *, with_messages: bool = False) -> dict[str, Any]:
@@ -63,5 +68,6 @@ def session_json(record: SessionRecord, *, with_messages: bool = False) -> dict[
         "turns": record.turns,
     }
     if with_messages:
+        body["archivedMessages"] = record.archive.count
         body["messages"] = [{"role": m.role, "text": m.text} for m in history_of(record)]
     return body

@@ -61,6 +61,21 @@ class SessionConflictError(ProblemError):
     slug = "session-conflict"
 
 
+class TurnInProgressError(SessionConflictError):
+    """Another turn holds the session's lease; rejected before any model call."""
+
+    title = "Turn in progress"
+    slug = "turn-in-progress"
+
+
+class IdempotencyKeyReusedError(ProblemError):
+    """The same Idempotency-Key came with a different request body."""
+
+    status = 422
+    title = "Idempotency key reused"
+    slug = "idempotency-key-reused"
+
+
 class SessionExistsError(SessionConflictError):
     title = "Session already exists"
     slug = "session-exists"

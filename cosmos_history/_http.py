@@ -27,9 +27,11 @@ from ._errors import (
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
+from ._idempotency import validate_idempotency_key
 from ._runtime import Runtime, get_runtime
 from ._settings import Settings
 from ._store import ANONYMOUS_USER, CosmosSessionStore
+from ._turn import TurnGuards
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +51,19 @@ class Call:
     store: CosmosSessionStore
     agents: Agents
     settings: Settings
+    guards: TurnGuards
 
     def route(self, name: str) -> str:
         return self.request.route_params.get(name, "")
 
     def json_body(self, *, required: bool = True) -> dict[str, Any]:
         return read_json_object(self.request, self.settings.max_request_bytes, required=required)
+
+    def idempotency_key(self) -> str | None:
+        key = self.request.headers.get("idempotency-key")
+        if key is not None:
+            validate_idempotency_key(key)
+        return key
 
 
 Handler = Callable[[Call], Awaitable[func.HttpResponse]]
@@ -88,7 +97,7 @@ def endpoint(handler: Handler) -> Callable[[func.HttpRequest], Awaitable[func.Ht
 
 def make_call(req: func.HttpRequest, runtime: Runtime) -> Call:
     user_id = caller_identity(req, runtime.settings)
-    return Call(req, user_id, runtime.store.for_user(user_id), runtime.agents, runtime.settings)
+    return Call(req, user_id, runtime.store.for_user(user_id), runtime.agents, runtime.settings, runtime.guards)
 
 
 def caller_identity(req: func.HttpRequest, settings: Settings) -> str:
@@ -101,6 +110,10 @@ def caller_identity(req: func.HttpRequest, settings: Settings) -> str:
     principal = req.headers.get(PRINCIPAL_HEADER)
     if principal:
         return _object_id(principal)
+    if settings.http_auth_level == "anonymous" and not settings.local_dev_allow_anonymous:
+        # Nothing but Easy Auth guards an anonymous-level app: a caller without its principal is
+        # unauthenticated, and X-User-Id (which anyone can send) must not be believed.
+        raise UnauthorizedError("Sign in: this app requires App Service Authentication (Easy Auth).")
     user_id = req.headers.get(USER_ID_HEADER)
     if user_id is not None:
         if not _USER_ID.match(user_id):

@@ -54,9 +54,18 @@ def parse_mode(value: Any) -> HistoryMode | None:
     raise ValidationError(f"'mode' must be one of {', '.join(HISTORY_MODES)}.")
 
 
-def parse_limit(raw: str | None) -> int:
+def parse_limit(raw: str | None, *, default: int = DEFAULT_LIST_LIMIT, maximum: int = MAX_LIST_LIMIT) -> int:
     if raw is None or raw == "":
-        return DEFAULT_LIST_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
-        raise BadRequestError(f"'limit' must be an integer from 1 to {MAX_LIST_LIMIT}.")
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise BadRequestError(f"'limit' must be an integer from 1 to {maximum}.")
+    return int(raw)
+
+
+def parse_before(raw: str | None) -> int | None:
+    """The history position to page back from (exclusive); absent means the newest message."""
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 12:
+        raise BadRequestError("'before' must be a non-negative integer message index.")
     return int(raw)

@@ -11,12 +11,15 @@ import asyncio
 import functools
 from dataclasses import dataclass
 
-from azure.cosmos.aio import CosmosClient
+from azure.cosmos.aio import ContainerProxy, CosmosClient
 
 from ._agents import Agents, build_agents
 from ._cosmos import create_client, ensure_container
+from ._idempotency import IdempotencyRecords
+from ._lease import TurnLease
 from ._settings import Settings, load_settings
 from ._store import CosmosSessionStore, store_errors
+from ._turn import NO_GUARDS, TurnGuards
 
 
 @dataclass
@@ -24,6 +27,7 @@ class Runtime:
     settings: Settings
     store: CosmosSessionStore
     agents: Agents
+    guards: TurnGuards = NO_GUARDS
     cosmos_client: CosmosClient | None = None
     """Set when the runtime built the client itself, and so must close it."""
 
@@ -65,8 +69,26 @@ async def build_runtime(settings: Settings, *, agents: Agents | None = None) -> 
     except BaseException:
         await client.close()
         raise
-    store = CosmosSessionStore(container, default_mode=settings.history_mode, ttl_seconds=settings.session_ttl_seconds)
-    return Runtime(settings, store, agents, cosmos_client=client)
+    store, guards = session_services(container, settings)
+    return Runtime(settings, store, agents, guards, cosmos_client=client)
+
+
+def session_services(container: ContainerProxy, settings: Settings) -> tuple[CosmosSessionStore, TurnGuards]:
+    """The store and turn guards over one container, configured from settings."""
+    ttl = settings.session_ttl_seconds
+    store = CosmosSessionStore(
+        container,
+        default_mode=settings.history_mode,
+        ttl_seconds=ttl,
+        max_item_bytes=settings.max_session_bytes,
+        max_history_messages=settings.max_history_messages,
+    )
+    guards = TurnGuards(
+        lease=TurnLease(container, seconds=settings.turn_lease_seconds, ttl_seconds=ttl),
+        replays=IdempotencyRecords(container, ttl_seconds=settings.idempotency_ttl_seconds),
+        model_timeout_seconds=settings.turn_timeout_seconds,
+    )
+    return store, guards
 
 
 def set_runtime(runtime: Runtime | None) -> Runtime | None:

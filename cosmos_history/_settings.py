@@ -48,6 +48,12 @@ SETTING_NAMES: dict[str, str] = {
     "HTTP_AUTH_LEVEL": "Functions auth level of the HTTP routes: function (default), anonymous or admin.",
     "MAX_REQUEST_BYTES": "Largest accepted request body in bytes (default 65536).",
     "MAX_MESSAGE_CHARS": "Longest accepted user message in characters (default 16000).",
+    "MAX_SESSION_BYTES": "Budget of one stored item; older turns move to archive items beyond it (default 1000000).",
+    "MAX_HISTORY_MESSAGES": "Most messages kept in the session document, the window the model sees (default 200).",
+    "TURN_TIMEOUT_SECONDS": "Longest a model call may take before the turn fails with 502 (default 120).",
+    "TURN_LEASE_SECONDS": "How long a turn holds its session lease; a crashed turn's expires then (default 150).",
+    "IDEMPOTENCY_TTL_SECONDS": "How long Idempotency-Key results are kept for replay (default 86400).",
+    "LOCAL_DEV_ALLOW_ANONYMOUS": "Local development only: let anonymous-level calls through without Easy Auth.",
 }
 
 DEFAULT_INSTRUCTIONS = "You are a helpful assistant. Answer concisely."
@@ -95,6 +101,12 @@ class Settings:
     http_auth_level: AuthLevel = "function"
     max_request_bytes: int = 65536
     max_message_chars: int = 16000
+    max_session_bytes: int = 1_000_000
+    max_history_messages: int = 200
+    turn_timeout_seconds: int = 120
+    turn_lease_seconds: int = 150
+    idempotency_ttl_seconds: int = 86400
+    local_dev_allow_anonymous: bool = False
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -130,6 +142,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_auth_level=_choice(env, "HTTP_AUTH_LEVEL", AUTH_LEVELS, defaults.http_auth_level),
         max_request_bytes=_positive_int(env, "MAX_REQUEST_BYTES") or defaults.max_request_bytes,
         max_message_chars=_positive_int(env, "MAX_MESSAGE_CHARS") or defaults.max_message_chars,
+        max_session_bytes=_positive_int(env, "MAX_SESSION_BYTES") or defaults.max_session_bytes,
+        max_history_messages=_positive_int(env, "MAX_HISTORY_MESSAGES") or defaults.max_history_messages,
+        turn_timeout_seconds=_positive_int(env, "TURN_TIMEOUT_SECONDS") or defaults.turn_timeout_seconds,
+        turn_lease_seconds=_positive_int(env, "TURN_LEASE_SECONDS") or defaults.turn_lease_seconds,
+        idempotency_ttl_seconds=_positive_int(env, "IDEMPOTENCY_TTL_SECONDS") or defaults.idempotency_ttl_seconds,
+        local_dev_allow_anonymous=_flag(env, "LOCAL_DEV_ALLOW_ANONYMOUS"),
     )
 
 
@@ -174,6 +192,15 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[_Choice, ...], def
         if value == option:
             return option
     raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "false").strip().lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {value!r}")
 
 
 def _positive_int(env: Mapping[str, str], name: str) -> int | None:

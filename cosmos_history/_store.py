@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import contextlib
 import re
 import warnings
@@ -20,12 +21,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from agent_framework import AgentSession, SessionStore
+from agent_framework import AgentSession, Message, SessionStore
 from azure.core import MatchConditions
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
+from ._archive import ArchiveIndex, archive_id, archive_item, history_messages, json_size, plan_archive
 from ._errors import (
     BadRequestError,
     InvalidSessionIdError,
@@ -70,6 +72,9 @@ class SessionRecord:
     title: str | None = None
     etag: str | None = None
     """The stored document's etag; ``None`` until the record has been stored."""
+    lease_etag: str | None = None
+    """Etag of the lease claim that produced this version (see :mod:`._lease`)."""
+    archive: ArchiveIndex = field(default_factory=ArchiveIndex)
 
     @property
     def id(self) -> str:
@@ -97,6 +102,20 @@ class SessionSummary:
             "mode": self.mode,
             "updatedAt": self.updated_at,
             "turns": self.turns,
+        }
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    messages: list[tuple[int, Message]]
+    total: int
+    next_before: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "messages": [{"index": i, "role": m.role, "text": m.text} for i, m in self.messages],
+            "total": self.total,
+            "before": self.next_before,
         }
 
 
@@ -141,11 +160,15 @@ class CosmosSessionStore(SessionStore):
         user_id: str = ANONYMOUS_USER,
         default_mode: HistoryMode = "local",
         ttl_seconds: int | None = None,
+        max_item_bytes: int = 1_000_000,
+        max_history_messages: int = 200,
     ) -> None:
         self._container = container
         self.user_id = user_id
         self.default_mode: HistoryMode = default_mode
         self.ttl_seconds = ttl_seconds
+        self.max_item_bytes = max_item_bytes
+        self.max_history_messages = max_history_messages
 
     @property
     def container(self) -> ContainerProxy:
@@ -154,7 +177,12 @@ class CosmosSessionStore(SessionStore):
     def for_user(self, user_id: str) -> CosmosSessionStore:
         """The same store acting for ``user_id``."""
         return CosmosSessionStore(
-            self._container, user_id=user_id, default_mode=self.default_mode, ttl_seconds=self.ttl_seconds
+            self._container,
+            user_id=user_id,
+            default_mode=self.default_mode,
+            ttl_seconds=self.ttl_seconds,
+            max_item_bytes=self.max_item_bytes,
+            max_history_messages=self.max_history_messages,
         )
 
     validate_session_id = staticmethod(validate_session_id)
@@ -196,6 +224,8 @@ class CosmosSessionStore(SessionStore):
         if record.user_id != self.user_id:
             raise SessionNotFoundError("No session with this id.")
         document = self._to_document(record)
+        if record.mode == "local":
+            document = await self._archive_overflow(record, document)
         with store_errors():
             try:
                 if etag is None:
@@ -232,7 +262,39 @@ class CosmosSessionStore(SessionStore):
                 raise SessionConflictError(
                     "The session changed while it was being deleted. Retry.", retry_after=1
                 ) from None
+            # The session is gone from every view; now its lease, archive and idempotency items.
+            # (The WHERE on the partition-key field is redundant in Azure and required by the local server.)
+            query = self._container.query_items(
+                "SELECT c.id FROM c WHERE c.sessionId = @sessionId",
+                parameters=[{"name": "@sessionId", "value": session_id}],
+                partition_key=session_id,
+            )
+            async for item in query:
+                with contextlib.suppress(cosmos_errors.CosmosResourceNotFoundError):
+                    await self._container.delete_item(item["id"], partition_key=session_id)
         return True
+
+    async def read_history(self, record: SessionRecord, *, before: int | None, limit: int) -> HistoryPage:
+        """Messages ``[before - limit, before)`` of the whole conversation, archive included, oldest first."""
+        in_document = history_messages(record.session.state)
+        total = record.archive.count + len(in_document)
+        end = total if before is None else max(0, min(before, total))
+        start = max(0, end - limit)
+        messages: list[tuple[int, Message]] = []
+        if start < record.archive.count:
+            first_chunk = bisect.bisect_right(record.archive.starts, start) - 1
+            last_chunk = bisect.bisect_right(record.archive.starts, min(end, record.archive.count) - 1) - 1
+            for chunk in range(first_chunk, last_chunk + 1):
+                with store_errors():
+                    item = await self._container.read_item(archive_id(record.id, chunk), partition_key=record.id)
+                chunk_start, _ = record.archive.chunk_range(chunk)
+                for offset, payload in enumerate(item["messages"]):
+                    if start <= chunk_start + offset < end:
+                        messages.append((chunk_start + offset, Message.from_dict(payload)))
+        for offset, message in enumerate(in_document):
+            if start <= record.archive.count + offset < end:
+                messages.append((record.archive.count + offset, message))
+        return HistoryPage(messages, total, start if start > 0 else None)
 
     async def list_sessions(self, *, limit: int = 20, continuation_token: str | None = None) -> SessionPage:
         """The caller's sessions, newest first, one page at a time."""
@@ -303,6 +365,24 @@ class CosmosSessionStore(SessionStore):
         with contextlib.suppress(SessionNotFoundError):
             await self.remove(session_id)
 
+    async def _archive_overflow(self, record: SessionRecord, document: dict[str, Any]) -> dict[str, Any]:
+        """Move the oldest turns to archive items when the document is over budget (written first)."""
+        chunks = plan_archive(
+            record.session.state,
+            record.archive,
+            document_bytes=json_size(document),
+            max_bytes=self.max_item_bytes,
+            max_messages=self.max_history_messages,
+        )
+        if not chunks:
+            return document
+        with store_errors():
+            for chunk, messages in chunks:
+                first_index, _ = record.archive.chunk_range(chunk)
+                item = archive_item(record.id, record.user_id, chunk, first_index, messages, self.ttl_seconds)
+                await self._container.upsert_item(item)
+        return self._to_document(record)
+
     def _to_document(self, record: SessionRecord) -> dict[str, Any]:
         session = record.session.to_dict()
         if record.mode == "service":
@@ -323,6 +403,8 @@ class CosmosSessionStore(SessionStore):
             "updatedAt": record.updated_at,
             "turns": record.turns,
             "title": record.title,
+            "leaseEtag": record.lease_etag,
+            "archive": record.archive.to_json(),
             "session": session,
         }
         if self.ttl_seconds is not None:
@@ -340,6 +422,8 @@ def _from_document(document: dict[str, Any]) -> SessionRecord:
         turns=document.get("turns", 0),
         title=document.get("title"),
         etag=document.get("_etag"),
+        lease_etag=document.get("leaseEtag"),
+        archive=ArchiveIndex.from_json(document.get("archive")),
     )
 
 

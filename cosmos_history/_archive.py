@@ -1,0 +1,145 @@
+"""Keeps a local-mode session document within its budget by moving the oldest turns to archive items.
+
+Cosmos DB rejects items over 2 MB, and every turn rewrites the whole session document,
+so an unbounded history would both fail eventually and cost more per turn as it grows.
+When a document would exceed ``MAX_SESSION_BYTES`` or ``MAX_HISTORY_MESSAGES``, the
+oldest whole turns move into archive items in the same partition; the document keeps
+the recent window, which is what the model sees.
+
+Archive items are append-only with deterministic ids (``<sessionId>:archive:<n>``) and
+are written *before* the session document. The document lists the chunks it has
+committed (``archive.starts``); a chunk written by a save that then failed is not
+listed, so it stays invisible and the next attempt overwrites it. Nothing is lost and
+no duplicate becomes visible.
+
+The framework's compaction (``agent_framework._compaction``) decides what the model
+sees but keeps excluded messages in the same state, so the document would still grow;
+it does not fit this job, but can be layered on top to shorten the window further.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_framework import InMemoryHistoryProvider, Message
+
+from ._errors import ModelCallError
+
+ARCHIVE_TYPE = "archive"
+#: Share of the byte budget a document may reach before archiving starts, and the share it is cut to.
+_HIGH_WATER = 0.9
+_LOW_WATER = 0.6
+_MESSAGE_LOW_WATER = 0.75
+#: Room for the item's own fields and the system properties Cosmos DB adds (_rid, _etag, _ts, ...).
+_ITEM_OVERHEAD = 1024
+
+
+def archive_id(session_id: str, chunk: int) -> str:
+    return f"{session_id}:archive:{chunk:06d}"
+
+
+@dataclass
+class ArchiveIndex:
+    """Which archive chunks a session has committed: chunk ``n`` holds messages from ``starts[n]``."""
+
+    starts: list[int] = field(default_factory=list)
+    count: int = 0
+    """How many messages (the oldest ones) live in archive items rather than the document."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"starts": self.starts, "count": self.count}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any] | None) -> ArchiveIndex:
+        if not value:
+            return cls()
+        return cls(starts=list(value.get("starts", [])), count=int(value.get("count", 0)))
+
+    def chunk_range(self, chunk: int) -> tuple[int, int]:
+        end = self.starts[chunk + 1] if chunk + 1 < len(self.starts) else self.count
+        return self.starts[chunk], end
+
+
+def history_messages(state: dict[str, Any]) -> list[Message]:
+    """The messages the local-mode history provider keeps in the session state."""
+    return list(state.get(InMemoryHistoryProvider.DEFAULT_SOURCE_ID, {}).get("messages", []))
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as the SDK serializes it (json.dumps defaults), to compare with budgets."""
+    return len(json.dumps(value).encode())
+
+
+def plan_archive(
+    state: dict[str, Any],
+    index: ArchiveIndex,
+    *,
+    document_bytes: int,
+    max_bytes: int,
+    max_messages: int,
+) -> list[tuple[int, list[Message]]]:
+    """Move the oldest whole turns out of ``state`` when the document is over budget.
+
+    Mutates ``state`` and ``index``; returns the new chunks as ``(chunk number, messages)``.
+
+    Raises:
+        ModelCallError: even the latest turn alone does not fit one item (an enormous reply).
+    """
+    messages = history_messages(state)
+    if document_bytes <= max_bytes * _HIGH_WATER and len(messages) <= max_messages:
+        return []
+    sizes = [json_size(m.to_dict()) for m in messages]
+    keep_bytes = max_bytes * _LOW_WATER
+    keep_messages = max(2, int(max_messages * _MESSAGE_LOW_WATER))
+    size, cut = document_bytes, 0
+    while cut < len(messages) and (size > keep_bytes or len(messages) - cut > keep_messages):
+        size -= sizes[cut]
+        cut += 1
+    while cut < len(messages) and messages[cut].role != "user":  # never split a turn
+        size -= sizes[cut]
+        cut += 1
+    if cut >= len(messages):  # keep at least the latest turn in the document
+        cut = max((i for i, m in enumerate(messages) if m.role == "user"), default=0)
+        size = document_bytes - sum(sizes[:cut])
+    if size > max_bytes * _HIGH_WATER:
+        raise ModelCallError("The reply is too large to store in one session item; the turn was not saved.")
+    if cut == 0:
+        return []
+
+    chunks: list[tuple[int, list[Message]]] = []
+    chunk_budget = max_bytes * _HIGH_WATER - _ITEM_OVERHEAD
+    current: list[Message] = []
+    current_bytes = 0
+    position = index.count
+    for message, message_bytes in zip(messages[:cut], sizes[:cut], strict=True):
+        if current and current_bytes + message_bytes > chunk_budget:
+            chunks.append((len(index.starts), current))
+            index.starts.append(position)
+            position += len(current)
+            current, current_bytes = [], 0
+        current.append(message)
+        current_bytes += message_bytes
+    chunks.append((len(index.starts), current))
+    index.starts.append(position)
+    index.count = position + len(current)
+    state[InMemoryHistoryProvider.DEFAULT_SOURCE_ID]["messages"] = messages[cut:]
+    return chunks
+
+
+def archive_item(
+    session_id: str, user_id: str, chunk: int, first_index: int, messages: list[Message], ttl: int | None
+) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": archive_id(session_id, chunk),
+        "sessionId": session_id,
+        "type": ARCHIVE_TYPE,
+        "userId": user_id,
+        "chunk": chunk,
+        "firstIndex": first_index,
+        "messages": [m.to_dict() for m in messages],
+    }
+    if ttl is not None:
+        item["ttl"] = ttl
+    return item

@@ -1,0 +1,115 @@
+"""A short lease per session, claimed before the model is called.
+
+Optimistic concurrency on the session document already guarantees that no turn is
+lost: of two racing turns only one save can succeed. The lease makes the loser fail
+*before* it pays for a model call. It is a small item of its own in the session's
+partition (id ``<sessionId>:lease``), so claiming it costs the same at turn 1 and
+turn 1,000.
+
+The claim needs no extra read in the steady state: each saved session document
+records the etag its turn's lease claim produced (``leaseEtag``). The next turn
+replaces the lease with If-Match on that etag. A second turn that read the same
+session version sends the same If-Match and gets 412 at once. Only then is the
+lease read, to tell a live holder (409 with Retry-After) from a crashed one whose
+lease has expired (taken over with If-Match on the lease's current etag).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import uuid
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.cosmos import exceptions as cosmos_errors
+from azure.cosmos.aio import ContainerProxy
+
+from ._errors import TurnInProgressError
+
+LEASE_TYPE = "lease"
+
+
+def lease_id(session_id: str) -> str:
+    return f"{session_id}:lease"
+
+
+class TurnLease:
+    """Claims and releases the lease of one session for one turn."""
+
+    def __init__(self, container: ContainerProxy, *, seconds: int, ttl_seconds: int | None = None) -> None:
+        self._container = container
+        self.seconds = seconds
+        self.ttl_seconds = ttl_seconds
+
+    async def claim(self, session_id: str, user_id: str, *, known_etag: str | None) -> str:
+        """Claim the lease for one turn; returns the lease's new etag (to be stored with the session).
+
+        Raises:
+            TurnInProgressError: another turn holds a live lease on this session.
+        """
+        body = self._body(session_id, user_id, expires_at=time.time() + self.seconds)
+        try:
+            if known_etag is None:
+                stored = await self._container.create_item(body)
+            else:
+                stored = await self._container.replace_item(
+                    body["id"], body, etag=known_etag, match_condition=MatchConditions.IfNotModified
+                )
+            return str(stored["_etag"])
+        except (cosmos_errors.CosmosResourceExistsError, cosmos_errors.CosmosAccessConditionFailedError):
+            return await self._take_over_if_expired(body)
+        except cosmos_errors.CosmosResourceNotFoundError:
+            # The lease item vanished (retention expired it, or it was never written): start afresh.
+            return await self.claim(session_id, user_id, known_etag=None)
+
+    async def release(self, session_id: str, user_id: str, lease_etag: str) -> None:
+        """Expire our claim at once (after a failed turn), so the next turn need not wait it out."""
+        body = self._body(session_id, user_id, expires_at=0.0)
+        with contextlib.suppress(cosmos_errors.CosmosHttpResponseError):  # best effort: it expires anyway
+            await self._container.replace_item(
+                body["id"], body, etag=lease_etag, match_condition=MatchConditions.IfNotModified
+            )
+
+    async def _take_over_if_expired(self, body: dict[str, Any]) -> str:
+        try:
+            current = await self._container.read_item(body["id"], partition_key=body["sessionId"])
+        except cosmos_errors.CosmosResourceNotFoundError:
+            current = None
+        if current is None:
+            try:
+                stored = await self._container.create_item(body)
+                return str(stored["_etag"])
+            except cosmos_errors.CosmosResourceExistsError:
+                raise self._busy(self.seconds) from None
+        remaining = float(current.get("expiresAt", 0)) - time.time()
+        if remaining > 0:
+            raise self._busy(remaining)
+        try:
+            stored = await self._container.replace_item(
+                body["id"], body, etag=current["_etag"], match_condition=MatchConditions.IfNotModified
+            )
+        except cosmos_errors.CosmosAccessConditionFailedError:
+            raise self._busy(self.seconds) from None
+        return str(stored["_etag"])
+
+    def _body(self, session_id: str, user_id: str, *, expires_at: float) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": lease_id(session_id),
+            "sessionId": session_id,
+            "type": LEASE_TYPE,
+            "userId": user_id,
+            "holder": uuid.uuid4().hex,
+            "expiresAt": round(expires_at, 3),
+        }
+        if self.ttl_seconds is not None:
+            body["ttl"] = self.ttl_seconds
+        return body
+
+    @staticmethod
+    def _busy(remaining_seconds: float) -> TurnInProgressError:
+        return TurnInProgressError(
+            "Another turn on this session is in progress; retry when it has finished.",
+            retry_after=max(1, math.ceil(remaining_seconds)),
+        )

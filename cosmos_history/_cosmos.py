@@ -9,11 +9,16 @@ event loop; requests never check it again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.cosmos import PartitionKey
+from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 
+from ._errors import StoreUnavailableError
 from ._settings import CosmosSettings
 
 logger = logging.getLogger(__name__)
@@ -74,3 +79,18 @@ async def ensure_container(client: CosmosClient, settings: CosmosSettings) -> Co
     )
     logger.info("Cosmos container %s/%s ready", settings.database, settings.container)
     return container
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """Turn transport failures and exhausted throttling retries into a 503 the client can retry."""
+    try:
+        yield
+    except (ServiceRequestError, ServiceResponseError) as error:
+        raise StoreUnavailableError("The session store could not be reached. Retry later.", retry_after=5) from error
+    except cosmos_errors.CosmosHttpResponseError as error:
+        if error.status_code in (408, 429, 449, 500, 502, 503, 504) or error.status_code is None:
+            raise StoreUnavailableError(
+                "The session store is busy or unavailable. Retry later.", retry_after=5
+            ) from error
+        raise

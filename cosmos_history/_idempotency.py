@@ -25,6 +25,7 @@ from typing import Any
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
+from ._cosmos import store_errors
 from ._errors import BadRequestError, IdempotencyKeyReusedError
 
 IDEMPOTENCY_TYPE = "idempotency"
@@ -54,10 +55,11 @@ class IdempotencyRecords:
 
     async def find(self, session_id: str, key: str, fingerprint: str, *, committed_turns: int) -> dict[str, Any] | None:
         """The stored result for ``key``, or ``None``; a different request under the same key is an error."""
-        try:
-            item = await self._container.read_item(self.item_id(session_id, key), partition_key=session_id)
-        except cosmos_errors.CosmosResourceNotFoundError:
-            return None
+        with store_errors():
+            try:
+                item = await self._container.read_item(self.item_id(session_id, key), partition_key=session_id)
+            except cosmos_errors.CosmosResourceNotFoundError:
+                return None
         if float(item.get("expiresAt", 0)) < time.time() or int(item.get("turn", 0)) > committed_turns:
             return None  # expired, or recorded by a turn whose session save never landed
         if item.get("fingerprint") != fingerprint:
@@ -68,19 +70,19 @@ class IdempotencyRecords:
     async def record(
         self, session_id: str, user_id: str, key: str, fingerprint: str, *, turn: int, result: dict[str, Any]
     ) -> None:
-        await self._container.upsert_item(
-            {
-                "id": self.item_id(session_id, key),
-                "sessionId": session_id,
-                "type": IDEMPOTENCY_TYPE,
-                "userId": user_id,
-                "fingerprint": fingerprint,
-                "turn": turn,
-                "result": result,
-                "expiresAt": round(time.time() + self.ttl_seconds, 3),
-                "ttl": self.ttl_seconds,
-            }
-        )
+        item = {
+            "id": self.item_id(session_id, key),
+            "sessionId": session_id,
+            "type": IDEMPOTENCY_TYPE,
+            "userId": user_id,
+            "fingerprint": fingerprint,
+            "turn": turn,
+            "result": result,
+            "expiresAt": round(time.time() + self.ttl_seconds, 3),
+            "ttl": self.ttl_seconds,
+        }
+        with store_errors():
+            await self._container.upsert_item(item)
 
     async def discard(self, session_id: str, key: str) -> None:
         """Remove a result whose session save failed (best effort: a stale one is ignored anyway)."""

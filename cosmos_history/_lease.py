@@ -26,6 +26,7 @@ from azure.core import MatchConditions
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
+from ._cosmos import store_errors
 from ._errors import TurnInProgressError
 
 LEASE_TYPE = "lease"
@@ -48,7 +49,12 @@ class TurnLease:
 
         Raises:
             TurnInProgressError: another turn holds a live lease on this session.
+            StoreUnavailableError: Cosmos DB could not be reached or kept throttling.
         """
+        with store_errors():
+            return await self._claim(session_id, user_id, known_etag)
+
+    async def _claim(self, session_id: str, user_id: str, known_etag: str | None) -> str:
         body = self._body(session_id, user_id, expires_at=time.time() + self.seconds)
         try:
             if known_etag is None:
@@ -62,7 +68,7 @@ class TurnLease:
             return await self._take_over_if_expired(body)
         except cosmos_errors.CosmosResourceNotFoundError:
             # The lease item vanished (retention expired it, or it was never written): start afresh.
-            return await self.claim(session_id, user_id, known_etag=None)
+            return await self._claim(session_id, user_id, None)
 
     async def release(self, session_id: str, user_id: str, lease_etag: str) -> None:
         """Expire our claim at once (after a failed turn), so the next turn need not wait it out."""

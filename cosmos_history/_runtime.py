@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 
 from ._agents import Agents, build_agents
-from ._cosmos import create_client, ensure_container
+from ._cosmos import create_client, ensure_container, store_errors
 from ._idempotency import IdempotencyRecords
 from ._lease import TurnLease
 from ._settings import Settings, load_settings
-from ._store import CosmosSessionStore, store_errors
+from ._store import CosmosSessionStore
 from ._turn import NO_GUARDS, TurnGuards
 
 
@@ -59,18 +59,25 @@ async def get_runtime() -> Runtime:
     return _runtime
 
 
-async def build_runtime(settings: Settings, *, agents: Agents | None = None) -> Runtime:
-    """Connect to Cosmos DB (creating the container when allowed) and build the agents."""
+async def build_runtime(
+    settings: Settings, *, agents: Agents | None = None, client: CosmosClient | None = None
+) -> Runtime:
+    """Connect to Cosmos DB (creating the container when allowed) and build the agents.
+
+    A ``client`` passed in stays the caller's to close; one built here is closed by the runtime.
+    """
     agents = agents if agents is not None else build_agents(settings)
-    client = create_client(settings.cosmos)
+    owned = client is None
+    cosmos = create_client(settings.cosmos) if client is None else client
     try:
         with store_errors():
-            container = await ensure_container(client, settings.cosmos)
+            container = await ensure_container(cosmos, settings.cosmos)
     except BaseException:
-        await client.close()
+        if owned:
+            await cosmos.close()
         raise
     store, guards = session_services(container, settings)
-    return Runtime(settings, store, agents, guards, cosmos_client=client)
+    return Runtime(settings, store, agents, guards, cosmos_client=cosmos if owned else None)
 
 
 def session_services(container: ContainerProxy, settings: Settings) -> tuple[CosmosSessionStore, TurnGuards]:

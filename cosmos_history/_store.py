@@ -15,26 +15,23 @@ import bisect
 import contextlib
 import re
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from agent_framework import AgentSession, Message, SessionStore
 from azure.core import MatchConditions
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
 from ._archive import ArchiveIndex, archive_id, archive_item, history_messages, json_size, plan_archive
+from ._cosmos import store_errors
 from ._errors import (
     BadRequestError,
     InvalidSessionIdError,
     SessionConflictError,
     SessionExistsError,
     SessionNotFoundError,
-    StoreUnavailableError,
 )
 from ._settings import HistoryMode
 
@@ -436,18 +433,3 @@ def _decode_token(token: str) -> str:
         return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadRequestError("The continuation token is not valid.") from None
-
-
-@contextmanager
-def store_errors() -> Iterator[None]:
-    """Turn transport failures and exhausted throttling retries into a 503 the client can retry."""
-    try:
-        yield
-    except (ServiceRequestError, ServiceResponseError) as error:
-        raise StoreUnavailableError("The session store could not be reached. Retry later.", retry_after=5) from error
-    except cosmos_errors.CosmosHttpResponseError as error:
-        if error.status_code in (408, 429, 449, 500, 502, 503, 504) or error.status_code is None:
-            raise StoreUnavailableError(
-                "The session store is busy or unavailable. Retry later.", retry_after=5
-            ) from error
-        raise

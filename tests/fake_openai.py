@@ -35,6 +35,8 @@ class FakeOpenAI:
     requests: list[dict[str, Any]] = field(default_factory=list)
     threads: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     chunk_delay: float = 0.0
+    response_delay: float = 0.0
+    """Seconds a non-streamed answer takes, to hold racing turns in flight."""
     fail_next: int = 0
     base_url: str = ""
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -88,6 +90,7 @@ class FakeOpenAI:
             self.threads[response_id] = [*conversation, {"role": "assistant", "content": text}]
         full = _response_object(response_id, body, [message], "completed")
         if not body.get("stream"):
+            await asyncio.sleep(self.response_delay)
             return JSONResponse(full)
         return StreamingResponse(
             self._response_events(response_id, body, message, text), media_type="text/event-stream"

@@ -24,6 +24,8 @@ class RecordingChatClient(BaseChatClient):
         self.calls: list[list[Message]] = []
         self.options: list[dict[str, Any]] = []
         self.reply_prefix = reply_prefix
+        self.reply_template: str | None = None
+        """When set (even to ""), the exact reply text instead of ``reply_prefix`` + call number."""
         self.fail_with = fail_with
         self.delay = delay
 
@@ -35,7 +37,7 @@ class RecordingChatClient(BaseChatClient):
     ) -> Awaitable[ChatResponse] | ResponseStream[ChatResponseUpdate, ChatResponse]:
         self.calls.append(list(messages))
         self.options.append(dict(options))
-        text = f"{self.reply_prefix} {len(self.calls)}"
+        text = self.reply_template if self.reply_template is not None else f"{self.reply_prefix} {len(self.calls)}"
         if stream:
             return self._build_response_stream(self._stream(text))
         return self._respond(text)

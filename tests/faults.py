@@ -1,0 +1,96 @@
+"""A fault-injecting HTTP transport for the real azure-cosmos SDK, to test retries and failures.
+
+It sits where the SDK's own transport sits (``CosmosClient(..., transport=...)``): requests
+that match a rule get an injected answer (a 429/503 status or a dropped connection) without
+reaching the server; everything else goes to the real local Cosmos DB. It also records the
+size of every request body, so tests can assert no item over a budget was ever sent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from azure.core.exceptions import ServiceResponseError
+from azure.core.pipeline.transport import AioHttpTransport, AsyncHttpTransport
+from azure.core.utils import CaseInsensitiveDict
+
+
+@dataclass
+class Fault:
+    """Answer the next ``times`` requests that ``matches`` with ``status`` (or drop the connection)."""
+
+    matches: Callable[[Any], bool]
+    status: int | None = 429
+    times: int = 1
+    retry_after_ms: int = 1
+    hits: int = 0
+
+
+class _InjectedResponse:
+    """Just enough of azure-core's HTTP response for the Cosmos SDK to read a status and body."""
+
+    def __init__(self, request: Any, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.request = request
+        self.status_code = status
+        self.reason = "Injected"
+        self.headers = CaseInsensitiveDict(headers)
+        self.content_type = "application/json"
+        self._body = body
+
+    def body(self) -> bytes:
+        return self._body
+
+    def text(self, encoding: str | None = None) -> str:
+        return self._body.decode()
+
+    async def load_body(self) -> None:
+        return None
+
+
+@dataclass
+class FaultInjectingTransport(AsyncHttpTransport):
+    inner: AsyncHttpTransport = field(default_factory=AioHttpTransport)
+    faults: list[Fault] = field(default_factory=list)
+    sent: list[tuple[str, str, int]] = field(default_factory=list)
+    """(method, url, body bytes) of every request that reached the server."""
+
+    async def send(self, request: Any, **kwargs: Any) -> Any:
+        for fault in self.faults:
+            if fault.hits < fault.times and fault.matches(request):
+                fault.hits += 1
+                if fault.status is None:
+                    raise ServiceResponseError("injected: connection dropped")
+                headers = {"x-ms-retry-after-ms": str(fault.retry_after_ms), "x-ms-substatus": "3200"}
+                body = json.dumps({"code": "Injected", "message": f"injected {fault.status}"}).encode()
+                return _InjectedResponse(request, fault.status, headers, body)
+        body = request.data if isinstance(request.data, (bytes, str)) else (request.body or b"")
+        self.sent.append((request.method, request.url, len(body.encode() if isinstance(body, str) else body)))
+        return await self.inner.send(request, **kwargs)
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def __aenter__(self) -> FaultInjectingTransport:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *args: Any) -> None:
+        await self.inner.__aexit__(*args)
+
+
+def is_item_read(request: Any) -> bool:
+    return request.method == "GET" and "/docs/" in request.url
+
+
+def is_item_write(request: Any) -> bool:
+    return (
+        request.method in ("POST", "PUT")
+        and "/docs" in request.url
+        and "x-ms-documentdb-isquery" not in request.headers
+    )

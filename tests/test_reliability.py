@@ -1,0 +1,320 @@
+"""Reliability guarantees against the real local Cosmos DB: leases, idempotent retries, bounded
+documents, retention and injected faults. Each test fails without the guarantee it names."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from azure.cosmos.aio import ContainerProxy, CosmosClient
+
+from cosmos_history import (
+    IdempotencyKeyReusedError,
+    ModelCallError,
+    Settings,
+    StoreUnavailableError,
+    TurnGuards,
+    TurnInProgressError,
+    build_agents,
+    load_settings,
+    run_turn,
+)
+from cosmos_history._cosmos import ensure_container
+from cosmos_history._idempotency import request_fingerprint
+from cosmos_history._runtime import session_services
+from cosmos_history._store import CosmosSessionStore
+
+from .fakes import RecordingChatClient
+from .faults import Fault, FaultInjectingTransport, is_item_read, is_item_write
+
+pytestmark = pytest.mark.integration
+
+BUDGET = 16_000
+
+
+@dataclass
+class Rig:
+    store: CosmosSessionStore
+    guards: TurnGuards
+    transport: FaultInjectingTransport
+    container: ContainerProxy
+    settings: Settings
+    model: RecordingChatClient
+
+    @property
+    def agents(self):
+        return build_agents(self.settings, self.model)
+
+    async def turn(self, session_id: str, message: str, **kwargs):
+        return await run_turn(
+            self.store, self.agents, session_id=session_id, message=message, guards=self.guards, **kwargs
+        )
+
+    async def document(self, session_id: str) -> dict:
+        return await self.container.read_item(session_id, partition_key=session_id)
+
+
+@pytest.fixture
+async def rig(cosmos_env) -> AsyncIterator[Rig]:
+    """The real store and guards over a client whose transport can inject faults."""
+    settings = load_settings(
+        {
+            **cosmos_env,
+            "TURN_LEASE_SECONDS": "1",
+            "TURN_TIMEOUT_SECONDS": "2",
+            "MAX_SESSION_BYTES": str(BUDGET),
+            "MAX_HISTORY_MESSAGES": "40",
+            "SESSION_TTL_SECONDS": "3600",
+        }
+    )
+    transport = FaultInjectingTransport()
+    client = CosmosClient(
+        settings.cosmos.endpoint, settings.cosmos.key, transport=transport, retry_total=3, retry_backoff_max=1
+    )
+    container = await ensure_container(client, settings.cosmos)
+    store, guards = session_services(container, settings)
+    yield Rig(
+        store.for_user(f"u-{uuid.uuid4().hex[:6]}"), guards, transport, container, settings, RecordingChatClient()
+    )
+    await client.close()
+
+
+# --- the lease ---------------------------------------------------------------------------------
+
+
+async def test_a_second_concurrent_turn_is_rejected_before_its_model_call(rig, session_id):
+    await rig.turn(session_id, "first")
+    rig.model.delay = 0.3
+
+    results = await asyncio.gather(
+        rig.turn(session_id, "racer a"), rig.turn(session_id, "racer b"), return_exceptions=True
+    )
+
+    rejected = [r for r in results if isinstance(r, TurnInProgressError)]
+    assert len(rejected) == 1 and rejected[0].retry_after and rejected[0].retry_after >= 1
+    assert len(rig.model.calls) == 2, "the rejected turn must not have called the model"
+    assert (await rig.document(session_id))["turns"] == 2
+
+
+async def test_a_crashed_turns_lease_expires_and_the_session_is_usable_again(rig, session_id):
+    await rig.turn(session_id, "first")
+    record = await rig.store.load(session_id)
+    assert rig.guards.lease is not None and record is not None
+    await rig.guards.lease.claim(session_id, rig.store.user_id, known_etag=record.lease_etag)  # then "crash"
+
+    with pytest.raises(TurnInProgressError):
+        await rig.turn(session_id, "too early")
+    await asyncio.sleep(rig.settings.turn_lease_seconds + 0.2)
+    result = await rig.turn(session_id, "after expiry")
+
+    assert result.turn == 2
+
+
+async def test_a_failed_model_call_releases_the_lease_at_once(rig, session_id):
+    await rig.turn(session_id, "first")
+    rig.model.fail_with = RuntimeError("model down")
+    with pytest.raises(ModelCallError):
+        await rig.turn(session_id, "fails")
+    rig.model.fail_with = None
+
+    result = await rig.turn(session_id, "next")
+
+    assert result.turn == 2
+
+
+async def test_a_steady_state_turn_costs_three_round_trips(rig, session_id):
+    await rig.turn(session_id, "first")
+    before = len(rig.transport.sent)
+
+    await rig.turn(session_id, "second")
+
+    sent = rig.transport.sent[before:]
+    assert [method for method, _, _ in sent] == ["GET", "PUT", "PUT"], sent  # read session, lease, session
+
+
+# --- idempotent retries ------------------------------------------------------------------------
+
+
+async def test_a_retry_with_the_same_key_replays_the_first_result_without_the_model(rig, session_id):
+    await rig.turn(session_id, "hello")
+    first = await rig.turn(session_id, "once only", idempotency_key="key-1")
+    calls = len(rig.model.calls)
+
+    retry = await rig.turn(session_id, "once only", idempotency_key="key-1")
+
+    assert retry.replayed and retry.to_json() == first.to_json()
+    assert len(rig.model.calls) == calls
+    assert (await rig.document(session_id))["turns"] == 2
+
+
+async def test_the_same_key_with_a_different_body_is_rejected(rig, session_id):
+    await rig.turn(session_id, "hello")
+    await rig.turn(session_id, "original", idempotency_key="key-2")
+
+    with pytest.raises(IdempotencyKeyReusedError):
+        await rig.turn(session_id, "something else", idempotency_key="key-2")
+
+
+async def test_service_mode_keeps_replayable_results_out_of_the_session_document(rig, session_id):
+    await rig.turn(session_id, "hi", mode="service")
+    result = await rig.turn(session_id, "secret question", idempotency_key="key-3")
+
+    document = json.dumps(await rig.document(session_id))
+    replay = await rig.turn(session_id, "secret question", idempotency_key="key-3")
+    assert result.reply not in document and "secret question" not in document
+    assert replay.replayed and replay.reply == result.reply
+
+
+async def test_a_result_whose_session_save_never_landed_is_not_replayed(rig, session_id):
+    await rig.turn(session_id, "hello")
+    record = await rig.store.load(session_id)
+    assert rig.guards.replays is not None and record is not None
+    fingerprint = request_fingerprint("retry me", None)
+    phantom = {"sessionId": session_id, "reply": "never saved", "turn": record.turns + 1, "mode": "local"}
+    await rig.guards.replays.record(
+        session_id, rig.store.user_id, "key-4", fingerprint, turn=record.turns + 1, result=phantom
+    )
+
+    result = await rig.turn(session_id, "retry me", idempotency_key="key-4")
+
+    assert not result.replayed and result.reply != "never saved"
+
+
+# --- bounded documents -------------------------------------------------------------------------
+
+
+async def test_a_3000_turn_conversation_never_writes_an_item_over_budget_and_loses_nothing(rig, session_id):
+    turns = 3000
+    long_text = "lorem ipsum dolor sit amet " * 20  # ~540 characters per user message
+    rig.model.reply_prefix = "a long and detailed answer " * 8
+    guards = TurnGuards()  # the lease is tested above; here only the archive matters
+    for n in range(turns):
+        await run_turn(rig.store, rig.agents, session_id=session_id, message=f"{n}:{long_text}", guards=guards)
+
+    writes = [size for method, url, size in rig.transport.sent if method in ("POST", "PUT") and "/docs" in url]
+    assert max(writes) <= BUDGET, f"largest write was {max(writes)} bytes"
+    record = await rig.store.load(session_id)
+    assert record is not None and record.turns == turns and record.archive.count > 0
+    texts, before = [], None
+    while True:
+        page = await rig.store.read_history(record, before=before, limit=200)
+        texts[:0] = [message.text for _, message in page.messages]
+        if page.next_before is None:
+            break
+        before = page.next_before
+    assert len(texts) == 2 * turns
+    assert [t.split(":", 1)[0] for t in texts[0::2]] == [str(n) for n in range(turns)]
+    assert all(t.startswith("a long and detailed answer") for t in texts[1::2])
+
+
+async def test_an_archive_chunk_from_a_failed_save_stays_invisible(rig, session_id):
+    guards = TurnGuards()
+    for n in range(30):
+        await run_turn(rig.store, rig.agents, session_id=session_id, message=f"{n} " + "x" * 600, guards=guards)
+    rig.transport.faults.append(Fault(lambda r: r.method == "PUT" and r.url.rstrip("/").endswith(session_id), 412, 50))
+
+    for n in range(30, 40):
+        with pytest.raises(Exception):  # noqa: B017 - every save conflicts; archive chunks may be written first
+            await run_turn(rig.store, rig.agents, session_id=session_id, message=f"{n} " + "x" * 600, guards=guards)
+    rig.transport.faults.clear()
+
+    record = await rig.store.load(session_id)
+    assert record is not None
+    page = await rig.store.read_history(record, before=None, limit=200)
+    user_texts = [m.text.split(" ")[0] for _, m in page.messages if m.role == "user"]
+    assert user_texts == [str(n) for n in range(30)]
+
+
+async def test_every_item_of_a_session_carries_the_retention_ttl(rig, session_id):
+    for n in range(30):
+        await rig.turn(session_id, f"{n} " + "y" * 600, idempotency_key=f"k{n}")
+
+    query = rig.container.query_items(
+        "SELECT c.id, c.type, c.ttl FROM c WHERE c.sessionId = @s", parameters=[{"name": "@s", "value": session_id}]
+    )
+    items = [item async for item in query]
+    kinds = {item["type"] for item in items}
+    assert {"session", "lease", "archive", "idempotency"} <= kinds
+    assert all(item.get("ttl") for item in items)
+    assert {item["ttl"] for item in items if item["type"] != "idempotency"} == {3600}
+
+
+async def test_deleting_a_session_removes_its_archive_lease_and_replay_items(rig, session_id):
+    for n in range(30):
+        await rig.turn(session_id, f"{n} " + "z" * 600, idempotency_key=f"d{n}")
+
+    assert await rig.store.remove(session_id)
+
+    query = rig.container.query_items(
+        "SELECT c.id FROM c WHERE c.sessionId = @s", parameters=[{"name": "@s", "value": session_id}]
+    )
+    assert [item async for item in query] == []
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+
+async def test_throttling_is_retried_by_the_sdk(rig, session_id):
+    await rig.turn(session_id, "first")
+    rig.transport.faults.append(Fault(is_item_read, 429, times=2))
+
+    result = await rig.turn(session_id, "second")
+
+    assert result.turn == 2 and rig.transport.faults[0].hits == 2
+
+
+async def test_throttling_that_outlasts_the_retries_is_a_503_and_changes_nothing(rig, session_id):
+    await rig.turn(session_id, "first")
+    before = await rig.document(session_id)
+    rig.transport.faults.append(Fault(is_item_write, 429, times=1000))
+
+    with pytest.raises(StoreUnavailableError) as raised:
+        await rig.turn(session_id, "second")
+    rig.transport.faults.clear()
+
+    assert raised.value.retry_after and raised.value.retry_after > 0
+    assert await rig.document(session_id) == before
+
+
+async def test_a_failed_session_write_releases_the_lease(rig, session_id):
+    await rig.turn(session_id, "first")
+    rig.transport.faults.append(Fault(lambda r: r.method == "PUT" and r.url.rstrip("/").endswith(session_id), 503, 10))
+    with pytest.raises(StoreUnavailableError):
+        await rig.turn(session_id, "second")
+    rig.transport.faults.clear()
+
+    assert (await rig.turn(session_id, "third")).turn == 2
+
+
+async def test_a_dropped_connection_on_read_is_retried(rig, session_id):
+    await rig.turn(session_id, "first")
+    rig.transport.faults.append(Fault(is_item_read, None, times=1))
+
+    assert (await rig.turn(session_id, "second")).turn == 2
+
+
+async def test_a_model_that_hangs_fails_the_turn_at_the_time_limit(rig, session_id):
+    await rig.turn(session_id, "first")
+    before = await rig.document(session_id)
+    rig.model.delay = rig.settings.turn_timeout_seconds + 5
+
+    with pytest.raises(ModelCallError, match="in time"):
+        await rig.turn(session_id, "slow")
+
+    assert await rig.document(session_id) == before
+
+
+async def test_a_model_returning_no_text_changes_nothing(rig, session_id):
+    await rig.turn(session_id, "first")
+    before = await rig.document(session_id)
+    rig.model.reply_prefix = ""
+    rig.model.reply_template = ""
+
+    with pytest.raises(ModelCallError, match="no text"):
+        await rig.turn(session_id, "garbage please")
+
+    assert await rig.document(session_id) == before

@@ -327,3 +327,76 @@ async def test_a_turn_is_503_with_retry_after_when_cosmos_is_unreachable(functio
     assert_problem(status, response, 503)
     assert response.headers["Retry-After"].isdigit()
     assert model.calls == [], "no model call is paid for when the session cannot even be read"
+
+
+async def test_another_users_session_looks_exactly_like_a_missing_one(functions, model, session_id):
+    await post_message(functions, session_id, "alice only", user="alice")
+    never_existed = f"{session_id}-guess"
+
+    foreign = await call(functions, "get_session_route", request("GET", "/", route={"id": session_id}, user="bob"))
+    missing = await call(functions, "get_session_route", request("GET", "/", route={"id": never_existed}, user="bob"))
+    listed = await call(functions, "list_sessions_route", request("GET", "/api/sessions", user="bob"))
+
+    assert foreign[0] == missing[0] == 404 and foreign[1] == missing[1]
+    assert session_id not in json.dumps(listed[1])
+
+
+async def test_a_retry_with_the_same_idempotency_key_is_replayed(functions, model, session_id):
+    headers = {"idempotency-key": f"retry-{session_id}"}
+    first = await post_message(functions, session_id, "pay once", headers=headers)
+    calls = len(model.calls)
+
+    retry = await post_message(functions, session_id, "pay once", headers=headers)
+
+    assert retry[0] == 200 and retry[1] == first[1]
+    assert retry[2].headers.get("Idempotent-Replayed") == "true"
+    assert len(model.calls) == calls
+
+
+async def test_an_idempotency_key_reused_for_another_body_is_422(functions, model, session_id):
+    headers = {"idempotency-key": f"reuse-{session_id}"}
+    await post_message(functions, session_id, "first body", headers=headers)
+    status, _, response = await post_message(functions, session_id, "second body", headers=headers)
+    assert_problem(status, response, 422)
+
+
+async def test_a_malformed_idempotency_key_is_400(functions, session_id):
+    status, _, response = await post_message(functions, session_id, "hi", headers={"idempotency-key": "has spaces"})
+    assert_problem(status, response, 400)
+
+
+async def test_a_turn_racing_a_live_lease_is_409_with_retry_after_and_no_model_call(
+    functions, model, runtime, session_id
+):
+    await post_message(functions, session_id, "first")
+    record = await runtime.store.for_user("alice").load(session_id)
+    await runtime.guards.lease.claim(session_id, "alice", known_etag=record.lease_etag)  # a turn in flight
+    calls = len(model.calls)
+
+    status, _, response = await post_message(functions, session_id, "second")
+
+    assert_problem(status, response, 409)
+    assert int(response.headers["Retry-After"]) >= 1 and len(model.calls) == calls
+
+
+async def test_history_pages_back_through_the_whole_conversation(functions, model, session_id):
+    for n in range(5):
+        await post_message(functions, session_id, f"message {n}")
+
+    def page(before: str | None):
+        params = {"limit": "4"} | ({"before": before} if before else {})
+        return call(functions, "list_messages_route", request("GET", "/", route={"id": session_id}, params=params))
+
+    newest = await page(None)
+    older = await page(str(newest[1]["before"]))
+    oldest = await page(str(older[1]["before"]))
+
+    assert newest[1]["total"] == 10 and [m["index"] for m in newest[1]["messages"]] == [6, 7, 8, 9]
+    assert [m["index"] for m in older[1]["messages"]] == [2, 3, 4, 5]
+    assert [m["text"] for m in oldest[1]["messages"]] == ["message 0", "reply 1"] and oldest[1]["before"] is None
+
+
+async def test_the_openapi_document_is_served(functions):
+    status, body, _ = await call(functions, "openapi_route", request("GET", "/api/openapi.json"))
+
+    assert status == 200 and body["openapi"].startswith("3.") and "/sessions/{id}/messages" in body["paths"]

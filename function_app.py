@@ -1,9 +1,11 @@
-"""The HTTP API: each route parses its input, calls ``cosmos_history`` and returns JSON.
+"""The HTTP API: each route parses its input, calls ``cosmos_history`` and returns JSON (or SSE).
 
-Errors are raised as typed exceptions and turned into problem+json by ``endpoint``.
+Errors are raised as typed exceptions and turned into problem+json by ``endpoint``. Every route
+takes and returns FastAPI types: the app runs on Functions HTTP streams (see README, "Streaming").
 """
 
 import azure.functions as func
+from azurefunctions.extensions.http.fastapi import Response
 
 from cosmos_history import (
     Call,
@@ -11,6 +13,7 @@ from cosmos_history import (
     current_settings,
     delete_session,
     endpoint,
+    event_stream_response,
     json_response,
     list_sessions,
     load_session,
@@ -18,7 +21,9 @@ from cosmos_history import (
     parse_new_message,
     parse_new_session,
     run_turn,
+    run_turn_stream,
     session_json,
+    wants_event_stream,
 )
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel[current_settings().http_auth_level.upper()])
@@ -26,47 +31,52 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel[current_settings().http_au
 
 @app.route(route="sessions", methods=["POST"])
 @endpoint
-async def create_session_route(call: Call) -> func.HttpResponse:
-    new = parse_new_session(call.json_body(required=False))
+async def create_session_route(call: Call) -> Response:
+    new = parse_new_session(await call.json_body(required=False))
     record = await create_session(call.store, call.agents, session_id=new.id, mode=new.mode, title=new.title)
     return json_response(session_json(record), status=201, headers={"Location": f"/api/sessions/{record.id}"})
 
 
 @app.route(route="sessions", methods=["GET"])
 @endpoint
-async def list_sessions_route(call: Call) -> func.HttpResponse:
+async def list_sessions_route(call: Call) -> Response:
     page = await list_sessions(
         call.store,
-        limit=parse_limit(call.request.params.get("limit")),
-        continuation_token=call.request.params.get("continuationToken") or None,
+        limit=parse_limit(call.query("limit")),
+        continuation_token=call.query("continuationToken") or None,
     )
     return json_response(page.to_json())
 
 
 @app.route(route="sessions/{id}", methods=["GET"])
 @endpoint
-async def get_session_route(call: Call) -> func.HttpResponse:
+async def get_session_route(call: Call) -> Response:
     record = await load_session(call.store, call.route("id"))
     return json_response(session_json(record, with_messages=True))
 
 
 @app.route(route="sessions/{id}", methods=["DELETE"])
 @endpoint
-async def delete_session_route(call: Call) -> func.HttpResponse:
+async def delete_session_route(call: Call) -> Response:
     await delete_session(call.store, call.route("id"))
-    return func.HttpResponse(status_code=204)
+    return Response(status_code=204)
 
 
 @app.route(route="sessions/{id}/messages", methods=["POST"])
 @endpoint
-async def post_message_route(call: Call) -> func.HttpResponse:
-    new = parse_new_message(call.json_body(), call.settings)
+async def post_message_route(call: Call) -> Response:
+    new = parse_new_message(await call.json_body(), call.settings)
+    if wants_event_stream(call.request, new.stream):
+        turn = await run_turn_stream(
+            call.store, call.agents, session_id=call.route("id"), message=new.message, mode=new.mode
+        )
+        return event_stream_response(turn)
     result = await run_turn(call.store, call.agents, session_id=call.route("id"), message=new.message, mode=new.mode)
     return json_response(result.to_json())
 
 
 @app.route(route="health", methods=["GET"])
 @endpoint
-async def health_route(call: Call) -> func.HttpResponse:
+async def health_route(call: Call) -> Response:
     await call.store.ping()
     return json_response({"status": "ok"})

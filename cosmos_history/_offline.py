@@ -30,7 +30,8 @@ _THREAD_ID = re.compile(r"^offline-thread-(\d+)$")
 class OfflineChatClient(
     FunctionInvocationLayer[Any], ChatMiddlewareLayer[Any], ChatTelemetryLayer[Any], BaseChatClient[Any]
 ):
-    """Composed like the framework's public clients (tools, middleware, telemetry), it echoes the last user message and counts the earlier messages it was given.
+    """Composed like the framework's public clients (tools, middleware, telemetry), it echoes the
+    last user message and counts the earlier messages it was given.
 
     With ``store=True`` it behaves like a service that keeps the thread: it returns a
     conversation id and, on the next call, counts the history behind that id instead

@@ -1,5 +1,8 @@
 """One conversation turn: load the session, run the agent once, save it conditionally.
 
+:func:`run_turn` answers with the whole reply; :func:`run_turn_stream` streams it and shares the
+same load/validate (:func:`begin_turn`) and save (:func:`finish_turn`) steps.
+
 The store and agents are parameters, so unit tests pass fakes and integration
 tests the real Cosmos store. Nothing is written unless the model succeeded,
 and the write is conditional on the etag read at the start: two turns racing
@@ -8,6 +11,9 @@ on one session cannot both land, so no turn silently overwrites another.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,14 +21,20 @@ from ._agents import Agents
 from ._errors import (
     ModeConflictError,
     ModelCallError,
+    ProblemError,
     SessionConflictError,
     SessionExistsError,
+    ThreadExpiredError,
     ValidationError,
 )
 from ._settings import HistoryMode
 from ._store import RecordStore, SessionRecord, utc_now
 
+logger = logging.getLogger(__name__)
+
 TITLE_CHARS = 60
+_UNKNOWN_THREAD_CODES = frozenset({"previous_response_not_found", "conversation_not_found"})
+_THREAD_PARAMS = frozenset({"previous_response_id", "conversation"})
 
 
 @dataclass(frozen=True)
@@ -49,8 +61,21 @@ async def run_turn(
     Raises:
         ModeConflictError: ``mode`` differs from the existing session's mode.
         ModelCallError: the model failed; the stored session is unchanged.
+        ThreadExpiredError: the service no longer knows the session's thread; the session is unchanged.
         SessionConflictError: another request changed the session during this turn.
     """
+    record, agent = await begin_turn(store, agents, session_id=session_id, mode=mode)
+    try:
+        response = await agent.run(message, session=record.session)
+    except Exception as error:  # any failure of the model call: nothing has been written
+        raise model_call_error(error, record) from error
+    return await finish_turn(store, record, message=message, reply=response.text)
+
+
+async def begin_turn(
+    store: RecordStore, agents: Agents, *, session_id: str, mode: HistoryMode | None
+) -> tuple[SessionRecord, Any]:
+    """Load (or start) the session and pick its agent; every check that needs no model call."""
     record = await store.load(session_id)
     if record is None:
         record = SessionRecord.new(session_id, user_id=store.user_id, mode=mode or store.default_mode)
@@ -58,12 +83,11 @@ async def run_turn(
         raise ModeConflictError(
             f"Session {session_id!r} uses history mode {record.mode!r}; a session's mode never changes."
         )
-    agent = agent_for(agents, record.mode)
-    try:
-        response = await agent.run(message, session=record.session)
-    except Exception as error:  # any failure of the model call: nothing has been written
-        raise ModelCallError("The model call failed; the session was left unchanged. Retry later.") from error
+    return record, agent_for(agents, record.mode)
 
+
+async def finish_turn(store: RecordStore, record: SessionRecord, *, message: str, reply: str) -> TurnResult:
+    """Write the session the agent just advanced, conditional on the etag it was read with."""
     previous_etag = record.etag
     record.turns += 1
     record.updated_at = utc_now()
@@ -74,11 +98,42 @@ async def run_turn(
     except SessionExistsError:
         # A first turn raced another request creating the same id. If that was another user,
         # load raises SessionNotFoundError: their session must look exactly like a missing one.
-        await store.load(session_id)
+        await store.load(record.id)
         raise SessionConflictError(
             "The session was created by another request at the same time. Retry.", retry_after=1
         ) from None
-    return TurnResult(saved.id, response.text, saved.turns, saved.mode)
+    return TurnResult(saved.id, reply, saved.turns, saved.mode)
+
+
+def model_call_error(error: BaseException, record: SessionRecord) -> ProblemError:
+    """The client-facing error for a failed model call: a thread the service forgot is a 409 the client
+    can act on (start over); anything else is a 502. Exception text never reaches the client."""
+    if record.session.service_session_id and _is_unknown_thread(error):
+        return ThreadExpiredError(
+            "The model service no longer keeps this session's thread (it expired or was deleted); "
+            "the session was left unchanged. Start a new session, or DELETE this one and send the message again."
+        )
+    return ModelCallError("The model call failed; the session was left unchanged. Retry later.")
+
+
+def _is_unknown_thread(error: BaseException) -> bool:
+    """Whether ``error`` (or an exception it wraps) is the OpenAI SDK's answer for an unknown
+    ``previous_response_id``/``conversation``: 404 (or 400) with that code or parameter.
+
+    Duck-typed on ``openai.APIStatusError``'s attributes so this module never imports a provider SDK.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        status = getattr(current, "status_code", None)
+        if status in (400, 404):
+            code = str(getattr(current, "code", None) or "")
+            param = str(getattr(current, "param", None) or "")
+            if code in _UNKNOWN_THREAD_CODES or param in _THREAD_PARAMS:
+                return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def agent_for(agents: Agents, mode: HistoryMode) -> Any:
@@ -97,3 +152,127 @@ def title_from(message: str) -> str:
         return words
     cut = words[:TITLE_CHARS].rsplit(" ", 1)[0] or words[:TITLE_CHARS]
     return cut + "…"
+
+
+# --- streaming ------------------------------------------------------------------------------------
+
+
+async def run_turn_stream(
+    store: RecordStore,
+    agents: Agents,
+    *,
+    session_id: str,
+    message: str,
+    mode: HistoryMode | None = None,
+) -> TurnStream:
+    """Start exactly one agent turn whose reply streams; return once the model has started answering.
+
+    Everything :func:`run_turn` checks is checked before the model is called, and a model call that
+    fails before its first update (unreachable service, expired thread) raises here too, so callers can
+    still answer those with a plain HTTP error. The session is written once, after the stream completed.
+
+    Raises:
+        The errors of :func:`run_turn`, when they happen before the model's first update.
+    """
+    record, agent = await begin_turn(store, agents, session_id=session_id, mode=mode)
+    turn = TurnStream(store, record, agent, message)
+    await turn.started()
+    return turn
+
+
+class TurnStream:
+    """One turn running in a task of its own, so a reader that goes away (a client disconnecting
+    mid-stream cancels the response) never cancels the turn: the model was paid for, so its reply
+    is saved all the same. Read :meth:`deltas` once, then :meth:`result`.
+    """
+
+    def __init__(self, store: RecordStore, record: SessionRecord, agent: Any, message: str) -> None:
+        self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        self._first_update: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._updates = 0
+        self._task = asyncio.create_task(self._run(store, record, agent, message), name=f"turn {record.id}")
+        _RUNNING_TURNS.add(self._task)
+        self._task.add_done_callback(_turn_done)
+
+    async def _run(self, store: RecordStore, record: SessionRecord, agent: Any, message: str) -> TurnResult:
+        try:
+            text = TextDeltas()
+            try:
+                stream = agent.run(message, session=record.session, stream=True)
+                async for update in stream:
+                    self._updates += 1
+                    self._signal_started()
+                    for piece in text.feed(update.contents):
+                        self._pieces.put_nowait(piece)
+                response = await stream.get_final_response()
+            except Exception as error:  # any failure of the model call: nothing has been written
+                raise model_call_error(error, record) from error
+            return await finish_turn(store, record, message=message, reply=response.text)
+        finally:
+            self._signal_started()
+            self._pieces.put_nowait(None)
+
+    def _signal_started(self) -> None:
+        if not self._first_update.done():
+            self._first_update.set_result(None)
+
+    async def started(self) -> None:
+        """Wait for the model's first update; raise the turn's error if it ended before any."""
+        await asyncio.shield(self._first_update)
+        if self._updates == 0 and self._task.done():
+            self._task.result()
+
+    async def deltas(self) -> AsyncIterator[str]:
+        """The reply's text as it arrives; the pieces add up to the reply exactly once."""
+        while (piece := await self._pieces.get()) is not None:
+            yield piece
+
+    async def result(self) -> TurnResult:
+        """The saved turn, or the turn's :class:`ProblemError`. Cancelling the caller leaves the turn running."""
+        return await asyncio.shield(self._task)
+
+
+class TextDeltas:
+    """Turns streamed text contents into new text only.
+
+    Providers may close an output item with a content repeating the item's whole text
+    (``merge_mode="replace"``: the Responses API's ``output_text.done``). Only what such a content
+    adds beyond the text already sent for that item is new; everything else is appended as it comes.
+    """
+
+    def __init__(self) -> None:
+        self._sent: dict[Any, str] = {}
+
+    def feed(self, contents: Iterable[Any]) -> list[str]:
+        pieces = []
+        for content in contents:
+            if content.type != "text" or not content.text:
+                continue
+            item = getattr(content.raw_representation, "item_id", None)
+            sent = self._sent.get(item, "")
+            if getattr(content, "merge_mode", None) == "replace":
+                piece = content.text[len(sent) :] if content.text.startswith(sent) else ""
+                self._sent[item] = content.text
+            else:
+                piece = content.text
+                self._sent[item] = sent + piece
+            if piece:
+                pieces.append(piece)
+        return pieces
+
+
+_RUNNING_TURNS: set[asyncio.Task[TurnResult]] = set()
+"""Streamed turns still running: a strong reference, so none is garbage-collected mid-turn."""
+
+
+def _turn_done(task: asyncio.Task[TurnResult]) -> None:
+    _RUNNING_TURNS.discard(task)
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.info("Streamed %s ended without saving: %s", task.get_name(), type(error).__name__)
+
+
+async def wait_for_running_turns() -> None:
+    """Let streamed turns whose clients went away finish saving (for hosts that shut down cleanly;
+    bound it with ``asyncio.timeout``: cancelling this wait leaves the turns running)."""
+    if _RUNNING_TURNS:
+        await asyncio.wait(set(_RUNNING_TURNS))

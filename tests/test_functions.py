@@ -10,8 +10,10 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
 
 from cosmos_history import SessionRecord, load_settings
+from cosmos_history.chat import read_events
 
 pytestmark = pytest.mark.integration
 
@@ -342,3 +344,44 @@ async def test_a_turn_is_503_with_retry_after_when_cosmos_is_unreachable(functio
     assert_problem(status, response, 503)
     assert response.headers["Retry-After"].isdigit()
     assert model.calls == [], "no model call is paid for when the session cannot even be read"
+
+
+# --- streaming ---------------------------------------------------------------------------------
+
+
+async def sse_events(response: Response) -> list[tuple[str, Any]]:
+    assert isinstance(response, StreamingResponse)
+    text = "".join([chunk async for chunk in response.body_iterator])
+    return list(read_events(iter(text.splitlines())))
+
+
+async def test_accept_event_stream_answers_deltas_then_done(functions, model, runtime, session_id):
+    req = request(
+        "POST", "/", body={"message": "Hello"}, route={"id": session_id}, headers={"accept": "text/event-stream"}
+    )
+
+    response = await functions["post_message_route"](req)
+
+    assert response.status_code == 200 and response.media_type == "text/event-stream"
+    events = await sse_events(response)
+    assert events == [
+        ("delta", {"text": "reply "}),
+        ("delta", {"text": "1"}),
+        ("done", {"sessionId": session_id, "reply": "reply 1", "turn": 1, "mode": "local"}),
+    ]
+    assert (await stored_document(runtime, session_id))["turns"] == 1
+
+
+async def test_a_model_failing_before_the_stream_starts_is_a_plain_502(functions, model, session_id):
+    model.fail_with = RuntimeError("upstream exploded")
+    req = request("POST", "/", body={"message": "Hello", "stream": True}, route={"id": session_id})
+
+    status, _, response = await call(functions, "post_message_route", req)
+
+    assert_problem(status, response, 502)
+
+
+async def test_a_stream_flag_that_is_not_a_boolean_is_422(functions, session_id):
+    req = request("POST", "/", body={"message": "Hello", "stream": "yes"}, route={"id": session_id})
+    status, _, response = await call(functions, "post_message_route", req)
+    assert_problem(status, response, 422)

@@ -29,19 +29,21 @@ from ._errors import (
     SessionNotFoundError,
     SettingsError,
     StoreUnavailableError,
+    ThreadExpiredError,
     TurnInProgressError,
     UnauthorizedError,
     UnsupportedMediaTypeError,
     ValidationError,
 )
-from ._http import Call, endpoint, json_response, problem_response
+from ._http import Call, endpoint, json_response, problem_body, problem_response
 from ._offline import OfflineChatClient
 from ._openapi import openapi_document
 from ._requests import parse_before, parse_limit, parse_new_message, parse_new_session
 from ._runtime import Runtime, build_runtime, current_settings, get_runtime, set_runtime
 from ._settings import Settings, load_settings
+from ._sse import event_stream_response, wants_event_stream
 from ._store import CosmosSessionStore, SessionPage, SessionRecord, SessionSummary
-from ._turn import TurnGuards, TurnResult, run_turn
+from ._turn import TurnGuards, TurnResult, TurnStream, run_turn, run_turn_stream, wait_for_running_turns
 
 try:
     __version__ = importlib.metadata.version("cosmos-history")
@@ -70,9 +72,11 @@ __all__ = [
     "Settings",
     "SettingsError",
     "StoreUnavailableError",
+    "ThreadExpiredError",
     "TurnGuards",
     "TurnInProgressError",
     "TurnResult",
+    "TurnStream",
     "UnauthorizedError",
     "UnsupportedMediaTypeError",
     "ValidationError",
@@ -84,6 +88,7 @@ __all__ = [
     "current_settings",
     "delete_session",
     "endpoint",
+    "event_stream_response",
     "get_runtime",
     "history_of",
     "json_response",
@@ -95,9 +100,13 @@ __all__ = [
     "parse_limit",
     "parse_new_message",
     "parse_new_session",
+    "problem_body",
     "problem_response",
     "read_history",
     "run_turn",
+    "run_turn_stream",
     "session_json",
     "set_runtime",
+    "wait_for_running_turns",
+    "wants_event_stream",
 ]

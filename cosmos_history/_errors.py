@@ -86,6 +86,15 @@ class ModeConflictError(SessionConflictError):
     slug = "history-mode-conflict"
 
 
+class ThreadExpiredError(ProblemError):
+    """The model service no longer knows the session's thread (``service`` mode): retrying cannot help,
+    so this is not a :class:`SessionConflictError` and carries no ``Retry-After``."""
+
+    status = 409
+    title = "Thread expired"
+    slug = "thread-expired"
+
+
 class PayloadTooLargeError(ProblemError):
     status = 413
     title = "Request body too large"

@@ -4,6 +4,11 @@ Routes in ``function_app.py`` are wrapped by :func:`endpoint`, which resolves th
 caller, hands the handler a :class:`Call`, and turns every :class:`ProblemError`
 into ``application/problem+json``. Anything unexpected is logged in full and
 answered with a generic 500 body: no exception text ever reaches a client.
+
+Requests and responses are FastAPI's (Starlette's) types from the Functions HTTP streams
+extension: importing it switches the whole app to HTTP streams, where the worker checks that
+*every* HTTP function takes ``fastapi.Request`` and returns a FastAPI response, so there is
+no mixing with ``func.HttpRequest``. One code path serves plain JSON and Server-Sent Events.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import azure.functions as func
+from azurefunctions.extensions.http.fastapi import Request, Response
 
 from ._agents import Agents
 from ._errors import (
@@ -46,7 +51,7 @@ PROBLEM_TYPE_BASE = "urn:cosmos-history:problem:"
 class Call:
     """One authenticated request: the caller's store view and the process's agents."""
 
-    request: func.HttpRequest
+    request: Request
     user_id: str
     store: CosmosSessionStore
     agents: Agents
@@ -54,10 +59,14 @@ class Call:
     guards: TurnGuards
 
     def route(self, name: str) -> str:
-        return self.request.route_params.get(name, "")
+        """A route parameter (the worker copies the host's route values into ``path_params``)."""
+        return str(self.request.path_params.get(name, ""))
 
-    def json_body(self, *, required: bool = True) -> dict[str, Any]:
-        return read_json_object(self.request, self.settings.max_request_bytes, required=required)
+    def query(self, name: str) -> str | None:
+        return self.request.query_params.get(name)
+
+    async def json_body(self, *, required: bool = True) -> dict[str, Any]:
+        return await read_json_object(self.request, self.settings.max_request_bytes, required=required)
 
     def idempotency_key(self) -> str | None:
         key = self.request.headers.get("idempotency-key")
@@ -66,17 +75,17 @@ class Call:
         return key
 
 
-Handler = Callable[[Call], Awaitable[func.HttpResponse]]
+Handler = Callable[[Call], Awaitable[Response]]
 
 
-def endpoint(handler: Handler) -> Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]:
+def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler of :class:`Call` as an Azure Functions HTTP function.
 
-    The wrapper's signature is ``(req: func.HttpRequest)``, exactly what the Functions
-    worker binds, so it deliberately does not use ``functools.wraps``.
+    The wrapper's signature is ``(req: Request) -> Response``, exactly what the Functions
+    worker binds and type-checks, so it deliberately does not use ``functools.wraps``.
     """
 
-    async def function(req: func.HttpRequest) -> func.HttpResponse:
+    async def function(req: Request) -> Response:
         try:
             runtime = await get_runtime()
             return await handler(make_call(req, runtime))
@@ -95,12 +104,12 @@ def endpoint(handler: Handler) -> Callable[[func.HttpRequest], Awaitable[func.Ht
     return function
 
 
-def make_call(req: func.HttpRequest, runtime: Runtime) -> Call:
+def make_call(req: Request, runtime: Runtime) -> Call:
     user_id = caller_identity(req, runtime.settings)
     return Call(req, user_id, runtime.store.for_user(user_id), runtime.agents, runtime.settings, runtime.guards)
 
 
-def caller_identity(req: func.HttpRequest, settings: Settings) -> str:
+def caller_identity(req: Request, settings: Settings) -> str:
     """The user who owns the sessions this request may touch.
 
     The Easy Auth principal wins (App Service sets and strips it, so it cannot be forged
@@ -134,11 +143,21 @@ def _object_id(principal: str) -> str:
     raise UnauthorizedError("The client principal carries no object id.")
 
 
-def read_json_object(req: func.HttpRequest, max_bytes: int, *, required: bool = True) -> dict[str, Any]:
-    """The request body as a JSON object, after size and content-type checks."""
-    body = req.get_body() or b""
-    if len(body) > max_bytes:
-        raise PayloadTooLargeError(f"The request body is larger than {max_bytes} bytes.")
+async def read_json_object(req: Request, max_bytes: int, *, required: bool = True) -> dict[str, Any]:
+    """The request body as a JSON object, after size and content-type checks.
+
+    The body is read chunk by chunk and abandoned as soon as it passes ``max_bytes``.
+    """
+    too_large = PayloadTooLargeError(f"The request body is larger than {max_bytes} bytes.")
+    declared = req.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    chunks = bytearray()
+    async for chunk in req.stream():
+        chunks += chunk
+        if len(chunks) > max_bytes:
+            raise too_large
+    body = bytes(chunks)
     if not body.strip():
         if required:
             raise BadRequestError("The request body must be a JSON object.")
@@ -155,20 +174,27 @@ def read_json_object(req: func.HttpRequest, max_bytes: int, *, required: bool = 
     return value
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
-    return func.HttpResponse(
-        json.dumps(body, ensure_ascii=False), status_code=status, mimetype="application/json", headers=headers
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(body, ensure_ascii=False), status_code=status, media_type="application/json", headers=headers
     )
 
 
-def problem_response(error: ProblemError) -> func.HttpResponse:
-    body = {
+def problem_body(error: ProblemError) -> dict[str, Any]:
+    """The problem+json document for ``error``: also the data of a stream's ``error`` event."""
+    return {
         "type": PROBLEM_TYPE_BASE + error.slug,
         "title": error.title,
         "status": error.status,
         "detail": error.detail,
     }
+
+
+def problem_response(error: ProblemError) -> Response:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
-    return func.HttpResponse(
-        json.dumps(body), status_code=error.status, mimetype="application/problem+json", headers=headers
+    return Response(
+        json.dumps(problem_body(error)),
+        status_code=error.status,
+        media_type="application/problem+json",
+        headers=headers,
     )

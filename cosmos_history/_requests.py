@@ -24,6 +24,8 @@ class NewSession:
 class NewMessage:
     message: str
     mode: HistoryMode | None
+    stream: bool = False
+    """``"stream": true`` asks for Server-Sent Events, like ``Accept: text/event-stream``."""
 
 
 def parse_new_session(body: dict[str, Any]) -> NewSession:
@@ -42,7 +44,10 @@ def parse_new_message(body: dict[str, Any], settings: Settings) -> NewMessage:
         raise ValidationError("'message' is required and must be a non-empty string.")
     if len(message) > settings.max_message_chars:
         raise ValidationError(f"'message' is longer than {settings.max_message_chars} characters.")
-    return NewMessage(message, parse_mode(body.get("mode")))
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ValidationError("'stream' must be true or false.")
+    return NewMessage(message, parse_mode(body.get("mode")), stream)
 
 
 def parse_mode(value: Any) -> HistoryMode | None:

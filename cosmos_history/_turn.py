@@ -1,15 +1,21 @@
 """One conversation turn: load the session, run the agent once, save it conditionally.
 
-The store and agents are parameters, so unit tests pass fakes and integration
-tests the real Cosmos store. Nothing is written unless the model succeeded, and
-the write is conditional on the etag read at the start: two turns racing on one
-session cannot both land, so no turn silently overwrites another. A lease (when
-given) rejects the second of two racing turns before it pays for a model call.
+:func:`run_turn` answers with the whole reply; :func:`run_turn_stream` streams it. Both share
+the same preparation (:func:`begin_turn`: load, checks, replay, lease) and the same ending
+(:meth:`PreparedTurn.finish`: one conditional save).
+
+The store and agents are parameters, so unit tests pass fakes and integration tests the real
+Cosmos store. Nothing is written unless the model succeeded, and the write is conditional on
+the etag read at the start: two turns racing on one session cannot both land, so no turn
+silently overwrites another. A lease (when given) rejects the second of two racing turns
+before it pays for a model call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +23,10 @@ from ._agents import Agents
 from ._errors import (
     ModeConflictError,
     ModelCallError,
+    ProblemError,
     SessionConflictError,
     SessionExistsError,
+    ThreadExpiredError,
     ValidationError,
 )
 from ._idempotency import IdempotencyRecords, request_fingerprint
@@ -26,7 +34,11 @@ from ._lease import TurnLease
 from ._settings import HistoryMode
 from ._store import RecordStore, SessionRecord, utc_now
 
+logger = logging.getLogger(__name__)
+
 TITLE_CHARS = 60
+_UNKNOWN_THREAD_CODES = frozenset({"previous_response_not_found", "conversation_not_found"})
+_THREAD_PARAMS = frozenset({"previous_response_id", "conversation"})
 
 
 @dataclass(frozen=True)
@@ -74,43 +86,105 @@ async def run_turn(
         ModeConflictError: ``mode`` differs from the existing session's mode.
         TurnInProgressError: another turn holds the session's lease (no model call was made).
         ModelCallError: the model failed, timed out or returned nothing; the stored session is unchanged.
+        ThreadExpiredError: the service no longer knows the session's thread; the session is unchanged.
         SessionConflictError: another request changed the session during this turn.
     """
+    turn = await begin_turn(
+        store, agents, session_id=session_id, message=message, mode=mode, idempotency_key=idempotency_key, guards=guards
+    )
+    if isinstance(turn, TurnResult):
+        return turn
+    try:
+        async with asyncio.timeout(guards.model_timeout_seconds):
+            response = await turn.agent.run(message, session=turn.record.session)
+    except BaseException as error:
+        await turn.abandon()
+        raise model_call_error(error, turn.record) from error
+    return await turn.finish(response.text)
+
+
+@dataclass
+class PreparedTurn:
+    """A turn that passed every check and holds its lease; the model may now be called."""
+
+    store: RecordStore
+    record: SessionRecord
+    agent: Any
+    message: str
+    guards: TurnGuards
+    idempotency_key: str | None
+    fingerprint: str
+    lease_etag: str | None
+
+    async def finish(self, reply: str) -> TurnResult:
+        """Write the session the agent just advanced, conditional on the etag it was read with."""
+        try:
+            if not reply.strip():
+                raise ModelCallError("The model returned no text; the session was left unchanged.")
+            record, replays, key = self.record, self.guards.replays, self.idempotency_key
+            previous_etag = record.etag
+            record.turns += 1
+            record.updated_at = utc_now()
+            record.lease_etag = self.lease_etag
+            if record.title is None and record.mode == "local":
+                record.title = title_from(self.message)
+            result = TurnResult(record.id, reply, record.turns, record.mode)
+            if key and replays:
+                await replays.record(
+                    record.id, self.store.user_id, key, self.fingerprint, turn=record.turns, result=result.to_json()
+                )
+            try:
+                await self._save(previous_etag)
+            except BaseException:
+                if key and replays:
+                    await replays.discard(record.id, key)
+                raise
+            return result
+        except BaseException:
+            await self.abandon()
+            raise
+
+    async def abandon(self) -> None:
+        """Give the lease back at once, so the next turn need not wait for it to expire."""
+        if self.guards.lease is not None and self.lease_etag is not None:
+            await self.guards.lease.release(self.record.id, self.store.user_id, self.lease_etag)
+
+    async def _save(self, previous_etag: str | None) -> None:
+        try:
+            await self.store.save(self.record, etag=previous_etag)
+        except SessionExistsError:
+            # A first turn raced another request creating the same id. If that was another user,
+            # load raises SessionNotFoundError: their session must look exactly like a missing one.
+            await self.store.load(self.record.id)
+            raise SessionConflictError(
+                "The session was created by another request at the same time. Retry.", retry_after=1
+            ) from None
+
+
+async def begin_turn(
+    store: RecordStore,
+    agents: Agents,
+    *,
+    session_id: str,
+    message: str,
+    mode: HistoryMode | None,
+    idempotency_key: str | None = None,
+    guards: TurnGuards = NO_GUARDS,
+) -> PreparedTurn | TurnResult:
+    """Every step before the model call: load (or start) the session, check the mode, replay a
+    retried request's stored result, claim the lease. A replay is returned as the final result."""
     record = await load_or_new(store, session_id, mode)
+    agent = agent_for(agents, record.mode)
     fingerprint = request_fingerprint(message, mode)
     if idempotency_key and guards.replays and record.etag is not None:
         stored = await guards.replays.find(session_id, idempotency_key, fingerprint, committed_turns=record.turns)
         if stored is not None:
             return TurnResult.from_json(stored, replayed=True)
-
     lease_etag = None
     if guards.lease is not None:
         known = record.lease_etag if record.etag is not None else None
         lease_etag = await guards.lease.claim(session_id, store.user_id, known_etag=known)
-    try:
-        reply = await _call_model(agents, record, message, guards.model_timeout_seconds)
-        previous_etag = record.etag
-        record.turns += 1
-        record.updated_at = utc_now()
-        record.lease_etag = lease_etag
-        if record.title is None and record.mode == "local":
-            record.title = title_from(message)
-        result = TurnResult(session_id, reply, record.turns, record.mode)
-        if idempotency_key and guards.replays:
-            await guards.replays.record(
-                session_id, store.user_id, idempotency_key, fingerprint, turn=record.turns, result=result.to_json()
-            )
-        try:
-            await _save(store, record, previous_etag)
-        except BaseException:
-            if idempotency_key and guards.replays:
-                await guards.replays.discard(session_id, idempotency_key)
-            raise
-        return result
-    except BaseException:
-        if guards.lease is not None and lease_etag is not None:
-            await guards.lease.release(session_id, store.user_id, lease_etag)
-        raise
+    return PreparedTurn(store, record, agent, message, guards, idempotency_key, fingerprint, lease_etag)
 
 
 async def load_or_new(store: RecordStore, session_id: str, mode: HistoryMode | None) -> SessionRecord:
@@ -125,30 +199,40 @@ async def load_or_new(store: RecordStore, session_id: str, mode: HistoryMode | N
     return record
 
 
-async def _call_model(agents: Agents, record: SessionRecord, message: str, timeout_seconds: float | None) -> str:
-    agent = agent_for(agents, record.mode)
-    try:
-        async with asyncio.timeout(timeout_seconds):
-            response = await agent.run(message, session=record.session)
-    except TimeoutError:
-        raise ModelCallError("The model did not answer in time; the session was left unchanged.") from None
-    except Exception as error:  # any failure of the model call: nothing has been written
-        raise ModelCallError("The model call failed; the session was left unchanged. Retry later.") from error
-    if not response.text.strip():
-        raise ModelCallError("The model returned no text; the session was left unchanged.")
-    return response.text
+def model_call_error(error: BaseException, record: SessionRecord) -> BaseException:
+    """The client-facing error for a failed model call: a thread the service forgot is a 409 the client
+    can act on (start over); a timeout or anything else is a 502. Exception text never reaches the client.
+    Cancellation is passed through unchanged."""
+    if isinstance(error, ProblemError) or not isinstance(error, Exception):
+        return error
+    if isinstance(error, TimeoutError):
+        return ModelCallError("The model did not answer in time; the session was left unchanged.")
+    if record.session.service_session_id and _is_unknown_thread(error):
+        return ThreadExpiredError(
+            "The model service no longer keeps this session's thread (it expired or was deleted); "
+            "the session was left unchanged. Start a new session, or DELETE this one and send the message again."
+        )
+    return ModelCallError("The model call failed; the session was left unchanged. Retry later.")
 
 
-async def _save(store: RecordStore, record: SessionRecord, previous_etag: str | None) -> SessionRecord:
-    try:
-        return await store.save(record, etag=previous_etag)
-    except SessionExistsError:
-        # A first turn raced another request creating the same id. If that was another user,
-        # load raises SessionNotFoundError: their session must look exactly like a missing one.
-        await store.load(record.id)
-        raise SessionConflictError(
-            "The session was created by another request at the same time. Retry.", retry_after=1
-        ) from None
+def _is_unknown_thread(error: BaseException) -> bool:
+    """Whether ``error`` (or an exception it wraps) is the OpenAI SDK's answer for an unknown
+    ``previous_response_id``/``conversation``: 404 (or 400) with that code or parameter.
+
+    Duck-typed on ``openai.APIStatusError``'s attributes so this module never imports a provider SDK.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        status = getattr(current, "status_code", None)
+        if status in (400, 404):
+            code = str(getattr(current, "code", None) or "")
+            param = str(getattr(current, "param", None) or "")
+            if code in _UNKNOWN_THREAD_CODES or param in _THREAD_PARAMS:
+                return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def agent_for(agents: Agents, mode: HistoryMode) -> Any:
@@ -167,3 +251,139 @@ def title_from(message: str) -> str:
         return words
     cut = words[:TITLE_CHARS].rsplit(" ", 1)[0] or words[:TITLE_CHARS]
     return cut + "…"
+
+
+# --- streaming ------------------------------------------------------------------------------------
+
+
+async def run_turn_stream(
+    store: RecordStore,
+    agents: Agents,
+    *,
+    session_id: str,
+    message: str,
+    mode: HistoryMode | None = None,
+    idempotency_key: str | None = None,
+    guards: TurnGuards = NO_GUARDS,
+) -> TurnStream:
+    """Start exactly one agent turn whose reply streams; return once the model has started answering.
+
+    Everything :func:`run_turn` checks is checked before the model is called, and a model call that
+    fails before its first update (unreachable service, expired thread) raises here too, so callers can
+    still answer those with a plain HTTP error. The session is written once, after the stream completed.
+    A replayed (idempotent) turn streams its stored reply as one piece.
+
+    Raises:
+        The errors of :func:`run_turn`, when they happen before the model's first update.
+    """
+    turn = await begin_turn(
+        store, agents, session_id=session_id, message=message, mode=mode, idempotency_key=idempotency_key, guards=guards
+    )
+    stream = TurnStream(turn)
+    await stream.started()
+    return stream
+
+
+class TurnStream:
+    """One turn running in a task of its own, so a reader that goes away (a client disconnecting
+    mid-stream cancels the response) never cancels the turn: the model was paid for, so its reply
+    is saved all the same. Read :meth:`deltas` once, then :meth:`result`.
+    """
+
+    def __init__(self, turn: PreparedTurn | TurnResult) -> None:
+        self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        self._first_update: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._updates = 0
+        name = f"turn {turn.session_id if isinstance(turn, TurnResult) else turn.record.id}"
+        self._task = asyncio.create_task(self._run(turn), name=name)
+        _RUNNING_TURNS.add(self._task)
+        self._task.add_done_callback(_turn_done)
+
+    async def _run(self, turn: PreparedTurn | TurnResult) -> TurnResult:
+        try:
+            if isinstance(turn, TurnResult):
+                self._updates += 1
+                self._pieces.put_nowait(turn.reply)
+                return turn
+            text = TextDeltas()
+            try:
+                async with asyncio.timeout(turn.guards.model_timeout_seconds):
+                    stream = turn.agent.run(turn.message, session=turn.record.session, stream=True)
+                    async for update in stream:
+                        self._updates += 1
+                        self._signal_started()
+                        for piece in text.feed(update.contents):
+                            self._pieces.put_nowait(piece)
+                    response = await stream.get_final_response()
+            except BaseException as error:  # any failure of the model call: nothing has been written
+                await turn.abandon()
+                raise model_call_error(error, turn.record) from error
+            return await turn.finish(response.text)
+        finally:
+            self._signal_started()
+            self._pieces.put_nowait(None)
+
+    def _signal_started(self) -> None:
+        if not self._first_update.done():
+            self._first_update.set_result(None)
+
+    async def started(self) -> None:
+        """Wait for the model's first update; raise the turn's error if it ended before any."""
+        await asyncio.shield(self._first_update)
+        if self._updates == 0 and self._task.done():
+            self._task.result()
+
+    async def deltas(self) -> AsyncIterator[str]:
+        """The reply's text as it arrives; the pieces add up to the reply exactly once."""
+        while (piece := await self._pieces.get()) is not None:
+            yield piece
+
+    async def result(self) -> TurnResult:
+        """The saved turn, or the turn's :class:`ProblemError`. Cancelling the caller leaves the turn running."""
+        return await asyncio.shield(self._task)
+
+
+class TextDeltas:
+    """Turns streamed text contents into new text only.
+
+    Providers may close an output item with a content repeating the item's whole text
+    (``merge_mode="replace"``: the Responses API's ``output_text.done``). Only what such a content
+    adds beyond the text already sent for that item is new; everything else is appended as it comes.
+    """
+
+    def __init__(self) -> None:
+        self._sent: dict[Any, str] = {}
+
+    def feed(self, contents: Iterable[Any]) -> list[str]:
+        pieces = []
+        for content in contents:
+            if content.type != "text" or not content.text:
+                continue
+            item = getattr(content.raw_representation, "item_id", None)
+            sent = self._sent.get(item, "")
+            if getattr(content, "merge_mode", None) == "replace":
+                piece = content.text[len(sent) :] if content.text.startswith(sent) else ""
+                self._sent[item] = content.text
+            else:
+                piece = content.text
+                self._sent[item] = sent + piece
+            if piece:
+                pieces.append(piece)
+        return pieces
+
+
+_RUNNING_TURNS: set[asyncio.Task[TurnResult]] = set()
+"""Streamed turns still running: a strong reference, so none is garbage-collected mid-turn."""
+
+
+def _turn_done(task: asyncio.Task[TurnResult]) -> None:
+    _RUNNING_TURNS.discard(task)
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.info("Streamed %s ended without saving: %s", task.get_name(), type(error).__name__)
+
+
+async def wait_for_running_turns() -> None:
+    """Let streamed turns whose clients went away finish saving (for hosts that shut down cleanly;
+    bound it with ``asyncio.timeout``: cancelling this wait leaves the turns running)."""
+    if _RUNNING_TURNS:
+        await asyncio.wait(set(_RUNNING_TURNS))

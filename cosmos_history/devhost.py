@@ -1,10 +1,13 @@
 """A small local host for development and tests, standing in for Azure Functions Core Tools.
 
 It serves the HTTP functions registered on ``function_app.app`` under the route prefix
-(``/api``), turns each request into an ``azure.functions.HttpRequest`` and calls the
-registered function itself, so the code path is the one Azure runs. It does not
-check function keys, run other triggers or emulate the host's limits: use
-``func start`` where Core Tools is installed. Never expose it beyond localhost.
+(``/api``) and calls the registered function itself, so the code path is the one Azure runs.
+A function taking a FastAPI/Starlette ``Request`` (Functions HTTP streams) gets the request
+with its route values in ``path_params``, as the worker passes them, and its response is sent
+as it is (it is ASGI, so streams stream); a function taking ``azure.functions.HttpRequest``
+gets one built from the request. It does not check function keys, run other triggers or
+emulate the host's limits: use ``func start`` where Core Tools is installed. Never expose it
+beyond localhost.
 
     python -m cosmos_history.devhost [--host 127.0.0.1] [--port 7071] [--app function_app]
 """
@@ -20,6 +23,7 @@ import json
 import logging
 import os
 import re
+import typing
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +46,14 @@ class HttpFunction:
     pattern: re.Pattern[str]
     methods: frozenset[str]
     function: Callable[..., Any]
+
+    @property
+    def takes_asgi_request(self) -> bool:
+        """Whether the function's first parameter is a Starlette (FastAPI) ``Request``."""
+        hints = typing.get_type_hints(self.function)
+        first = next(iter(inspect.signature(self.function).parameters), None)
+        annotation = hints.get(first) if first else None
+        return isinstance(annotation, type) and issubclass(annotation, Request)
 
 
 def load_local_settings(path: Path = Path("local.settings.json")) -> None:
@@ -100,7 +112,12 @@ def create_host(app: func.FunctionApp, prefix: str = "api") -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
         from ._runtime import close_runtime
+        from ._turn import wait_for_running_turns
 
+        # Streamed turns whose clients left are still saving: let them, within reason.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30):
+                await wait_for_running_turns()
         await close_runtime()
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -108,6 +125,14 @@ def create_host(app: func.FunctionApp, prefix: str = "api") -> Starlette:
 
 
 async def _invoke(function: HttpFunction, request: Request, route_params: dict[str, str]) -> Response:
+    if function.takes_asgi_request:
+        # What the worker's request synchronizer does: the route's values replace the path params.
+        request.path_params.clear()
+        request.path_params.update(route_params)
+        result = await function.function(request)
+        if not isinstance(result, Response):
+            raise TypeError(f"{function.name} returned {type(result).__name__}, not a Starlette response")
+        return result
     body = await request.body()
     req = func.HttpRequest(
         method=request.method,

@@ -4,7 +4,9 @@ The real ``openai`` SDK and the framework's real clients talk to it over HTTP. I
 records every request body so tests can prove what the model was sent; replies
 are deterministic ("answer N to: <last user text>"). Responses created with
 ``store=true`` are kept by id, so ``previous_response_id`` continues a thread,
-and an unknown id answers 404 as the real service does for an expired thread.
+and an unknown id answers 404 as the real service does for an expired thread (``expired_status``
+makes it 400, as some deployments answer). Streams can pause between deltas (``chunk_delay``) and
+fail after their first delta (``fail_mid_stream``); ``streams_finished`` counts completed streams.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class FakeOpenAI:
     response_delay: float = 0.0
     """Seconds a non-streamed answer takes, to hold racing turns in flight."""
     fail_next: int = 0
+    fail_mid_stream: int = 0
+    expired_status: int = 404
+    streams_finished: int = 0
     base_url: str = ""
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -72,7 +77,7 @@ class FakeOpenAI:
                             "code": "previous_response_not_found",
                         }
                     },
-                    status_code=404,
+                    status_code=self.expired_status,
                 )
             history = list(self.threads[previous])
         items = _input_items(body.get("input"))
@@ -110,9 +115,12 @@ class FakeOpenAI:
             {"item_id": item_id, "output_index": 0, "content_index": 0, "part": part},
             seq,
         )
-        for piece in _pieces(text):
+        for index, piece in enumerate(_pieces(text)):
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
+            if index == 1 and self._take_mid_stream_failure():
+                yield _STREAM_ERROR
+                return
             delta = {"item_id": item_id, "output_index": 0, "content_index": 0, "delta": piece, "logprobs": []}
             yield _sse("response.output_text.delta", delta, seq)
         done = {"item_id": item_id, "output_index": 0, "content_index": 0, "text": text, "logprobs": []}
@@ -124,6 +132,13 @@ class FakeOpenAI:
         )
         yield _sse("response.output_item.done", {"output_index": 0, "item": message}, seq)
         yield _sse("response.completed", {"response": _response_object(response_id, body, [message], "completed")}, seq)
+        self.streams_finished += 1
+
+    def _take_mid_stream_failure(self) -> bool:
+        if self.fail_mid_stream:
+            self.fail_mid_stream -= 1
+            return True
+        return False
 
     async def _chat(self, request: Request) -> Response:
         body = await request.json()
@@ -148,9 +163,12 @@ class FakeOpenAI:
             )
 
         async def chunks() -> AsyncIterator[str]:
-            for piece in _pieces(text):
+            for index, piece in enumerate(_pieces(text)):
                 if self.chunk_delay:
                     await asyncio.sleep(self.chunk_delay)
+                if index == 1 and self._take_mid_stream_failure():
+                    yield _STREAM_ERROR
+                    return
                 chunk = {
                     "id": completion_id,
                     "object": "chat.completion.chunk",
@@ -168,6 +186,7 @@ class FakeOpenAI:
             }
             yield f"data: {json.dumps(final)}\n\n"
             yield "data: [DONE]\n\n"
+            self.streams_finished += 1
 
         return StreamingResponse(chunks(), media_type="text/event-stream")
 
@@ -195,6 +214,10 @@ def _response_object(
             "output_tokens_details": {"reasoning_tokens": 0},
         },
     }
+
+
+_STREAM_ERROR = 'event: error\ndata: {"error": {"message": "injected mid-stream failure", "type": "server_error"}}\n\n'
+"""What the service sends when it fails mid-stream; the openai SDK raises ``APIError`` on it."""
 
 
 def _sse(event: str, payload: dict[str, Any], seq: Iterator[int]) -> str:

@@ -50,12 +50,14 @@ class RecordingChatClient(BaseChatClient):
         return ChatResponse(messages=[Message(role="assistant", contents=[text])], model="recording")
 
     async def _stream(self, text: str) -> AsyncIterator[ChatResponseUpdate]:
-        for word in text.split(" "):
+        words = text.split(" ")
+        for index, word in enumerate(words):
             if self.delay:
                 await asyncio.sleep(self.delay)
             if self.fail_with is not None:
                 raise self.fail_with
-            yield ChatResponseUpdate(role="assistant", contents=[Content.from_text(word + " ")], model="recording")
+            piece = word if index == len(words) - 1 else word + " "  # streamed text equals the whole reply
+            yield ChatResponseUpdate(role="assistant", contents=[Content.from_text(piece)], model="recording")
 
 
 class InMemoryRecordStore:

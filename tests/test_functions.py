@@ -1,15 +1,19 @@
-"""Every registered function called with ``func.HttpRequest``: happy paths and each error status."""
+"""Every registered function called with a FastAPI ``Request``, as the worker passes it under HTTP
+streams: happy paths and each error status."""
 
 from __future__ import annotations
 
 import base64
 import json
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
-import azure.functions as func
 import pytest
+from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
 
 from cosmos_history import SessionRecord, load_settings
+from cosmos_history.chat import read_events
 
 pytestmark = pytest.mark.integration
 
@@ -32,32 +36,43 @@ def request(
     user: str | None = "alice",
     content_type: str = "application/json",
     headers: dict[str, str] | None = None,
-) -> func.HttpRequest:
+) -> Request:
+    """A request as the worker hands it over: route values in ``path_params``, the body on ``receive``."""
     all_headers = {"content-type": content_type, **(headers or {})}
     if user is not None:
         all_headers["x-user-id"] = user
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
-    return func.HttpRequest(
-        method=method, url=url, headers=all_headers, params=params or {}, route_params=route or {}, body=data
-    )
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": data, "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": urlsplit(url).path,
+        "query_string": urlencode(params or {}).encode(),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in all_headers.items()],
+        "path_params": dict(route or {}),
+    }
+    return Request(scope, receive)
 
 
-async def call(functions, name: str, req: func.HttpRequest) -> tuple[int, Any, func.HttpResponse]:
+async def call(functions, name: str, req: Request) -> tuple[int, Any, Response]:
     response = await functions[name](req)
-    body = response.get_body()
+    body = response.body
     return response.status_code, (json.loads(body) if body else None), response
 
 
-def assert_problem(status: int, response: func.HttpResponse, expected: int) -> dict[str, Any]:
-    assert status == expected, response.get_body()
-    assert response.mimetype == "application/problem+json"
-    problem = json.loads(response.get_body())
+def assert_problem(status: int, response: Response, expected: int) -> dict[str, Any]:
+    assert status == expected, response.body
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = json.loads(response.body)
     assert set(problem) == {"type", "title", "status", "detail"} and problem["status"] == expected
     assert "Traceback" not in problem["detail"]
     return problem
 
 
-async def post_message(functions, session_id: str, message: Any, **kwargs) -> tuple[int, Any, func.HttpResponse]:
+async def post_message(functions, session_id: str, message: Any, **kwargs) -> tuple[int, Any, Response]:
     req = request(
         "POST", f"/api/sessions/{session_id}/messages", body={"message": message}, route={"id": session_id}, **kwargs
     )
@@ -138,10 +153,12 @@ async def test_list_sessions_returns_only_the_callers_sessions(functions, model,
 
 async def test_delete_session_returns_204_then_404(functions, model, session_id):
     await post_message(functions, session_id, "bye")
-    delete = request("DELETE", f"/api/sessions/{session_id}", route={"id": session_id})
 
-    first, _, _ = await call(functions, "delete_session_route", delete)
-    status, _, response = await call(functions, "delete_session_route", delete)
+    def delete():
+        return request("DELETE", f"/api/sessions/{session_id}", route={"id": session_id})
+
+    first, _, _ = await call(functions, "delete_session_route", delete())
+    status, _, response = await call(functions, "delete_session_route", delete())
 
     assert first == 204
     assert_problem(status, response, 404)
@@ -181,9 +198,9 @@ async def test_a_missing_session_is_404(functions, session_id):
 
 
 async def test_creating_an_existing_session_is_409(functions, session_id):
-    req = request("POST", "/api/sessions", body={"id": session_id})
-    await call(functions, "create_session_route", req)
-    status, _, response = await call(functions, "create_session_route", req)
+    await call(functions, "create_session_route", request("POST", "/api/sessions", body={"id": session_id}))
+    again = request("POST", "/api/sessions", body={"id": session_id})
+    status, _, response = await call(functions, "create_session_route", again)
     assert_problem(status, response, 409)
 
 
@@ -290,7 +307,7 @@ async def test_the_easy_auth_principal_names_the_owner(functions, model, session
         functions, "get_session_route", request("GET", "/", route={"id": session_id}, user="object-id-1")
     )
 
-    assert status == 200, response.get_body()
+    assert status == 200, response.body
 
 
 async def test_a_malformed_principal_header_is_401(functions, session_id):
@@ -400,3 +417,44 @@ async def test_the_openapi_document_is_served(functions):
     status, body, _ = await call(functions, "openapi_route", request("GET", "/api/openapi.json"))
 
     assert status == 200 and body["openapi"].startswith("3.") and "/sessions/{id}/messages" in body["paths"]
+
+
+# --- streaming ---------------------------------------------------------------------------------
+
+
+async def sse_events(response: Response) -> list[tuple[str, Any]]:
+    assert isinstance(response, StreamingResponse)
+    text = "".join([chunk async for chunk in response.body_iterator])
+    return list(read_events(iter(text.splitlines())))
+
+
+async def test_accept_event_stream_answers_deltas_then_done(functions, model, runtime, session_id):
+    req = request(
+        "POST", "/", body={"message": "Hello"}, route={"id": session_id}, headers={"accept": "text/event-stream"}
+    )
+
+    response = await functions["post_message_route"](req)
+
+    assert response.status_code == 200 and response.media_type == "text/event-stream"
+    events = await sse_events(response)
+    assert events == [
+        ("delta", {"text": "reply "}),
+        ("delta", {"text": "1"}),
+        ("done", {"sessionId": session_id, "reply": "reply 1", "turn": 1, "mode": "local"}),
+    ]
+    assert (await stored_document(runtime, session_id))["turns"] == 1
+
+
+async def test_a_model_failing_before_the_stream_starts_is_a_plain_502(functions, model, session_id):
+    model.fail_with = RuntimeError("upstream exploded")
+    req = request("POST", "/", body={"message": "Hello", "stream": True}, route={"id": session_id})
+
+    status, _, response = await call(functions, "post_message_route", req)
+
+    assert_problem(status, response, 502)
+
+
+async def test_a_stream_flag_that_is_not_a_boolean_is_422(functions, session_id):
+    req = request("POST", "/", body={"message": "Hello", "stream": "yes"}, route={"id": session_id})
+    status, _, response = await call(functions, "post_message_route", req)
+    assert_problem(status, response, 422)

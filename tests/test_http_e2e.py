@@ -70,18 +70,26 @@ def test_service_mode_continues_the_thread_by_id_and_stores_no_text(host_env, fa
         first = httpx.post(f"{base}/sessions/{session}/messages", json={"message": "remember the word heliotrope"})
         turn_one_id = list(fake_model.threads)[-1]
         second = httpx.post(f"{base}/sessions/{session}/messages", json={"message": "which word?"})
+        turn_two = fake_model.requests[-1]
+        for n in range(3, 51):
+            previous_id = list(fake_model.threads)[-1]  # the response the last turn created
+            answer = httpx.post(f"{base}/sessions/{session}/messages", json={"message": f"secret number {n}"})
+            assert answer.status_code == 200 and answer.json()["turn"] == n
+            request = fake_model.requests[-1]
+            assert request["previous_response_id"] == previous_id and request_texts(request) == [f"secret number {n}"]
         listed = httpx.get(f"{base}/sessions").json()
 
     assert created.status_code == 201 and first.status_code == 200 and second.status_code == 200
-    turn_two = fake_model.requests[-1]
     assert turn_two["previous_response_id"] == turn_one_id
     assert "remember the word heliotrope" not in json.dumps(turn_two)
     assert any(s["id"] == session and s["title"] is None for s in listed["sessions"])
     document = read_document(cosmos_env, session)
     stored = json.dumps(document)
+    assert document["turns"] == 50
     assert document["session"]["service_session_id"] == list(fake_model.threads)[-1]
-    assert "heliotrope" not in stored and "which word" not in stored and "answer" not in stored
-    assert len(stored.encode()) < 1024
+    assert "heliotrope" not in stored and "which word" not in stored and "secret" not in stored
+    assert "answer" not in stored
+    assert len(stored.encode()) < 1024, "50 turns later the document is still only metadata and an id"
 
 
 def read_document(env: dict[str, str], session_id: str) -> dict:

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
+import openai
 import pytest
+from agent_framework import Content
 
 from cosmos_history import (
     ModeConflictError,
     ModelCallError,
     SessionConflictError,
     SessionNotFoundError,
+    ThreadExpiredError,
     ValidationError,
     build_agents,
     load_settings,
     run_turn,
+    run_turn_stream,
+    wait_for_running_turns,
 )
-from cosmos_history._turn import title_from
+from cosmos_history._turn import TextDeltas, model_call_error, title_from
 
 from .fakes import InMemoryRecordStore, RecordingChatClient
 
@@ -132,3 +140,90 @@ def test_title_is_the_first_words_cut_at_a_word_boundary():
     assert title_from("  Plan   a trip\nto Lisbon ") == "Plan a trip to Lisbon"
     long = title_from("word " * 40)
     assert len(long) <= 61 and long.endswith("…") and not long[:-1].endswith(" ")
+
+
+# --- streamed turns ------------------------------------------------------------------------------
+
+
+async def test_a_streamed_turn_yields_deltas_that_add_up_to_the_saved_reply(store, agents, model):
+    turn = await run_turn_stream(store, agents, session_id="s1", message="Hello")
+
+    pieces = [piece async for piece in turn.deltas()]
+    result = await turn.result()
+
+    assert "".join(pieces) == result.reply == "reply 1" and len(pieces) == 2
+    stored = await store.load("s1")
+    assert stored is not None and stored.turns == 1
+    assert await run_turn(store, agents, session_id="s1", message="again")
+    assert model.texts(-1) == [("user", "Hello"), ("assistant", "reply 1"), ("user", "again")]
+
+
+async def test_a_streamed_turn_is_saved_even_when_its_reader_is_cancelled(store, agents, model):
+    model.delay = 0.05
+    turn = await run_turn_stream(store, agents, session_id="s1", message="Hello")
+
+    async def read_then_leave() -> None:
+        async for _ in turn.deltas():
+            await asyncio.sleep(3600)  # the client stops reading; its response is then cancelled
+
+    reader = asyncio.create_task(read_then_leave())
+    await asyncio.sleep(0.01)
+    reader.cancel()
+    async with asyncio.timeout(5):
+        await wait_for_running_turns()
+
+    stored = await store.load("s1")
+    assert stored is not None and stored.turns == 1
+
+
+async def test_a_model_failing_before_its_first_update_fails_the_stream_before_it_starts(store, agents, model):
+    model.fail_with = RuntimeError("model down")
+
+    with pytest.raises(ModelCallError):
+        await run_turn_stream(store, agents, session_id="s1", message="Hello")
+
+    assert await store.load("s1") is None
+
+
+async def test_checks_that_need_no_model_fail_a_streamed_turn_before_the_model_is_called(store, agents, model):
+    await run_turn(store, agents, session_id="s1", message="first", mode="local")
+
+    with pytest.raises(ModeConflictError):
+        await run_turn_stream(store, agents, session_id="s1", message="again", mode="service")
+    assert len(model.calls) == 1
+
+
+def test_a_replace_update_adds_only_the_text_not_sent_yet():
+    text = TextDeltas()
+
+    sent = [
+        *text.feed([Content.from_text("answer ", merge_mode="append")]),
+        *text.feed([Content.from_text("2", merge_mode="append")]),
+        *text.feed([Content.from_text("answer 2 to: x", merge_mode="replace")]),
+        *text.feed([Content.from_text("answer 2 to: x", merge_mode="replace")]),
+    ]
+
+    assert sent == ["answer ", "2", " to: x"]
+
+
+def openai_error(status: int, code: str | None, param: str | None) -> openai.APIStatusError:
+    request = httpx.Request("POST", "http://127.0.0.1/v1/responses")
+    body = {"message": "Previous response not found.", "type": "invalid_request_error", "param": param, "code": code}
+    cls = openai.NotFoundError if status == 404 else openai.BadRequestError
+    return cls("not found", response=httpx.Response(status, request=request), body=body)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "param"),
+    [(404, "previous_response_not_found", "previous_response_id"), (400, None, "previous_response_id")],
+)
+async def test_a_thread_the_service_forgot_is_a_thread_expired_error(store, agents, model, status, code, param):
+    await run_turn(store, agents, session_id="s1", message="first", mode="service")
+    record = await store.load("s1")
+    assert record is not None
+    record.session.service_session_id = "resp_1"
+    wrapped = RuntimeError("the framework's wrapper")
+    wrapped.__cause__ = openai_error(status, code, param)
+
+    assert isinstance(model_call_error(wrapped, record), ThreadExpiredError)
+    assert type(model_call_error(openai_error(400, "invalid_value", "input"), record)) is ModelCallError

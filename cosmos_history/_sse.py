@@ -1,0 +1,61 @@
+"""Server-Sent Events for a streamed turn: ``delta`` events, then one ``done`` or ``error`` event.
+
+The response starts only after :func:`run_turn_stream` returned, so every error found before
+the model's first update is still a plain problem+json answer with its status. Errors after that
+can only travel inside the stream: ``event: error`` carries the same problem+json document.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from azurefunctions.extensions.http.fastapi import Request, StreamingResponse
+
+from ._errors import ProblemError
+from ._http import problem_body
+from ._turn import TurnStream
+
+logger = logging.getLogger(__name__)
+
+EVENT_STREAM = "text/event-stream"
+
+
+def wants_event_stream(request: Request, stream_requested: bool) -> bool:
+    """Whether the client asked for SSE: ``"stream": true`` in the body or ``Accept: text/event-stream``."""
+    if stream_requested:
+        return True
+    accepted = (part.split(";")[0].strip().lower() for part in request.headers.get("accept", "").split(","))
+    return EVENT_STREAM in accepted
+
+
+def event_stream_response(turn: TurnStream) -> StreamingResponse:
+    """Stream ``turn`` as SSE. Disconnecting cancels only this response, never the turn itself."""
+    return StreamingResponse(
+        turn_events(turn),
+        media_type=EVENT_STREAM,
+        # Proxies must pass each event on as it comes instead of buffering the answer.
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def turn_events(turn: TurnStream) -> AsyncIterator[str]:
+    async for text in turn.deltas():
+        yield sse_event("delta", {"text": text})
+    try:
+        result = await turn.result()
+    except ProblemError as error:
+        yield sse_event("error", problem_body(error))
+        return
+    except Exception:
+        logger.exception("Unhandled error in a streamed turn")
+        yield sse_event("error", problem_body(ProblemError("The server failed to handle this request.")))
+        return
+    yield sse_event("done", result.to_json())
+
+
+def sse_event(event: str, data: Any) -> str:
+    """One event; ``data`` is JSON on a single line, so it never needs splitting."""
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"

@@ -13,6 +13,7 @@ import binascii
 import json
 import logging
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from ._errors import (
 from ._runtime import Runtime, get_runtime
 from ._settings import Settings
 from ._store import ANONYMOUS_USER, CosmosSessionStore
+from ._telemetry import request_context
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +65,18 @@ Handler = Callable[[Call], Awaitable[func.HttpResponse]]
 def endpoint(handler: Handler) -> Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]:
     """Wrap a handler of :class:`Call` as an Azure Functions HTTP function.
 
-    The wrapper's signature is ``(req: func.HttpRequest)``, exactly what the Functions
-    worker binds, so it deliberately does not use ``functools.wraps``.
+    The wrapper's signature is ``(req: func.HttpRequest, context: func.Context)``, exactly
+    what the Functions worker binds (``context`` carries the invocation id that log records
+    are stamped with), so it deliberately does not use ``functools.wraps``.
     """
 
-    async def function(req: func.HttpRequest) -> func.HttpResponse:
+    # The worker accepts `context` only when annotated exactly as azure.functions.Context; it is
+    # optional so hosts and tests that pass only the request still work.
+    async def function(req: func.HttpRequest, context: func.Context = None) -> func.HttpResponse:  # type: ignore[assignment]
+        with request_context(invocation_id(req, context), req.route_params.get("id")):
+            return await _handle(req)
+
+    async def _handle(req: func.HttpRequest) -> func.HttpResponse:
         try:
             runtime = await get_runtime()
             return await handler(make_call(req, runtime))
@@ -84,6 +93,16 @@ def endpoint(handler: Handler) -> Callable[[func.HttpRequest], Awaitable[func.Ht
     function.__qualname__ = handler.__qualname__
     function.__doc__ = handler.__doc__
     return function
+
+
+def invocation_id(req: func.HttpRequest, context: func.Context | None) -> str:
+    """The Functions invocation id (the host's logs use it too), or a fresh one outside Functions.
+
+    A client-sent header is deliberately not trusted: log correlation must not be forgeable.
+    """
+    if context is not None and getattr(context, "invocation_id", None):
+        return str(context.invocation_id)
+    return str(uuid.uuid4())
 
 
 def make_call(req: func.HttpRequest, runtime: Runtime) -> Call:

@@ -17,6 +17,7 @@ from ._agents import Agents, build_agents
 from ._cosmos import create_client, ensure_container
 from ._settings import Settings, load_settings
 from ._store import CosmosSessionStore, store_errors
+from ._telemetry import configure_telemetry
 
 
 @dataclass
@@ -51,6 +52,7 @@ async def get_runtime() -> Runtime:
         _lock = asyncio.Lock()
     async with _lock:
         if _runtime is None:
+            configure_telemetry(current_settings().telemetry)
             _runtime = await build_runtime(current_settings())
     return _runtime
 

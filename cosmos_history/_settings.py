@@ -48,6 +48,9 @@ SETTING_NAMES: dict[str, str] = {
     "HTTP_AUTH_LEVEL": "Functions auth level of the HTTP routes: function (default), anonymous or admin.",
     "MAX_REQUEST_BYTES": "Largest accepted request body in bytes (default 65536).",
     "MAX_MESSAGE_CHARS": "Longest accepted user message in characters (default 16000).",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "Application Insights connection string; unset exports no telemetry.",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=AAD[;ClientId=<id>]: export with the managed identity.",
+    "ENABLE_SENSITIVE_DATA": "true records message text in model spans (development only; default false).",
 }
 
 DEFAULT_INSTRUCTIONS = "You are a helpful assistant. Answer concisely."
@@ -83,6 +86,22 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class TelemetrySettings:
+    """Where traces, metrics and logs go: Application Insights, or nowhere."""
+
+    connection_string: str | None = field(default=None, repr=False)
+    use_managed_identity: bool = False
+    """True when the deployment disables local auth: the exporter authenticates with Entra ID."""
+    client_id: str | None = None
+    """The user-assigned identity to export with; ``None`` means the system-assigned one."""
+    sensitive_data: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.connection_string is not None
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole app configuration, built by :func:`load_settings`."""
 
@@ -95,6 +114,7 @@ class Settings:
     http_auth_level: AuthLevel = "function"
     max_request_bytes: int = 65536
     max_message_chars: int = 16000
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -130,7 +150,39 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_auth_level=_choice(env, "HTTP_AUTH_LEVEL", AUTH_LEVELS, defaults.http_auth_level),
         max_request_bytes=_positive_int(env, "MAX_REQUEST_BYTES") or defaults.max_request_bytes,
         max_message_chars=_positive_int(env, "MAX_MESSAGE_CHARS") or defaults.max_message_chars,
+        telemetry=_load_telemetry_settings(env),
     )
+
+
+def _load_telemetry_settings(env: Mapping[str, str]) -> TelemetrySettings:
+    """Parse the Application Insights settings the way the Functions host and Bicep write them."""
+    connection_string = env.get("APPLICATIONINSIGHTS_CONNECTION_STRING")
+    if connection_string is not None and "=" not in connection_string:
+        raise SettingsError("APPLICATIONINSIGHTS_CONNECTION_STRING must look like InstrumentationKey=...;...")
+    auth: dict[str, str] = {}
+    for part in env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "").split(";"):
+        if part.strip():
+            name, sep, value = part.partition("=")
+            if not sep:
+                raise SettingsError("APPLICATIONINSIGHTS_AUTHENTICATION_STRING must look like Authorization=AAD;...")
+            auth[name.strip().lower()] = value.strip()
+    if auth and auth.get("authorization", "").upper() != "AAD":
+        raise SettingsError("APPLICATIONINSIGHTS_AUTHENTICATION_STRING supports only Authorization=AAD")
+    return TelemetrySettings(
+        connection_string=connection_string,
+        use_managed_identity=bool(auth),
+        client_id=auth.get("clientid") or env.get("AZURE_CLIENT_ID"),
+        sensitive_data=_boolean(env, "ENABLE_SENSITIVE_DATA"),
+    )
+
+
+def _boolean(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "false").strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {value!r}")
 
 
 def _load_model_settings(env: Mapping[str, str]) -> ModelSettings:

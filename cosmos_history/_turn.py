@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import _telemetry as telemetry
 from ._agents import Agents
 from ._errors import (
     ModeConflictError,
@@ -36,6 +37,7 @@ class TurnResult:
         return {"sessionId": self.session_id, "reply": self.reply, "turn": self.turn, "mode": self.mode}
 
 
+@telemetry.traced_turn
 async def run_turn(
     store: RecordStore,
     agents: Agents,
@@ -51,18 +53,22 @@ async def run_turn(
         ModelCallError: the model failed; the stored session is unchanged.
         SessionConflictError: another request changed the session during this turn.
     """
-    record = await store.load(session_id)
+    with telemetry.phase("load"):
+        record = await store.load(session_id)
     if record is None:
         record = SessionRecord.new(session_id, user_id=store.user_id, mode=mode or store.default_mode)
     elif mode is not None and mode != record.mode:
         raise ModeConflictError(
             f"Session {session_id!r} uses history mode {record.mode!r}; a session's mode never changes."
         )
+    telemetry.note_session(record.mode, record.turns)
     agent = agent_for(agents, record.mode)
     try:
-        response = await agent.run(message, session=record.session)
+        with telemetry.phase("model"):
+            response = await agent.run(message, session=record.session)
     except Exception as error:  # any failure of the model call: nothing has been written
         raise ModelCallError("The model call failed; the session was left unchanged. Retry later.") from error
+    telemetry.note_model_response(response)
 
     previous_etag = record.etag
     record.turns += 1
@@ -70,7 +76,8 @@ async def run_turn(
     if record.title is None and record.mode == "local":
         record.title = title_from(message)
     try:
-        saved = await store.save(record, etag=previous_etag)
+        with telemetry.phase("save"):
+            saved = await store.save(record, etag=previous_etag)
     except SessionExistsError:
         # A first turn raced another request creating the same id. If that was another user,
         # load raises SessionNotFoundError: their session must look exactly like a missing one.

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,17 @@ from starlette.routing import Route
 logger = logging.getLogger("cosmos_history.devhost")
 
 _PARAM = re.compile(r"\{(\w+)(?::[^}?]*)?(\?)?\}")
+
+
+@dataclass(frozen=True)
+class DevContext:
+    """The part of ``azure.functions.Context`` the app reads: a fresh invocation id per request."""
+
+    invocation_id: str
+    function_name: str
+    function_directory: str = "."
+    trace_context: Any = None
+    retry_context: Any = None
 
 
 @dataclass(frozen=True)
@@ -117,10 +129,13 @@ async def _invoke(function: HttpFunction, request: Request, route_params: dict[s
         route_params=route_params,
         body=body,
     )
+    kwargs: dict[str, Any] = {}
+    if "context" in inspect.signature(function.function).parameters:
+        kwargs["context"] = DevContext(str(uuid.uuid4()), function.name)
     if inspect.iscoroutinefunction(function.function):
-        result = await function.function(req)
+        result = await function.function(req, **kwargs)
     else:
-        result = await asyncio.to_thread(function.function, req)
+        result = await asyncio.to_thread(function.function, req, **kwargs)
     return Response(
         content=result.get_body(),
         status_code=result.status_code,

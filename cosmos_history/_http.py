@@ -82,7 +82,10 @@ def endpoint(handler: Handler) -> Callable[[func.HttpRequest], Awaitable[func.Ht
             return await handler(make_call(req, runtime))
         except ProblemError as error:
             if error.status >= 500:
-                logger.warning("%s failed: %s", handler.__name__, error.title, exc_info=error)
+                # Types only at the default level: an upstream error's message may quote the user's text.
+                cause = type(error.__cause__).__name__ if error.__cause__ is not None else "-"
+                logger.warning("%s failed: %s (caused by %s)", handler.__name__, error.title, cause)
+                logger.debug("%s failure details", handler.__name__, exc_info=error)
             return problem_response(error)
         except Exception:
             # The URL is not logged: it may carry the function key in ?code=.

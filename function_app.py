@@ -7,6 +7,7 @@ import azure.functions as func
 
 from cosmos_history import (
     Call,
+    chat_page_response,
     create_session,
     current_settings,
     delete_session,
@@ -70,3 +71,10 @@ async def post_message_route(call: Call) -> func.HttpResponse:
 async def health_route(call: Call) -> func.HttpResponse:
     await call.store.ping()
     return json_response({"status": "ok"})
+
+
+# The chat page holds no data (it calls the API above with the caller's own key or Easy Auth
+# cookies), so it is anonymous whatever HTTP_AUTH_LEVEL the API routes use.
+@app.route(route="chat", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def chat_page_route(req: func.HttpRequest) -> func.HttpResponse:
+    return chat_page_response()

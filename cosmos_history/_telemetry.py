@@ -184,7 +184,9 @@ def traced_turn(run: Callable[_P, Awaitable[_R]]) -> Callable[_P, Awaitable[_R]]
     """Run each call of ``run`` (the turn) inside a ``turn`` span and record its metrics.
 
     The turn's outcome is the error's problem slug (``session-conflict``,
-    ``model-error``...) or ``ok``; a conflict also counts in ``turn.conflicts``.
+    ``model-error``...), ``replayed`` for a result with a true ``replayed`` attribute (an
+    idempotent retry answered from the stored result), or ``ok``. A conflict also counts in
+    ``turn.conflicts``, a replay in ``turn.idempotent_replays``.
     """
 
     @functools.wraps(run)
@@ -208,6 +210,9 @@ def traced_turn(run: Callable[_P, Awaitable[_R]]) -> Callable[_P, Awaitable[_R]]
                 turn.mode = mode or turn.mode
                 if number is not None:
                     span.set_attribute("turn.number", number)
+                if getattr(result, "replayed", False):
+                    outcome = "replayed"
+                    record_idempotent_replay(turn.mode)
                 return result
             except Exception as error:
                 outcome = getattr(error, "slug", None) or "internal-error"
@@ -306,7 +311,10 @@ def note_model_response(response: Any) -> None:
 
 
 def record_idempotent_replay(mode: str | None = None) -> None:
-    """Count a request answered from a stored result (called by the idempotency-key path)."""
+    """Count a request answered from a stored result.
+
+    :func:`traced_turn` calls it for results marked ``replayed``; other replay paths call it directly.
+    """
     IDEMPOTENT_REPLAYS.add(1, {"mode": mode or "unknown"})
     span = trace.get_current_span()
     if span.is_recording():

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -212,6 +213,25 @@ async def test_a_turn_records_count_duration_request_units_and_document_size(fun
     assert telemetry.total("cosmos_history.cosmos.request_units") == before["cosmos_history.cosmos.request_units"] + 2
     assert telemetry.total("cosmos_history.session.document_size") == before["cosmos_history.session.document_size"] + 1
     assert telemetry.total("cosmos_history.turns", outcome="ok", mode="local") >= 1
+
+
+async def test_a_turn_answered_from_a_stored_result_counts_as_a_replay(telemetry):
+    @dataclass
+    class Replayed:
+        turn: int = 3
+        mode: str = "local"
+        replayed: bool = True
+
+    @_telemetry.traced_turn
+    async def replaying_turn(store: Any, agents: Any, *, session_id: str, message: str) -> Replayed:
+        return Replayed()
+
+    before = telemetry.total("cosmos_history.turn.idempotent_replays", mode="local")
+
+    await replaying_turn(None, None, session_id="replay-1", message="again")
+
+    assert telemetry.turn_span("replay-1").attributes["turn.outcome"] == "replayed"
+    assert telemetry.total("cosmos_history.turn.idempotent_replays", mode="local") == before + 1
 
 
 async def test_idempotent_replays_are_counted(telemetry):

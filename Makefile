@@ -6,9 +6,9 @@ PY := $(VENV)/bin/python
 EMULATOR := cosmos-emulator
 CHECKOV_VENV := .venv-checkov
 
-.PHONY: install run cosmos test lint format bench clean checkov
+.PHONY: install browser run cosmos test lint format bench clean checkov
 
-install: $(VENV)/.installed $(EMULATOR)/node_modules/.installed
+install: $(VENV)/.installed $(EMULATOR)/node_modules/.installed browser
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,18 @@ $(EMULATOR)/node_modules/.installed: $(EMULATOR)/package.json $(EMULATOR)/packag
 	npm ci --prefix $(EMULATOR) --no-audit --no-fund --loglevel=error
 	@touch $@
 
+## Debian's chromium and its matching chromedriver, for the chat page's browser test. Installed when this runs
+## as root (CI); elsewhere the test is skipped with this hint (and fails in CI, where it must run).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver fonts-dejavu-core >/dev/null; \
+	else echo "The chat page test needs chromium and chromedriver: sudo apt-get install chromium chromium-driver"; fi
+
 ## Start the local Cosmos DB and the app on http://127.0.0.1:7071/api (Ctrl-C stops both).
 run: install
+	@echo "Chat in the browser: http://127.0.0.1:7071/api/chat"
 	@echo "Talk to it:"
 	@echo "  curl -s -X POST http://127.0.0.1:7071/api/sessions/demo/messages -H 'Content-Type: application/json' -d '{\"message\":\"Hello\"}'"
 	@echo "  curl -s http://127.0.0.1:7071/api/sessions/demo"

@@ -9,6 +9,7 @@ from azurefunctions.extensions.http.fastapi import Request, Response
 
 from cosmos_history import (
     Call,
+    chat_page_response,
     create_session,
     current_settings,
     delete_session,
@@ -104,3 +105,10 @@ async def openapi_route(req: Request) -> Response:
 async def health_route(call: Call) -> Response:
     await call.store.ping()
     return json_response({"status": "ok"})
+
+
+# The chat page holds no data (it calls the API above with the caller's own key or Easy Auth
+# cookies), so it is anonymous whatever HTTP_AUTH_LEVEL the API routes use.
+@app.route(route="chat", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def chat_page_route(req: Request) -> Response:
+    return chat_page_response()

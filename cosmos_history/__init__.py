@@ -38,6 +38,7 @@ from ._errors import (
 from ._http import Call, endpoint, json_response, problem_body, problem_response
 from ._offline import OfflineChatClient
 from ._openapi import openapi_document
+from ._page import chat_page_response
 from ._requests import parse_before, parse_limit, parse_new_message, parse_new_session
 from ._runtime import Runtime, build_runtime, current_settings, get_runtime, set_runtime
 from ._settings import Settings, load_settings
@@ -84,6 +85,7 @@ __all__ = [
     "build_agents",
     "build_chat_client",
     "build_runtime",
+    "chat_page_response",
     "create_session",
     "current_settings",
     "delete_session",

@@ -20,6 +20,7 @@ from azure.cosmos.aio import ContainerProxy, CosmosClient
 
 from ._errors import StoreUnavailableError
 from ._settings import CosmosSettings
+from ._telemetry import cosmos_response_hook
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ def create_client(settings: CosmosSettings) -> CosmosClient:
         "retry_total": 9,
         "retry_backoff_max": 30,
         "connection_timeout": 10,
+        # Charges each response's request units to the running turn step (a no-op outside turns).
+        "raw_response_hook": cosmos_response_hook,
     }
     if settings.is_local:
         options["connection_verify"] = False

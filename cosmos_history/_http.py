@@ -18,10 +18,12 @@ import binascii
 import json
 import logging
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
 from ._agents import Agents
@@ -36,6 +38,7 @@ from ._idempotency import validate_idempotency_key
 from ._runtime import Runtime, get_runtime
 from ._settings import Settings
 from ._store import ANONYMOUS_USER, CosmosSessionStore
+from ._telemetry import request_context
 from ._turn import TurnGuards
 
 logger = logging.getLogger(__name__)
@@ -81,17 +84,27 @@ Handler = Callable[[Call], Awaitable[Response]]
 def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler of :class:`Call` as an Azure Functions HTTP function.
 
-    The wrapper's signature is ``(req: Request) -> Response``, exactly what the Functions
-    worker binds and type-checks, so it deliberately does not use ``functools.wraps``.
+    The wrapper's signature is ``(req: Request, context: func.Context)``, exactly what the
+    Functions worker binds and type-checks (``context`` carries the invocation id that log records
+    are stamped with), so it deliberately does not use ``functools.wraps``.
     """
 
-    async def function(req: Request) -> Response:
+    # The worker accepts `context` only when annotated exactly as azure.functions.Context; it is
+    # optional so hosts and tests that pass only the request still work.
+    async def function(req: Request, context: func.Context = None) -> Response:  # type: ignore[assignment]
+        with request_context(invocation_id(context), req.path_params.get("id")):
+            return await _handle(req)
+
+    async def _handle(req: Request) -> Response:
         try:
             runtime = await get_runtime()
             return await handler(make_call(req, runtime))
         except ProblemError as error:
             if error.status >= 500:
-                logger.warning("%s failed: %s", handler.__name__, error.title, exc_info=error)
+                # Types only at the default level: an upstream error's message may quote the user's text.
+                cause = type(error.__cause__).__name__ if error.__cause__ is not None else "-"
+                logger.warning("%s failed: %s (caused by %s)", handler.__name__, error.title, cause)
+                logger.debug("%s failure details", handler.__name__, exc_info=error)
             return problem_response(error)
         except Exception:
             # The URL is not logged: it may carry the function key in ?code=.
@@ -102,6 +115,16 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     function.__qualname__ = handler.__qualname__
     function.__doc__ = handler.__doc__
     return function
+
+
+def invocation_id(context: func.Context | None) -> str:
+    """The Functions invocation id (the host's logs use it too), or a fresh one outside Functions.
+
+    A client-sent header is deliberately not trusted: log correlation must not be forgeable.
+    """
+    if context is not None and getattr(context, "invocation_id", None):
+        return str(context.invocation_id)
+    return str(uuid.uuid4())
 
 
 def make_call(req: Request, runtime: Runtime) -> Call:

@@ -19,6 +19,7 @@ from ._idempotency import IdempotencyRecords
 from ._lease import TurnLease
 from ._settings import Settings, load_settings
 from ._store import CosmosSessionStore
+from ._telemetry import configure_telemetry
 from ._turn import NO_GUARDS, TurnGuards
 
 
@@ -55,6 +56,7 @@ async def get_runtime() -> Runtime:
         _lock = asyncio.Lock()
     async with _lock:
         if _runtime is None:
+            configure_telemetry(current_settings().telemetry)
             _runtime = await build_runtime(current_settings())
     return _runtime
 

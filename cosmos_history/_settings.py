@@ -54,6 +54,9 @@ SETTING_NAMES: dict[str, str] = {
     "TURN_LEASE_SECONDS": "How long a turn holds its session lease; a crashed turn's expires then (default 150).",
     "IDEMPOTENCY_TTL_SECONDS": "How long Idempotency-Key results are kept for replay (default 86400).",
     "LOCAL_DEV_ALLOW_ANONYMOUS": "Local development only: let anonymous-level calls through without Easy Auth.",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "Application Insights connection string; unset exports no telemetry.",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=AAD[;ClientId=<id>]: export with the managed identity.",
+    "ENABLE_SENSITIVE_DATA": "true records message text in model spans (development only; default false).",
 }
 
 DEFAULT_INSTRUCTIONS = "You are a helpful assistant. Answer concisely."
@@ -89,6 +92,22 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class TelemetrySettings:
+    """Where traces, metrics and logs go: Application Insights, or nowhere."""
+
+    connection_string: str | None = field(default=None, repr=False)
+    use_managed_identity: bool = False
+    """True when the deployment disables local auth: the exporter authenticates with Entra ID."""
+    client_id: str | None = None
+    """The user-assigned identity to export with; ``None`` means the system-assigned one."""
+    sensitive_data: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.connection_string is not None
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole app configuration, built by :func:`load_settings`."""
 
@@ -107,6 +126,7 @@ class Settings:
     turn_lease_seconds: int = 150
     idempotency_ttl_seconds: int = 86400
     local_dev_allow_anonymous: bool = False
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -148,7 +168,39 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         turn_lease_seconds=_positive_int(env, "TURN_LEASE_SECONDS") or defaults.turn_lease_seconds,
         idempotency_ttl_seconds=_positive_int(env, "IDEMPOTENCY_TTL_SECONDS") or defaults.idempotency_ttl_seconds,
         local_dev_allow_anonymous=_flag(env, "LOCAL_DEV_ALLOW_ANONYMOUS"),
+        telemetry=_load_telemetry_settings(env),
     )
+
+
+def _load_telemetry_settings(env: Mapping[str, str]) -> TelemetrySettings:
+    """Parse the Application Insights settings the way the Functions host and Bicep write them."""
+    connection_string = env.get("APPLICATIONINSIGHTS_CONNECTION_STRING")
+    if connection_string is not None and "=" not in connection_string:
+        raise SettingsError("APPLICATIONINSIGHTS_CONNECTION_STRING must look like InstrumentationKey=...;...")
+    auth: dict[str, str] = {}
+    for part in env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "").split(";"):
+        if part.strip():
+            name, sep, value = part.partition("=")
+            if not sep:
+                raise SettingsError("APPLICATIONINSIGHTS_AUTHENTICATION_STRING must look like Authorization=AAD;...")
+            auth[name.strip().lower()] = value.strip()
+    if auth and auth.get("authorization", "").upper() != "AAD":
+        raise SettingsError("APPLICATIONINSIGHTS_AUTHENTICATION_STRING supports only Authorization=AAD")
+    return TelemetrySettings(
+        connection_string=connection_string,
+        use_managed_identity=bool(auth),
+        client_id=auth.get("clientid") or env.get("AZURE_CLIENT_ID"),
+        sensitive_data=_boolean(env, "ENABLE_SENSITIVE_DATA"),
+    )
+
+
+def _boolean(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "false").strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {value!r}")
 
 
 def _load_model_settings(env: Mapping[str, str]) -> ModelSettings:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _telemetry as telemetry
 from ._agents import Agents
 from ._errors import (
     ModeConflictError,
@@ -70,6 +71,7 @@ class TurnGuards:
 NO_GUARDS = TurnGuards()
 
 
+@telemetry.traced_turn
 async def run_turn(
     store: RecordStore,
     agents: Agents,
@@ -95,11 +97,13 @@ async def run_turn(
     if isinstance(turn, TurnResult):
         return turn
     try:
-        async with asyncio.timeout(guards.model_timeout_seconds):
-            response = await turn.agent.run(message, session=turn.record.session)
+        with telemetry.phase("model"):
+            async with asyncio.timeout(guards.model_timeout_seconds):
+                response = await turn.agent.run(message, session=turn.record.session)
     except BaseException as error:
         await turn.abandon()
         raise model_call_error(error, turn.record) from error
+    telemetry.note_model_response(response)
     return await turn.finish(response.text)
 
 
@@ -151,7 +155,8 @@ class PreparedTurn:
 
     async def _save(self, previous_etag: str | None) -> None:
         try:
-            await self.store.save(self.record, etag=previous_etag)
+            with telemetry.phase("save"):
+                await self.store.save(self.record, etag=previous_etag)
         except SessionExistsError:
             # A first turn raced another request creating the same id. If that was another user,
             # load raises SessionNotFoundError: their session must look exactly like a missing one.
@@ -173,7 +178,9 @@ async def begin_turn(
 ) -> PreparedTurn | TurnResult:
     """Every step before the model call: load (or start) the session, check the mode, replay a
     retried request's stored result, claim the lease. A replay is returned as the final result."""
-    record = await load_or_new(store, session_id, mode)
+    with telemetry.phase("load"):
+        record = await load_or_new(store, session_id, mode)
+    telemetry.note_session(record.mode, record.turns)
     agent = agent_for(agents, record.mode)
     fingerprint = request_fingerprint(message, mode)
     if idempotency_key and guards.replays and record.etag is not None:
@@ -183,7 +190,8 @@ async def begin_turn(
     lease_etag = None
     if guards.lease is not None:
         known = record.lease_etag if record.etag is not None else None
-        lease_etag = await guards.lease.claim(session_id, store.user_id, known_etag=known)
+        with telemetry.phase("lease"):
+            lease_etag = await guards.lease.claim(session_id, store.user_id, known_etag=known)
     return PreparedTurn(store, record, agent, message, guards, idempotency_key, fingerprint, lease_etag)
 
 

@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import typing
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,17 @@ from starlette.routing import Route
 logger = logging.getLogger("cosmos_history.devhost")
 
 _PARAM = re.compile(r"\{(\w+)(?::[^}?]*)?(\?)?\}")
+
+
+@dataclass(frozen=True)
+class DevContext:
+    """The part of ``azure.functions.Context`` the app reads: a fresh invocation id per request."""
+
+    invocation_id: str
+    function_name: str
+    function_directory: str = "."
+    trace_context: Any = None
+    retry_context: Any = None
 
 
 @dataclass(frozen=True)
@@ -125,11 +137,14 @@ def create_host(app: func.FunctionApp, prefix: str = "api") -> Starlette:
 
 
 async def _invoke(function: HttpFunction, request: Request, route_params: dict[str, str]) -> Response:
+    kwargs: dict[str, Any] = {}
+    if "context" in inspect.signature(function.function).parameters:
+        kwargs["context"] = DevContext(str(uuid.uuid4()), function.name)
     if function.takes_asgi_request:
         # What the worker's request synchronizer does: the route's values replace the path params.
         request.path_params.clear()
         request.path_params.update(route_params)
-        result = await function.function(request)
+        result = await function.function(request, **kwargs)
         if not isinstance(result, Response):
             raise TypeError(f"{function.name} returned {type(result).__name__}, not a Starlette response")
         return result
@@ -143,9 +158,9 @@ async def _invoke(function: HttpFunction, request: Request, route_params: dict[s
         body=body,
     )
     if inspect.iscoroutinefunction(function.function):
-        result = await function.function(req)
+        result = await function.function(req, **kwargs)
     else:
-        result = await asyncio.to_thread(function.function, req)
+        result = await asyncio.to_thread(function.function, req, **kwargs)
     return Response(
         content=result.get_body(),
         status_code=result.status_code,

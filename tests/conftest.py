@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from azure.cosmos.aio import ContainerProxy
@@ -55,6 +56,15 @@ async def runtime(cosmos_env: dict[str, str]) -> AsyncIterator[Runtime]:
     yield built
     set_runtime(previous)
     await built.close()
+
+
+@pytest.fixture(scope="session")
+def functions(runtime: Runtime) -> dict[str, Any]:
+    """The registered functions by name. Once per session: ``FunctionApp.get_functions`` refuses a
+    second call (it sees its own functions as duplicate names)."""
+    import function_app
+
+    return {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
 
 
 @pytest.fixture

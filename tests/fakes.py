@@ -8,7 +8,15 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from agent_framework import BaseChatClient, ChatResponse, ChatResponseUpdate, Content, Message, ResponseStream
+from agent_framework import (
+    BaseChatClient,
+    ChatResponse,
+    ChatResponseUpdate,
+    Content,
+    Message,
+    ResponseStream,
+    UsageDetails,
+)
 
 from cosmos_history import SessionConflictError, SessionExistsError, SessionNotFoundError, SessionRecord
 
@@ -16,7 +24,8 @@ from cosmos_history import SessionConflictError, SessionExistsError, SessionNotF
 class RecordingChatClient(BaseChatClient):
     """A real ``BaseChatClient`` that records every request, so tests can prove what the model saw.
 
-    Replies are ``reply_prefix`` + the call number; ``fail_with`` makes the next calls raise.
+    Replies are ``reply_prefix`` + the call number; ``fail_with`` makes the next calls raise;
+    ``usage`` is reported as the response's token usage, as real services do.
     """
 
     def __init__(self, *, reply_prefix: str = "reply", fail_with: Exception | None = None, delay: float = 0.0) -> None:
@@ -28,6 +37,7 @@ class RecordingChatClient(BaseChatClient):
         """When set (even to ""), the exact reply text instead of ``reply_prefix`` + call number."""
         self.fail_with = fail_with
         self.delay = delay
+        self.usage: UsageDetails | None = None
 
     def texts(self, call: int = -1) -> list[tuple[str, str]]:
         return [(m.role, m.text) for m in self.calls[call]]
@@ -47,7 +57,9 @@ class RecordingChatClient(BaseChatClient):
             await asyncio.sleep(self.delay)
         if self.fail_with is not None:
             raise self.fail_with
-        return ChatResponse(messages=[Message(role="assistant", contents=[text])], model="recording")
+        return ChatResponse(
+            messages=[Message(role="assistant", contents=[text])], model="recording", usage_details=self.usage
+        )
 
     async def _stream(self, text: str) -> AsyncIterator[ChatResponseUpdate]:
         words = text.split(" ")

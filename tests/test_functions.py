@@ -18,13 +18,6 @@ from cosmos_history.chat import read_events
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def functions(runtime) -> dict[str, Any]:
-    import function_app
-
-    return {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
-
-
 def request(
     method: str,
     url: str,

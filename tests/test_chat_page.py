@@ -1,0 +1,270 @@
+"""The browser chat page, in a real headless Chromium against the local host and the offline model.
+
+Chromium and its matching chromedriver come from Debian (`make install` installs them
+when run as root, and so does this module when it can). Where they cannot be installed
+the browser tests are skipped with the reason; in CI (`CI=true`) that is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from .apphost import app_host
+from .conftest import ARTIFACTS
+from .test_functions import request
+
+pytestmark = pytest.mark.integration
+
+WAIT_SECONDS = 20
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1200,800",
+)
+
+
+# --- the page route (no browser needed) ----------------------------------------------------------
+
+
+async def test_the_page_route_is_anonymous_while_the_api_keeps_its_auth_level():
+    import azure.functions as func
+
+    import function_app
+
+    page_level = function_app.chat_page_route._function.get_trigger().auth_level
+    api_level = function_app.post_message_route._function.get_trigger().auth_level
+
+    assert page_level == func.AuthLevel.ANONYMOUS
+    assert api_level in (None, func.AuthLevel.FUNCTION)  # None: the app's default (function)
+
+
+async def test_the_page_is_html_that_keeps_its_key_out_of_referrers_and_caches(functions):
+    response = await functions["chat_page_route"](request("GET", "/api/chat", user=None))
+
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Cache-Control"] == "no-store"
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "script-src 'sha256-" in policy and "unsafe-inline" not in policy
+    assert b"/sessions" in response.body
+
+
+# --- a real browser ------------------------------------------------------------------------------
+
+
+def _browser_paths() -> tuple[str, str] | None:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    return (chromium, driver) if chromium and driver else None
+
+
+def _install_browser() -> None:
+    """Debian's chromium and chromedriver (matching versions), when this process may use apt-get."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600, check=False)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", "chromium-driver"],
+        env=env,
+        capture_output=True,
+        timeout=900,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def browser_paths() -> tuple[str, str]:
+    found = _browser_paths()
+    if found is None:
+        _install_browser()
+        found = _browser_paths()
+    if found is None:
+        reason = (
+            "chromium and chromedriver are missing and cannot be installed here (needs root and apt-get): "
+            "run `sudo apt-get install chromium chromium-driver` or `make install` as root"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return found
+
+
+@pytest.fixture(scope="module")
+def chat_base(cosmos_env: dict[str, str]) -> Iterator[str]:
+    """The local host (offline model) with a database of its own, so the page lists only this test's sessions."""
+    env = {**cosmos_env, "COSMOS_DATABASE": f"chat-page-{uuid.uuid4().hex[:8]}", "MODEL_PROVIDER": "offline"}
+    with app_host(env, log_path=ARTIFACTS / "chat-page-host.log") as base:
+        yield base
+
+
+@pytest.fixture
+def browser(browser_paths: tuple[str, str]) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = browser_paths
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    with tempfile.TemporaryDirectory(prefix="chat-page-profile-") as profile:
+        options.add_argument(f"--user-data-dir={profile}")
+        service = Service(executable_path=driver_path, log_output=str(ARTIFACTS / "chromedriver.log"))
+        driver = webdriver.Chrome(service=service, options=options)
+        try:
+            yield driver
+        finally:
+            driver.quit()
+
+
+def wait_for(driver: Any, condition: Any) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.1).until(condition)
+
+
+def finished_messages(driver: Any) -> list[tuple[str, str]]:
+    """The conversation as shown: (role, text) of every message whose reply has finished."""
+    script = (
+        "return [...document.querySelectorAll('#messages .message:not(.pending)')]"
+        ".map(m => [m.dataset.role, m.textContent])"
+    )
+    return [tuple(pair) for pair in driver.execute_script(script)]
+
+
+def shows_messages(count: int) -> Any:
+    """A wait condition: the finished messages once there are ``count`` of them."""
+
+    def condition(driver: Any) -> list[tuple[str, str]] | bool:
+        shown = finished_messages(driver)
+        return shown if len(shown) == count else False
+
+    return condition
+
+
+def send(driver: Any, text: str, expected_count: int) -> list[tuple[str, str]]:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    box = driver.find_element(By.ID, "message")
+    box.send_keys(text)
+    box.send_keys(Keys.ENTER)
+    return wait_for(driver, shows_messages(expected_count))
+
+
+def test_two_messages_get_two_replies_and_the_history_survives_a_reload(browser, chat_base):
+    browser.get(f"{chat_base}/chat?code=page-test-key")
+
+    send(browser, "Hello, I am Ada", 2)
+    shown = send(browser, "What did I just tell you?", 4)
+
+    assert [role for role, _ in shown] == ["user", "assistant", "user", "assistant"]
+    assert shown[0][1] == "Hello, I am Ada" and shown[2][1] == "What did I just tell you?"
+    assert "offline" in shown[1][1].lower() and "offline" in shown[3][1].lower()
+
+    browser.refresh()
+    after_reload = wait_for(browser, shows_messages(4))
+
+    assert after_reload == shown
+    browser.save_screenshot(str(ARTIFACTS / "chat-page.png"))
+
+
+def test_the_function_key_is_kept_for_the_tab_and_removed_from_the_address_bar(browser, chat_base):
+    browser.get(f"{chat_base}/chat?code=page-test-key")
+
+    key = wait_for(browser, lambda d: d.execute_script("return sessionStorage.getItem('cosmos-history.function-key')"))
+
+    assert key == "page-test-key" and "code=" not in browser.current_url
+
+
+def test_the_session_list_opens_and_deletes_sessions(browser, chat_base):
+    from selenium.webdriver.common.by import By
+
+    with httpx.Client(base_url=chat_base, timeout=10) as client:
+        session_id = client.post("/sessions", json={"title": "Planning the picnic"}).json()["id"]
+        client.post(f"/sessions/{session_id}/messages", json={"message": "Bring apples"})
+    browser.get(f"{chat_base}/chat")
+    item = f'#sessions li[data-session-id="{session_id}"]'
+
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, item)).pop()
+    browser.find_element(By.CSS_SELECTOR, f"{item} button.open").click()
+    shown = wait_for(browser, shows_messages(2))
+    assert shown[0] == ("user", "Bring apples")
+
+    browser.find_element(By.CSS_SELECTOR, f"{item} button.delete").click()
+    wait_for(browser, lambda d: d.switch_to.alert).accept()
+    wait_for(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, item))
+
+    with httpx.Client(base_url=chat_base, timeout=10) as client:
+        assert client.get(f"/sessions/{session_id}").status_code == 404
+
+
+# The streaming API (text/event-stream) may not be deployed yet: the page must render a stream
+# as it arrives. The browser's fetch answers this one request with a stream of the documented
+# events, so the page's reader is what is tested here.
+_STREAMING_FETCH = """
+const realFetch = window.fetch;
+window.fetch = async (url, init) => {
+  if (!String(url).endsWith('/messages')) return realFetch(url, init);
+  window.__accept = init.headers['Accept'];
+  window.__key = init.headers['x-functions-key'] || null;
+  const frames = %s;
+  const encoder = new TextEncoder();
+  const body = new ReadableStream({
+    async start(controller) {
+      for (const frame of frames) {
+        controller.enqueue(encoder.encode(frame));
+        await new Promise(resolve => setTimeout(resolve, 150));
+      }
+      controller.close();
+    }
+  });
+  return new Response(body, {status: 200, headers: {'Content-Type': 'text/event-stream'}});
+};
+"""
+
+
+def test_a_streamed_reply_is_shown_as_it_arrives(browser, chat_base):
+    done = {"sessionId": "streamed", "reply": "Hello there, Ada.", "turn": 1, "mode": "local"}
+    frames = [
+        'event: delta\ndata: {"text": "Hello "}\n\n',
+        'event: delta\ndata: {"text": "there, "}\n\nevent: delta\ndata: {"text": "Ada."}\n\n',
+        f"event: done\ndata: {json.dumps(done)}\n\n",
+    ]
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _STREAMING_FETCH % json.dumps(frames)})
+    browser.get(f"{chat_base}/chat?code=stream-key")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    box = wait_for(browser, lambda d: d.find_element(By.ID, "message"))
+    box.send_keys("Hi, I am Ada", Keys.ENTER)
+    partial = wait_for(
+        browser,
+        lambda d: d.execute_script(
+            "const m = document.querySelector('#messages .message.assistant.pending');"
+            "return m && m.textContent.length ? m.textContent : null"
+        ),
+    )
+    shown = wait_for(browser, shows_messages(2))
+
+    assert partial.startswith("Hello") and partial != done["reply"], "the first words appear before the rest"
+    assert shown == [("user", "Hi, I am Ada"), ("assistant", "Hello there, Ada.")]
+    assert browser.execute_script("return window.__accept").startswith("text/event-stream")
+    assert browser.execute_script("return window.__key") == "stream-key"

@@ -244,7 +244,7 @@ def _finish(turn: _Turn, outcome: str, duration: float) -> None:
         if step.requests:
             span.set_attribute(f"cosmos.{step.name}.request_charge", step.request_charge)
             REQUEST_UNITS.record(step.request_charge, {"step": step.name})
-        if step.written_bytes is not None:
+        if step.written_bytes is not None and step.name == "save":  # the lease item is not the document
             span.set_attribute("session.document_bytes", step.written_bytes)
             DOCUMENT_SIZE.record(step.written_bytes, {"mode": turn.mode or "unknown"})
     span.set_attribute("cosmos.throttled_retries", throttled)

@@ -167,7 +167,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         turn_timeout_seconds=_positive_int(env, "TURN_TIMEOUT_SECONDS") or defaults.turn_timeout_seconds,
         turn_lease_seconds=_positive_int(env, "TURN_LEASE_SECONDS") or defaults.turn_lease_seconds,
         idempotency_ttl_seconds=_positive_int(env, "IDEMPOTENCY_TTL_SECONDS") or defaults.idempotency_ttl_seconds,
-        local_dev_allow_anonymous=_flag(env, "LOCAL_DEV_ALLOW_ANONYMOUS"),
+        local_dev_allow_anonymous=_boolean(env, "LOCAL_DEV_ALLOW_ANONYMOUS"),
         telemetry=_load_telemetry_settings(env),
     )
 
@@ -244,15 +244,6 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[_Choice, ...], def
         if value == option:
             return option
     raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    value = env.get(name, "false").strip().lower()
-    if value in ("1", "true", "yes"):
-        return True
-    if value in ("0", "false", "no"):
-        return False
-    raise SettingsError(f"{name} must be true or false, got {value!r}")
 
 
 def _positive_int(env: Mapping[str, str], name: str) -> int | None:

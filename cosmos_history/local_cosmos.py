@@ -63,11 +63,16 @@ def local_cosmos(port: int = 8081, *, log_path: Path | None = None, timeout: flo
             time.sleep(0.1)
         yield f"https://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         if log is not subprocess.DEVNULL:
             log.close()
+
+
+def stop_process(process: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
+    """Terminate ``process`` and wait for it; kill it if it ignores the request for ``grace`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

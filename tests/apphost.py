@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from cosmos_history.local_cosmos import free_port
+from cosmos_history.local_cosmos import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,11 +45,6 @@ def app_host(env: dict[str, str], *, log_path: Path | None = None, timeout: floa
             time.sleep(0.2)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, grace=15)
         if log is not subprocess.DEVNULL:
             log.close()

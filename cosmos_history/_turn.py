@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -276,20 +276,62 @@ async def run_turn_stream(
 ) -> TurnStream:
     """Start exactly one agent turn whose reply streams; return once the model has started answering.
 
-    Everything :func:`run_turn` checks is checked before the model is called, and a model call that
-    fails before its first update (unreachable service, expired thread) raises here too, so callers can
-    still answer those with a plain HTTP error. The session is written once, after the stream completed.
-    A replayed (idempotent) turn streams its stored reply as one piece.
+    Everything :func:`run_turn` checks is checked before the model is called, and a turn that fails
+    before the model's first update (a lease conflict, an unreachable service, an expired thread)
+    raises here, so callers can still answer with a plain HTTP error. The session is written once,
+    after the stream completed. A replayed (idempotent) turn streams its stored reply as one piece.
 
     Raises:
         The errors of :func:`run_turn`, when they happen before the model's first update.
     """
+    stream = TurnStream()
+    stream.start(
+        _streamed_turn(
+            store,
+            agents,
+            session_id=session_id,
+            message=message,
+            mode=mode,
+            idempotency_key=idempotency_key,
+            guards=guards,
+            sink=stream,
+        )
+    )
+    await stream.started()
+    return stream
+
+
+@telemetry.traced_turn
+async def _streamed_turn(
+    store: RecordStore,
+    agents: Agents,
+    *,
+    session_id: str,
+    message: str,
+    mode: HistoryMode | None,
+    idempotency_key: str | None,
+    guards: TurnGuards,
+    sink: TurnStream,
+) -> TurnResult:
     turn = await begin_turn(
         store, agents, session_id=session_id, message=message, mode=mode, idempotency_key=idempotency_key, guards=guards
     )
-    stream = TurnStream(turn)
-    await stream.started()
-    return stream
+    if isinstance(turn, TurnResult):
+        sink.deliver([turn.reply])
+        return turn
+    text = TextDeltas()
+    try:
+        with telemetry.phase("model"):
+            async with asyncio.timeout(guards.model_timeout_seconds):
+                stream = turn.agent.run(message, session=turn.record.session, stream=True)
+                async for update in stream:
+                    sink.deliver(text.feed(update.contents))
+                response = await stream.get_final_response()
+    except BaseException as error:  # any failure of the model call: nothing has been written
+        await turn.abandon()
+        raise model_call_error(error, turn.record) from error
+    telemetry.note_model_response(response)
+    return await turn.finish(response.text)
 
 
 class TurnStream:
@@ -298,38 +340,30 @@ class TurnStream:
     is saved all the same. Read :meth:`deltas` once, then :meth:`result`.
     """
 
-    def __init__(self, turn: PreparedTurn | TurnResult) -> None:
+    def __init__(self) -> None:
         self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
         self._first_update: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._updates = 0
-        name = f"turn {turn.session_id if isinstance(turn, TurnResult) else turn.record.id}"
-        self._task = asyncio.create_task(self._run(turn), name=name)
+        self._task: asyncio.Task[TurnResult] | None = None
+
+    def start(self, turn: Coroutine[Any, Any, TurnResult]) -> None:
+        self._task = asyncio.create_task(self._run(turn), name="streamed turn")
         _RUNNING_TURNS.add(self._task)
         self._task.add_done_callback(_turn_done)
 
-    async def _run(self, turn: PreparedTurn | TurnResult) -> TurnResult:
+    async def _run(self, turn: Coroutine[Any, Any, TurnResult]) -> TurnResult:
         try:
-            if isinstance(turn, TurnResult):
-                self._updates += 1
-                self._pieces.put_nowait(turn.reply)
-                return turn
-            text = TextDeltas()
-            try:
-                async with asyncio.timeout(turn.guards.model_timeout_seconds):
-                    stream = turn.agent.run(turn.message, session=turn.record.session, stream=True)
-                    async for update in stream:
-                        self._updates += 1
-                        self._signal_started()
-                        for piece in text.feed(update.contents):
-                            self._pieces.put_nowait(piece)
-                    response = await stream.get_final_response()
-            except BaseException as error:  # any failure of the model call: nothing has been written
-                await turn.abandon()
-                raise model_call_error(error, turn.record) from error
-            return await turn.finish(response.text)
+            return await turn
         finally:
             self._signal_started()
             self._pieces.put_nowait(None)
+
+    def deliver(self, pieces: Iterable[str]) -> None:
+        """One update from the model: its new text, possibly none."""
+        self._updates += 1
+        self._signal_started()
+        for piece in pieces:
+            self._pieces.put_nowait(piece)
 
     def _signal_started(self) -> None:
         if not self._first_update.done():
@@ -338,6 +372,7 @@ class TurnStream:
     async def started(self) -> None:
         """Wait for the model's first update; raise the turn's error if it ended before any."""
         await asyncio.shield(self._first_update)
+        assert self._task is not None
         if self._updates == 0 and self._task.done():
             self._task.result()
 
@@ -348,6 +383,7 @@ class TurnStream:
 
     async def result(self) -> TurnResult:
         """The saved turn, or the turn's :class:`ProblemError`. Cancelling the caller leaves the turn running."""
+        assert self._task is not None
         return await asyncio.shield(self._task)
 
 

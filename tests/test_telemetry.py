@@ -192,6 +192,18 @@ async def test_a_conflict_is_the_turn_outcome_and_is_counted(functions, model, r
     assert telemetry.total("cosmos_history.turn.conflicts") == before + 1
 
 
+async def test_a_streamed_turn_is_one_span_with_the_same_children(functions, model, telemetry, session_id):
+    req = request("POST", "/", body={"message": "Hi", "stream": True}, route={"id": session_id})
+    response = await functions["post_message_route"](req)
+    body = "".join([chunk async for chunk in response.body_iterator])
+
+    turn = telemetry.turn_span(session_id)
+    children = [s.name for s in sorted(telemetry.children(turn), key=lambda s: s.start_time)]
+    assert "event: done" in body
+    assert children == ["session.load", "session.lease", "model.call", "session.save"]
+    assert turn.attributes["turn.outcome"] == "ok" and turn.attributes["turn.number"] == 1
+
+
 # --- metrics -------------------------------------------------------------------------------------
 
 

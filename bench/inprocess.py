@@ -1,0 +1,133 @@
+"""The three turn handlers in this process, on counted Cosmos clients, plus fast history seeding.
+
+``local`` and ``service`` are the project's registered ``post_message`` function called with an
+``azure.functions.HttpRequest`` (the code path Azure runs, minus the socket); ``provider`` is
+:class:`~bench.provider.ProviderTurns`. All share one :class:`~bench.counting.RequestCounter`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import azure.functions as func
+from agent_framework import Agent, AgentSession, InMemoryHistoryProvider, Message
+
+from cosmos_history import Runtime, SessionRecord, build_agents, build_runtime, load_settings, set_runtime
+from cosmos_history._cosmos import create_client
+from cosmos_history._store import utc_now
+from cosmos_history._turn import title_from
+
+from .counting import RequestCounter, counted_clients
+from .hosts import BenchEnv
+from .model import USER_MESSAGE, BenchChatClient
+from .provider import ProviderTurns, ensure_provider_container
+
+Variant = Literal["local", "service", "provider"]
+VARIANTS: tuple[Variant, ...] = ("local", "service", "provider")
+USER = "bench-user"
+
+
+def user_message(turn: int) -> str:
+    """A distinct question per turn (the provider drops a message identical to the one before it)."""
+    return f"Turn {turn}. {USER_MESSAGE}"
+
+
+def new_session_id(variant: str, label: str = "") -> str:
+    return f"{variant}-{label}-{uuid.uuid4().hex[:10]}"
+
+
+def message_request(session_id: str, turn: int, mode: str) -> func.HttpRequest:
+    """What the Functions host hands ``post_message`` for ``POST /api/sessions/{id}/messages``."""
+    return func.HttpRequest(
+        method="POST",
+        url=f"http://127.0.0.1/api/sessions/{session_id}/messages",
+        headers={"content-type": "application/json", "x-user-id": USER},
+        params={},
+        route_params={"id": session_id},
+        body=json.dumps({"message": user_message(turn), "mode": mode}).encode(),
+    )
+
+
+@dataclass
+class Variants:
+    counter: RequestCounter
+    runtime: Runtime
+    provider: ProviderTurns
+    post_message: Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
+
+    async def turn(self, variant: Variant, session_id: str, turn: int) -> None:
+        """Run turn number ``turn`` of ``session_id`` with one variant."""
+        if variant == "provider":
+            await self.provider.run_turn(session_id, user_message(turn))
+            return
+        response = await self.post_message(message_request(session_id, turn, variant))
+        if response.status_code != 200:
+            raise RuntimeError(f"{variant} turn {turn} answered {response.status_code}: {response.get_body()!r}")
+
+    async def seed(self, variant: Variant, session_id: str, turns: int) -> None:
+        """Store ``turns`` earlier turns in one write, uncounted: the model runs in memory, the
+        session is written once (store.save / provider.save_messages), so long histories are quick."""
+        if turns <= 0:
+            return
+        with self.counter.pause():
+            mode = "service" if variant == "service" else "local"
+            session = await transcript(self.runtime.agents[mode], session_id, turns)
+            if variant == "provider":
+                history: list[Message] = session.state[InMemoryHistoryProvider.DEFAULT_SOURCE_ID]["messages"]
+                await self.provider.seed(session_id, history)
+                return
+            now = utc_now()
+            title = title_from(user_message(1)) if mode == "local" else None
+            record = SessionRecord(session, USER, mode, now, now, turns=turns, title=title)
+            await self.runtime.store.for_user(USER).save(record, etag=None)
+
+    async def stored_bytes(self, variant: Variant, session_id: str) -> int:
+        """What the session occupies in Cosmos DB (compact JSON of its items, system properties included)."""
+        with self.counter.pause():
+            if variant == "provider":
+                return await self.provider.stored_bytes(session_id)
+            document = await self.runtime.store.container.read_item(session_id, partition_key=session_id)
+            return len(json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+async def transcript(agent: Agent, session_id: str, turns: int) -> AgentSession:
+    """A session after ``turns`` real agent turns with the stand-in model, nothing stored."""
+    session = AgentSession(session_id=session_id)
+    for turn in range(1, turns + 1):
+        await agent.run(user_message(turn), session=session)
+    return session
+
+
+@asynccontextmanager
+async def variants(bench: BenchEnv, counter: RequestCounter | None = None) -> AsyncIterator[Variants]:
+    """The three handlers on counted clients; the project runtime is installed process-wide meanwhile."""
+    import function_app
+
+    counter = counter if counter is not None else RequestCounter()
+    counter.real_charges = bench.real_account
+    settings = load_settings(bench.env)
+    with counter.pause(), counted_clients(counter):
+        runtime = await build_runtime(settings, agents=build_agents(settings, BenchChatClient()))
+        provider_client = create_client(settings.cosmos)
+    try:
+        with counter.pause():
+            container = await ensure_provider_container(
+                provider_client, settings, bench.env["BENCH_PROVIDER_CONTAINER"]
+            )
+        provider = ProviderTurns(container, settings, batch_supported=bench.real_account)
+        functions: dict[str, Any] = {
+            f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()
+        }
+        previous = set_runtime(runtime)
+        try:
+            yield Variants(counter, runtime, provider, functions["post_message_route"])
+        finally:
+            set_runtime(previous)
+    finally:
+        await runtime.close()
+        await provider_client.close()

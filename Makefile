@@ -40,6 +40,10 @@ test: install
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
 
+## Measure this backend against the framework's CosmosHistoryProvider; writes docs/performance.md (~10 min).
+bench: install
+	$(PY) -m bench
+
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .

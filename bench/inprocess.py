@@ -11,11 +11,12 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import azure.functions as func
 from agent_framework import Agent, AgentSession, InMemoryHistoryProvider, Message
+from azure.cosmos.aio import CosmosClient
 
 from cosmos_history import Runtime, SessionRecord, build_agents, build_runtime, load_settings, set_runtime
 from cosmos_history._cosmos import create_client
@@ -53,17 +54,34 @@ def message_request(session_id: str, turn: int, mode: str) -> func.HttpRequest:
     )
 
 
+def provider_container(session_id: str) -> str:
+    """The container of a provider session in this benchmark: one per session (see ``bench.provider_app``)."""
+    return f"p-{session_id}"
+
+
 @dataclass
 class Variants:
     counter: RequestCounter
     runtime: Runtime
-    provider: ProviderTurns
+    provider_client: CosmosClient
+    batch_supported: bool
     post_message: Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
+    transcripts: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    providers: dict[str, ProviderTurns] = field(default_factory=dict)
+
+    async def provider(self, container: str) -> ProviderTurns:
+        """The provider turn handler on ``container``, created (uncounted) on first use."""
+        if container not in self.providers:
+            with self.counter.pause():
+                made = await ensure_provider_container(self.provider_client, self.runtime.settings, container)
+            self.providers[container] = ProviderTurns(made, self.runtime.settings, batch_supported=self.batch_supported)
+        return self.providers[container]
 
     async def turn(self, variant: Variant, session_id: str, turn: int) -> None:
         """Run turn number ``turn`` of ``session_id`` with one variant."""
         if variant == "provider":
-            await self.provider.run_turn(session_id, user_message(turn))
+            provider = await self.provider(provider_container(session_id))
+            await provider.run_turn(session_id, user_message(turn))
             return
         response = await self.post_message(message_request(session_id, turn, variant))
         if response.status_code != 200:
@@ -76,21 +94,28 @@ class Variants:
             return
         with self.counter.pause():
             mode = "service" if variant == "service" else "local"
-            session = await transcript(self.runtime.agents[mode], session_id, turns)
+            session = await self.transcript(mode, session_id, turns)
             if variant == "provider":
                 history: list[Message] = session.state[InMemoryHistoryProvider.DEFAULT_SOURCE_ID]["messages"]
-                await self.provider.seed(session_id, history)
+                await (await self.provider(provider_container(session_id))).seed(session_id, history)
                 return
             now = utc_now()
             title = title_from(user_message(1)) if mode == "local" else None
             record = SessionRecord(session, USER, mode, now, now, turns=turns, title=title)
             await self.runtime.store.for_user(USER).save(record, etag=None)
 
+    async def transcript(self, mode: str, session_id: str, turns: int) -> AgentSession:
+        """A session after ``turns`` turns in memory; computed once per (mode, turns), then re-keyed."""
+        key = (mode, turns)
+        if key not in self.transcripts:
+            self.transcripts[key] = (await transcript(self.runtime.agents[mode], "seed", turns)).to_dict()
+        return AgentSession.from_dict({**self.transcripts[key], "session_id": session_id})
+
     async def stored_bytes(self, variant: Variant, session_id: str) -> int:
         """What the session occupies in Cosmos DB (compact JSON of its items, system properties included)."""
         with self.counter.pause():
             if variant == "provider":
-                return await self.provider.stored_bytes(session_id)
+                return await (await self.provider(provider_container(session_id))).stored_bytes(session_id)
             document = await self.runtime.store.container.read_item(session_id, partition_key=session_id)
             return len(json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode())
 
@@ -115,17 +140,12 @@ async def variants(bench: BenchEnv, counter: RequestCounter | None = None) -> As
         runtime = await build_runtime(settings, agents=build_agents(settings, BenchChatClient()))
         provider_client = create_client(settings.cosmos)
     try:
-        with counter.pause():
-            container = await ensure_provider_container(
-                provider_client, settings, bench.env["BENCH_PROVIDER_CONTAINER"]
-            )
-        provider = ProviderTurns(container, settings, batch_supported=bench.real_account)
         functions: dict[str, Any] = {
             f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()
         }
         previous = set_runtime(runtime)
         try:
-            yield Variants(counter, runtime, provider, functions["post_message_route"])
+            yield Variants(counter, runtime, provider_client, bench.real_account, functions["post_message_route"])
         finally:
             set_runtime(previous)
     finally:

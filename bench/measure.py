@@ -6,13 +6,15 @@ import asyncio
 import itertools
 import statistics
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import httpx
 
 from .counting import RequestCounter
 from .hosts import app_hosts
-from .inprocess import USER, VARIANTS, Variant, Variants, new_session_id, user_message
+from .inprocess import USER, VARIANTS, Variant, Variants, new_session_id, provider_container, user_message
+from .provider import CONTAINER_HEADER
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,18 @@ def overhead_plan(length: int, scale: float) -> OverheadPlan:
     return OverheadPlan(3, max(2, int(10 * scale)))
 
 
-async def post_turn(http: httpx.AsyncClient, base: str, variant: Variant, session_id: str, turn: int) -> float:
-    """One turn over HTTP; its wall time. The backend gets the mode; the provider app ignores it."""
+async def post_turn(
+    http: httpx.AsyncClient, base: str, variant: Variant, session_id: str, turn: int, container: str | None = None
+) -> float:
+    """One turn over HTTP; its wall time. The backend gets the mode; the provider app gets its container."""
+    headers = {"X-User-Id": USER}
+    if variant == "provider":
+        headers[CONTAINER_HEADER] = container or provider_container(session_id)
     started = time.perf_counter()
     response = await http.post(
         f"{base}/sessions/{session_id}/messages",
         json={"message": user_message(turn), "mode": "local" if variant == "provider" else variant},
-        headers={"X-User-Id": USER},
+        headers=headers,
     )
     elapsed = time.perf_counter() - started
     if response.status_code != 200:
@@ -120,6 +127,8 @@ async def measure_overhead(
                 for variant in VARIANTS:
                     for session_id in sessions[variant]:
                         await v.seed(variant, session_id, length - 1)
+                for session_id in sessions["provider"]:  # the host opens each container before timing starts
+                    await prepare_container(http, bases["provider"], provider_container(session_id))
                 for index, step in itertools.product(range(plan.sessions), range(plan.turns)):
                     for variant in VARIANTS:
                         elapsed = await post_turn(
@@ -127,6 +136,12 @@ async def measure_overhead(
                         )
                         results.setdefault((variant, length), Latencies()).samples.append(elapsed)
     return results
+
+
+async def prepare_container(http: httpx.AsyncClient, base: str, container: str) -> None:
+    """Make the provider host create and cache ``container`` now, outside any timed request."""
+    response = await http.get(f"{base}/health", headers={CONTAINER_HEADER: container})
+    response.raise_for_status()
 
 
 @dataclass(frozen=True)
@@ -150,12 +165,18 @@ async def run_load(bases: list[str], variant: Variant, concurrency: int, total: 
     next_base = itertools.cycle(range(len(bases)))
     limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
 
+    container = f"p-load-{len(bases)}-{concurrency}-{uuid.uuid4().hex[:8]}"
+
     async def session(http: httpx.AsyncClient) -> None:
         session_id = new_session_id(variant, f"c{concurrency}")
         for turn in range(1, turns + 1):
-            latencies.samples.append(await post_turn(http, bases[next(next_base)], variant, session_id, turn))
+            base = bases[next(next_base)]
+            latencies.samples.append(await post_turn(http, base, variant, session_id, turn, container))
 
     async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+        if variant == "provider":  # a fresh container per cell, opened in every process before timing
+            for base in bases:
+                await prepare_container(http, base, container)
         started = time.perf_counter()
         await asyncio.gather(*(session(http) for _ in range(concurrency)))
         seconds = time.perf_counter() - started

@@ -23,6 +23,8 @@ from .model import BenchChatClient
 
 PROVIDER_CONTAINER = "provider-history"
 PROVIDER_PARTITION_KEY = "/session_id"
+#: Request header naming the provider container a benchmark request uses (see ``bench.provider_app``).
+CONTAINER_HEADER = "x-bench-container"
 
 
 class BatchAsUpserts:

@@ -76,6 +76,8 @@ def render(results: Results) -> str:
         "",
         *_cold_start(results.cold_start),
         "",
+        *_observations(results),
+        "",
         "## Method and caveats",
         "",
         *[f"- {note}" for note in results.notes],
@@ -243,6 +245,49 @@ def _throughput(results: Results) -> list[str]:
     ]
 
 
+COSMOS_ITEM_LIMIT = 2 * 1024 * 1024
+
+
+def _observations(results: Results) -> list[str]:
+    """What the numbers imply, computed from this run's cells."""
+    local = sorted((r for r in results.counts if r.variant == "local"), key=lambda r: r.length)
+    provider = {r.length: r for r in results.counts if r.variant == "provider"}
+    notes = []
+    if len(local) >= 2 and local[-1].length > local[0].length:
+        first, last = local[0], local[-1]
+        per_turn = (last.stored_bytes - first.stored_bytes) / (last.length - first.length)
+        notes.append(
+            f"Local mode stores the whole history in one document and rewrites it every turn: about "
+            f"{_kb(per_turn)} more per turn with these message sizes, so the document would reach Cosmos DB's "
+            f"2 MB item limit after about {COSMOS_ITEM_LIMIT / per_turn:,.0f} turns (the local Cosmos DB does not "
+            "enforce it). A history budget (trimming or summarising) bounds both the write size and the limit."
+        )
+        p = provider.get(last.length)
+        if p is not None:
+            notes.append(
+                f"At {last.length} turns a local-mode turn writes {_kb(last.traffic.written_bytes)} "
+                f"({last.traffic.ru:,.0f} RU) where the provider writes {_kb(p.traffic.written_bytes)} but reads the "
+                f"history twice ({_kb(p.traffic.response_bytes)} received, {p.traffic.ru:,.0f} RU): per-turn RU favour "
+                "the provider on long histories, round trips and latency favour this backend."
+            )
+        replace = last.traffic
+        if replace.operations.get("replace"):
+            notes.append(
+                "The conditional replace returns the whole document: a local-mode turn at "
+                f"{last.length} turns receives {_kb(replace.response_bytes)}, "
+                f"about twice the stored {_kb(last.stored_bytes)}. Writing with "
+                "`no_response=True` (header `Prefer: return=minimal`; the etag is in the response headers) would "
+                "halve it on a real account (the local Cosmos DB ignores that header, so it cannot show the saving)."
+            )
+    service = [r for r in results.counts if r.variant == "service"]
+    if service:
+        notes.append(
+            f"Service mode costs the same at every length: {service[-1].traffic.requests} round trips, "
+            f"{_kb(service[-1].stored_bytes)} stored, {service[-1].traffic.ru:,.1f} RU per turn."
+        )
+    return ["## Observations", "", *[f"- {n}" for n in notes]]
+
+
 def _cold_start(cold: ColdStart | None) -> list[str]:
     if cold is None:
         return ["## Cold start", "", "Not measured in this run."]
@@ -290,9 +335,12 @@ def standard_notes(real_account: bool, scale: float, total: int) -> list[str]:
             "Against this real account the batch ran as sent."
             if real_account
             else "The local Cosmos DB cannot run a batch sent by the Python SDK, so here the batch's operations are "
-            "sent as individual upserts and counted as ONE round trip (bytes and RU are the sum of the upserts); "
-            "the table's *HTTP requests* column shows the upserts."
+            "sent as concurrent individual upserts and counted as ONE round trip (bytes and RU are the sum of the "
+            "upserts); the table's *HTTP requests* column shows the upserts."
         ),
+        "The local Cosmos DB answers every query by scanning the whole container (a real account uses the "
+        "partition and the index), so each provider session here has a container of its own, and each load-test "
+        "cell one fresh container; otherwise other sessions' items would slow the provider's queries.",
         "The provider container uses the provider's own defaults (partition key `/session_id`, default indexing of "
         "every path); the backend container indexes only `userId`, `type`, `updatedAt`.",
     ]
@@ -308,6 +356,7 @@ def standard_notes(real_account: bool, scale: float, total: int) -> list[str]:
         )
     notes.append(
         f"Scale factor {scale}: overhead samples per length as in the table; throughput cells run about {total} "
-        "turns each. The machine has few cores: absolute times are only comparable within one run."
+        "turns each. The load generator, the host processes and the local Cosmos DB share one small machine "
+        "(2 cores) that may run other work: absolute times vary between runs; compare ratios within one run."
     )
     return notes

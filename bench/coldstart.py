@@ -70,12 +70,10 @@ def _first_request() -> tuple[float, int]:
     import function_app
 
     from .counting import RequestCounter, counted_clients
-    from .inprocess import message_request
+    from .inprocess import message_request, registered_function
 
     counter = RequestCounter()
-    post = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}[
-        "post_message_route"
-    ]
+    post = registered_function(function_app.app, "post_message_route")
 
     async def call() -> float:
         from cosmos_history._runtime import close_runtime

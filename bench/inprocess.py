@@ -59,6 +59,20 @@ def provider_container(session_id: str) -> str:
     return f"p-{session_id}"
 
 
+def registered_function(app: func.FunctionApp, name: str) -> Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]:
+    """The user function registered as ``name``, exactly what the Functions worker would call.
+
+    ``FunctionApp.get_functions`` records the names it returned and refuses a second call on the
+    same app (duplicate names), so the record is restored: the worker, or a test, can still index it.
+    """
+    recorded = app.functions_bindings
+    try:
+        functions = {f.get_function_name(): f.get_user_function() for f in app.get_functions()}
+    finally:
+        app.functions_bindings = recorded
+    return functions[name]
+
+
 @dataclass
 class Variants:
     counter: RequestCounter
@@ -140,12 +154,10 @@ async def variants(bench: BenchEnv, counter: RequestCounter | None = None) -> As
         runtime = await build_runtime(settings, agents=build_agents(settings, BenchChatClient()))
         provider_client = create_client(settings.cosmos)
     try:
-        functions: dict[str, Any] = {
-            f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()
-        }
+        post_message = registered_function(function_app.app, "post_message_route")
         previous = set_runtime(runtime)
         try:
-            yield Variants(counter, runtime, provider_client, bench.real_account, functions["post_message_route"])
+            yield Variants(counter, runtime, provider_client, bench.real_account, post_message)
         finally:
             set_runtime(previous)
     finally:

@@ -60,6 +60,10 @@ $(CHECKOV_VENV)/.installed: infra/requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements-checkov.txt
 	@touch $@
 
+## Measure this backend against the framework's CosmosHistoryProvider; writes docs/performance.md (~10 min).
+bench: install
+	$(PY) -m bench
+
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .

@@ -1,0 +1,1 @@
+"""Benchmark of the conversation backend against the framework's CosmosHistoryProvider (`make bench`)."""

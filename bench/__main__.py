@@ -1,0 +1,85 @@
+"""``python -m bench``: run every measurement, print the report and write docs/performance.md.
+
+Starts its own local Cosmos DB (unless ``COSMOS_ENDPOINT`` names a real account) and its own
+local host processes on 127.0.0.1, and stops them all before exiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+import warnings
+from pathlib import Path
+
+from .coldstart import measure_cold_start
+from .hosts import ROOT, BenchEnv, bench_cosmos
+from .inprocess import variants
+from .measure import CountRow, Latencies, measure_counts, measure_overhead, measure_throughput, overhead_plan
+from .report import Results, render, standard_notes
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part]
+
+
+async def _in_process(
+    bench: BenchEnv, lengths: list[int], scale: float, with_http: bool
+) -> tuple[list[CountRow], dict[tuple[str, int], Latencies]]:
+    async with variants(bench) as v:
+        print(f"Cosmos traffic per turn at lengths {lengths} ...", flush=True)
+        counts = await measure_counts(v, lengths)
+        overhead: dict = {}
+        if with_http:
+            print("Per-turn overhead over HTTP ...", flush=True)
+            overhead = await measure_overhead(v, bench.env, lengths, scale)
+    return counts, overhead
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--lengths", type=_ints, default=[1, 10, 100, 500], help="conversation lengths (turns)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the HTTP timing sample counts")
+    parser.add_argument("--concurrency", type=_ints, default=[1, 8, 32, 64])
+    parser.add_argument("--processes", type=_ints, default=[1, 2], help="host process counts for the load test")
+    parser.add_argument("--total", type=int, default=128, help="turns per load-test cell (about)")
+    parser.add_argument("--cold-runs", type=int, default=5, help="fresh processes per cold-start measurement")
+    parser.add_argument("--skip-http", action="store_true", help="only in-process counts (and cold start)")
+    parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore", category=Warning, module="agent_framework.*")
+
+    started = time.perf_counter()
+    with bench_cosmos() as bench:
+        counts, overhead = asyncio.run(_in_process(bench, args.lengths, args.scale, not args.skip_http))
+        throughput = []
+        if not args.skip_http:
+            print(f"Throughput at concurrency {args.concurrency} with {args.processes} processes ...", flush=True)
+            throughput = asyncio.run(measure_throughput(bench.env, args.concurrency, args.processes, args.total))
+        cold = None
+        if not args.skip_cold:
+            print(f"Cold start ({args.cold_runs} processes of each kind) ...", flush=True)
+            cold = measure_cold_start(bench.env, args.cold_runs)
+    results = Results(
+        real_account=bench.real_account,
+        lengths=args.lengths,
+        counts=counts,
+        overhead=overhead,
+        plans={length: overhead_plan(length, args.scale) for length in args.lengths},
+        throughput=throughput,
+        cold_start=cold,
+        seconds=time.perf_counter() - started,
+        notes=standard_notes(bench.real_account, args.scale, args.total),
+    )
+    report = render(results)
+    print(report)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report, encoding="utf-8")
+    print(f"Written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

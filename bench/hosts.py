@@ -1,0 +1,110 @@
+"""Where the benchmark runs: a Cosmos DB (local unless ``COSMOS_ENDPOINT`` names a real account) and
+local host processes serving an app module over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+from cosmos_history.local_cosmos import EMULATOR_KEY, free_port, local_cosmos
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@dataclass(frozen=True)
+class BenchEnv:
+    """Environment for every process of one benchmark run, and whether charges are real."""
+
+    env: dict[str, str]
+    real_account: bool
+
+    @property
+    def is_local(self) -> bool:
+        return not self.real_account
+
+
+def real_endpoint() -> str | None:
+    """``COSMOS_ENDPOINT`` when it names an account that is not on this machine."""
+    endpoint = os.environ.get("COSMOS_ENDPOINT")
+    if endpoint and urlparse(endpoint).hostname not in ("localhost", "127.0.0.1"):
+        return endpoint
+    return None
+
+
+@contextmanager
+def bench_cosmos(*, database: str | None = None) -> Iterator[BenchEnv]:
+    """A Cosmos DB for one run, with a database of its own; a local one is started and stopped here."""
+    database = database or f"bench-{uuid.uuid4().hex[:8]}"
+    base = {
+        "COSMOS_DATABASE": database,
+        "COSMOS_CONTAINER": "sessions",
+        "BENCH_PROVIDER_CONTAINER": "provider-history",
+        "MODEL_PROVIDER": "offline",
+        "HTTP_AUTH_LEVEL": "anonymous",
+        "LOG_LEVEL": "WARNING",
+    }
+    endpoint = real_endpoint()
+    if endpoint is not None:
+        env = {**base, "COSMOS_ENDPOINT": endpoint}
+        if os.environ.get("COSMOS_KEY"):
+            env["COSMOS_KEY"] = os.environ["COSMOS_KEY"]
+        yield BenchEnv(env, real_account=True)
+        return
+    ARTIFACTS.mkdir(exist_ok=True)
+    with local_cosmos(free_port(), log_path=ARTIFACTS / "bench-cosmos.log") as local_endpoint:
+        yield BenchEnv({**base, "COSMOS_ENDPOINT": local_endpoint, "COSMOS_KEY": EMULATOR_KEY}, real_account=False)
+
+
+@contextmanager
+def app_host(env: dict[str, str], app: str, *, timeout: float = 60.0) -> Iterator[str]:
+    """``python -m cosmos_history.devhost --app <app>`` on a free port; yields the base URL (…/api)."""
+    port = free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with open(ARTIFACTS / "bench-hosts.log", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cosmos_history.devhost", "--host", "127.0.0.1", "--port", str(port), "--app", app],
+            cwd=ROOT,
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}/api"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"the {app} host exited with code {process.returncode}")
+                try:
+                    if httpx.get(f"{base}/health", timeout=10).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the {app} host did not become healthy in time")
+                time.sleep(0.2)
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def app_hosts(env: dict[str, str], app: str, count: int) -> Iterator[list[str]]:
+    """``count`` host processes of the same app (a scaled-out Functions app on one machine)."""
+    with ExitStack() as stack:
+        yield [stack.enter_context(app_host(env, app)) for _ in range(count)]

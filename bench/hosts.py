@@ -51,7 +51,6 @@ def bench_cosmos(*, database: str | None = None) -> Iterator[BenchEnv]:
         "COSMOS_CONTAINER": "sessions",
         "BENCH_PROVIDER_CONTAINER": "provider-history",
         "MODEL_PROVIDER": "offline",
-        "HTTP_AUTH_LEVEL": "anonymous",
         "LOG_LEVEL": "WARNING",
     }
     endpoint = real_endpoint()

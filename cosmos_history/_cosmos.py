@@ -97,3 +97,27 @@ def store_errors() -> Iterator[None]:
                 "The session store is busy or unavailable. Retry later.", retry_after=5
             ) from error
         raise
+
+
+def written_etag(response: Any) -> str:
+    """The etag of an item just written with ``no_response=True``.
+
+    Writes ask Cosmos DB not to echo the item back (``Prefer: return=minimal``): the echo would
+    double the bytes every turn receives. The etag then comes from the response headers, exactly
+    as sent (Azure's etags include their quotes, and If-Match must repeat them); servers that echo
+    anyway (the local one) also carry it in the body.
+    """
+    headers = response.get_response_headers() if hasattr(response, "get_response_headers") else {}
+    for name, value in headers.items():
+        if name.lower() == "etag":
+            return str(value)
+    return str(response["_etag"])
+
+
+def response_size(response: Any) -> int | None:
+    """The body size Cosmos DB reported for a read (``Content-Length``), when it did."""
+    headers = response.get_response_headers() if hasattr(response, "get_response_headers") else {}
+    for name, value in headers.items():
+        if name.lower() == "content-length" and str(value).isdigit():
+            return int(value)
+    return None

@@ -26,7 +26,7 @@ from azure.core import MatchConditions
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
-from ._cosmos import store_errors
+from ._cosmos import store_errors, written_etag
 from ._errors import TurnInProgressError
 
 LEASE_TYPE = "lease"
@@ -58,12 +58,12 @@ class TurnLease:
         body = self._body(session_id, user_id, expires_at=time.time() + self.seconds)
         try:
             if known_etag is None:
-                stored = await self._container.create_item(body)
+                stored = await self._container.create_item(body, no_response=True)
             else:
                 stored = await self._container.replace_item(
-                    body["id"], body, etag=known_etag, match_condition=MatchConditions.IfNotModified
+                    body["id"], body, etag=known_etag, match_condition=MatchConditions.IfNotModified, no_response=True
                 )
-            return str(stored["_etag"])
+            return written_etag(stored)
         except (cosmos_errors.CosmosResourceExistsError, cosmos_errors.CosmosAccessConditionFailedError):
             return await self._take_over_if_expired(body)
         except cosmos_errors.CosmosResourceNotFoundError:
@@ -75,7 +75,7 @@ class TurnLease:
         body = self._body(session_id, user_id, expires_at=0.0)
         with contextlib.suppress(cosmos_errors.CosmosHttpResponseError):  # best effort: it expires anyway
             await self._container.replace_item(
-                body["id"], body, etag=lease_etag, match_condition=MatchConditions.IfNotModified
+                body["id"], body, etag=lease_etag, match_condition=MatchConditions.IfNotModified, no_response=True
             )
 
     async def _take_over_if_expired(self, body: dict[str, Any]) -> str:
@@ -85,8 +85,8 @@ class TurnLease:
             current = None
         if current is None:
             try:
-                stored = await self._container.create_item(body)
-                return str(stored["_etag"])
+                stored = await self._container.create_item(body, no_response=True)
+                return written_etag(stored)
             except cosmos_errors.CosmosResourceExistsError:
                 raise self._busy(self.seconds) from None
         remaining = float(current.get("expiresAt", 0)) - time.time()
@@ -94,11 +94,11 @@ class TurnLease:
             raise self._busy(remaining)
         try:
             stored = await self._container.replace_item(
-                body["id"], body, etag=current["_etag"], match_condition=MatchConditions.IfNotModified
+                body["id"], body, etag=current["_etag"], match_condition=MatchConditions.IfNotModified, no_response=True
             )
         except cosmos_errors.CosmosAccessConditionFailedError:
             raise self._busy(self.seconds) from None
-        return str(stored["_etag"])
+        return written_etag(stored)
 
     def _body(self, session_id: str, user_id: str, *, expires_at: float) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -25,7 +25,7 @@ from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
 from ._archive import ArchiveIndex, archive_id, archive_item, history_messages, json_size, plan_archive
-from ._cosmos import store_errors
+from ._cosmos import response_size, store_errors, written_etag
 from ._errors import (
     BadRequestError,
     InvalidSessionIdError,
@@ -72,6 +72,9 @@ class SessionRecord:
     lease_etag: str | None = None
     """Etag of the lease claim that produced this version (see :mod:`._lease`)."""
     archive: ArchiveIndex = field(default_factory=ArchiveIndex)
+    loaded_bytes: int | None = field(default=None, compare=False, repr=False)
+    """Size of the document as read; lets a save skip measuring a document far from its budget."""
+    loaded_messages: int = field(default=0, compare=False, repr=False)
 
     @property
     def id(self) -> str:
@@ -202,7 +205,10 @@ class CosmosSessionStore(SessionStore):
                 return None
         if document.get("type") != SESSION_TYPE or document.get("userId") != self.user_id:
             raise SessionNotFoundError("No session with this id.")
-        return _from_document(document)
+        record = _from_document(document)
+        record.loaded_bytes = response_size(document)
+        record.loaded_messages = len(history_messages(record.session.state))
+        return record
 
     async def save(
         self,
@@ -226,10 +232,10 @@ class CosmosSessionStore(SessionStore):
         with store_errors():
             try:
                 if etag is None:
-                    stored = await self._container.create_item(document)
+                    stored = await self._container.create_item(document, no_response=True)
                 else:
                     stored = await self._container.replace_item(
-                        record.id, document, etag=etag, match_condition=match_condition
+                        record.id, document, etag=etag, match_condition=match_condition, no_response=True
                     )
             except cosmos_errors.CosmosAccessConditionFailedError:
                 raise SessionConflictError(
@@ -238,7 +244,7 @@ class CosmosSessionStore(SessionStore):
                 ) from None
             except cosmos_errors.CosmosResourceExistsError:
                 raise SessionExistsError(f"A session with id {record.id!r} already exists.", retry_after=1) from None
-        return replace(record, etag=stored.get("_etag"))
+        return replace(record, etag=written_etag(stored), loaded_bytes=None, loaded_messages=0)
 
     async def remove(self, session_id: str) -> bool:
         """Delete the caller's session; ``False`` when there was none to delete."""
@@ -354,6 +360,7 @@ class CosmosSessionStore(SessionStore):
             await self.save(record, etag=None)
             return
         current.session = session
+        current.loaded_bytes = None  # a replaced session: its size says nothing about the new one
         current.updated_at = utc_now()
         await self.save(current, etag=current.etag)
 
@@ -364,6 +371,8 @@ class CosmosSessionStore(SessionStore):
 
     async def _archive_overflow(self, record: SessionRecord, document: dict[str, Any]) -> dict[str, Any]:
         """Move the oldest turns to archive items when the document is over budget (written first)."""
+        if self._clearly_within_budget(record):
+            return document
         chunks = plan_archive(
             record.session.state,
             record.archive,
@@ -379,6 +388,17 @@ class CosmosSessionStore(SessionStore):
                 item = archive_item(record.id, record.user_id, chunk, first_index, messages, self.ttl_seconds)
                 await self._container.upsert_item(item)
         return self._to_document(record)
+
+    def _clearly_within_budget(self, record: SessionRecord) -> bool:
+        """True when the loaded size plus this turn's new messages stay far below the budget, so the
+        whole document need not be serialized once more just to be measured (the SDK serializes it
+        for sending anyway)."""
+        messages = history_messages(record.session.state)
+        if record.loaded_bytes is None or len(messages) > self.max_history_messages:
+            return False
+        added = sum(json_size(m.to_dict()) for m in messages[record.loaded_messages :])
+        # json.dumps spacing makes our measure up to ~10% larger than the server's compact JSON.
+        return (record.loaded_bytes * 1.15 + added + 2048) < self.max_item_bytes * 0.8
 
     def _to_document(self, record: SessionRecord) -> dict[str, Any]:
         session = record.session.to_dict()

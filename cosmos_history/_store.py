@@ -244,6 +244,10 @@ class CosmosSessionStore(SessionStore):
                 ) from None
             except cosmos_errors.CosmosResourceExistsError:
                 raise SessionExistsError(f"A session with id {record.id!r} already exists.", retry_after=1) from None
+            except cosmos_errors.CosmosResourceNotFoundError:
+                raise SessionConflictError(
+                    "The session was deleted while this request ran; nothing was saved.", retry_after=1
+                ) from None
         return replace(record, etag=written_etag(stored), loaded_bytes=None, loaded_messages=0)
 
     async def remove(self, session_id: str) -> bool:

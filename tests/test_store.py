@@ -177,3 +177,13 @@ async def test_the_container_is_partitioned_by_session_id_and_indexes_only_query
     assert properties["partitionKey"]["paths"] == [PARTITION_KEY_PATH]
     included = {p["path"] for p in properties["indexingPolicy"]["includedPaths"]}
     assert included == {p["path"] for p in INDEXING_POLICY["includedPaths"]}
+
+
+async def test_saving_a_session_deleted_meanwhile_is_a_conflict_not_a_resurrection(store, session_id):
+    saved = await store.save(new_record(store, session_id), etag=None)
+    await store.remove(session_id)
+
+    with pytest.raises(SessionConflictError):
+        await store.save(saved, etag=saved.etag)
+
+    assert await store.load(session_id) is None

@@ -6,11 +6,12 @@ When a document would exceed ``MAX_SESSION_BYTES`` or ``MAX_HISTORY_MESSAGES``, 
 oldest whole turns move into archive items in the same partition; the document keeps
 the recent window, which is what the model sees.
 
-Archive items are append-only with deterministic ids (``<sessionId>:archive:<n>``) and
-are written *before* the session document. The document lists the chunks it has
-committed (``archive.starts``); a chunk written by a save that then failed is not
-listed, so it stays invisible and the next attempt overwrites it. Nothing is lost and
-no duplicate becomes visible.
+Archive items are append-only and are written *before* the session document. Each
+write gets ids of its own (``<sessionId>:archive:<n>:<token>``), and the document lists
+the chunks it committed (``archive.starts`` and ``archive.tokens``): a chunk written by a
+save that then failed or lost a race is never listed, so it stays invisible (and is
+removed with the session), and it can never overwrite a chunk another save committed.
+Nothing is lost and no duplicate becomes visible.
 
 The framework's compaction (``agent_framework._compaction``) decides what the model
 sees but keeps excluded messages in the same state, so the document would still grow;
@@ -20,6 +21,7 @@ it does not fit this job, but can be layered on top to shorten the window furthe
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +38,8 @@ _MESSAGE_LOW_WATER = 0.75
 _ITEM_OVERHEAD = 1024
 
 
-def archive_id(session_id: str, chunk: int) -> str:
-    return f"{session_id}:archive:{chunk:06d}"
+def archive_id(session_id: str, chunk: int, token: str) -> str:
+    return f"{session_id}:archive:{chunk:06d}:{token}"
 
 
 @dataclass
@@ -45,17 +47,29 @@ class ArchiveIndex:
     """Which archive chunks a session has committed: chunk ``n`` holds messages from ``starts[n]``."""
 
     starts: list[int] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    """The write token in each committed chunk's id."""
     count: int = 0
     """How many messages (the oldest ones) live in archive items rather than the document."""
+    touched_at: float = 0.0
+    """When the chunks' ``ttl`` was last renewed (retention slides with the session's activity)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"starts": self.starts, "count": self.count}
+        return {"starts": self.starts, "tokens": self.tokens, "count": self.count, "touchedAt": self.touched_at}
 
     @classmethod
     def from_json(cls, value: dict[str, Any] | None) -> ArchiveIndex:
         if not value:
             return cls()
-        return cls(starts=list(value.get("starts", [])), count=int(value.get("count", 0)))
+        return cls(
+            starts=list(value.get("starts", [])),
+            tokens=list(value.get("tokens", [])),
+            count=int(value.get("count", 0)),
+            touched_at=float(value.get("touchedAt", 0.0)),
+        )
+
+    def chunk_id(self, session_id: str, chunk: int) -> str:
+        return archive_id(session_id, chunk, self.tokens[chunk])
 
     def chunk_range(self, chunk: int) -> tuple[int, int]:
         end = self.starts[chunk + 1] if chunk + 1 < len(self.starts) else self.count
@@ -117,22 +131,25 @@ def plan_archive(
         if current and current_bytes + message_bytes > chunk_budget:
             chunks.append((len(index.starts), current))
             index.starts.append(position)
+            index.tokens.append(uuid.uuid4().hex[:12])
             position += len(current)
             current, current_bytes = [], 0
         current.append(message)
         current_bytes += message_bytes
     chunks.append((len(index.starts), current))
     index.starts.append(position)
+    index.tokens.append(uuid.uuid4().hex[:12])
     index.count = position + len(current)
     state[InMemoryHistoryProvider.DEFAULT_SOURCE_ID]["messages"] = messages[cut:]
     return chunks
 
 
 def archive_item(
-    session_id: str, user_id: str, chunk: int, first_index: int, messages: list[Message], ttl: int | None
+    index: ArchiveIndex, session_id: str, user_id: str, chunk: int, messages: list[Message], ttl: int | None
 ) -> dict[str, Any]:
+    first_index, _ = index.chunk_range(chunk)
     item: dict[str, Any] = {
-        "id": archive_id(session_id, chunk),
+        "id": index.chunk_id(session_id, chunk),
         "sessionId": session_id,
         "type": ARCHIVE_TYPE,
         "userId": user_id,

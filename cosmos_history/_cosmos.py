@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
 from azure.cosmos import PartitionKey
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy, CosmosClient
@@ -121,3 +121,13 @@ def response_size(response: Any) -> int | None:
         if name.lower() == "content-length" and str(value).isdigit():
             return int(value)
     return None
+
+
+@contextmanager
+def best_effort(what: str) -> Iterator[None]:
+    """Clean-up writes whose failure must not replace the error being handled (a stale lease
+    expires by itself; a stale idempotency result is recognised and ignored)."""
+    try:
+        yield
+    except AzureError as error:
+        logger.info("Could not %s: %s", what, type(error).__name__)

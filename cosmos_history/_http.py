@@ -106,9 +106,11 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 logger.warning("%s failed: %s (caused by %s)", handler.__name__, error.title, cause)
                 logger.debug("%s failure details", handler.__name__, exc_info=error)
             return problem_response(error)
-        except Exception:
-            # The URL is not logged: it may carry the function key in ?code=.
-            logger.exception("Unhandled error in %s", handler.__name__)
+        except Exception as error:
+            # Types only at the default level (an exception's text may quote user input); the URL is
+            # never logged: it may carry the function key in ?code=.
+            logger.error("Unhandled %s in %s", type(error).__name__, handler.__name__)
+            logger.debug("%s failure details", handler.__name__, exc_info=error)
             return problem_response(ProblemError("The server failed to handle this request."))
 
     function.__name__ = handler.__name__
@@ -161,7 +163,7 @@ def _object_id(principal: str) -> str:
         for claim in claims:
             if claim.get("typ") in _OBJECT_ID_CLAIMS and isinstance(claim.get("val"), str) and claim["val"]:
                 return claim["val"]
-    except (binascii.Error, ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError, RecursionError):
         raise UnauthorizedError("The client principal header is malformed.") from None
     raise UnauthorizedError("The client principal carries no object id.")
 
@@ -173,7 +175,7 @@ async def read_json_object(req: Request, max_bytes: int, *, required: bool = Tru
     """
     too_large = PayloadTooLargeError(f"The request body is larger than {max_bytes} bytes.")
     declared = req.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise too_large
     chunks = bytearray()
     async for chunk in req.stream():
@@ -190,7 +192,7 @@ async def read_json_object(req: Request, max_bytes: int, *, required: bool = Tru
         raise UnsupportedMediaTypeError("Send the body as application/json.")
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         raise BadRequestError("The request body is not valid JSON.") from None
     if not isinstance(value, dict):
         raise BadRequestError("The request body must be a JSON object.")

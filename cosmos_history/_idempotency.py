@@ -15,7 +15,6 @@ failure: a retried request running the model and appending its turn twice.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
@@ -25,7 +24,7 @@ from typing import Any
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
-from ._cosmos import store_errors
+from ._cosmos import best_effort, store_errors
 from ._errors import BadRequestError, IdempotencyKeyReusedError
 
 IDEMPOTENCY_TYPE = "idempotency"
@@ -53,13 +52,17 @@ class IdempotencyRecords:
     def item_id(session_id: str, key: str) -> str:
         return f"{session_id}:idem:{hashlib.sha256(key.encode()).hexdigest()[:40]}"
 
-    async def find(self, session_id: str, key: str, fingerprint: str, *, committed_turns: int) -> dict[str, Any] | None:
+    async def find(
+        self, session_id: str, user_id: str, key: str, fingerprint: str, *, committed_turns: int
+    ) -> dict[str, Any] | None:
         """The stored result for ``key``, or ``None``; a different request under the same key is an error."""
         with store_errors():
             try:
                 item = await self._container.read_item(self.item_id(session_id, key), partition_key=session_id)
             except cosmos_errors.CosmosResourceNotFoundError:
                 return None
+        if item.get("userId") != user_id:
+            return None  # left over from a deleted session whose id someone else now uses
         if float(item.get("expiresAt", 0)) < time.time() or int(item.get("turn", 0)) > committed_turns:
             return None  # expired, or recorded by a turn whose session save never landed
         if item.get("fingerprint") != fingerprint:
@@ -86,5 +89,5 @@ class IdempotencyRecords:
 
     async def discard(self, session_id: str, key: str) -> None:
         """Remove a result whose session save failed (best effort: a stale one is ignored anyway)."""
-        with contextlib.suppress(cosmos_errors.CosmosHttpResponseError):
+        with best_effort("discard an idempotency result"):
             await self._container.delete_item(self.item_id(session_id, key), partition_key=session_id)

@@ -16,7 +16,6 @@ lease has expired (taken over with If-Match on the lease's current etag).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import uuid
@@ -26,7 +25,7 @@ from azure.core import MatchConditions
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
-from ._cosmos import store_errors, written_etag
+from ._cosmos import best_effort, store_errors, written_etag
 from ._errors import TurnInProgressError
 
 LEASE_TYPE = "lease"
@@ -73,7 +72,7 @@ class TurnLease:
     async def release(self, session_id: str, user_id: str, lease_etag: str) -> None:
         """Expire our claim at once (after a failed turn), so the next turn need not wait it out."""
         body = self._body(session_id, user_id, expires_at=0.0)
-        with contextlib.suppress(cosmos_errors.CosmosHttpResponseError):  # best effort: it expires anyway
+        with best_effort("release a turn lease"):
             await self._container.replace_item(
                 body["id"], body, etag=lease_etag, match_condition=MatchConditions.IfNotModified, no_response=True
             )

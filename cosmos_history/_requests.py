@@ -62,7 +62,7 @@ def parse_mode(value: Any) -> HistoryMode | None:
 def parse_limit(raw: str | None, *, default: int = DEFAULT_LIST_LIMIT, maximum: int = MAX_LIST_LIMIT) -> int:
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not _is_small_decimal(raw) or not 1 <= int(raw) <= maximum:
         raise BadRequestError(f"'limit' must be an integer from 1 to {maximum}.")
     return int(raw)
 
@@ -71,6 +71,11 @@ def parse_before(raw: str | None) -> int | None:
     """The history position to page back from (exclusive); absent means the newest message."""
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 12:
+    if not _is_small_decimal(raw):
         raise BadRequestError("'before' must be a non-negative integer message index.")
     return int(raw)
+
+
+def _is_small_decimal(raw: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also accepts '²' and other digits ``int`` rejects), and short."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= 12

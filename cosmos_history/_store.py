@@ -14,6 +14,7 @@ import binascii
 import bisect
 import contextlib
 import re
+import time
 import warnings
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from azure.core import MatchConditions
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
-from ._archive import ArchiveIndex, archive_id, archive_item, history_messages, json_size, plan_archive
+from ._archive import ArchiveIndex, archive_item, history_messages, json_size, plan_archive
 from ._cosmos import response_size, store_errors, written_etag
 from ._errors import (
     BadRequestError,
@@ -45,10 +46,7 @@ ANONYMOUS_USER = "anonymous"
 MAX_LIST_LIMIT = 100
 
 _SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_LIST_QUERY = (
-    "SELECT c.id, c.title, c.mode, c.createdAt, c.updatedAt, c.turns FROM c "
-    "WHERE c.userId = @userId AND c.type = @type ORDER BY c.updatedAt DESC"
-)
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 
 
 def utc_now() -> str:
@@ -226,6 +224,8 @@ class CosmosSessionStore(SessionStore):
         self.validate_session_id(record.id)
         if record.user_id != self.user_id:
             raise SessionNotFoundError("No session with this id.")
+        if record.mode == "local":
+            await self._renew_archive_ttl(record)
         document = self._to_document(record)
         if record.mode == "local":
             document = await self._archive_overflow(record, document)
@@ -251,11 +251,23 @@ class CosmosSessionStore(SessionStore):
         return replace(record, etag=written_etag(stored), loaded_bytes=None, loaded_messages=0)
 
     async def remove(self, session_id: str) -> bool:
-        """Delete the caller's session; ``False`` when there was none to delete."""
+        """Delete the caller's session and everything stored for it; ``False`` when there was none.
+
+        The session document goes first (one conditional delete: it vanishes from every view at
+        once), then the lease, archive and idempotency items listed *before* it, each only if it is
+        unchanged, so an item of a new session created meanwhile under the same id is never touched.
+        """
         record = await self.load(session_id)
         if record is None:
             return False
         with store_errors():
+            # (The WHERE on the partition-key field is redundant in Azure and required by the local server.)
+            query = self._container.query_items(
+                "SELECT c.id, c._etag FROM c WHERE c.sessionId = @sessionId AND c.id != @sessionId",
+                parameters=[{"name": "@sessionId", "value": session_id}],
+                partition_key=session_id,
+            )
+            children = [item async for item in query]
             try:
                 await self._container.delete_item(
                     session_id,
@@ -269,16 +281,16 @@ class CosmosSessionStore(SessionStore):
                 raise SessionConflictError(
                     "The session changed while it was being deleted. Retry.", retry_after=1
                 ) from None
-            # The session is gone from every view; now its lease, archive and idempotency items.
-            # (The WHERE on the partition-key field is redundant in Azure and required by the local server.)
-            query = self._container.query_items(
-                "SELECT c.id FROM c WHERE c.sessionId = @sessionId",
-                parameters=[{"name": "@sessionId", "value": session_id}],
-                partition_key=session_id,
-            )
-            async for item in query:
-                with contextlib.suppress(cosmos_errors.CosmosResourceNotFoundError):
-                    await self._container.delete_item(item["id"], partition_key=session_id)
+            for item in children:
+                with contextlib.suppress(
+                    cosmos_errors.CosmosResourceNotFoundError, cosmos_errors.CosmosAccessConditionFailedError
+                ):
+                    await self._container.delete_item(
+                        item["id"],
+                        partition_key=session_id,
+                        etag=item["_etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
         return True
 
     async def read_history(self, record: SessionRecord, *, before: int | None, limit: int) -> HistoryPage:
@@ -292,8 +304,13 @@ class CosmosSessionStore(SessionStore):
             first_chunk = bisect.bisect_right(record.archive.starts, start) - 1
             last_chunk = bisect.bisect_right(record.archive.starts, min(end, record.archive.count) - 1) - 1
             for chunk in range(first_chunk, last_chunk + 1):
-                with store_errors():
-                    item = await self._container.read_item(archive_id(record.id, chunk), partition_key=record.id)
+                try:
+                    with store_errors():
+                        item = await self._container.read_item(
+                            record.archive.chunk_id(record.id, chunk), partition_key=record.id
+                        )
+                except cosmos_errors.CosmosResourceNotFoundError:
+                    continue  # expired by retention: a gap in the oldest history, not an error
                 chunk_start, _ = record.archive.chunk_range(chunk)
                 for offset, payload in enumerate(item["messages"]):
                     if start <= chunk_start + offset < end:
@@ -304,25 +321,30 @@ class CosmosSessionStore(SessionStore):
         return HistoryPage(messages, total, start if start > 0 else None)
 
     async def list_sessions(self, *, limit: int = 20, continuation_token: str | None = None) -> SessionPage:
-        """The caller's sessions, newest first, one page at a time."""
+        """The caller's sessions, newest first, one page at a time.
+
+        Pages are cut by ``updatedAt`` (the token is the last timestamp shown), not with the SDK's
+        continuation tokens, which the Python SDK does not support for cross-partition ORDER BY
+        queries once a container spans several physical partitions. Two of one user's sessions
+        saved in the same microsecond could straddle a page boundary; one of them would be skipped.
+        """
         limit = max(1, min(limit, MAX_LIST_LIMIT))
-        token = _decode_token(continuation_token) if continuation_token else None
+        parameters: list[dict[str, Any]] = [
+            {"name": "@userId", "value": self.user_id},
+            {"name": "@type", "value": SESSION_TYPE},
+        ]
+        cursor = ""
+        if continuation_token:
+            parameters.append({"name": "@before", "value": _decode_token(continuation_token)})
+            cursor = " AND c.updatedAt < @before"
         query = self._container.query_items(
-            _LIST_QUERY,
-            parameters=[{"name": "@userId", "value": self.user_id}, {"name": "@type", "value": SESSION_TYPE}],
-            max_item_count=limit,
+            # TOP takes the validated integer; everything the caller sends is a parameter.
+            f"SELECT TOP {limit + 1} c.id, c.title, c.mode, c.createdAt, c.updatedAt, c.turns FROM c "
+            f"WHERE c.userId = @userId AND c.type = @type{cursor} ORDER BY c.updatedAt DESC",
+            parameters=parameters,
         )
-        pages = query.by_page(token)
-        items: list[dict[str, Any]] = []
         with store_errors():
-            try:
-                async for page in pages:
-                    items = [item async for item in page]
-                    break
-            except cosmos_errors.CosmosHttpResponseError as error:
-                if token is not None and error.status_code == 400:
-                    raise BadRequestError("The continuation token is not valid.") from None
-                raise
+            items = [item async for item in query]
         sessions = [
             SessionSummary(
                 id=item["id"],
@@ -332,10 +354,10 @@ class CosmosSessionStore(SessionStore):
                 updated_at=item.get("updatedAt", ""),
                 turns=item.get("turns", 0),
             )
-            for item in items
+            for item in items[:limit]
         ]
-        next_token = pages.continuation_token
-        return SessionPage(sessions, _encode_token(next_token) if next_token and sessions else None)
+        more = len(items) > limit
+        return SessionPage(sessions, _encode_token(sessions[-1].updated_at) if more else None)
 
     async def ping(self) -> None:
         """One cheap read proving Cosmos DB answers (for the health endpoint)."""
@@ -386,12 +408,30 @@ class CosmosSessionStore(SessionStore):
         )
         if not chunks:
             return document
+        if not record.archive.touched_at:
+            record.archive.touched_at = time.time()
         with store_errors():
             for chunk, messages in chunks:
-                first_index, _ = record.archive.chunk_range(chunk)
-                item = archive_item(record.id, record.user_id, chunk, first_index, messages, self.ttl_seconds)
-                await self._container.upsert_item(item)
+                item = archive_item(record.archive, record.id, record.user_id, chunk, messages, self.ttl_seconds)
+                await self._container.create_item(item, no_response=True)
         return self._to_document(record)
+
+    async def _renew_archive_ttl(self, record: SessionRecord) -> None:
+        """Retention slides with activity: archive chunks are written once, so their ``ttl`` is
+        renewed (a small patch each) whenever half of it has passed since the last renewal."""
+        ttl, archive = self.ttl_seconds, record.archive
+        if ttl is None or not archive.starts or time.time() - archive.touched_at < ttl / 2:
+            return
+        with store_errors():
+            for chunk in range(len(archive.starts)):
+                with contextlib.suppress(cosmos_errors.CosmosResourceNotFoundError):
+                    await self._container.patch_item(
+                        archive.chunk_id(record.id, chunk),
+                        partition_key=record.id,
+                        patch_operations=[{"op": "set", "path": "/ttl", "value": ttl}],
+                        no_response=True,
+                    )
+        archive.touched_at = time.time()
 
     def _clearly_within_budget(self, record: SessionRecord) -> bool:
         """True when the loaded size plus this turn's new messages stay far below the budget, so the
@@ -453,7 +493,11 @@ def _encode_token(token: str) -> str:
 
 
 def _decode_token(token: str) -> str:
+    """The timestamp inside a listing token; anything else is the client's error, not ours."""
     try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        value = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadRequestError("The continuation token is not valid.") from None
+    if not _TIMESTAMP.match(value):
+        raise BadRequestError("The continuation token is not valid.")
+    return value

@@ -146,10 +146,6 @@ def request_context(invocation_id: str, session_id: str | None) -> Iterator[None
         _invocation_id.reset(tokens[0])
 
 
-def current_invocation_id() -> str | None:
-    return _invocation_id.get()
-
-
 def hash_user_id(user_id: str) -> str:
     """A stable pseudonym: turns of one user correlate, but the id itself is never recorded."""
     return hashlib.sha256(user_id.encode()).hexdigest()[:USER_HASH_CHARS]

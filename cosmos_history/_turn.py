@@ -139,7 +139,9 @@ class PreparedTurn:
                 )
             try:
                 await self._save(previous_etag)
-            except BaseException:
+            except SessionConflictError:
+                # Definitely not saved. After any other failure (a timeout, a dropped connection) the
+                # write may have landed, so the result stays: replaying it beats running the turn twice.
                 if key and replays:
                     await replays.discard(record.id, key)
                 raise
@@ -184,7 +186,9 @@ async def begin_turn(
     agent = agent_for(agents, record.mode)
     fingerprint = request_fingerprint(message, mode)
     if idempotency_key and guards.replays and record.etag is not None:
-        stored = await guards.replays.find(session_id, idempotency_key, fingerprint, committed_turns=record.turns)
+        stored = await guards.replays.find(
+            session_id, store.user_id, idempotency_key, fingerprint, committed_turns=record.turns
+        )
         if stored is not None:
             return TurnResult.from_json(stored, replayed=True)
     lease_etag = None

@@ -451,3 +451,38 @@ async def test_a_stream_flag_that_is_not_a_boolean_is_422(functions, session_id)
     req = request("POST", "/", body={"message": "Hello", "stream": "yes"}, route={"id": session_id})
     status, _, response = await call(functions, "post_message_route", req)
     assert_problem(status, response, 422)
+
+
+@pytest.mark.parametrize("limit", ["²", "9" * 5000, "-1", "1e3"])
+async def test_a_limit_that_is_not_a_small_ascii_number_is_400(functions, limit):
+    status, _, response = await call(
+        functions, "list_sessions_route", request("GET", "/api/sessions", params={"limit": limit})
+    )
+    assert_problem(status, response, 400)
+
+
+async def test_a_history_position_that_is_not_an_ascii_number_is_400(functions, session_id):
+    req = request("GET", "/", route={"id": session_id}, params={"before": "²"})
+    status, _, response = await call(functions, "list_messages_route", req)
+    assert_problem(status, response, 400)
+
+
+async def test_absurdly_nested_json_is_400_not_500(functions, session_id):
+    req = request("POST", "/", raw=b"[" * 50_000, route={"id": session_id})
+    status, _, response = await call(functions, "post_message_route", req)
+    assert_problem(status, response, 400)
+
+
+async def test_an_absurdly_nested_principal_is_401_not_500(functions, session_id):
+    header = base64.b64encode(b"[" * 50_000).decode()
+    status, _, response = await post_message(
+        functions, session_id, "hi", user=None, headers={"x-ms-client-principal": header}
+    )
+    assert_problem(status, response, 401)
+
+
+async def test_a_listing_token_that_is_not_ours_is_400(functions):
+    token = base64.urlsafe_b64encode(b"SELECT * FROM c").decode()
+    req = request("GET", "/api/sessions", params={"continuationToken": token})
+    status, _, response = await call(functions, "list_sessions_route", req)
+    assert_problem(status, response, 400)

@@ -318,3 +318,35 @@ async def test_a_model_returning_no_text_changes_nothing(rig, session_id):
         await rig.turn(session_id, "garbage please")
 
     assert await rig.document(session_id) == before
+
+
+async def test_archive_retention_slides_with_the_sessions_activity(rig, session_id):
+    for n in range(30):
+        await run_turn(rig.store, rig.agents, session_id=session_id, message=f"{n} " + "w" * 600, guards=TurnGuards())
+    record = await rig.store.load(session_id)
+    assert record is not None and record.archive.starts
+    first_chunk = record.archive.chunk_id(session_id, 0)
+    await rig.container.patch_item(
+        first_chunk,
+        partition_key=session_id,
+        patch_operations=[
+            {"op": "set", "path": "/ttl", "value": 5}  # as if it had almost expired
+        ],
+    )
+    document = await rig.document(session_id)
+    document["archive"]["touchedAt"] = 0  # the last renewal was long ago
+    await rig.container.replace_item(session_id, document)
+
+    await rig.turn(session_id, "keeps the conversation alive")
+
+    assert (await rig.container.read_item(first_chunk, partition_key=session_id))["ttl"] == 3600
+
+
+async def test_archive_chunks_of_different_saves_never_share_an_id(rig, session_id):
+    for n in range(60):
+        await run_turn(rig.store, rig.agents, session_id=session_id, message=f"{n} " + "v" * 600, guards=TurnGuards())
+    record = await rig.store.load(session_id)
+
+    assert record is not None and len(record.archive.starts) >= 2
+    ids = [record.archive.chunk_id(session_id, n) for n in range(len(record.archive.starts))]
+    assert len(set(ids)) == len(ids) and len(set(record.archive.tokens)) == len(ids)

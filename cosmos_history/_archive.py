@@ -131,14 +131,14 @@ def plan_archive(
         if current and current_bytes + message_bytes > chunk_budget:
             chunks.append((len(index.starts), current))
             index.starts.append(position)
-            index.tokens.append(uuid.uuid4().hex[:12])
+            index.tokens.append(uuid.uuid4().hex[:8])
             position += len(current)
             current, current_bytes = [], 0
         current.append(message)
         current_bytes += message_bytes
     chunks.append((len(index.starts), current))
     index.starts.append(position)
-    index.tokens.append(uuid.uuid4().hex[:12])
+    index.tokens.append(uuid.uuid4().hex[:8])
     index.count = position + len(current)
     state[InMemoryHistoryProvider.DEFAULT_SOURCE_ID]["messages"] = messages[cut:]
     return chunks

@@ -33,7 +33,7 @@ from .faults import Fault, FaultInjectingTransport, is_item_read, is_item_write
 
 pytestmark = pytest.mark.integration
 
-BUDGET = 16_000
+BUDGET = 32_000
 
 
 @dataclass

@@ -4,9 +4,6 @@ local host processes serving an app module over HTTP on 127.0.0.1."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -14,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
-
+from cosmos_history.devhost import host_process
 from cosmos_history.local_cosmos import EMULATOR_KEY, free_port, local_cosmos
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,38 +64,9 @@ def bench_cosmos(*, database: str | None = None) -> Iterator[BenchEnv]:
 @contextmanager
 def app_host(env: dict[str, str], app: str, *, timeout: float = 60.0) -> Iterator[str]:
     """``python -m cosmos_history.devhost --app <app>`` on a free port; yields the base URL (…/api)."""
-    port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
-    with open(ARTIFACTS / "bench-hosts.log", "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cosmos_history.devhost", "--host", "127.0.0.1", "--port", str(port), "--app", app],
-            cwd=ROOT,
-            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}/api"
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"the {app} host exited with code {process.returncode}")
-                try:
-                    if httpx.get(f"{base}/health", timeout=10).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the {app} host did not become healthy in time")
-                time.sleep(0.2)
-            yield base
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with host_process(env, app=app, log_path=ARTIFACTS / "bench-hosts.log", timeout=timeout) as base:
+        yield base
 
 
 @contextmanager

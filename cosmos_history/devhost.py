@@ -25,7 +25,7 @@ import os
 import re
 import typing
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,6 +175,50 @@ def _problem(status: int, title: str, detail: str) -> Response:
         status_code=status,
         media_type="application/problem+json",
     )
+
+
+@contextlib.contextmanager
+def host_process(
+    env: dict[str, str], *, app: str = "function_app", log_path: Path | None = None, timeout: float = 60.0
+) -> Iterator[str]:
+    """Run this host in a separate process on a free port, as `make run` does, until the block ends;
+    yields its base URL (…/api) once ``/health`` answers. For end-to-end tests and benchmarks."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from .local_cosmos import free_port, stop_process
+
+    port = free_port()
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cosmos_history.devhost", "--host", "127.0.0.1", "--port", str(port), "--app", app],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the {app} host exited with code {process.returncode}")
+            try:
+                if httpx.get(f"{base}/health", timeout=10).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {app} host did not become healthy in time")
+            time.sleep(0.2)
+        yield base
+    finally:
+        stop_process(process, grace=15)
+        if log is not subprocess.DEVNULL:
+            log.close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,8 +49,10 @@ async def turn_events(turn: TurnStream) -> AsyncIterator[str]:
     except ProblemError as error:
         yield sse_event("error", problem_body(error))
         return
-    except Exception:
-        logger.exception("Unhandled error in a streamed turn")
+    except Exception as error:
+        # Types only at the default level: an exception's text may quote the user's message.
+        logger.error("Unhandled %s in a streamed turn", type(error).__name__)
+        logger.debug("Streamed turn failure details", exc_info=error)
         yield sse_event("error", problem_body(ProblemError("The server failed to handle this request.")))
         return
     yield sse_event("done", result.to_json())

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
+from azure.core.pipeline.transport import AsyncHttpTransport
 from azure.cosmos import PartitionKey
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy, CosmosClient
@@ -40,11 +41,12 @@ INDEXING_POLICY: dict[str, Any] = {
 }
 
 
-def create_client(settings: CosmosSettings) -> CosmosClient:
+def create_client(settings: CosmosSettings, *, transport: AsyncHttpTransport | None = None) -> CosmosClient:
     """Build the async client: the account key when given (emulator), else managed identity.
 
     TLS verification is turned off only for an emulator on this machine, whose
-    certificate is self-signed.
+    certificate is self-signed. ``transport`` replaces the SDK's HTTP transport (tests
+    inject faults there) while every other option stays as production sets it.
     """
     options: dict[str, Any] = {
         # Throttling (429) is retried by the SDK with the server's back-off hint; cap the total wait
@@ -57,6 +59,8 @@ def create_client(settings: CosmosSettings) -> CosmosClient:
     }
     if settings.is_local:
         options["connection_verify"] = False
+    if transport is not None:
+        options["transport"] = transport
     if settings.key:
         return CosmosClient(settings.endpoint, credential=settings.key, **options)
     from azure.identity.aio import DefaultAzureCredential  # only needed (and imported) in Azure

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from azure.cosmos.aio import ContainerProxy, CosmosClient
+from azure.cosmos.aio import ContainerProxy
 
 from cosmos_history import (
     IdempotencyKeyReusedError,
@@ -23,7 +23,7 @@ from cosmos_history import (
     load_settings,
     run_turn,
 )
-from cosmos_history._cosmos import ensure_container
+from cosmos_history._cosmos import create_client, ensure_container
 from cosmos_history._idempotency import request_fingerprint
 from cosmos_history._runtime import session_services
 from cosmos_history._store import CosmosSessionStore
@@ -60,7 +60,7 @@ class Rig:
 
 @pytest.fixture
 async def rig(cosmos_env) -> AsyncIterator[Rig]:
-    """The real store and guards over a client whose transport can inject faults."""
+    """The real store and guards over the app's own client, whose transport can inject faults."""
     settings = load_settings(
         {
             **cosmos_env,
@@ -72,9 +72,7 @@ async def rig(cosmos_env) -> AsyncIterator[Rig]:
         }
     )
     transport = FaultInjectingTransport()
-    client = CosmosClient(
-        settings.cosmos.endpoint, settings.cosmos.key, transport=transport, retry_total=3, retry_backoff_max=1
-    )
+    client = create_client(settings.cosmos, transport=transport)  # the production retry and timeout options
     container = await ensure_container(client, settings.cosmos)
     store, guards = session_services(container, settings)
     yield Rig(

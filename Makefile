@@ -38,7 +38,7 @@ run: install
 	@echo "  curl -s -X POST http://127.0.0.1:7071/api/sessions/demo/messages -H 'Content-Type: application/json' -d '{\"message\":\"Hello\"}'"
 	@echo "  curl -s http://127.0.0.1:7071/api/sessions/demo"
 	@echo "  curl -s http://127.0.0.1:7071/api/sessions"
-	$(PY) -m cosmos_history.devhost --local-cosmos
+	$(PY) -m devtools.devhost --local-cosmos
 
 ## Only the local Cosmos DB on 127.0.0.1:8081 (in memory): `make run` in another terminal reuses it,
 ## so conversations survive restarts of the app.

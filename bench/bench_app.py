@@ -1,6 +1,6 @@
 """The project's own ``function_app`` served with the benchmark's model stand-in.
 
-    python -m cosmos_history.devhost --app bench.bench_app
+    python -m devtools.devhost --app bench.bench_app
 
 Every route is exactly the project's. Only the agents differ: ``get_runtime`` builds the
 runtime on the first request (on the host's event loop, as the async Cosmos client needs),
@@ -9,8 +9,8 @@ and here that build passes ``agents=build_agents(settings, BenchChatClient())``.
 
 from __future__ import annotations
 
+import cosmos_history.runtime as runtime_module
 from cosmos_history import Runtime, Settings, build_agents
-from cosmos_history import _runtime as runtime_module
 
 from .model import BenchChatClient
 

@@ -24,7 +24,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Modules of the package that the function app never imports (local host, local Cosmos DB).
-DEV_ONLY_MODULES = frozenset({"devhost", "local_cosmos"})
 #: Imported by a deployment only when a real model provider or managed identity is configured.
 OPTIONAL_DEPENDENCIES = (("agent_framework_openai", ("OpenAIChatClient",)), ("azure.identity.aio", ()), ("aiohttp", ()))
 
@@ -37,7 +36,7 @@ def project_dependencies() -> list[tuple[str, tuple[str, ...]]]:
     ``agent_framework`` loads most of itself lazily, on first access to a name.
     """
     found: list[tuple[str, tuple[str, ...]]] = []
-    modules = [p for p in sorted((ROOT / "cosmos_history").glob("*.py")) if p.stem not in DEV_ONLY_MODULES]
+    modules = sorted((ROOT / "cosmos_history").rglob("*.py"))
     for path in [ROOT / "function_app.py", *modules]:
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
             if isinstance(node, ast.Import):
@@ -76,7 +75,7 @@ def _first_request() -> tuple[float, int]:
     post = registered_function(function_app.app, "post_message_route")
 
     async def call() -> float:
-        from cosmos_history._runtime import close_runtime
+        from cosmos_history.runtime import close_runtime
 
         started = time.perf_counter()
         response = await post(message_request(f"cold-{uuid.uuid4().hex[:10]}", 1, "local"))

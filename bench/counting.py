@@ -219,13 +219,13 @@ class CountingTransport(AsyncHttpTransport):
 def counted_clients(counter: RequestCounter) -> Iterator[None]:
     """Make the project's ``create_client`` build clients whose requests ``counter`` sees.
 
-    ``cosmos_history._cosmos.create_client`` takes no transport, so for the block its
+    ``cosmos_history.adapters.cosmos.client.create_client`` takes no transport, so for the block its
     module-level ``CosmosClient`` name is a subclass that adds ``transport=``: the project's
     own client options (retries, timeouts, TLS rules) are kept as they are.
     """
     from azure.cosmos.aio import CosmosClient
 
-    from cosmos_history import _cosmos
+    from cosmos_history.adapters.cosmos import client as _cosmos
 
     class CountedCosmosClient(CosmosClient):
         def __init__(self, url: str, credential: Any, **kwargs: Any) -> None:

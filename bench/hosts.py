@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from cosmos_history.devhost import host_process
-from cosmos_history.local_cosmos import EMULATOR_KEY, free_port, local_cosmos
+from devtools.devhost import host_process
+from devtools.local_cosmos import EMULATOR_KEY, free_port, local_cosmos
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -63,7 +63,7 @@ def bench_cosmos(*, database: str | None = None) -> Iterator[BenchEnv]:
 
 @contextmanager
 def app_host(env: dict[str, str], app: str, *, timeout: float = 60.0) -> Iterator[str]:
-    """``python -m cosmos_history.devhost --app <app>`` on a free port; yields the base URL (…/api)."""
+    """``python -m devtools.devhost --app <app>`` on a free port; yields the base URL (…/api)."""
     ARTIFACTS.mkdir(exist_ok=True)
     with host_process(env, app=app, log_path=ARTIFACTS / "bench-hosts.log", timeout=timeout) as base:
         yield base

@@ -20,9 +20,9 @@ from azure.cosmos.aio import CosmosClient
 from azurefunctions.extensions.http.fastapi import Request, Response
 
 from cosmos_history import Runtime, SessionRecord, build_agents, build_runtime, load_settings, set_runtime
-from cosmos_history._cosmos import create_client
-from cosmos_history._store import utc_now
-from cosmos_history._turn import title_from
+from cosmos_history.adapters.cosmos.client import create_client
+from cosmos_history.adapters.cosmos.sessions import utc_now
+from cosmos_history.domain.turn import title_from
 
 from .counting import RequestCounter, counted_clients
 from .hosts import BenchEnv

@@ -1,6 +1,6 @@
 """A one-route Functions app running the ``CosmosHistoryProvider`` turn, for the HTTP comparison.
 
-    python -m cosmos_history.devhost --app bench.provider_app
+    python -m devtools.devhost --app bench.provider_app
 
 ``POST /api/sessions/{id}/messages`` with ``{"message": "..."}`` runs one turn;
 ``GET /api/health`` lets the host report ready. The Cosmos client is the project's
@@ -22,7 +22,7 @@ import azure.functions as func
 from azure.cosmos.aio import CosmosClient
 
 from cosmos_history import load_settings
-from cosmos_history._cosmos import create_client
+from cosmos_history.adapters.cosmos.client import create_client
 
 from .provider import CONTAINER_HEADER, PROVIDER_CONTAINER, ProviderTurns, ensure_provider_container
 

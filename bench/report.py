@@ -229,7 +229,7 @@ def _overhead(results: Results) -> list[str]:
         "## Backend overhead per turn (HTTP, end to end)",
         "",
         "Wall time of `POST /api/sessions/{id}/messages` through one local host process per app "
-        "(`python -m cosmos_history.devhost --app bench.bench_app` / `--app bench.provider_app`), one request at a "
+        "(`python -m devtools.devhost --app bench.bench_app` / `--app bench.provider_app`), one request at a "
         "time, the three variants interleaved turn by turn. The model stand-in takes no time, so this is the "
         "backend's overhead plus the local host and HTTP client, which are the same for all variants. "
         "Ratios are to the CosmosHistoryProvider in the same run.",

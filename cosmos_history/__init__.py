@@ -6,8 +6,9 @@ stateless Azure Functions (see ``function_app.py``).
 
 import importlib.metadata
 
-from ._agents import Agents, build_agents, build_chat_client
-from ._conversations import (
+from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore, SessionPage, SessionRecord, SessionSummary
+from cosmos_history.agents.catalog import Agents, build_agents, build_chat_client
+from cosmos_history.domain.conversations import (
     create_session,
     delete_session,
     history_of,
@@ -16,7 +17,7 @@ from ._conversations import (
     read_history,
     session_json,
 )
-from ._errors import (
+from cosmos_history.domain.errors import (
     BadRequestError,
     IdempotencyKeyReusedError,
     InvalidSessionIdError,
@@ -35,16 +36,22 @@ from ._errors import (
     UnsupportedMediaTypeError,
     ValidationError,
 )
-from ._http import Call, endpoint, json_response, problem_body, problem_response
-from ._offline import OfflineChatClient
-from ._openapi import openapi_document
-from ._page import chat_page_response
-from ._requests import parse_before, parse_limit, parse_new_message, parse_new_session
-from ._runtime import Runtime, build_runtime, current_settings, get_runtime, set_runtime
-from ._settings import Settings, load_settings
-from ._sse import event_stream_response, wants_event_stream
-from ._store import CosmosSessionStore, SessionPage, SessionRecord, SessionSummary
-from ._turn import TurnGuards, TurnResult, TurnStream, run_turn, run_turn_stream, wait_for_running_turns
+from cosmos_history.domain.turn import (
+    TurnGuards,
+    TurnResult,
+    TurnStream,
+    run_turn,
+    run_turn_stream,
+    wait_for_running_turns,
+)
+from cosmos_history.http.bodies import parse_before, parse_limit, parse_new_message, parse_new_session
+from cosmos_history.http.calls import Call, endpoint, json_response, problem_body, problem_response
+from cosmos_history.http.openapi import openapi_document
+from cosmos_history.http.page import chat_page_response
+from cosmos_history.http.sse import event_stream_response, wants_event_stream
+from cosmos_history.models.offline import OfflineChatClient
+from cosmos_history.runtime import Runtime, build_runtime, current_settings, get_runtime, set_runtime
+from cosmos_history.settings import Settings, load_settings
 
 try:
     __version__ = importlib.metadata.version("cosmos-history")

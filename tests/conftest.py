@@ -12,7 +12,7 @@ import pytest
 from azure.cosmos.aio import ContainerProxy
 
 from cosmos_history import CosmosSessionStore, Runtime, build_agents, build_runtime, load_settings, set_runtime
-from cosmos_history.local_cosmos import EMULATOR_KEY, free_port, local_cosmos
+from devtools.local_cosmos import EMULATOR_KEY, free_port, local_cosmos
 
 from .fakes import RecordingChatClient
 

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from cosmos_history.local_cosmos import free_port
+from devtools.local_cosmos import free_port
 
 
 @dataclass

@@ -9,7 +9,7 @@ import azure.functions as func
 import pytest
 
 from cosmos_history import BadRequestError, UnauthorizedError, load_settings
-from cosmos_history._http import caller_identity
+from cosmos_history.http.calls import caller_identity
 
 FUNCTION_KEY_POSTURE = load_settings({})
 EASY_AUTH_POSTURE = load_settings({"HTTP_AUTH_LEVEL": "anonymous"})

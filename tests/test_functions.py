@@ -13,7 +13,7 @@ from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
 from cosmos_history import SessionRecord, load_settings
-from cosmos_history.chat import read_events
+from devtools.chat import read_events
 
 pytestmark = pytest.mark.integration
 
@@ -314,8 +314,8 @@ async def test_a_malformed_principal_header_is_401(functions, session_id):
 async def unreachable_cosmos(runtime):
     """The runtime, pointed at a port where no Cosmos DB listens."""
     from cosmos_history import CosmosSessionStore, Runtime, set_runtime
-    from cosmos_history._cosmos import create_client
-    from cosmos_history.local_cosmos import EMULATOR_KEY, free_port
+    from cosmos_history.adapters.cosmos.client import create_client
+    from devtools.local_cosmos import EMULATOR_KEY, free_port
 
     settings = load_settings({"COSMOS_ENDPOINT": f"https://127.0.0.1:{free_port()}", "COSMOS_KEY": EMULATOR_KEY})
     client = create_client(settings.cosmos)

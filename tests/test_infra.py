@@ -22,8 +22,8 @@ import tree_sitter
 import tree_sitter_bicep
 import yaml
 
-from cosmos_history._cosmos import INDEXING_POLICY, PARTITION_KEY_PATH
-from cosmos_history._settings import SETTING_NAMES, load_settings
+from cosmos_history.adapters.cosmos.client import INDEXING_POLICY, PARTITION_KEY_PATH
+from cosmos_history.settings import SETTING_NAMES, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 INFRA = REPO / "infra"

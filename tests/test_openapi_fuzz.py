@@ -24,7 +24,7 @@ def test_fuzzed_requests_get_no_5xx_and_every_response_matches_the_document(cosm
             [
                 str(schemathesis),
                 "run",
-                str(ROOT / "cosmos_history" / "openapi.json"),
+                str(ROOT / "cosmos_history" / "http" / "openapi.json"),
                 "--url",
                 base,
                 "--checks",

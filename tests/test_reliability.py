@@ -23,10 +23,10 @@ from cosmos_history import (
     load_settings,
     run_turn,
 )
-from cosmos_history._cosmos import create_client, ensure_container
-from cosmos_history._idempotency import request_fingerprint
-from cosmos_history._runtime import session_services
-from cosmos_history._store import CosmosSessionStore
+from cosmos_history.adapters.cosmos.client import create_client, ensure_container
+from cosmos_history.adapters.cosmos.idempotency import request_fingerprint
+from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore
+from cosmos_history.runtime import session_services
 
 from .fakes import RecordingChatClient
 from .faults import Fault, FaultInjectingTransport, is_item_read, is_item_write

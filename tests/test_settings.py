@@ -56,7 +56,7 @@ def test_every_setting_is_documented_in_the_example_settings_and_the_readme():
     import json
     from pathlib import Path
 
-    from cosmos_history._settings import SETTING_NAMES
+    from cosmos_history.settings import SETTING_NAMES
 
     root = Path(__file__).resolve().parent.parent
     example = json.loads((root / "local.settings.json.example").read_text())["Values"]

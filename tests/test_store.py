@@ -17,7 +17,7 @@ from cosmos_history import (
     SessionNotFoundError,
     SessionRecord,
 )
-from cosmos_history._cosmos import INDEXING_POLICY, PARTITION_KEY_PATH
+from cosmos_history.adapters.cosmos.client import INDEXING_POLICY, PARTITION_KEY_PATH
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cosmos_history.chat import read_events
+from devtools.chat import read_events
 
 from .apphost import ROOT, app_host
 from .conftest import ARTIFACTS
@@ -286,7 +286,7 @@ def test_the_terminal_client_streams_replies_and_runs_its_commands(host, fake_mo
     script = "Hello there\n/history\n/new\n/history\nAgain\n/quit\nnever sent\n"
 
     done = subprocess.run(
-        [sys.executable, "-m", "cosmos_history.chat", "--url", base, "--session", session, "--user", "cli-user"],
+        [sys.executable, "-m", "devtools.chat", "--url", base, "--session", session, "--user", "cli-user"],
         input=script,
         capture_output=True,
         text=True,

@@ -25,8 +25,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from cosmos_history import SessionRecord, _telemetry, load_settings
-from cosmos_history.devhost import DevContext
+from cosmos_history import SessionRecord, load_settings
+from cosmos_history import telemetry as _telemetry
+from devtools.devhost import DevContext
 
 from .apphost import ROOT
 from .test_functions import post_message, request, stored_document
@@ -280,7 +281,7 @@ async def test_log_records_of_a_request_carry_its_invocation_id_and_session_id(
 
     await functions["post_message_route"](req, context=DevContext("invocation-42", "post_message_route"))
 
-    turn_logs = [r for r in caplog.records if r.name == "cosmos_history._telemetry" and "Turn ok" in r.getMessage()]
+    turn_logs = [r for r in caplog.records if r.name == "cosmos_history.telemetry" and "Turn ok" in r.getMessage()]
     assert len(turn_logs) == 1
     assert (turn_logs[0].invocation_id, turn_logs[0].session_id) == ("invocation-42", session_id)
 
@@ -295,7 +296,7 @@ def test_without_a_connection_string_nothing_is_configured_or_even_imported(cosm
         from opentelemetry import metrics, trace
         from agent_framework.observability import OBSERVABILITY_SETTINGS
         from cosmos_history import get_runtime, run_turn
-        from cosmos_history._runtime import close_runtime
+        from cosmos_history.runtime import close_runtime
 
         async def main():
             runtime = await get_runtime()  # configures telemetry once, as the first request does

@@ -22,7 +22,7 @@ from cosmos_history import (
     run_turn_stream,
     wait_for_running_turns,
 )
-from cosmos_history._turn import TextDeltas, model_call_error, title_from
+from cosmos_history.domain.turn import TextDeltas, model_call_error, title_from
 
 from .fakes import InMemoryRecordStore, RecordingChatClient
 

@@ -1,7 +1,7 @@
 // Cosmos DB for NoSQL: the account, the database and the container the app stores sessions in.
 // Keys are disabled (data-plane RBAC only, see role-assignments.bicep). The container's partition
 // key and indexing policy must stay equal to PARTITION_KEY_PATH and INDEXING_POLICY in
-// cosmos_history/_cosmos.py (tests/test_infra.py checks it).
+// cosmos_history/adapters/cosmos/client.py (tests/test_infra.py checks it).
 
 @description('Name of the Cosmos DB account (3-44 lowercase letters, digits and hyphens).')
 @minLength(3)

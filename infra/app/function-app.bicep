@@ -1,5 +1,5 @@
 // The function app on the Flex Consumption plan (FC1), running as the user-assigned identity.
-// App setting names must match cosmos_history/_settings.py SETTING_NAMES (tests/test_infra.py).
+// App setting names must match cosmos_history/settings.py SETTING_NAMES (tests/test_infra.py).
 
 @description('Name of the Flex Consumption plan.')
 param planName string

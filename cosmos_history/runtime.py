@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 
-from ._agents import Agents, build_agents
-from ._cosmos import create_client, ensure_container, store_errors
-from ._idempotency import IdempotencyRecords
-from ._lease import TurnLease
-from ._settings import Settings, load_settings
-from ._store import CosmosSessionStore
-from ._telemetry import configure_telemetry
-from ._turn import NO_GUARDS, TurnGuards
+from cosmos_history.adapters.cosmos.client import create_client, ensure_container, store_errors
+from cosmos_history.adapters.cosmos.idempotency import IdempotencyRecords
+from cosmos_history.adapters.cosmos.lease import TurnLease
+from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore
+from cosmos_history.agents.catalog import Agents, build_agents
+from cosmos_history.domain.turn import NO_GUARDS, TurnGuards
+from cosmos_history.settings import Settings, load_settings
+from cosmos_history.telemetry import configure_telemetry
 
 
 @dataclass

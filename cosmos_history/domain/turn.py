@@ -19,9 +19,12 @@ from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _telemetry as telemetry
-from ._agents import Agents
-from ._errors import (
+from cosmos_history import telemetry
+from cosmos_history.adapters.cosmos.idempotency import IdempotencyRecords, request_fingerprint
+from cosmos_history.adapters.cosmos.lease import TurnLease
+from cosmos_history.adapters.cosmos.sessions import RecordStore, SessionRecord, utc_now
+from cosmos_history.agents.catalog import Agents
+from cosmos_history.domain.errors import (
     ModeConflictError,
     ModelCallError,
     ProblemError,
@@ -30,10 +33,7 @@ from ._errors import (
     ThreadExpiredError,
     ValidationError,
 )
-from ._idempotency import IdempotencyRecords, request_fingerprint
-from ._lease import TurnLease
-from ._settings import HistoryMode
-from ._store import RecordStore, SessionRecord, utc_now
+from cosmos_history.settings import HistoryMode
 
 logger = logging.getLogger(__name__)
 

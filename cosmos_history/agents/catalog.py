@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 from agent_framework import Agent, BaseChatClient, InMemoryHistoryProvider, SupportsChatGetResponse
 
-from ._errors import SettingsError
-from ._settings import HistoryMode, ModelSettings, Settings
+from cosmos_history.domain.errors import SettingsError
+from cosmos_history.settings import HistoryMode, ModelSettings, Settings
 
 Agents = Mapping[HistoryMode, Agent]
 
@@ -23,7 +23,7 @@ Agents = Mapping[HistoryMode, Agent]
 def build_chat_client(model: ModelSettings) -> SupportsChatGetResponse:
     """Create the chat client the settings name; imports each provider's SDK only when chosen."""
     if model.provider == "offline":
-        from ._offline import OfflineChatClient
+        from cosmos_history.models.offline import OfflineChatClient
 
         return OfflineChatClient()
 

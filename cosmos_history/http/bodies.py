@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import BadRequestError, ValidationError
-from ._settings import HISTORY_MODES, HistoryMode, Settings
-from ._store import MAX_LIST_LIMIT
+from cosmos_history.adapters.cosmos.sessions import MAX_LIST_LIMIT
+from cosmos_history.domain.errors import BadRequestError, ValidationError
+from cosmos_history.settings import HISTORY_MODES, HistoryMode, Settings
 
 MAX_TITLE_CHARS = 200
 DEFAULT_LIST_LIMIT = 20

@@ -26,7 +26,7 @@ from typing import Any, ParamSpec, TypeVar
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, Status, StatusCode
 
-from ._settings import TelemetrySettings
+from cosmos_history.settings import TelemetrySettings
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from azure.core import MatchConditions
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
-from ._cosmos import best_effort, store_errors, written_etag
-from ._errors import TurnInProgressError
+from cosmos_history.adapters.cosmos.client import best_effort, store_errors, written_etag
+from cosmos_history.domain.errors import TurnInProgressError
 
 LEASE_TYPE = "lease"
 

@@ -26,20 +26,20 @@ from typing import Any
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
-from ._agents import Agents
-from ._errors import (
+from cosmos_history.adapters.cosmos.idempotency import validate_idempotency_key
+from cosmos_history.adapters.cosmos.sessions import ANONYMOUS_USER, CosmosSessionStore
+from cosmos_history.agents.catalog import Agents
+from cosmos_history.domain.errors import (
     BadRequestError,
     PayloadTooLargeError,
     ProblemError,
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
-from ._idempotency import validate_idempotency_key
-from ._runtime import Runtime, get_runtime
-from ._settings import Settings
-from ._store import ANONYMOUS_USER, CosmosSessionStore
-from ._telemetry import request_context
-from ._turn import TurnGuards
+from cosmos_history.domain.turn import TurnGuards
+from cosmos_history.runtime import Runtime, get_runtime
+from cosmos_history.settings import Settings
+from cosmos_history.telemetry import request_context
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 from urllib.parse import urlparse
 
-from ._errors import SettingsError
+from cosmos_history.domain.errors import SettingsError
 
 HistoryMode = Literal["local", "service"]
 ModelProvider = Literal["offline", "azure_openai", "openai"]

@@ -25,16 +25,16 @@ from azure.core import MatchConditions
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
-from ._archive import ArchiveIndex, archive_item, history_messages, json_size, plan_archive
-from ._cosmos import response_size, store_errors, written_etag
-from ._errors import (
+from cosmos_history.adapters.cosmos.client import response_size, store_errors, written_etag
+from cosmos_history.domain.archive import ArchiveIndex, archive_item, history_messages, json_size, plan_archive
+from cosmos_history.domain.errors import (
     BadRequestError,
     InvalidSessionIdError,
     SessionConflictError,
     SessionExistsError,
     SessionNotFoundError,
 )
-from ._settings import HistoryMode
+from cosmos_history.settings import HistoryMode
 
 # SessionStore is marked experimental in agent-framework-core; building on it is deliberate (it is the
 # contract hosting code expects), so its warning is not repeated at every import.

@@ -19,9 +19,9 @@ from azure.cosmos import PartitionKey
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 
-from ._errors import StoreUnavailableError
-from ._settings import CosmosSettings
-from ._telemetry import cosmos_response_hook
+from cosmos_history.domain.errors import StoreUnavailableError
+from cosmos_history.settings import CosmosSettings
+from cosmos_history.telemetry import cosmos_response_hook
 
 logger = logging.getLogger(__name__)
 

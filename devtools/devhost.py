@@ -9,7 +9,7 @@ gets one built from the request. It does not check function keys, run other trig
 emulate the host's limits: use ``func start`` where Core Tools is installed. Never expose it
 beyond localhost.
 
-    python -m cosmos_history.devhost [--host 127.0.0.1] [--port 7071] [--app function_app]
+    python -m devtools.devhost [--host 127.0.0.1] [--port 7071] [--app function_app]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-logger = logging.getLogger("cosmos_history.devhost")
+logger = logging.getLogger("devtools.devhost")
 
 _PARAM = re.compile(r"\{(\w+)(?::[^}?]*)?(\?)?\}")
 
@@ -123,8 +123,8 @@ def create_host(app: func.FunctionApp, prefix: str = "api") -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
-        from ._runtime import close_runtime
-        from ._turn import wait_for_running_turns
+        from cosmos_history.domain.turn import wait_for_running_turns
+        from cosmos_history.runtime import close_runtime
 
         # Streamed turns whose clients left are still saving: let them, within reason.
         with contextlib.suppress(TimeoutError):
@@ -189,12 +189,12 @@ def host_process(
 
     import httpx
 
-    from .local_cosmos import free_port, stop_process
+    from devtools.local_cosmos import free_port, stop_process
 
     port = free_port()
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [sys.executable, "-m", "cosmos_history.devhost", "--host", "127.0.0.1", "--port", str(port), "--app", app],
+        [sys.executable, "-m", "devtools.devhost", "--host", "127.0.0.1", "--port", str(port), "--app", app],
         cwd=Path(__file__).resolve().parent.parent,
         env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
         stdout=log,
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     load_local_settings()
     with contextlib.ExitStack() as stack:
         if args.local_cosmos and "COSMOS_ENDPOINT" not in os.environ:
-            from .local_cosmos import EMULATOR_KEY, is_listening, local_cosmos
+            from devtools.local_cosmos import EMULATOR_KEY, is_listening, local_cosmos
 
             if is_listening(8081):
                 # Started separately (`make cosmos`): its data outlives restarts of the app.

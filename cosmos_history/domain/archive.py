@@ -27,7 +27,7 @@ from typing import Any
 
 from agent_framework import InMemoryHistoryProvider, Message
 
-from ._errors import ModelCallError
+from cosmos_history.domain.errors import ModelCallError
 
 ARCHIVE_TYPE = "archive"
 #: Share of the byte budget a document may reach before archiving starts, and the share it is cut to.

@@ -24,8 +24,8 @@ from typing import Any
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
-from ._cosmos import best_effort, store_errors
-from ._errors import BadRequestError, IdempotencyKeyReusedError
+from cosmos_history.adapters.cosmos.client import best_effort, store_errors
+from cosmos_history.domain.errors import BadRequestError, IdempotencyKeyReusedError
 
 IDEMPOTENCY_TYPE = "idempotency"
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")

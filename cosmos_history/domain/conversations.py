@@ -7,12 +7,19 @@ from typing import Any
 
 from agent_framework import Message
 
-from ._agents import Agents
-from ._archive import history_messages
-from ._errors import SessionNotFoundError
-from ._settings import HistoryMode
-from ._store import CosmosSessionStore, HistoryPage, RecordStore, SessionPage, SessionRecord, validate_session_id
-from ._turn import agent_for
+from cosmos_history.adapters.cosmos.sessions import (
+    CosmosSessionStore,
+    HistoryPage,
+    RecordStore,
+    SessionPage,
+    SessionRecord,
+    validate_session_id,
+)
+from cosmos_history.agents.catalog import Agents
+from cosmos_history.domain.archive import history_messages
+from cosmos_history.domain.errors import SessionNotFoundError
+from cosmos_history.domain.turn import agent_for
+from cosmos_history.settings import HistoryMode
 
 
 async def create_session(

@@ -14,9 +14,9 @@ from typing import Any
 
 from azurefunctions.extensions.http.fastapi import Request, StreamingResponse
 
-from ._errors import ProblemError
-from ._http import problem_body
-from ._turn import TurnStream
+from cosmos_history.domain.errors import ProblemError
+from cosmos_history.domain.turn import TurnStream
+from cosmos_history.http.calls import problem_body
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """A terminal chat with the HTTP API (the local host or a deployed app), printing replies as they stream.
 
-    python -m cosmos_history.chat [--url http://127.0.0.1:7071] [--session ID] [--key FUNCTION_KEY] [--user USER_ID]
+    python -m devtools.chat [--url http://127.0.0.1:7071] [--session ID] [--key FUNCTION_KEY] [--user USER_ID]
 
 Type a message and press Enter. Commands: ``/new`` (a new session), ``/history`` (the stored
 messages), ``/quit`` (or end of input). Without ``--session`` the server chooses a new session id.

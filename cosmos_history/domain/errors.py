@@ -1,7 +1,7 @@
 """The app's exception hierarchy: each error knows the HTTP status it becomes.
 
 Errors are raised where the problem is found and turned into problem+json in
-exactly one place (:mod:`cosmos_history._http`), so routes never repeat guards.
+exactly one place (:mod:`cosmos_history.http.calls`), so routes never repeat guards.
 """
 
 from __future__ import annotations

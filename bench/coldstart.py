@@ -62,31 +62,39 @@ def _import_all(imports: list[tuple[str, tuple[str, ...]]]) -> float:
 
 
 def _first_request() -> tuple[float, int]:
-    """Call the registered post-message function once, as the Functions worker would; (seconds, Cosmos requests)."""
+    """Call the registered post-message function once, as the Functions worker would; (seconds, Cosmos requests).
+
+    The app is the project's route table on a runtime built from the environment on the first request,
+    as in Azure, with a counting transport in the SDK's transport slot.
+    """
     import asyncio
     import uuid
 
     import function_app
+    from cosmos_history import Runtime, Settings, build_runtime, create_app, load_settings
+    from cosmos_history.runtime import LazyRuntime
 
-    from .counting import RequestCounter, counted_clients
+    from .counting import CountingTransport, RequestCounter
     from .inprocess import message_request, registered_function
 
     counter = RequestCounter()
-    post = registered_function(function_app.app, "post_message_route")
+
+    async def build(settings: Settings) -> Runtime:
+        return await build_runtime(settings, transport=CountingTransport(counter))
+
+    source = LazyRuntime(load_settings(), build=build)
+    post = registered_function(create_app(function_app.ROUTES, runtime=source), "post_message_route")
 
     async def call() -> float:
-        from cosmos_history.runtime import close_runtime
-
         started = time.perf_counter()
         response = await post(message_request(f"cold-{uuid.uuid4().hex[:10]}", 1, "local"))
         elapsed = time.perf_counter() - started
         if response.status_code != 200:
             raise RuntimeError(f"first request answered {response.status_code}")
-        await close_runtime()
+        await source.close()
         return elapsed
 
-    with counted_clients(counter):
-        seconds = asyncio.run(call())
+    seconds = asyncio.run(call())
     return seconds, counter.requests
 
 

@@ -213,27 +213,3 @@ class CountingTransport(AsyncHttpTransport):
 
     async def __aexit__(self, *args: Any) -> None:
         await self.inner.__aexit__(*args)
-
-
-@contextlib.contextmanager
-def counted_clients(counter: RequestCounter) -> Iterator[None]:
-    """Make the project's ``create_client`` build clients whose requests ``counter`` sees.
-
-    ``cosmos_history.adapters.cosmos.client.create_client`` takes no transport, so for the block its
-    module-level ``CosmosClient`` name is a subclass that adds ``transport=``: the project's
-    own client options (retries, timeouts, TLS rules) are kept as they are.
-    """
-    from azure.cosmos.aio import CosmosClient
-
-    from cosmos_history.adapters.cosmos import client as _cosmos
-
-    class CountedCosmosClient(CosmosClient):
-        def __init__(self, url: str, credential: Any, **kwargs: Any) -> None:
-            super().__init__(url, credential, transport=CountingTransport(counter), **kwargs)
-
-    original = _cosmos.CosmosClient
-    _cosmos.CosmosClient = CountedCosmosClient  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        _cosmos.CosmosClient = original  # type: ignore[misc]

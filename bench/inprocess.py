@@ -19,12 +19,12 @@ from agent_framework import Agent, AgentSession, InMemoryHistoryProvider, Messag
 from azure.cosmos.aio import CosmosClient
 from azurefunctions.extensions.http.fastapi import Request, Response
 
-from cosmos_history import Runtime, SessionRecord, build_agents, build_runtime, load_settings, set_runtime
+from cosmos_history import Runtime, SessionRecord, build_agents, build_runtime, create_app, load_settings
 from cosmos_history.adapters.cosmos.client import create_client
 from cosmos_history.adapters.cosmos.sessions import utc_now
 from cosmos_history.domain.turn import title_from
 
-from .counting import RequestCounter, counted_clients
+from .counting import CountingTransport, RequestCounter
 from .hosts import BenchEnv
 from .model import USER_MESSAGE, BenchChatClient
 from .provider import ProviderTurns, ensure_provider_container
@@ -152,22 +152,21 @@ async def transcript(agent: Agent, session_id: str, turns: int) -> AgentSession:
 
 @asynccontextmanager
 async def variants(bench: BenchEnv, counter: RequestCounter | None = None) -> AsyncIterator[Variants]:
-    """The three handlers on counted clients; the project runtime is installed process-wide meanwhile."""
+    """The three handlers on counted clients; the project's route table runs on an app of its own."""
     import function_app
 
     counter = counter if counter is not None else RequestCounter()
     counter.real_charges = bench.real_account
     settings = load_settings(bench.env)
-    with counter.pause(), counted_clients(counter):
-        runtime = await build_runtime(settings, agents=build_agents(settings, BenchChatClient()))
-        provider_client = create_client(settings.cosmos)
+    with counter.pause():
+        runtime = await build_runtime(
+            settings, agents=build_agents(settings, BenchChatClient()), transport=CountingTransport(counter)
+        )
+        provider_client = create_client(settings.cosmos, transport=CountingTransport(counter))
     try:
-        post_message = registered_function(function_app.app, "post_message_route")
-        previous = set_runtime(runtime)
-        try:
-            yield Variants(counter, runtime, provider_client, bench.real_account, post_message)
-        finally:
-            set_runtime(previous)
+        app = create_app(function_app.ROUTES, runtime=runtime)
+        post_message = registered_function(app, "post_message_route")
+        yield Variants(counter, runtime, provider_client, bench.real_account, post_message)
     finally:
         await runtime.close()
         await provider_client.close()

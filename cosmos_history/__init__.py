@@ -1,57 +1,49 @@
 """Conversation sessions for Microsoft Agent Framework agents, stored in Azure Cosmos DB.
 
-One document per session, written with optimistic concurrency; served by
-stateless Azure Functions (see ``function_app.py``).
+One document per session, written with optimistic concurrency; served by stateless Azure
+Functions (``function_app.py``). The package root exports the few names an app or a host needs;
+everything else lives in its subpackage (``domain``, ``adapters``, ``http``, ``models``, ``agents``).
+Names are imported on first use: the worker pays only for what a cold start touches.
 """
 
-import importlib.metadata
+from __future__ import annotations
 
-from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore, SessionPage, SessionRecord, SessionSummary
-from cosmos_history.agents.catalog import Agents, build_agents, build_chat_client
-from cosmos_history.domain.conversations import (
-    create_session,
-    delete_session,
-    history_of,
-    list_sessions,
-    load_session,
-    read_history,
-    session_json,
-)
-from cosmos_history.domain.errors import (
-    BadRequestError,
-    IdempotencyKeyReusedError,
-    InvalidSessionIdError,
-    ModeConflictError,
-    ModelCallError,
-    PayloadTooLargeError,
-    ProblemError,
-    SessionConflictError,
-    SessionExistsError,
-    SessionNotFoundError,
-    SettingsError,
-    StoreUnavailableError,
-    ThreadExpiredError,
-    TurnInProgressError,
-    UnauthorizedError,
-    UnsupportedMediaTypeError,
-    ValidationError,
-)
-from cosmos_history.domain.turn import (
-    TurnGuards,
-    TurnResult,
-    TurnStream,
-    run_turn,
-    run_turn_stream,
-    wait_for_running_turns,
-)
-from cosmos_history.http.bodies import parse_before, parse_limit, parse_new_message, parse_new_session
-from cosmos_history.http.calls import Call, endpoint, json_response, problem_body, problem_response
-from cosmos_history.http.openapi import openapi_document
-from cosmos_history.http.page import chat_page_response
-from cosmos_history.http.sse import event_stream_response, wants_event_stream
-from cosmos_history.models.offline import OfflineChatClient
-from cosmos_history.runtime import Runtime, build_runtime, current_settings, get_runtime, set_runtime
-from cosmos_history.settings import Settings, load_settings
+import importlib
+import importlib.metadata
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore, SessionRecord
+    from cosmos_history.agents.catalog import build_agents
+    from cosmos_history.app import Route, create_app
+    from cosmos_history.domain.errors import (
+        ProblemError,
+        SessionConflictError,
+        SessionNotFoundError,
+        StoreUnavailableError,
+    )
+    from cosmos_history.domain.turn import TurnResult, run_turn, run_turn_stream
+    from cosmos_history.runtime import Runtime, build_runtime
+    from cosmos_history.settings import Settings, load_settings
+
+_EXPORTS = {
+    "CosmosSessionStore": "cosmos_history.adapters.cosmos.sessions",
+    "ProblemError": "cosmos_history.domain.errors",
+    "Route": "cosmos_history.app",
+    "Runtime": "cosmos_history.runtime",
+    "SessionConflictError": "cosmos_history.domain.errors",
+    "SessionNotFoundError": "cosmos_history.domain.errors",
+    "SessionRecord": "cosmos_history.adapters.cosmos.sessions",
+    "Settings": "cosmos_history.settings",
+    "StoreUnavailableError": "cosmos_history.domain.errors",
+    "TurnResult": "cosmos_history.domain.turn",
+    "build_agents": "cosmos_history.agents.catalog",
+    "build_runtime": "cosmos_history.runtime",
+    "create_app": "cosmos_history.app",
+    "load_settings": "cosmos_history.settings",
+    "run_turn": "cosmos_history.domain.turn",
+    "run_turn_stream": "cosmos_history.domain.turn",
+}
 
 try:
     __version__ = importlib.metadata.version("cosmos-history")
@@ -59,63 +51,30 @@ except importlib.metadata.PackageNotFoundError:
     __version__ = "0.1.0"
 
 __all__ = [
-    "Agents",
-    "BadRequestError",
-    "Call",
     "CosmosSessionStore",
-    "IdempotencyKeyReusedError",
-    "InvalidSessionIdError",
-    "ModeConflictError",
-    "ModelCallError",
-    "OfflineChatClient",
-    "PayloadTooLargeError",
     "ProblemError",
+    "Route",
     "Runtime",
     "SessionConflictError",
-    "SessionExistsError",
     "SessionNotFoundError",
-    "SessionPage",
     "SessionRecord",
-    "SessionSummary",
     "Settings",
-    "SettingsError",
     "StoreUnavailableError",
-    "ThreadExpiredError",
-    "TurnGuards",
-    "TurnInProgressError",
     "TurnResult",
-    "TurnStream",
-    "UnauthorizedError",
-    "UnsupportedMediaTypeError",
-    "ValidationError",
     "__version__",
     "build_agents",
-    "build_chat_client",
     "build_runtime",
-    "chat_page_response",
-    "create_session",
-    "current_settings",
-    "delete_session",
-    "endpoint",
-    "event_stream_response",
-    "get_runtime",
-    "history_of",
-    "json_response",
-    "list_sessions",
-    "load_session",
+    "create_app",
     "load_settings",
-    "openapi_document",
-    "parse_before",
-    "parse_limit",
-    "parse_new_message",
-    "parse_new_session",
-    "problem_body",
-    "problem_response",
-    "read_history",
     "run_turn",
     "run_turn_stream",
-    "session_json",
-    "set_runtime",
-    "wait_for_running_turns",
-    "wants_event_stream",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cosmos_history' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,16 +1,19 @@
-"""What one worker process builds once and reuses for every invocation.
+"""What an app builds once and reuses for every invocation: settings, the Cosmos client, the store,
+the turn guards and the agents.
 
-Settings are read at import time (bad settings stop the app at start-up). The
-Cosmos client, container and agents are built at the first request, on the
-worker's running event loop, because the async Cosmos client binds to that loop.
+The Cosmos client, container and agents are built at the first request, on the worker's running
+event loop, because the async Cosmos client binds to that loop (:class:`LazyRuntime`). Tests and the
+benchmark hand an app a runtime they built themselves (:class:`ReadyRuntime`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
+from azure.core.pipeline.transport import AsyncHttpTransport
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 
 from cosmos_history.adapters.cosmos.client import create_client, ensure_container, store_errors
@@ -18,8 +21,8 @@ from cosmos_history.adapters.cosmos.idempotency import IdempotencyRecords
 from cosmos_history.adapters.cosmos.lease import TurnLease
 from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore
 from cosmos_history.agents.catalog import Agents, build_agents
-from cosmos_history.domain.turn import NO_GUARDS, TurnGuards
-from cosmos_history.settings import Settings, load_settings
+from cosmos_history.domain.turn import NO_GUARDS, TurnGuards, wait_for_running_turns
+from cosmos_history.settings import Settings
 from cosmos_history.telemetry import configure_telemetry
 
 
@@ -37,40 +40,21 @@ class Runtime:
             await self.cosmos_client.close()
 
 
-_runtime: Runtime | None = None
-_lock: asyncio.Lock | None = None
-
-
-@functools.cache
-def current_settings() -> Settings:
-    """The process's settings, read from the environment once."""
-    return load_settings()
-
-
-async def get_runtime() -> Runtime:
-    """The process-wide runtime, built on first use."""
-    global _runtime, _lock
-    if _runtime is not None:
-        return _runtime
-    if _lock is None:
-        _lock = asyncio.Lock()
-    async with _lock:
-        if _runtime is None:
-            configure_telemetry(current_settings().telemetry)
-            _runtime = await build_runtime(current_settings())
-    return _runtime
-
-
 async def build_runtime(
-    settings: Settings, *, agents: Agents | None = None, client: CosmosClient | None = None
+    settings: Settings,
+    *,
+    agents: Agents | None = None,
+    client: CosmosClient | None = None,
+    transport: AsyncHttpTransport | None = None,
 ) -> Runtime:
     """Connect to Cosmos DB (creating the container when allowed) and build the agents.
 
-    A ``client`` passed in stays the caller's to close; one built here is closed by the runtime.
+    A ``client`` passed in stays the caller's to close; one built here (with ``transport`` in the
+    SDK's transport slot, when given) is closed by the runtime.
     """
     agents = agents if agents is not None else build_agents(settings)
     owned = client is None
-    cosmos = create_client(settings.cosmos) if client is None else client
+    cosmos = create_client(settings.cosmos, transport=transport) if client is None else client
     try:
         with store_errors():
             container = await ensure_container(cosmos, settings.cosmos)
@@ -100,15 +84,62 @@ def session_services(container: ContainerProxy, settings: Settings) -> tuple[Cos
     return store, guards
 
 
-def set_runtime(runtime: Runtime | None) -> Runtime | None:
-    """Install a runtime built elsewhere (tests, custom hosts); returns the one it replaced."""
-    global _runtime
-    previous, _runtime = _runtime, runtime
-    return previous
+class RuntimeSource(Protocol):
+    """Where an app's functions get their runtime from."""
+
+    settings: Settings
+
+    async def get(self) -> Runtime: ...
+
+    async def close(self) -> None: ...
 
 
-async def close_runtime() -> None:
-    """Close what the process-wide runtime opened (for hosts that shut down cleanly)."""
-    runtime = set_runtime(None)
-    if runtime is not None:
-        await runtime.close()
+class ReadyRuntime:
+    """A runtime built by the caller (tests, benchmarks), who also closes it."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+
+    async def get(self) -> Runtime:
+        return self.runtime
+
+    async def close(self) -> None:
+        """Nothing to do: the runtime belongs to whoever built it."""
+
+
+Builder = Callable[[Settings], Awaitable[Runtime]]
+
+
+class LazyRuntime:
+    """Builds the runtime on first use, once, on the running event loop; closes what it built."""
+
+    def __init__(self, settings: Settings, *, build: Builder = build_runtime, telemetry: bool = True) -> None:
+        self.settings = settings
+        self._build = build
+        self._telemetry = telemetry
+        self._runtime: Runtime | None = None
+        self._lock: asyncio.Lock | None = None
+
+    async def get(self) -> Runtime:
+        if self._runtime is not None:
+            return self._runtime
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._runtime is None:
+                if self._telemetry:
+                    configure_telemetry(self.settings.telemetry)
+                self._runtime = await self._build(self.settings)
+        return self._runtime
+
+    async def close(self, *, drain_seconds: float = 30.0) -> None:
+        """Let streamed turns whose clients left finish saving (within ``drain_seconds``), then close."""
+        try:
+            async with asyncio.timeout(drain_seconds):
+                await wait_for_running_turns()
+        except TimeoutError:
+            pass
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            await runtime.close()

@@ -36,6 +36,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from cosmos_history.app import ConversationApp
+
 logger = logging.getLogger("devtools.devhost")
 
 _PARAM = re.compile(r"\{(\w+)(?::[^}?]*)?(\?)?\}")
@@ -123,14 +125,9 @@ def create_host(app: func.FunctionApp, prefix: str = "api") -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
-        from cosmos_history.domain.turn import wait_for_running_turns
-        from cosmos_history.runtime import close_runtime
-
-        # Streamed turns whose clients left are still saving: let them, within reason.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(30):
-                await wait_for_running_turns()
-        await close_runtime()
+        if isinstance(app, ConversationApp):
+            # Streamed turns whose clients left are still saving: the runtime lets them, within reason.
+            await app.runtime.close()
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     return Starlette(routes=[Route("/{path:path}", dispatch, methods=methods)], lifespan=lifespan)

@@ -1,11 +1,13 @@
-"""Run the app in the local host as a separate process, as `make run` does, for end-to-end tests."""
+"""The app for tests: in the local host as a separate process (as `make run` runs it), or in process."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from cosmos_history import Runtime, create_app
 from devtools.devhost import host_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,3 +18,11 @@ def app_host(env: dict[str, str], *, log_path: Path | None = None, timeout: floa
     """Start ``python -m devtools.devhost`` on a free port; yields the base URL (…/api)."""
     with host_process(env, log_path=log_path, timeout=timeout) as base:
         yield base
+
+
+def registered_functions(runtime: Runtime) -> dict[str, Any]:
+    """``function_app.ROUTES`` on a new app bound to ``runtime``, by function name, as the worker indexes them."""
+    import function_app
+
+    app = create_app(function_app.ROUTES, runtime=runtime)
+    return {f.get_function_name(): f.get_user_function() for f in app.get_functions()}

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from azure.cosmos.aio import ContainerProxy
 
-from cosmos_history import CosmosSessionStore, Runtime, build_agents, build_runtime, load_settings, set_runtime
+from cosmos_history import CosmosSessionStore, Runtime, build_agents, build_runtime, load_settings
 from devtools.local_cosmos import EMULATOR_KEY, free_port, local_cosmos
 
+from .apphost import registered_functions
 from .fakes import RecordingChatClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +25,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 def cosmos_env() -> Iterator[dict[str, str]]:
     """Settings pointing at a local Cosmos DB this run owns, with a database of its own.
 
-    The settings go into ``os.environ`` as well, before ``function_app`` is imported.
+    The settings go into ``os.environ`` as well, before ``function_app`` is imported (it reads them).
     """
     ARTIFACTS.mkdir(exist_ok=True)
     with local_cosmos(free_port(), log_path=ARTIFACTS / "local-cosmos.log") as endpoint:
@@ -49,22 +50,17 @@ def cosmos_env() -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="session")
 async def runtime(cosmos_env: dict[str, str]) -> AsyncIterator[Runtime]:
-    """The real runtime (real Cosmos store) with a recording fake model, installed process-wide."""
+    """The real runtime (real Cosmos store) with a recording fake model."""
     settings = load_settings(cosmos_env)
     built = await build_runtime(settings, agents=build_agents(settings, RecordingChatClient()))
-    previous = set_runtime(built)
     yield built
-    set_runtime(previous)
     await built.close()
 
 
 @pytest.fixture(scope="session")
 def functions(runtime: Runtime) -> dict[str, Any]:
-    """The registered functions by name. Once per session: ``FunctionApp.get_functions`` refuses a
-    second call (it sees its own functions as duplicate names)."""
-    import function_app
-
-    return {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+    """The project's route table registered on an app served by the test runtime, by function name."""
+    return registered_functions(runtime)
 
 
 @pytest.fixture

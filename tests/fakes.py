@@ -18,7 +18,8 @@ from agent_framework import (
     UsageDetails,
 )
 
-from cosmos_history import SessionConflictError, SessionExistsError, SessionNotFoundError, SessionRecord
+from cosmos_history import SessionConflictError, SessionNotFoundError, SessionRecord
+from cosmos_history.domain.errors import SessionExistsError
 
 
 class RecordingChatClient(BaseChatClient):

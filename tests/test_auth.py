@@ -8,7 +8,8 @@ import json
 import azure.functions as func
 import pytest
 
-from cosmos_history import BadRequestError, UnauthorizedError, load_settings
+from cosmos_history import load_settings
+from cosmos_history.domain.errors import BadRequestError, UnauthorizedError
 from cosmos_history.http.calls import caller_identity
 
 FUNCTION_KEY_POSTURE = load_settings({})

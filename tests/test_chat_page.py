@@ -48,8 +48,9 @@ async def test_the_page_route_is_anonymous_while_the_api_keeps_its_auth_level():
 
     import function_app
 
-    page_level = function_app.chat_page_route._function.get_trigger().auth_level
-    api_level = function_app.post_message_route._function.get_trigger().auth_level
+    registered = {f.get_function_name(): f for f in function_app.app.get_functions()}
+    page_level = registered["chat_page_route"].get_trigger().auth_level
+    api_level = registered["post_message_route"].get_trigger().auth_level
 
     assert page_level == func.AuthLevel.ANONYMOUS
     assert api_level in (None, func.AuthLevel.FUNCTION)  # None: the app's default (function)

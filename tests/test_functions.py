@@ -312,27 +312,27 @@ async def test_a_malformed_principal_header_is_401(functions, session_id):
 
 @pytest.fixture
 async def unreachable_cosmos(runtime):
-    """The runtime, pointed at a port where no Cosmos DB listens."""
-    from cosmos_history import CosmosSessionStore, Runtime, set_runtime
+    """The app's functions on a runtime pointed at a port where no Cosmos DB listens."""
+    from cosmos_history import CosmosSessionStore, Runtime
     from cosmos_history.adapters.cosmos.client import create_client
     from devtools.local_cosmos import EMULATOR_KEY, free_port
+
+    from .apphost import registered_functions
 
     settings = load_settings({"COSMOS_ENDPOINT": f"https://127.0.0.1:{free_port()}", "COSMOS_KEY": EMULATOR_KEY})
     client = create_client(settings.cosmos)
     container = client.get_database_client("db").get_container_client("sessions")
-    previous = set_runtime(Runtime(settings, CosmosSessionStore(container), runtime.agents, cosmos_client=client))
-    yield
-    set_runtime(previous)
+    yield registered_functions(Runtime(settings, CosmosSessionStore(container), runtime.agents))
     await client.close()
 
 
-async def test_health_is_503_when_cosmos_is_unreachable(functions, unreachable_cosmos):
-    status, _, response = await call(functions, "health_route", request("GET", "/api/health"))
+async def test_health_is_503_when_cosmos_is_unreachable(unreachable_cosmos):
+    status, _, response = await call(unreachable_cosmos, "health_route", request("GET", "/api/health"))
     assert_problem(status, response, 503)
 
 
-async def test_a_turn_is_503_with_retry_after_when_cosmos_is_unreachable(functions, model, unreachable_cosmos):
-    status, _, response = await post_message(functions, "s-unreachable", "hello")
+async def test_a_turn_is_503_with_retry_after_when_cosmos_is_unreachable(model, unreachable_cosmos):
+    status, _, response = await post_message(unreachable_cosmos, "s-unreachable", "hello")
 
     assert_problem(status, response, 503)
     assert response.headers["Retry-After"].isdigit()

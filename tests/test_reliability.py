@@ -12,20 +12,12 @@ from dataclasses import dataclass
 import pytest
 from azure.cosmos.aio import ContainerProxy
 
-from cosmos_history import (
-    IdempotencyKeyReusedError,
-    ModelCallError,
-    Settings,
-    StoreUnavailableError,
-    TurnGuards,
-    TurnInProgressError,
-    build_agents,
-    load_settings,
-    run_turn,
-)
+from cosmos_history import Settings, StoreUnavailableError, build_agents, load_settings, run_turn
 from cosmos_history.adapters.cosmos.client import create_client, ensure_container
 from cosmos_history.adapters.cosmos.idempotency import request_fingerprint
 from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore
+from cosmos_history.domain.errors import IdempotencyKeyReusedError, ModelCallError, TurnInProgressError
+from cosmos_history.domain.turn import TurnGuards
 from cosmos_history.runtime import session_services
 
 from .fakes import RecordingChatClient

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cosmos_history import SettingsError, load_settings
+from cosmos_history import load_settings
+from cosmos_history.domain.errors import SettingsError
 
 
 def test_defaults_run_offline_in_local_mode_against_the_local_emulator():

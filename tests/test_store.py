@@ -8,16 +8,9 @@ import pytest
 from agent_framework import AgentSession, register_state_type
 from azure.cosmos import exceptions as cosmos_errors
 
-from cosmos_history import (
-    BadRequestError,
-    CosmosSessionStore,
-    InvalidSessionIdError,
-    SessionConflictError,
-    SessionExistsError,
-    SessionNotFoundError,
-    SessionRecord,
-)
+from cosmos_history import CosmosSessionStore, SessionConflictError, SessionNotFoundError, SessionRecord
 from cosmos_history.adapters.cosmos.client import INDEXING_POLICY, PARTITION_KEY_PATH
+from cosmos_history.domain.errors import BadRequestError, InvalidSessionIdError, SessionExistsError
 
 pytestmark = pytest.mark.integration
 

@@ -295,11 +295,12 @@ def test_without_a_connection_string_nothing_is_configured_or_even_imported(cosm
         import asyncio, sys
         from opentelemetry import metrics, trace
         from agent_framework.observability import OBSERVABILITY_SETTINGS
-        from cosmos_history import get_runtime, run_turn
-        from cosmos_history.runtime import close_runtime
+        from cosmos_history import load_settings, run_turn
+        from cosmos_history.runtime import LazyRuntime
 
         async def main():
-            runtime = await get_runtime()  # configures telemetry once, as the first request does
+            source = LazyRuntime(load_settings())
+            runtime = await source.get()  # configures telemetry once, as the first request does
             result = await run_turn(runtime.store, runtime.agents, session_id="no-telemetry", message="hi")
             assert result.turn >= 1
             assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider"
@@ -307,7 +308,7 @@ def test_without_a_connection_string_nothing_is_configured_or_even_imported(cosm
             assert not OBSERVABILITY_SETTINGS.ENABLED, "the framework must not build spans nobody records"
             loaded = [m for m in sys.modules if m.startswith(("azure.monitor", "opentelemetry.sdk"))]
             assert loaded == [], loaded
-            await close_runtime()
+            await source.close()
 
         asyncio.run(main())
         print("no telemetry")
@@ -363,7 +364,7 @@ def test_the_authentication_string_names_the_identity_or_falls_back_to_azure_cli
     ],
 )
 def test_malformed_telemetry_settings_fail_at_start_up(name, value):
-    from cosmos_history import SettingsError
+    from cosmos_history.domain.errors import SettingsError
 
     with pytest.raises(SettingsError, match=name):
         load_settings({name: value})

@@ -10,19 +10,15 @@ import pytest
 from agent_framework import Content
 
 from cosmos_history import (
-    ModeConflictError,
-    ModelCallError,
     SessionConflictError,
     SessionNotFoundError,
-    ThreadExpiredError,
-    ValidationError,
     build_agents,
     load_settings,
     run_turn,
     run_turn_stream,
-    wait_for_running_turns,
 )
-from cosmos_history.domain.turn import TextDeltas, model_call_error, title_from
+from cosmos_history.domain.errors import ModeConflictError, ModelCallError, ThreadExpiredError, ValidationError
+from cosmos_history.domain.turn import TextDeltas, model_call_error, title_from, wait_for_running_turns
 
 from .fakes import InMemoryRecordStore, RecordingChatClient
 

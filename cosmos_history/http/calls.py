@@ -1,7 +1,7 @@
 """HTTP edges: who is calling, what they sent, and the single mapping from errors to problem+json.
 
-Routes in ``function_app.py`` are wrapped by :func:`endpoint`, which resolves the
-caller, hands the handler a :class:`Call`, and turns every :class:`ProblemError`
+Routes (``function_app.py``, registered by :func:`cosmos_history.app.create_app`) are wrapped by
+:func:`endpoint`, which resolves the caller, hands the handler a :class:`Call`, and turns every :class:`ProblemError`
 into ``application/problem+json``. Anything unexpected is logged in full and
 answered with a generic 500 body: no exception text ever reaches a client.
 
@@ -37,7 +37,7 @@ from cosmos_history.domain.errors import (
     UnsupportedMediaTypeError,
 )
 from cosmos_history.domain.turn import TurnGuards
-from cosmos_history.runtime import Runtime, get_runtime
+from cosmos_history.runtime import Runtime, RuntimeSource
 from cosmos_history.settings import Settings
 from cosmos_history.telemetry import request_context
 
@@ -81,8 +81,8 @@ class Call:
 Handler = Callable[[Call], Awaitable[Response]]
 
 
-def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a handler of :class:`Call` as an Azure Functions HTTP function.
+def endpoint(handler: Handler, runtime: RuntimeSource) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler of :class:`Call` as an Azure Functions HTTP function served by ``runtime``.
 
     The wrapper's signature is ``(req: Request, context: func.Context)``, exactly what the
     Functions worker binds and type-checks (``context`` carries the invocation id that log records
@@ -97,8 +97,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
     async def _handle(req: Request) -> Response:
         try:
-            runtime = await get_runtime()
-            return await handler(make_call(req, runtime))
+            return await handler(make_call(req, await runtime.get()))
         except ProblemError as error:
             if error.status >= 500:
                 # Types only at the default level: an upstream error's message may quote the user's text.

@@ -1,0 +1,69 @@
+"""Composition: the one place that turns a route table and a runtime into an Azure Functions app.
+
+``function_app.py`` calls :func:`create_app` with its route table and gets the module-level app the
+worker indexes; tests and the benchmark call it with a runtime of their own (a recording model, a
+counting transport) instead of patching modules. Nothing here is process-global: each app owns
+its :class:`~cosmos_history.runtime.RuntimeSource`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+import azure.functions as func
+from azurefunctions.extensions.http.fastapi import Request, Response
+
+from cosmos_history.http.calls import Handler, endpoint
+from cosmos_history.runtime import LazyRuntime, ReadyRuntime, Runtime, RuntimeSource
+from cosmos_history.settings import Settings, load_settings
+
+PublicHandler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP function: ``handler`` takes a :class:`~cosmos_history.http.calls.Call` (the caller is
+    resolved, errors become problem+json), or, when ``public``, the bare request: public routes hold no
+    data, need no runtime and are anonymous whatever ``HTTP_AUTH_LEVEL`` says."""
+
+    method: str
+    path: str
+    handler: Handler | PublicHandler
+    public: bool = False
+
+
+class ConversationApp(func.FunctionApp):
+    """A ``FunctionApp`` that knows the runtime its functions share, so hosts can close it."""
+
+    def __init__(self, runtime: RuntimeSource, settings: Settings) -> None:
+        super().__init__(http_auth_level=func.AuthLevel[settings.http_auth_level.upper()])
+        self.runtime = runtime
+        self.settings = settings
+
+
+def create_app(
+    routes: Iterable[Route], *, runtime: Runtime | RuntimeSource | None = None, settings: Settings | None = None
+) -> ConversationApp:
+    """Register ``routes`` on a new app whose functions share one runtime.
+
+    Without ``runtime`` the runtime is built from ``settings`` (default: the environment) on the first
+    request, on the worker's running event loop, as the async Cosmos client needs. A :class:`Runtime`
+    passed in stays its owner's to close.
+    """
+    if isinstance(runtime, Runtime):
+        source: RuntimeSource = ReadyRuntime(runtime)
+        settings = settings or runtime.settings
+    else:
+        settings = settings or (runtime.settings if runtime is not None else load_settings())
+        source = runtime if runtime is not None else LazyRuntime(settings)
+    app = ConversationApp(source, settings)
+    for route in routes:
+        if route.public:
+            function = route.handler
+            register = app.route(route=route.path, methods=[route.method], auth_level=func.AuthLevel.ANONYMOUS)
+        else:
+            function = endpoint(route.handler, source)  # type: ignore[arg-type]
+            register = app.route(route=route.path, methods=[route.method])
+        register(function)
+    return app

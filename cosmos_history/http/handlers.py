@@ -1,0 +1,89 @@
+"""The HTTP API's handlers: each parses its input, calls the domain and answers JSON (or SSE).
+
+Handlers take a :class:`~cosmos_history.http.calls.Call` (the caller already resolved) and raise
+typed errors, which the ``endpoint`` wrapper turns into problem+json. ``function_app.py`` maps
+routes to them. Every response is a FastAPI type: the app runs on Functions HTTP streams.
+"""
+
+from __future__ import annotations
+
+from azurefunctions.extensions.http.fastapi import Request, Response
+
+from cosmos_history.domain.conversations import (
+    create_session,
+    delete_session,
+    list_sessions,
+    load_session,
+    read_history,
+    session_json,
+)
+from cosmos_history.domain.turn import run_turn, run_turn_stream
+from cosmos_history.http.bodies import parse_before, parse_limit, parse_new_message, parse_new_session
+from cosmos_history.http.calls import Call, json_response
+from cosmos_history.http.openapi import openapi_document
+from cosmos_history.http.page import chat_page_response
+from cosmos_history.http.sse import event_stream_response, wants_event_stream
+
+
+async def create_session_route(call: Call) -> Response:
+    new = parse_new_session(await call.json_body(required=False))
+    record = await create_session(call.store, call.agents, session_id=new.id, mode=new.mode, title=new.title)
+    return json_response(session_json(record), status=201, headers={"Location": f"/api/sessions/{record.id}"})
+
+
+async def list_sessions_route(call: Call) -> Response:
+    page = await list_sessions(
+        call.store,
+        limit=parse_limit(call.query("limit")),
+        continuation_token=call.query("continuationToken") or None,
+    )
+    return json_response(page.to_json())
+
+
+async def get_session_route(call: Call) -> Response:
+    record = await load_session(call.store, call.route("id"))
+    return json_response(session_json(record, with_messages=True))
+
+
+async def delete_session_route(call: Call) -> Response:
+    await delete_session(call.store, call.route("id"))
+    return Response(status_code=204)
+
+
+async def post_message_route(call: Call) -> Response:
+    new = parse_new_message(await call.json_body(), call.settings)
+    turn = {
+        "session_id": call.route("id"),
+        "message": new.message,
+        "mode": new.mode,
+        "idempotency_key": call.idempotency_key(),
+        "guards": call.guards,
+    }
+    if wants_event_stream(call.request, new.stream):
+        return event_stream_response(await run_turn_stream(call.store, call.agents, **turn))
+    result = await run_turn(call.store, call.agents, **turn)
+    return json_response(result.to_json(), headers={"Idempotent-Replayed": "true"} if result.replayed else None)
+
+
+async def list_messages_route(call: Call) -> Response:
+    page = await read_history(
+        call.store,
+        call.route("id"),
+        before=parse_before(call.query("before")),
+        limit=parse_limit(call.query("limit"), default=50, maximum=200),
+    )
+    return json_response(page.to_json())
+
+
+async def health_route(call: Call) -> Response:
+    await call.store.ping()
+    return json_response({"status": "ok"})
+
+
+async def openapi_route(req: Request) -> Response:
+    return Response(openapi_document(), media_type="application/json")
+
+
+async def chat_page_route(req: Request) -> Response:
+    """The chat page holds no data (it calls the API with the caller's own key or Easy Auth cookies)."""
+    return chat_page_response()

@@ -5,20 +5,23 @@ from __future__ import annotations
 import base64
 import json
 
-import azure.functions as func
 import pytest
+from fastapi import Request
 
 from cosmos_history import load_settings
 from cosmos_history.domain.errors import BadRequestError, UnauthorizedError
 from cosmos_history.http.calls import caller_identity
+
+from .http_calls import request as http_request
 
 FUNCTION_KEY_POSTURE = load_settings({})
 EASY_AUTH_POSTURE = load_settings({"HTTP_AUTH_LEVEL": "anonymous"})
 LOCAL_DEV_POSTURE = load_settings({"HTTP_AUTH_LEVEL": "anonymous", "LOCAL_DEV_ALLOW_ANONYMOUS": "true"})
 
 
-def request(**headers: str) -> func.HttpRequest:
-    return func.HttpRequest(method="GET", url="/api/sessions", headers=headers, body=b"")
+def request(**headers: str) -> Request:
+    """The FastAPI request the worker hands every function under HTTP streams."""
+    return http_request("GET", "/api/sessions", user=None, content_type="", headers=headers)
 
 
 def principal(claims: list[dict[str, str]]) -> str:

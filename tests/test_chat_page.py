@@ -21,7 +21,7 @@ import pytest
 
 from .apphost import app_host
 from .conftest import ARTIFACTS
-from .test_functions import request
+from .http_calls import request
 
 pytestmark = pytest.mark.integration
 

@@ -13,6 +13,7 @@ import pytest
 from .apphost import app_host
 from .conftest import ARTIFACTS
 from .fake_openai import FakeOpenAI, fake_openai_server, request_texts
+from .http_calls import read_document
 
 pytestmark = pytest.mark.integration
 
@@ -90,14 +91,6 @@ def test_service_mode_continues_the_thread_by_id_and_stores_no_text(host_env, fa
     assert "heliotrope" not in stored and "which word" not in stored and "secret" not in stored
     assert "answer" not in stored
     assert len(stored.encode()) < 1024, "50 turns later the document is still only metadata and an id"
-
-
-def read_document(env: dict[str, str], session_id: str) -> dict:
-    from azure.cosmos import CosmosClient
-
-    with CosmosClient(env["COSMOS_ENDPOINT"], env["COSMOS_KEY"], connection_verify=False) as client:
-        container = client.get_database_client(env["COSMOS_DATABASE"]).get_container_client(env["COSMOS_CONTAINER"])
-        return container.read_item(session_id, partition_key=session_id)
 
 
 def test_bad_input_over_http_gets_problem_json(host_env):

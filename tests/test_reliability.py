@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 from azure.cosmos.aio import ContainerProxy
 
-from cosmos_history import Settings, StoreUnavailableError, build_agents, load_settings, run_turn
+from cosmos_history import SessionConflictError, Settings, StoreUnavailableError, build_agents, load_settings, run_turn
 from cosmos_history.adapters.cosmos.client import create_client, ensure_container
 from cosmos_history.adapters.cosmos.idempotency import request_fingerprint
 from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore
@@ -205,18 +205,30 @@ async def test_an_archive_chunk_from_a_failed_save_stays_invisible(rig, session_
     guards = TurnGuards()
     for n in range(30):
         await run_turn(rig.store, rig.agents, session_id=session_id, message=f"{n} " + "x" * 600, guards=guards)
+    committed = await archive_item_ids(rig.container, session_id)
     rig.transport.faults.append(Fault(lambda r: r.method == "PUT" and r.url.rstrip("/").endswith(session_id), 412, 50))
 
-    for n in range(30, 40):
-        with pytest.raises(Exception):  # noqa: B017 - every save conflicts; archive chunks may be written first
-            await run_turn(rig.store, rig.agents, session_id=session_id, message=f"{n} " + "x" * 600, guards=guards)
+    for n in range(30, 40):  # each turn alone needs room: its save must archive older turns first
+        with pytest.raises(SessionConflictError):
+            await run_turn(rig.store, rig.agents, session_id=session_id, message=f"{n} " + "x" * 20_000, guards=guards)
     rig.transport.faults.clear()
 
+    orphans = await archive_item_ids(rig.container, session_id) - committed
+    assert orphans, "the failed saves wrote archive chunks before their session write was refused"
     record = await rig.store.load(session_id)
     assert record is not None
     page = await rig.store.read_history(record, before=None, limit=200)
     user_texts = [m.text.split(" ")[0] for _, m in page.messages if m.role == "user"]
     assert user_texts == [str(n) for n in range(30)]
+
+
+async def archive_item_ids(container: ContainerProxy, session_id: str) -> set[str]:
+    query = container.query_items(
+        "SELECT c.id FROM c WHERE c.sessionId = @s AND c.type = 'archive'",
+        parameters=[{"name": "@s", "value": session_id}],
+        partition_key=session_id,
+    )
+    return {item["id"] async for item in query}
 
 
 async def test_every_item_of_a_session_carries_the_retention_ttl(rig, session_id):

@@ -21,7 +21,7 @@ from devtools.chat import read_events
 from .apphost import ROOT, app_host
 from .conftest import ARTIFACTS
 from .fake_openai import FakeOpenAI, fake_openai_server, request_texts
-from .test_http_e2e import read_document
+from .http_calls import read_document
 
 pytestmark = pytest.mark.integration
 

@@ -30,7 +30,7 @@ from cosmos_history import telemetry as _telemetry
 from devtools.devhost import DevContext
 
 from .apphost import ROOT
-from .test_functions import post_message, request, stored_document
+from .http_calls import post_message, request, stored_document
 
 pytestmark = pytest.mark.integration
 

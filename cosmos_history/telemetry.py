@@ -1,8 +1,8 @@
 """Traces, metrics and structured logs: one span per turn, with the cost of each step.
 
 Everything observable about a turn lives here so the turn logic stays readable:
-``run_turn`` is wrapped by :func:`traced_turn` and marks its three steps with
-:func:`phase`. Spans and instruments come from the OpenTelemetry API, which is a
+``run_turn`` is wrapped by :func:`traced_turn` and marks its four steps (load, lease, model,
+save) with :func:`phase`. Spans and instruments come from the OpenTelemetry API, which is a
 no-op until a provider is installed; :func:`configure_telemetry` installs one
 (Azure Monitor) only when ``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set, and
 imports the exporter only then, because cold starts pay for every import.
@@ -256,7 +256,7 @@ def _finish(turn: _Turn, outcome: str, duration: float) -> None:
 
 @contextmanager
 def phase(name: str) -> Iterator[Span]:
-    """A child span of the turn for one step (``load``, ``model``, ``save``).
+    """A child span of the turn for one step (``load``, ``lease``, ``model``, ``save``).
 
     Cosmos DB requests made inside are charged to this step (see :func:`cosmos_response_hook`);
     the model step's duration becomes ``model.latency_ms`` on the turn span.

@@ -16,7 +16,12 @@ from cosmos_history import SessionConflictError, Settings, StoreUnavailableError
 from cosmos_history.adapters.cosmos.client import create_client, ensure_container
 from cosmos_history.adapters.cosmos.idempotency import request_fingerprint
 from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore
-from cosmos_history.domain.errors import IdempotencyKeyReusedError, ModelCallError, TurnInProgressError
+from cosmos_history.domain.errors import (
+    IdempotencyKeyReusedError,
+    ModelCallError,
+    TurnInProgressError,
+    TurnTooLargeError,
+)
 from cosmos_history.domain.turn import TurnGuards
 from cosmos_history.runtime import session_services
 
@@ -318,6 +323,17 @@ async def test_a_model_returning_no_text_changes_nothing(rig, session_id):
 
     with pytest.raises(ModelCallError, match="no text"):
         await rig.turn(session_id, "garbage please")
+
+    assert await rig.document(session_id) == before
+
+
+async def test_a_reply_too_large_for_one_item_is_refused_and_changes_nothing(rig, session_id):
+    await rig.turn(session_id, "first")
+    before = await rig.document(session_id)
+    rig.model.reply_template = "z" * BUDGET
+
+    with pytest.raises(TurnTooLargeError):
+        await rig.turn(session_id, "write me a novel")
 
     assert await rig.document(session_id) == before
 

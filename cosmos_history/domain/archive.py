@@ -27,7 +27,7 @@ from typing import Any
 
 from agent_framework import InMemoryHistoryProvider, Message
 
-from cosmos_history.domain.errors import ModelCallError
+from cosmos_history.domain.errors import TurnTooLargeError
 
 ARCHIVE_TYPE = "archive"
 #: Share of the byte budget a document may reach before archiving starts, and the share it is cut to.
@@ -99,7 +99,7 @@ def plan_archive(
     Mutates ``state`` and ``index``; returns the new chunks as ``(chunk number, messages)``.
 
     Raises:
-        ModelCallError: even the latest turn alone does not fit one item (an enormous reply).
+        TurnTooLargeError: even the latest turn alone does not fit one item (an enormous reply).
     """
     messages = history_messages(state)
     if document_bytes <= max_bytes * _HIGH_WATER and len(messages) <= max_messages:
@@ -118,7 +118,7 @@ def plan_archive(
         cut = max((i for i, m in enumerate(messages) if m.role == "user"), default=0)
         size = document_bytes - sum(sizes[:cut])
     if size > max_bytes * _HIGH_WATER:
-        raise ModelCallError("The reply is too large to store in one session item; the turn was not saved.")
+        raise TurnTooLargeError("The reply is too large to store in one session item; the turn was not saved.")
     if cut == 0:
         return []
 

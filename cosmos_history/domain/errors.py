@@ -121,6 +121,11 @@ class ModelCallError(ProblemError):
     slug = "model-error"
 
 
+class TurnTooLargeError(ModelCallError):
+    """Even this turn alone does not fit one session item (an enormous reply): a storage limit, not a
+    model failure, answered like one (502, nothing saved) because the client cannot shrink the reply."""
+
+
 class StoreUnavailableError(ProblemError):
     """Cosmos DB could not be reached or kept throttling after the SDK's retries."""
 

@@ -33,13 +33,12 @@ from cosmos_history.domain.errors import (
     ThreadExpiredError,
     ValidationError,
 )
+from cosmos_history.models.errors import is_unknown_thread
 from cosmos_history.settings import HistoryMode
 
 logger = logging.getLogger(__name__)
 
 TITLE_CHARS = 60
-_UNKNOWN_THREAD_CODES = frozenset({"previous_response_not_found", "conversation_not_found"})
-_THREAD_PARAMS = frozenset({"previous_response_id", "conversation"})
 
 
 @dataclass(frozen=True)
@@ -219,32 +218,12 @@ def model_call_error(error: BaseException, record: SessionRecord) -> BaseExcepti
         return error
     if isinstance(error, TimeoutError):
         return ModelCallError("The model did not answer in time; the session was left unchanged.")
-    if record.session.service_session_id and _is_unknown_thread(error):
+    if record.session.service_session_id and is_unknown_thread(error):
         return ThreadExpiredError(
             "The model service no longer keeps this session's thread (it expired or was deleted); "
             "the session was left unchanged. Start a new session, or DELETE this one and send the message again."
         )
     return ModelCallError("The model call failed; the session was left unchanged. Retry later.")
-
-
-def _is_unknown_thread(error: BaseException) -> bool:
-    """Whether ``error`` (or an exception it wraps) is the OpenAI SDK's answer for an unknown
-    ``previous_response_id``/``conversation``: 404 (or 400) with that code or parameter.
-
-    Duck-typed on ``openai.APIStatusError``'s attributes so this module never imports a provider SDK.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        status = getattr(current, "status_code", None)
-        if status in (400, 404):
-            code = str(getattr(current, "code", None) or "")
-            param = str(getattr(current, "param", None) or "")
-            if code in _UNKNOWN_THREAD_CODES or param in _THREAD_PARAMS:
-                return True
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def agent_for(agents: Agents, mode: HistoryMode) -> Any:

@@ -21,7 +21,8 @@ from cosmos_history.adapters.cosmos.idempotency import IdempotencyRecords
 from cosmos_history.adapters.cosmos.lease import TurnLease
 from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore
 from cosmos_history.agents.catalog import Agents, build_agents
-from cosmos_history.domain.turn import NO_GUARDS, TurnGuards, wait_for_running_turns
+from cosmos_history.domain.streaming import wait_for_running_turns
+from cosmos_history.domain.turn import NO_GUARDS, TurnGuards
 from cosmos_history.settings import Settings
 from cosmos_history.telemetry import configure_telemetry
 

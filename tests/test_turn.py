@@ -18,7 +18,8 @@ from cosmos_history import (
     run_turn_stream,
 )
 from cosmos_history.domain.errors import ModeConflictError, ModelCallError, ThreadExpiredError, ValidationError
-from cosmos_history.domain.turn import TextDeltas, model_call_error, title_from, wait_for_running_turns
+from cosmos_history.domain.streaming import TextDeltas, wait_for_running_turns
+from cosmos_history.domain.turn import model_call_error, title_from
 
 from .fakes import InMemoryRecordStore, RecordingChatClient
 

@@ -15,7 +15,7 @@ from typing import Any
 from azurefunctions.extensions.http.fastapi import Request, StreamingResponse
 
 from cosmos_history.domain.errors import ProblemError
-from cosmos_history.domain.turn import TurnStream
+from cosmos_history.domain.streaming import TurnStream
 from cosmos_history.http.calls import problem_body
 
 logger = logging.getLogger(__name__)

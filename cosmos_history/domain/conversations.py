@@ -31,7 +31,7 @@ async def create_session(
     title: str | None = None,
 ) -> SessionRecord:
     """Create an empty session (one write, create-only: an existing id is a conflict)."""
-    session_id = session_id or str(uuid.uuid4())
+    session_id = str(uuid.uuid4()) if session_id is None else session_id
     validate_session_id(session_id)
     mode = mode or store.default_mode
     agent_for(agents, mode)  # fail before writing when the model API cannot serve this mode

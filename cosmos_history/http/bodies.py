@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from cosmos_history.adapters.cosmos.sessions import MAX_LIST_LIMIT
-from cosmos_history.domain.errors import BadRequestError, ValidationError
+from cosmos_history.domain.errors import BadRequestError, InvalidSessionIdError, ValidationError
 from cosmos_history.settings import HISTORY_MODES, HistoryMode, Settings
 
 MAX_TITLE_CHARS = 200
+_URL_SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 DEFAULT_LIST_LIMIT = 20
 
 
@@ -28,10 +30,22 @@ class NewMessage:
     """``"stream": true`` asks for Server-Sent Events, like ``Accept: text/event-stream``."""
 
 
+def parse_session_id(value: str) -> str:
+    """A session id as the HTTP API accepts it (in URLs and bodies): 1-128 URL-safe characters, and not
+    ``.`` or ``..``, which URL normalisation would turn into another path."""
+    if not _URL_SESSION_ID.match(value) or value in (".", ".."):
+        raise InvalidSessionIdError(
+            "A session id is 1-128 characters of letters, digits, '.', '_', ':' or '-', and not '.' or '..'."
+        )
+    return value
+
+
 def parse_new_session(body: dict[str, Any]) -> NewSession:
     session_id = body.get("id")
     if session_id is not None and not isinstance(session_id, str):
         raise ValidationError("'id' must be a string.")
+    if session_id is not None:
+        parse_session_id(session_id)
     title = body.get("title")
     if title is not None and (not isinstance(title, str) or len(title) > MAX_TITLE_CHARS):
         raise ValidationError(f"'title' must be a string of at most {MAX_TITLE_CHARS} characters.")

@@ -37,6 +37,7 @@ from cosmos_history.domain.errors import (
     UnsupportedMediaTypeError,
 )
 from cosmos_history.domain.turn import TurnGuards
+from cosmos_history.http.bodies import parse_session_id
 from cosmos_history.runtime import Runtime, RuntimeSource
 from cosmos_history.settings import Settings
 from cosmos_history.telemetry import request_context
@@ -64,6 +65,10 @@ class Call:
     def route(self, name: str) -> str:
         """A route parameter (the worker copies the host's route values into ``path_params``)."""
         return str(self.request.path_params.get(name, ""))
+
+    def session_id(self) -> str:
+        """The ``{id}`` of the route, checked against the API's session-id rule before any I/O."""
+        return parse_session_id(self.route("id"))
 
     def query(self, name: str) -> str | None:
         return self.request.query_params.get(name)
@@ -93,7 +98,10 @@ def endpoint(handler: Handler, runtime: RuntimeSource) -> Callable[[Request], Aw
     # optional so hosts and tests that pass only the request still work.
     async def function(req: Request, context: func.Context = None) -> Response:  # type: ignore[assignment]
         with request_context(invocation_id(context), req.path_params.get("id")):
-            return await _handle(req)
+            response = await _handle(req)
+        # Browsers must never guess another type for an API answer (JSON, problem+json or SSE).
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
     async def _handle(req: Request) -> Response:
         try:
@@ -161,8 +169,9 @@ def _object_id(principal: str) -> str:
         claims = decoded["claims"]
         for claim in claims:
             if claim.get("typ") in _OBJECT_ID_CLAIMS and isinstance(claim.get("val"), str) and claim["val"]:
+                claim["val"].encode("utf-8")  # a lone surrogate is malformed, not a user
                 return claim["val"]
-    except (binascii.Error, ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError, RecursionError):
+    except (binascii.Error, ValueError, UnicodeError, KeyError, TypeError, AttributeError, RecursionError):
         raise UnauthorizedError("The client principal header is malformed.") from None
     raise UnauthorizedError("The client principal carries no object id.")
 
@@ -195,13 +204,32 @@ async def read_json_object(req: Request, max_bytes: int, *, required: bool = Tru
         raise BadRequestError("The request body is not valid JSON.") from None
     if not isinstance(value, dict):
         raise BadRequestError("The request body must be a JSON object.")
+    if not is_unicode(value):
+        raise BadRequestError("The request body holds a string that is not valid Unicode (a lone surrogate escape).")
     return value
 
 
+def is_unicode(value: Any) -> bool:
+    """Whether every string in ``value`` is encodable Unicode: JSON's ``\\udc00`` escapes decode to lone
+    surrogates, which no UTF-8 encoder (hashing, storage, responses) accepts."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        json.dumps(body, ensure_ascii=False), status_code=status, media_type="application/json", headers=headers
-    )
+    return Response(json_bytes(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def json_bytes(value: Any) -> bytes:
+    """``value`` as UTF-8 JSON. Text stored before input was checked may hold a lone surrogate, which UTF-8
+    cannot carry: such a document is sent with JSON's ``\\u`` escapes instead of failing the response."""
+    try:
+        return json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value).encode("ascii")
 
 
 def problem_body(error: ProblemError) -> dict[str, Any]:
@@ -217,7 +245,7 @@ def problem_body(error: ProblemError) -> dict[str, Any]:
 def problem_response(error: ProblemError) -> Response:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     return Response(
-        json.dumps(problem_body(error)),
+        json_bytes(problem_body(error)),
         status_code=error.status,
         media_type="application/problem+json",
         headers=headers,

@@ -41,19 +41,19 @@ async def list_sessions_route(call: Call) -> Response:
 
 
 async def get_session_route(call: Call) -> Response:
-    record = await load_session(call.store, call.route("id"))
+    record = await load_session(call.store, call.session_id())
     return json_response(session_json(record, with_messages=True))
 
 
 async def delete_session_route(call: Call) -> Response:
-    await delete_session(call.store, call.route("id"))
+    await delete_session(call.store, call.session_id())
     return Response(status_code=204)
 
 
 async def post_message_route(call: Call) -> Response:
     new = parse_new_message(await call.json_body(), call.settings)
     turn = {
-        "session_id": call.route("id"),
+        "session_id": call.session_id(),
         "message": new.message,
         "mode": new.mode,
         "idempotency_key": call.idempotency_key(),
@@ -68,7 +68,7 @@ async def post_message_route(call: Call) -> Response:
 async def list_messages_route(call: Call) -> Response:
     page = await read_history(
         call.store,
-        call.route("id"),
+        call.session_id(),
         before=parse_before(call.query("before")),
         limit=parse_limit(call.query("limit"), default=50, maximum=200),
     )
@@ -81,7 +81,7 @@ async def health_route(call: Call) -> Response:
 
 
 async def openapi_route(req: Request) -> Response:
-    return Response(openapi_document(), media_type="application/json")
+    return Response(openapi_document(), media_type="application/json", headers={"X-Content-Type-Options": "nosniff"})
 
 
 async def chat_page_route(req: Request) -> Response:

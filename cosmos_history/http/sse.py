@@ -7,7 +7,6 @@ can only travel inside the stream: ``event: error`` carries the same problem+jso
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +15,7 @@ from azurefunctions.extensions.http.fastapi import Request, StreamingResponse
 
 from cosmos_history.domain.errors import ProblemError
 from cosmos_history.domain.streaming import TurnStream
-from cosmos_history.http.calls import problem_body
+from cosmos_history.http.calls import json_bytes, problem_body
 
 logger = logging.getLogger(__name__)
 
@@ -60,4 +59,4 @@ async def turn_events(turn: TurnStream) -> AsyncIterator[str]:
 
 def sse_event(event: str, data: Any) -> str:
     """One event; ``data`` is JSON on a single line, so it never needs splitting."""
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+    return f"event: {event}\ndata: {json_bytes(data).decode('utf-8')}\n\n"

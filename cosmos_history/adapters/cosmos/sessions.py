@@ -139,7 +139,7 @@ class RecordStore(Protocol):
 
 def validate_session_id(session_id: str) -> None:
     """Accept 1-128 characters of ``[A-Za-z0-9._:-]``: safe as a Cosmos id and in a URL."""
-    if not isinstance(session_id, str) or not _SESSION_ID.match(session_id):
+    if not isinstance(session_id, str) or not _SESSION_ID.match(session_id) or session_id in (".", ".."):
         raise InvalidSessionIdError("A session id is 1-128 characters of letters, digits, '.', '_', ':' or '-'.")
 
 

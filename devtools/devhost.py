@@ -40,6 +40,9 @@ from cosmos_history.app import ConversationApp
 
 logger = logging.getLogger("devtools.devhost")
 
+#: The most of a refused body the host reads (and drops) so that its client can still read the answer.
+MAX_DISCARDED_BYTES = 64 * 1024 * 1024
+
 _PARAM = re.compile(r"\{(\w+)(?::[^}?]*)?(\?)?\}")
 
 
@@ -144,6 +147,7 @@ async def _invoke(function: HttpFunction, request: Request, route_params: dict[s
         result = await function.function(request, **kwargs)
         if not isinstance(result, Response):
             raise TypeError(f"{function.name} returned {type(result).__name__}, not a Starlette response")
+        await _discard_unread_body(request)
         return result
     body = await request.body()
     req = func.HttpRequest(
@@ -164,6 +168,21 @@ async def _invoke(function: HttpFunction, request: Request, route_params: dict[s
         headers={k: v for k, v in result.headers.items() if k.lower() != "content-length"},
         media_type=result.mimetype,
     )
+
+
+async def _discard_unread_body(request: Request) -> None:
+    """Read what the function left unread (a body refused as too large) before answering.
+
+    Closing a connection with unread bytes in its receive buffer makes the kernel send a reset, and
+    clients then report "connection reset" instead of the 413 they were sent. Bounded, so a client
+    streaming without end is cut off all the same.
+    """
+    discarded = 0
+    with contextlib.suppress(RuntimeError):  # the body was read whole already
+        async for chunk in request.stream():
+            discarded += len(chunk)
+            if discarded > MAX_DISCARDED_BYTES:
+                break
 
 
 def _problem(status: int, title: str, detail: str) -> Response:

@@ -106,3 +106,38 @@ def test_bad_input_over_http_gets_problem_json(host_env):
         assert response.status_code == status
         assert response.headers["content-type"].startswith("application/problem+json")
         assert response.json()["status"] == status
+
+
+FIVE_MEGABYTES = b'{"message": "' + b"x" * (5 * 1024 * 1024) + b'"}'
+
+
+def test_an_oversized_body_with_a_length_gets_the_413_problem_not_a_reset(host_env):
+    import urllib.error
+    import urllib.request
+
+    with host(host_env) as base:
+        request = urllib.request.Request(
+            f"{base}/sessions/too-big/messages", data=FIVE_MEGABYTES, headers={"Content-Type": "application/json"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, timeout=60)
+
+    assert answer.value.code == 413
+    assert answer.value.headers["Content-Type"] == "application/problem+json"
+    assert json.loads(answer.value.read())["status"] == 413
+
+
+def test_an_oversized_chunked_body_gets_the_413_problem_not_a_reset(host_env):
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(FIVE_MEGABYTES), 65536):
+            yield FIVE_MEGABYTES[start : start + 65536]
+
+    with host(host_env) as base:
+        response = httpx.post(
+            f"{base}/sessions/too-big/messages",
+            content=chunks(),
+            headers={"Content-Type": "application/json"},
+            timeout=60,
+        )
+
+    assert response.status_code == 413 and response.json()["status"] == 413

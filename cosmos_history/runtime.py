@@ -9,14 +9,16 @@ benchmark hand an app a runtime they built themselves (:class:`ReadyRuntime`).
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from azure.core.pipeline.transport import AsyncHttpTransport
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 
-from cosmos_history.adapters.cosmos.client import create_client, ensure_container, store_errors
+from cosmos_history.adapters.cosmos.client import ContainerMissingError, create_client, ensure_container, store_errors
 from cosmos_history.adapters.cosmos.idempotency import IdempotencyRecords
 from cosmos_history.adapters.cosmos.lease import TurnLease
 from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore
@@ -25,6 +27,8 @@ from cosmos_history.domain.streaming import wait_for_running_turns
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards
 from cosmos_history.settings import Settings
 from cosmos_history.telemetry import configure_telemetry
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,6 +39,23 @@ class Runtime:
     guards: TurnGuards = NO_GUARDS
     cosmos_client: CosmosClient | None = None
     """Set when the runtime built the client itself, and so must close it."""
+    repair: Callable[[], Awaitable[object]] | None = None
+    """Recreates the database and container; ``None`` where the app may not create them (Azure RBAC)."""
+    _repairing: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    async def recover(self, error: BaseException) -> None:
+        """Give the runtime a chance to mend what made a request fail: a database or container deleted
+        after start-up is recreated once (the request itself still answered 503; the next one works)."""
+        if not isinstance(error, ContainerMissingError) or self.repair is None or self._repairing.locked():
+            return
+        async with self._repairing:
+            try:
+                with store_errors():
+                    await self.repair()
+            except Exception as failure:  # the client already has its 503; the next request tries again
+                logger.warning("Could not recreate the Cosmos DB container: %s", type(failure).__name__)
+            else:
+                logger.warning("The Cosmos DB database or container was missing and has been recreated")
 
     async def close(self) -> None:
         if self.cosmos_client is not None:
@@ -64,7 +85,8 @@ async def build_runtime(
             await cosmos.close()
         raise
     store, guards = session_services(container, settings)
-    return Runtime(settings, store, agents, guards, cosmos_client=cosmos if owned else None)
+    repair = functools.partial(ensure_container, cosmos, settings.cosmos) if settings.cosmos.key else None
+    return Runtime(settings, store, agents, guards, cosmos_client=cosmos if owned else None, repair=repair)
 
 
 def session_services(container: ContainerProxy, settings: Settings) -> tuple[CosmosSessionStore, TurnGuards]:

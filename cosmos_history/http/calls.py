@@ -104,9 +104,13 @@ def endpoint(handler: Handler, runtime: RuntimeSource) -> Callable[[Request], Aw
         return response
 
     async def _handle(req: Request) -> Response:
+        built: Runtime | None = None
         try:
-            return await handler(make_call(req, await runtime.get()))
+            built = await runtime.get()
+            return await handler(make_call(req, built))
         except ProblemError as error:
+            if built is not None:
+                await built.recover(error)
             if error.status >= 500:
                 # Types only at the default level: an upstream error's message may quote the user's text.
                 cause = type(error.__cause__).__name__ if error.__cause__ is not None else "-"

@@ -55,7 +55,7 @@ def create_client(settings: CosmosSettings, *, transport: AsyncHttpTransport | N
         "retry_backoff_max": 30,
         "connection_timeout": 10,
         # Charges each response's request units to the running turn step (a no-op outside turns).
-        "raw_response_hook": cosmos_response_hook,
+        "raw_response_hook": response_hook,
     }
     if settings.is_local:
         options["connection_verify"] = False
@@ -86,6 +86,32 @@ async def ensure_container(client: CosmosClient, settings: CosmosSettings) -> Co
     )
     logger.info("Cosmos container %s/%s ready", settings.database, settings.container)
     return container
+
+
+#: Cosmos DB's sub-status for "owner resource does not exist": the item's database or container is gone.
+OWNER_MISSING_SUBSTATUS = "1003"
+
+
+class ContainerMissingError(StoreUnavailableError):
+    """The database or container does not exist (deleted after start-up, or an emulator restarted
+    without its data). A 503: the runtime recreates it where it may (see ``Runtime.recover``)."""
+
+
+def container_missing() -> ContainerMissingError:
+    return ContainerMissingError(
+        "The session store's database or container does not exist. It is recreated where the app may "
+        "create it (a key is configured); in Azure, redeploy the infrastructure (azd provision). Retry later.",
+        retry_after=2,
+    )
+
+
+def response_hook(pipeline_response: Any) -> None:
+    """Runs on every Cosmos DB response: charges it to the running turn step, and turns "owner resource
+    does not exist" into :class:`ContainerMissingError` before any caller can mistake it for a missing item."""
+    cosmos_response_hook(pipeline_response)
+    response = pipeline_response.http_response
+    if response.status_code == 404 and response.headers.get("x-ms-substatus") == OWNER_MISSING_SUBSTATUS:
+        raise container_missing()
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from azure.core import MatchConditions
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
-from cosmos_history.adapters.cosmos.client import response_size, store_errors, written_etag
+from cosmos_history.adapters.cosmos.client import container_missing, response_size, store_errors, written_etag
 from cosmos_history.domain.archive import ArchiveIndex, archive_item, history_messages, json_size, plan_archive
 from cosmos_history.domain.errors import (
     BadRequestError,
@@ -362,7 +362,10 @@ class CosmosSessionStore(SessionStore):
     async def ping(self) -> None:
         """One cheap read proving Cosmos DB answers (for the health endpoint)."""
         with store_errors():
-            await self._container.read()
+            try:
+                await self._container.read()
+            except cosmos_errors.CosmosResourceNotFoundError:
+                raise container_missing() from None
 
     # --- the framework's SessionStore contract ---------------------------------------------
 

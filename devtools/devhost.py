@@ -195,10 +195,16 @@ def _problem(status: int, title: str, detail: str) -> Response:
 
 @contextlib.contextmanager
 def host_process(
-    env: dict[str, str], *, app: str = "function_app", log_path: Path | None = None, timeout: float = 60.0
+    env: dict[str, str],
+    *,
+    app: str = "function_app",
+    log_path: Path | None = None,
+    timeout: float = 60.0,
+    ready: Callable[[int], bool] = lambda status: status == 200,
 ) -> Iterator[str]:
     """Run this host in a separate process on a free port, as `make run` does, until the block ends;
-    yields its base URL (…/api) once ``/health`` answers. For end-to-end tests and benchmarks."""
+    yields its base URL (…/api) once ``/health`` answers a status ``ready`` accepts (by default: 200,
+    Cosmos DB answers). For end-to-end tests and benchmarks."""
     import subprocess
     import sys
     import time
@@ -223,7 +229,7 @@ def host_process(
             if process.poll() is not None:
                 raise RuntimeError(f"the {app} host exited with code {process.returncode}")
             try:
-                if httpx.get(f"{base}/health", timeout=10).status_code == 200:
+                if ready(httpx.get(f"{base}/health", timeout=30).status_code):
                     break
             except httpx.TransportError:
                 pass
@@ -235,6 +241,25 @@ def host_process(
         stop_process(process, grace=15)
         if log is not subprocess.DEVNULL:
             log.close()
+
+
+def check_cosmos_credential() -> None:
+    """Say at start-up, rather than at every request, when nothing can authenticate to an Azure account:
+    without COSMOS_KEY the app uses DefaultAzureCredential (``az login`` locally, a managed identity in Azure)."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import DefaultAzureCredential
+
+    from cosmos_history.adapters.cosmos.client import NO_CREDENTIAL
+    from cosmos_history.settings import load_settings
+
+    cosmos = load_settings().cosmos
+    if cosmos.key or cosmos.is_local:
+        return
+    try:
+        with DefaultAzureCredential() as credential:
+            credential.get_token("https://cosmos.azure.com/.default")
+    except ClientAuthenticationError:
+        logger.error("COSMOS_ENDPOINT is %s: %s", cosmos.endpoint, NO_CREDENTIAL)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -264,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
                 os.environ["COSMOS_ENDPOINT"] = stack.enter_context(local_cosmos(8081))
             os.environ.setdefault("COSMOS_KEY", EMULATOR_KEY)
             logger.info("Using the local Cosmos DB at %s", os.environ["COSMOS_ENDPOINT"])
+        check_cosmos_credential()
         module = importlib.import_module(args.app)
         host = create_host(module.app, route_prefix())
 

@@ -14,9 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def app_host(env: dict[str, str], *, log_path: Path | None = None, timeout: float = 60.0) -> Iterator[str]:
+def app_host(
+    env: dict[str, str], *, log_path: Path | None = None, timeout: float = 60.0, **options: Any
+) -> Iterator[str]:
     """Start ``python -m devtools.devhost`` on a free port; yields the base URL (…/api)."""
-    with host_process(env, log_path=log_path, timeout=timeout) as base:
+    with host_process(env, log_path=log_path, timeout=timeout, **options) as base:
         yield base
 
 

@@ -85,3 +85,40 @@ def test_a_turn_on_a_deleted_container_is_503_and_the_next_turn_lands(own_databa
 
     assert_store_unavailable(refused)
     assert landed.status_code == 200 and landed.json()["turn"] == 1
+
+
+@pytest.fixture
+def no_credential(cosmos_env, monkeypatch) -> dict[str, str]:
+    """An Azure-looking account (on a loopback address nothing listens on) with no key, and a credential
+    chain narrowed to environment variables that are not set: nothing can authenticate, and nothing leaves
+    this machine."""
+    from devtools.local_cosmos import free_port
+
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_USERNAME", "AZURE_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)  # the host process inherits this environment
+    return {
+        **cosmos_env,
+        "COSMOS_ENDPOINT": f"https://127.0.0.2:{free_port()}/",
+        "COSMOS_KEY": "",
+        "AZURE_TOKEN_CREDENTIALS": "EnvironmentCredential",
+    }
+
+
+def test_without_a_credential_every_request_is_a_503_naming_the_fix_and_the_cause_is_logged_once(no_credential):
+    log = ARTIFACTS / f"no-credential-{uuid.uuid4().hex[:6]}.log"
+    with app_host(no_credential, log_path=log, ready=lambda status: status == 503) as base:
+        answers = [
+            httpx.get(f"{base}/health", headers=HEADERS),
+            httpx.get(f"{base}/sessions", headers=HEADERS),
+            httpx.post(f"{base}/sessions/s/messages", json={"message": "hi"}, headers=HEADERS),
+            httpx.get(f"{base}/sessions", headers=HEADERS),
+        ]
+    logged = log.read_text()
+
+    for answer in answers:
+        assert answer.status_code == 503 and answer.headers["content-type"] == "application/problem+json"
+        assert "COSMOS_KEY" in answer.json()["detail"] and "managed identity" in answer.json()["detail"]
+        assert "Retry-After" not in answer.headers, "retrying cannot help until the configuration changes"
+    assert logged.count("devtools.devhost: COSMOS_ENDPOINT is") == 1, "make run says it at start-up"
+    assert logged.count("cosmos_history.adapters.cosmos.client: The app has no credential") == 1, logged
+    assert "DefaultAzureCredential failed" not in logged

@@ -19,6 +19,8 @@ class ProblemError(Exception):
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
     slug: ClassVar[str] = "internal-error"
+    log_each: ClassVar[bool] = True
+    """Whether a 5xx of this kind is logged for every request (off where its cause is logged once)."""
 
     def __init__(self, detail: str, *, retry_after: int | None = None) -> None:
         super().__init__(detail)
@@ -132,3 +134,12 @@ class StoreUnavailableError(ProblemError):
     status = 503
     title = "Session store unavailable"
     slug = "store-unavailable"
+
+
+class StoreAccessError(StoreUnavailableError):
+    """The app has no credential Cosmos DB accepts: a configuration problem that retrying cannot mend,
+    so it carries no ``Retry-After``; the detail names the fix. Logged once per cause, not per request."""
+
+    title = "Session store access denied"
+    slug = "store-access-denied"
+    log_each: ClassVar[bool] = False

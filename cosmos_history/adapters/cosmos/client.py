@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import AzureError, ClientAuthenticationError, ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.transport import AsyncHttpTransport
 from azure.cosmos import PartitionKey
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 
-from cosmos_history.domain.errors import StoreUnavailableError
+from cosmos_history.domain.errors import StoreAccessError, StoreUnavailableError
 from cosmos_history.settings import CosmosSettings
 from cosmos_history.telemetry import cosmos_response_hook
 
@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 # The SDK logs every request's headers at INFO; in Application Insights that is noise paid per GB.
 for _name in ("azure.core.pipeline.policies.http_logging_policy", "azure.cosmos._cosmos_http_logging_policy"):
     logging.getLogger(_name).setLevel(logging.WARNING)
+# A missing credential makes azure.identity log its whole credential chain on every request; the cause and its
+# fix are logged once instead (see access_error).
+logging.getLogger("azure.identity").setLevel(logging.ERROR)
 
 PARTITION_KEY_PATH = "/sessionId"
 
@@ -65,7 +68,21 @@ def create_client(settings: CosmosSettings, *, transport: AsyncHttpTransport | N
         return CosmosClient(settings.endpoint, credential=settings.key, **options)
     from azure.identity.aio import DefaultAzureCredential  # only needed (and imported) in Azure
 
-    return CosmosClient(settings.endpoint, credential=DefaultAzureCredential(), **options)
+    return _IdentityCosmosClient(settings.endpoint, DefaultAzureCredential(), **options)
+
+
+class _IdentityCosmosClient(CosmosClient):
+    """A client that closes the credential it was built with (its sessions and token caches) too."""
+
+    def __init__(self, url: str, credential: Any, **options: Any) -> None:
+        super().__init__(url, credential=credential, **options)
+        self._own_credential = credential
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            await self._own_credential.close()
 
 
 async def ensure_container(client: CosmosClient, settings: CosmosSettings) -> ContainerProxy:
@@ -114,14 +131,40 @@ def response_hook(pipeline_response: Any) -> None:
         raise container_missing()
 
 
+NO_CREDENTIAL = (
+    "The app has no credential for Cosmos DB. Set COSMOS_KEY for an emulator; in Azure, give the function app a "
+    "managed identity (AZURE_CLIENT_ID for a user-assigned one) with the Cosmos DB Built-in Data Contributor role; "
+    "locally against an Azure account, sign in with `az login`."
+)
+CREDENTIAL_REFUSED = (
+    "Cosmos DB refused the app's credential. Check COSMOS_KEY, or that the managed identity has the Cosmos DB "
+    "Built-in Data Contributor role on this account (role assignments take a few minutes to apply)."
+)
+_logged_causes: set[str] = set()
+
+
+def access_error(detail: str, cause: BaseException) -> StoreAccessError:
+    """A 503 naming the cause and its fix; logged once per cause, since every request would repeat it."""
+    key = f"{type(cause).__name__}:{detail}"
+    if key not in _logged_causes:
+        _logged_causes.add(key)
+        logger.error("%s (%s)", detail, type(cause).__name__)
+    return StoreAccessError(detail)
+
+
 @contextmanager
 def store_errors() -> Iterator[None]:
-    """Turn transport failures and exhausted throttling retries into a 503 the client can retry."""
+    """Turn transport failures and exhausted throttling retries into a 503 the client can retry, and a
+    missing or refused credential into a 503 that says how to fix it."""
     try:
         yield
+    except ClientAuthenticationError as error:
+        raise access_error(NO_CREDENTIAL, error) from error
     except (ServiceRequestError, ServiceResponseError) as error:
         raise StoreUnavailableError("The session store could not be reached. Retry later.", retry_after=5) from error
     except cosmos_errors.CosmosHttpResponseError as error:
+        if error.status_code in (401, 403):
+            raise access_error(CREDENTIAL_REFUSED, error) from error
         if error.status_code in (408, 429, 449, 500, 502, 503, 504) or error.status_code is None:
             raise StoreUnavailableError(
                 "The session store is busy or unavailable. Retry later.", retry_after=5

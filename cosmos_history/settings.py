@@ -51,7 +51,8 @@ SETTING_NAMES: dict[str, str] = {
     "MAX_SESSION_BYTES": "Budget of one stored item; older turns move to archive items beyond it (default 1000000).",
     "MAX_HISTORY_MESSAGES": "Most messages kept in the session document, the window the model sees (default 200).",
     "TURN_TIMEOUT_SECONDS": "Longest a model call may take before the turn fails with 502 (default 120).",
-    "TURN_LEASE_SECONDS": "How long a turn holds its session lease; a crashed turn's expires then (default 150).",
+    "TURN_LEASE_SECONDS": "Length of a turn's session lease, renewed every third of it while the turn runs; a "
+    "crashed turn's lease runs out after it (default 10, at least 3).",
     "IDEMPOTENCY_TTL_SECONDS": "How long Idempotency-Key results are kept for replay (default 86400).",
     "LOCAL_DEV_ALLOW_ANONYMOUS": "Local development only: let anonymous-level calls through without Easy Auth.",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "Application Insights connection string; unset exports no telemetry.",
@@ -123,7 +124,7 @@ class Settings:
     max_session_bytes: int = 1_000_000
     max_history_messages: int = 200
     turn_timeout_seconds: int = 120
-    turn_lease_seconds: int = 150
+    turn_lease_seconds: int = 10
     idempotency_ttl_seconds: int = 86400
     local_dev_allow_anonymous: bool = False
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
@@ -165,7 +166,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_session_bytes=_positive_int(env, "MAX_SESSION_BYTES") or defaults.max_session_bytes,
         max_history_messages=_positive_int(env, "MAX_HISTORY_MESSAGES") or defaults.max_history_messages,
         turn_timeout_seconds=_positive_int(env, "TURN_TIMEOUT_SECONDS") or defaults.turn_timeout_seconds,
-        turn_lease_seconds=_positive_int(env, "TURN_LEASE_SECONDS") or defaults.turn_lease_seconds,
+        turn_lease_seconds=_at_least(3, _positive_int(env, "TURN_LEASE_SECONDS"), "TURN_LEASE_SECONDS")
+        or defaults.turn_lease_seconds,
         idempotency_ttl_seconds=_positive_int(env, "IDEMPOTENCY_TTL_SECONDS") or defaults.idempotency_ttl_seconds,
         local_dev_allow_anonymous=_boolean(env, "LOCAL_DEV_ALLOW_ANONYMOUS"),
         telemetry=_load_telemetry_settings(env),
@@ -244,6 +246,12 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[_Choice, ...], def
         if value == option:
             return option
     raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _at_least(minimum: int, value: int | None, name: str) -> int | None:
+    if value is not None and value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
 
 
 def _positive_int(env: Mapping[str, str], name: str) -> int | None:

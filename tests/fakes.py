@@ -39,6 +39,10 @@ class RecordingChatClient(BaseChatClient):
         self.fail_with = fail_with
         self.delay = delay
         self.usage: UsageDetails | None = None
+        self.gate: asyncio.Event | None = None
+        """When set, each call waits for it: a test decides exactly when the model answers."""
+        self.entered = asyncio.Event()
+        """Set when a call has started (and is waiting at the gate, if there is one)."""
 
     def texts(self, call: int = -1) -> list[tuple[str, str]]:
         return [(m.role, m.text) for m in self.calls[call]]
@@ -53,7 +57,13 @@ class RecordingChatClient(BaseChatClient):
             return self._build_response_stream(self._stream(text))
         return self._respond(text)
 
+    async def _wait_at_gate(self) -> None:
+        self.entered.set()
+        if self.gate is not None:
+            await self.gate.wait()
+
     async def _respond(self, text: str) -> ChatResponse:
+        await self._wait_at_gate()
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.fail_with is not None:
@@ -63,6 +73,7 @@ class RecordingChatClient(BaseChatClient):
         )
 
     async def _stream(self, text: str) -> AsyncIterator[ChatResponseUpdate]:
+        await self._wait_at_gate()
         words = text.split(" ")
         for index, word in enumerate(words):
             if self.delay:

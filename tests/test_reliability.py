@@ -4,7 +4,9 @@ documents, retention and injected faults. Each test fails without the guarantee 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from azure.cosmos.aio import ContainerProxy
 from cosmos_history import SessionConflictError, Settings, StoreUnavailableError, build_agents, load_settings, run_turn
 from cosmos_history.adapters.cosmos.client import create_client, ensure_container
 from cosmos_history.adapters.cosmos.idempotency import request_fingerprint
+from cosmos_history.adapters.cosmos.lease import TurnLease, lease_id
 from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore
 from cosmos_history.domain.errors import (
     IdempotencyKeyReusedError,
@@ -54,6 +57,20 @@ class Rig:
     async def document(self, session_id: str) -> dict:
         return await self.container.read_item(session_id, partition_key=session_id)
 
+    async def lease_item(self, session_id: str) -> dict:
+        return await self.container.read_item(lease_id(session_id), partition_key=session_id)
+
+    async def wait_for_lease_renewals(self, session_id: str, *, count: int, after: dict) -> list[dict]:
+        """The lease item's versions as the running turn renews it, until ``count`` renewals were seen."""
+        seen = [after]
+        async with asyncio.timeout(120):  # generous: renewals come every second; a loaded machine is slower
+            while len(seen) <= count:
+                current = await self.lease_item(session_id)
+                if current["_etag"] != seen[-1]["_etag"]:
+                    seen.append(current)
+                await asyncio.sleep(0.05)  # polling an observable condition, not standing in for one
+        return seen[1:]
+
 
 @pytest.fixture
 async def rig(cosmos_env) -> AsyncIterator[Rig]:
@@ -61,7 +78,7 @@ async def rig(cosmos_env) -> AsyncIterator[Rig]:
     settings = load_settings(
         {
             **cosmos_env,
-            "TURN_LEASE_SECONDS": "1",
+            "TURN_LEASE_SECONDS": "3",
             "TURN_TIMEOUT_SECONDS": "2",
             "MAX_SESSION_BYTES": str(BUDGET),
             "MAX_HISTORY_MESSAGES": "40",
@@ -83,16 +100,52 @@ async def rig(cosmos_env) -> AsyncIterator[Rig]:
 
 async def test_a_second_concurrent_turn_is_rejected_before_its_model_call(rig, session_id):
     await rig.turn(session_id, "first")
-    rig.model.delay = 0.3
+    rig.model.gate, rig.model.entered = asyncio.Event(), asyncio.Event()
+    running = asyncio.create_task(rig.turn(session_id, "racer a"))
+    await rig.model.entered.wait()
 
-    results = await asyncio.gather(
-        rig.turn(session_id, "racer a"), rig.turn(session_id, "racer b"), return_exceptions=True
-    )
+    with pytest.raises(TurnInProgressError) as refused:
+        await rig.turn(session_id, "racer b")
+    rig.model.gate.set()
+    await running
 
-    rejected = [r for r in results if isinstance(r, TurnInProgressError)]
-    assert len(rejected) == 1 and rejected[0].retry_after and rejected[0].retry_after >= 1
+    assert refused.value.retry_after is not None and refused.value.retry_after >= 1
     assert len(rig.model.calls) == 2, "the rejected turn must not have called the model"
     assert (await rig.document(session_id))["turns"] == 2
+
+
+async def test_a_racing_turn_is_told_to_retry_in_seconds_not_minutes(rig, session_id):
+    lease = TurnLease(rig.container, seconds=load_settings({}).turn_lease_seconds)
+    await lease.claim(session_id, "holder", known_etag=None)
+
+    with pytest.raises(TurnInProgressError) as refused:
+        await lease.claim(session_id, "racer", known_etag=None)
+
+    assert 1 <= (refused.value.retry_after or 0) <= 4
+
+
+def test_a_crashed_instances_session_accepts_turns_within_fifteen_seconds_by_default():
+    assert load_settings({}).turn_lease_seconds <= 15
+
+
+async def test_a_turn_longer_than_its_lease_keeps_it_by_renewing(rig, session_id):
+    rig.guards = dataclasses.replace(rig.guards, model_timeout_seconds=600)  # the gate, not a clock, ends it
+    await rig.turn(session_id, "first")
+    rig.model.gate, rig.model.entered = asyncio.Event(), asyncio.Event()
+    running = asyncio.create_task(rig.turn(session_id, "a long answer"))
+    await rig.model.entered.wait()
+    claimed = await rig.lease_item(session_id)
+
+    renewals = await rig.wait_for_lease_renewals(session_id, count=4, after=claimed)  # > the 3 s lease
+    with pytest.raises(TurnInProgressError):
+        await rig.turn(session_id, "racer")
+    rig.model.gate.set()
+    result = await running
+
+    assert result.turn == 2 and renewals[-1]["expiresAt"] - claimed["expiresAt"] >= rig.settings.turn_lease_seconds
+    document, lease = await rig.document(session_id), await rig.lease_item(session_id)
+    assert document["leaseEtag"] == lease["_etag"], "the save records the renewed lease: the next turn needs no read"
+    assert (await rig.turn(session_id, "next")).turn == 3
 
 
 async def test_a_crashed_turns_lease_expires_and_the_session_is_usable_again(rig, session_id):
@@ -103,7 +156,9 @@ async def test_a_crashed_turns_lease_expires_and_the_session_is_usable_again(rig
 
     with pytest.raises(TurnInProgressError):
         await rig.turn(session_id, "too early")
-    await asyncio.sleep(rig.settings.turn_lease_seconds + 0.2)
+    lease = await rig.lease_item(session_id)
+    lease["expiresAt"] = time.time() - 1  # as if TURN_LEASE_SECONDS had passed without a renewal
+    await rig.container.replace_item(lease["id"], lease)
     result = await rig.turn(session_id, "after expiry")
 
     assert result.turn == 2

@@ -14,7 +14,9 @@ before it pays for a model call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,7 +123,7 @@ async def _turn(
         return turn
     try:
         with telemetry.phase("model"):
-            async with asyncio.timeout(guards.model_timeout_seconds):
+            async with turn.holding_lease(), asyncio.timeout(guards.model_timeout_seconds):
                 response = await _call_model(turn, sink)
     except BaseException as error:  # any failure of the model call: nothing has been written
         await turn.abandon()
@@ -183,6 +185,18 @@ class PreparedTurn:
         except BaseException:
             await self.abandon()
             raise
+
+    @contextlib.asynccontextmanager
+    async def holding_lease(self) -> AsyncIterator[None]:
+        """Keep the lease renewed while the model (and its tools) work; the save records its latest etag."""
+        if self.guards.lease is None or self.lease_etag is None:
+            yield
+            return
+        async with self.guards.lease.heartbeat(self.record.id, self.store.user_id, self.lease_etag) as hold:
+            try:
+                yield
+            finally:
+                self.lease_etag = hold.etag
 
     async def abandon(self) -> None:
         """Give the lease back at once, so the next turn need not wait for it to expire."""

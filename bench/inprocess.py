@@ -21,7 +21,7 @@ from azurefunctions.extensions.http.fastapi import Request, Response
 
 from cosmos_history import Runtime, SessionRecord, build_agents, build_runtime, create_app, load_settings
 from cosmos_history.adapters.cosmos.client import create_client
-from cosmos_history.adapters.cosmos.sessions import utc_now
+from cosmos_history.domain.records import utc_now
 from cosmos_history.domain.turn import title_from
 
 from .counting import CountingTransport, RequestCounter

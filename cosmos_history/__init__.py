@@ -13,7 +13,7 @@ import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore, SessionRecord
+    from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore
     from cosmos_history.agents.catalog import build_agents
     from cosmos_history.app import Route, create_app
     from cosmos_history.domain.errors import (
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         SessionNotFoundError,
         StoreUnavailableError,
     )
+    from cosmos_history.domain.records import SessionRecord
     from cosmos_history.domain.turn import TurnResult, run_turn, run_turn_stream
     from cosmos_history.runtime import Runtime, build_runtime
     from cosmos_history.settings import Settings, load_settings
@@ -33,7 +34,7 @@ _EXPORTS = {
     "Runtime": "cosmos_history.runtime",
     "SessionConflictError": "cosmos_history.domain.errors",
     "SessionNotFoundError": "cosmos_history.domain.errors",
-    "SessionRecord": "cosmos_history.adapters.cosmos.sessions",
+    "SessionRecord": "cosmos_history.domain.records",
     "Settings": "cosmos_history.settings",
     "StoreUnavailableError": "cosmos_history.domain.errors",
     "TurnResult": "cosmos_history.domain.turn",

@@ -19,10 +19,11 @@ from azure.core.pipeline.transport import AsyncHttpTransport
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 
 from cosmos_history.adapters.cosmos.client import ContainerMissingError, create_client, ensure_container, store_errors
-from cosmos_history.adapters.cosmos.idempotency import IdempotencyRecords
-from cosmos_history.adapters.cosmos.lease import TurnLease
-from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore
+from cosmos_history.adapters.cosmos.idempotency import CosmosReplayCache
+from cosmos_history.adapters.cosmos.lease import CosmosTurnLease
+from cosmos_history.adapters.cosmos.sessions import CosmosSessions
 from cosmos_history.agents.catalog import Agents, build_agents
+from cosmos_history.domain.ports import SessionRepository
 from cosmos_history.domain.streaming import wait_for_running_turns
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards
 from cosmos_history.settings import Settings
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Runtime:
     settings: Settings
-    store: CosmosSessionStore
+    store: SessionRepository
     agents: Agents
     guards: TurnGuards = NO_GUARDS
     cosmos_client: CosmosClient | None = None
@@ -89,10 +90,10 @@ async def build_runtime(
     return Runtime(settings, store, agents, guards, cosmos_client=cosmos if owned else None, repair=repair)
 
 
-def session_services(container: ContainerProxy, settings: Settings) -> tuple[CosmosSessionStore, TurnGuards]:
+def session_services(container: ContainerProxy, settings: Settings) -> tuple[CosmosSessions, TurnGuards]:
     """The store and turn guards over one container, configured from settings."""
     ttl = settings.session_ttl_seconds
-    store = CosmosSessionStore(
+    store = CosmosSessions(
         container,
         default_mode=settings.history_mode,
         ttl_seconds=ttl,
@@ -100,8 +101,8 @@ def session_services(container: ContainerProxy, settings: Settings) -> tuple[Cos
         max_history_messages=settings.max_history_messages,
     )
     guards = TurnGuards(
-        lease=TurnLease(container, seconds=settings.turn_lease_seconds, ttl_seconds=ttl),
-        replays=IdempotencyRecords(container, ttl_seconds=settings.idempotency_ttl_seconds),
+        lease=CosmosTurnLease(container, seconds=settings.turn_lease_seconds, ttl_seconds=ttl),
+        replays=CosmosReplayCache(container, ttl_seconds=settings.idempotency_ttl_seconds),
         model_timeout_seconds=settings.turn_timeout_seconds,
     )
     return store, guards

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from azure.cosmos.aio import ContainerProxy
 
-from cosmos_history import CosmosSessionStore, Runtime, build_agents, build_runtime, load_settings
+from cosmos_history import Runtime, build_agents, build_runtime, load_settings
+from cosmos_history.adapters.cosmos.sessions import CosmosSessions
 from devtools.local_cosmos import EMULATOR_KEY, free_port, local_cosmos
 
 from .apphost import registered_functions
@@ -81,7 +82,7 @@ def container(runtime: Runtime) -> ContainerProxy:
 
 
 @pytest.fixture
-def store(runtime: Runtime) -> CosmosSessionStore:
+def store(runtime: Runtime) -> CosmosSessions:
     """A store acting for a user of its own, so tests never see each other's sessions."""
     return runtime.store.for_user(f"user-{uuid.uuid4().hex[:8]}")
 

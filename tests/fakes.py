@@ -1,11 +1,9 @@
-"""Test doubles for what cannot run here: the language model, and (for unit tests) the store."""
+"""Test doubles for what cannot run here: the language model."""
 
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from agent_framework import (
@@ -17,9 +15,6 @@ from agent_framework import (
     ResponseStream,
     UsageDetails,
 )
-
-from cosmos_history import SessionConflictError, SessionNotFoundError, SessionRecord
-from cosmos_history.domain.errors import SessionExistsError
 
 
 class RecordingChatClient(BaseChatClient):
@@ -82,33 +77,3 @@ class RecordingChatClient(BaseChatClient):
                 raise self.fail_with
             piece = word if index == len(words) - 1 else word + " "  # streamed text equals the whole reply
             yield ChatResponseUpdate(role="assistant", contents=[Content.from_text(piece)], model="recording")
-
-
-class InMemoryRecordStore:
-    """The store's load/save contract in memory, with etags, for unit tests of the turn logic."""
-
-    def __init__(self, *, user_id: str = "anonymous", default_mode: str = "local") -> None:
-        self.user_id = user_id
-        self.default_mode = default_mode
-        self.documents: dict[str, tuple[SessionRecord, str]] = {}
-        self.saves = 0
-
-    async def load(self, session_id: str) -> SessionRecord | None:
-        stored = self.documents.get(session_id)
-        if stored is None:
-            return None
-        if stored[0].user_id != self.user_id:
-            raise SessionNotFoundError("not yours")
-        record, etag = stored
-        return replace(copy.deepcopy(record), etag=etag)
-
-    async def save(self, record: SessionRecord, *, etag: str | None, **_: Any) -> SessionRecord:
-        current = self.documents.get(record.id)
-        if etag is None and current is not None:
-            raise SessionExistsError("exists")
-        if etag is not None and (current is None or current[1] != etag):
-            raise SessionConflictError("conflict")
-        self.saves += 1
-        new_etag = f"etag-{self.saves}"
-        self.documents[record.id] = (copy.deepcopy(record), new_etag)
-        return replace(record, etag=new_etag)

@@ -256,8 +256,9 @@ async def test_a_malformed_principal_header_is_401(functions, session_id):
 @pytest.fixture
 async def unreachable_cosmos(runtime):
     """The app's functions on a runtime pointed at a port where no Cosmos DB listens."""
-    from cosmos_history import CosmosSessionStore, Runtime
+    from cosmos_history import Runtime
     from cosmos_history.adapters.cosmos.client import create_client
+    from cosmos_history.adapters.cosmos.sessions import CosmosSessions
     from devtools.local_cosmos import EMULATOR_KEY, free_port
 
     from .apphost import registered_functions
@@ -265,7 +266,7 @@ async def unreachable_cosmos(runtime):
     settings = load_settings({"COSMOS_ENDPOINT": f"https://127.0.0.1:{free_port()}", "COSMOS_KEY": EMULATOR_KEY})
     client = create_client(settings.cosmos)
     container = client.get_database_client("db").get_container_client("sessions")
-    yield registered_functions(Runtime(settings, CosmosSessionStore(container), runtime.agents))
+    yield registered_functions(Runtime(settings, CosmosSessions(container), runtime.agents))
     await client.close()
 
 

@@ -16,11 +16,13 @@ from azure.cosmos.aio import ContainerProxy
 
 from cosmos_history import SessionConflictError, Settings, StoreUnavailableError, build_agents, load_settings, run_turn
 from cosmos_history.adapters.cosmos.client import create_client, ensure_container
-from cosmos_history.adapters.cosmos.idempotency import request_fingerprint
-from cosmos_history.adapters.cosmos.lease import TurnLease, lease_id
-from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore
+from cosmos_history.adapters.cosmos.items import lease_id
+from cosmos_history.adapters.cosmos.lease import CosmosTurnLease
+from cosmos_history.adapters.cosmos.sessions import CosmosSessions
+from cosmos_history.domain.archive import read_page
 from cosmos_history.domain.errors import (
     IdempotencyKeyReusedError,
+    IdempotentResultGoneError,
     ModelCallError,
     TurnInProgressError,
     TurnTooLargeError,
@@ -38,7 +40,7 @@ BUDGET = 32_000
 
 @dataclass
 class Rig:
-    store: CosmosSessionStore
+    store: CosmosSessions
     guards: TurnGuards
     transport: FaultInjectingTransport
     container: ContainerProxy
@@ -115,7 +117,7 @@ async def test_a_second_concurrent_turn_is_rejected_before_its_model_call(rig, s
 
 
 async def test_a_racing_turn_is_told_to_retry_in_seconds_not_minutes(rig, session_id):
-    lease = TurnLease(rig.container, seconds=load_settings({}).turn_lease_seconds)
+    lease = CosmosTurnLease(rig.container, seconds=load_settings({}).turn_lease_seconds)
     await lease.claim(session_id, "holder", known_etag=None)
 
     with pytest.raises(TurnInProgressError) as refused:
@@ -219,19 +221,50 @@ async def test_service_mode_keeps_replayable_results_out_of_the_session_document
     assert replay.replayed and replay.reply == result.reply
 
 
-async def test_a_result_whose_session_save_never_landed_is_not_replayed(rig, session_id):
+async def test_a_retry_whose_first_save_failed_runs_its_turn_instead_of_replaying_a_later_one(rig, session_id):
     await rig.turn(session_id, "hello")
-    record = await rig.store.load(session_id)
-    assert rig.guards.replays is not None and record is not None
-    fingerprint = request_fingerprint("retry me", None)
-    phantom = {"sessionId": session_id, "reply": "never saved", "turn": record.turns + 1, "mode": "local"}
-    await rig.guards.replays.record(
-        session_id, rig.store.user_id, "key-4", fingerprint, turn=record.turns + 1, result=phantom
-    )
+    session_write = Fault(lambda r: r.method == "PUT" and r.url.endswith(f"/docs/{session_id}/"), 503, times=100)
+    rig.transport.faults.append(session_write)
+    with pytest.raises(StoreUnavailableError):
+        await rig.turn(session_id, "IMPORTANT: wire the money", idempotency_key="K")
+    session_write.times = 0
+    assert (await rig.turn(session_id, "unrelated follow-up")).turn == 2
 
-    result = await rig.turn(session_id, "retry me", idempotency_key="key-4")
+    retry = await rig.turn(session_id, "IMPORTANT: wire the money", idempotency_key="K")
 
-    assert not result.replayed and result.reply != "never saved"
+    assert not retry.replayed and retry.turn == 3
+    history = (await rig.document(session_id))["session"]["state"]["in_memory"]["messages"]
+    assert "IMPORTANT: wire the money" in json.dumps(history)
+
+
+async def test_a_key_is_replayed_only_while_its_turn_is_in_the_session(rig, session_id):
+    await rig.turn(session_id, "hello")
+    first = await rig.turn(session_id, "keyed", idempotency_key="K2")
+    await rig.turn(session_id, "later turns do not hide it")
+
+    retry = await rig.turn(session_id, "keyed", idempotency_key="K2")
+
+    assert retry.replayed and retry.turn == first.turn == 2
+    assert [k["turn"] for k in (await rig.document(session_id))["recentKeys"]] == [2]
+
+
+async def test_a_retry_whose_answer_expired_is_told_it_was_applied_not_run_twice(rig, session_id):
+    await rig.turn(session_id, "keyed", idempotency_key="K3")
+    cached = [
+        i
+        async for i in rig.container.query_items(
+            "SELECT * FROM c WHERE c.sessionId = @s AND c.type = 'idempotency'",
+            parameters=[{"name": "@s", "value": session_id}],
+            partition_key=session_id,
+        )
+    ]
+    await rig.container.delete_item(cached[0]["id"], partition_key=session_id)  # as retention would
+    calls = len(rig.model.calls)
+
+    with pytest.raises(IdempotentResultGoneError) as gone:
+        await rig.turn(session_id, "keyed", idempotency_key="K3")
+
+    assert gone.value.retry_after is None and len(rig.model.calls) == calls
 
 
 # --- bounded documents -------------------------------------------------------------------------
@@ -251,7 +284,7 @@ async def test_a_3000_turn_conversation_never_writes_an_item_over_budget_and_los
     assert record is not None and record.turns == turns and record.archive.count > 0
     texts, before = [], None
     while True:
-        page = await rig.store.read_history(record, before=before, limit=200)
+        page = await read_page(record, rig.store.archive, before=before, limit=200)
         texts[:0] = [message.text for _, message in page.messages]
         if page.next_before is None:
             break
@@ -277,7 +310,7 @@ async def test_an_archive_chunk_from_a_failed_save_stays_invisible(rig, session_
     assert orphans, "the failed saves wrote archive chunks before their session write was refused"
     record = await rig.store.load(session_id)
     assert record is not None
-    page = await rig.store.read_history(record, before=None, limit=200)
+    page = await read_page(record, rig.store.archive, before=None, limit=200)
     user_texts = [m.text.split(" ")[0] for _, m in page.messages if m.role == "user"]
     assert user_texts == [str(n) for n in range(30)]
 
@@ -309,7 +342,7 @@ async def test_deleting_a_session_removes_its_archive_lease_and_replay_items(rig
     for n in range(30):
         await rig.turn(session_id, f"{n} " + "z" * 600, idempotency_key=f"d{n}")
 
-    assert await rig.store.remove(session_id)
+    assert await rig.store.delete(session_id)
 
     query = rig.container.query_items(
         "SELECT c.id FROM c WHERE c.sessionId = @s", parameters=[{"name": "@s", "value": session_id}]

@@ -17,11 +17,19 @@ from cosmos_history import (
     run_turn,
     run_turn_stream,
 )
-from cosmos_history.domain.errors import ModeConflictError, ModelCallError, ThreadExpiredError, ValidationError
+from cosmos_history.adapters.memory import MemoryReplayCache, MemorySessions, MemoryTurnLease
+from cosmos_history.domain.errors import (
+    ModeConflictError,
+    ModelCallError,
+    StoreUnavailableError,
+    ThreadExpiredError,
+    TurnInProgressError,
+    ValidationError,
+)
 from cosmos_history.domain.streaming import TextDeltas, wait_for_running_turns
-from cosmos_history.domain.turn import model_call_error, title_from
+from cosmos_history.domain.turn import TurnGuards, model_call_error, title_from
 
-from .fakes import InMemoryRecordStore, RecordingChatClient
+from .fakes import RecordingChatClient
 
 
 @pytest.fixture
@@ -35,8 +43,8 @@ def agents(model: RecordingChatClient):
 
 
 @pytest.fixture
-def store() -> InMemoryRecordStore:
-    return InMemoryRecordStore(user_id="alice")
+def store() -> MemorySessions:
+    return MemorySessions(user_id="alice")
 
 
 async def test_first_turn_creates_the_session_and_returns_the_reply(store, agents, model):
@@ -123,8 +131,7 @@ async def test_service_mode_is_refused_when_the_model_api_is_chat_completions(st
 
 async def test_another_users_session_is_invisible_and_not_overwritten(agents, store, model):
     await run_turn(store, agents, session_id="s1", message="alice's secret")
-    mallory = InMemoryRecordStore(user_id="mallory")
-    mallory.documents = store.documents
+    mallory = store.for_user("mallory")
 
     with pytest.raises(SessionNotFoundError):
         await run_turn(mallory, agents, session_id="s1", message="hijack")
@@ -224,3 +231,66 @@ async def test_a_thread_the_service_forgot_is_a_thread_expired_error(store, agen
 
     assert isinstance(model_call_error(wrapped, record), ThreadExpiredError)
     assert type(model_call_error(openai_error(400, "invalid_value", "input"), record)) is ModelCallError
+
+
+# --- the guards, over the in-memory adapters --------------------------------------------------
+
+
+@pytest.fixture
+def guards(store: MemorySessions) -> TurnGuards:
+    return TurnGuards(
+        lease=MemoryTurnLease(store.database, seconds=3), replays=MemoryReplayCache(store.database, ttl_seconds=60)
+    )
+
+
+async def test_a_keyed_retry_replays_only_the_turn_its_own_request_made(store, agents, model, guards):
+    first = await run_turn(store, agents, session_id="s1", message="keyed", idempotency_key="K", guards=guards)
+    await run_turn(store, agents, session_id="s1", message="other", guards=guards)
+
+    retry = await run_turn(store, agents, session_id="s1", message="keyed", idempotency_key="K", guards=guards)
+    fresh = await run_turn(store, agents, session_id="s1", message="keyed", idempotency_key="K-new", guards=guards)
+
+    assert retry.replayed and retry.turn == first.turn == 1
+    assert not fresh.replayed and fresh.turn == 3
+
+
+async def test_a_keyed_turn_whose_save_failed_runs_again_on_retry(store, agents, model, guards):
+    await run_turn(store, agents, session_id="s1", message="hello", guards=guards)
+    real_save = store.save
+
+    async def failing_save(*args, **kwargs):
+        raise StoreUnavailableError("injected")
+
+    store.save = failing_save  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailableError):
+        await run_turn(store, agents, session_id="s1", message="important", idempotency_key="K", guards=guards)
+    store.save = real_save  # type: ignore[method-assign]
+    await run_turn(store, agents, session_id="s1", message="follow-up", guards=guards)
+
+    retry = await run_turn(store, agents, session_id="s1", message="important", idempotency_key="K", guards=guards)
+
+    assert not retry.replayed and retry.turn == 3
+
+
+async def test_a_turn_longer_than_its_lease_renews_it_and_a_racer_is_refused(store, agents, model, guards):
+    renewals, enough = [], asyncio.Event()
+    renew = guards.lease.renew
+
+    async def counted_renew(*args):
+        renewals.append(await renew(*args))
+        if len(renewals) == 4:  # 4 renewals a second apart: longer than the 3 s lease
+            enough.set()
+        return renewals[-1]
+
+    guards.lease.renew = counted_renew
+    model.gate = asyncio.Event()
+    running = asyncio.create_task(run_turn(store, agents, session_id="s1", message="slow", guards=guards))
+    await enough.wait()
+
+    with pytest.raises(TurnInProgressError):
+        await run_turn(store, agents, session_id="s1", message="racer", guards=guards)
+    model.gate.set()
+    result = await running
+
+    assert result.turn == 1
+    assert (await store.load("s1")).lease_etag == store.database.leases["s1"][1]

@@ -20,16 +20,22 @@ it does not fit this job, but can be layered on top to shorten the window furthe
 
 from __future__ import annotations
 
+import bisect
 import json
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_framework import InMemoryHistoryProvider, Message
 
 from cosmos_history.domain.errors import TurnTooLargeError
 
-ARCHIVE_TYPE = "archive"
+if TYPE_CHECKING:
+    from cosmos_history.domain.ports import ArchiveChunks
+    from cosmos_history.domain.records import SessionRecord
+
 #: Share of the byte budget a document may reach before archiving starts, and the share it is cut to.
 _HIGH_WATER = 0.9
 _LOW_WATER = 0.6
@@ -74,6 +80,20 @@ class ArchiveIndex:
     def chunk_range(self, chunk: int) -> tuple[int, int]:
         end = self.starts[chunk + 1] if chunk + 1 < len(self.starts) else self.count
         return self.starts[chunk], end
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    messages: list[tuple[int, Message]]
+    total: int
+    next_before: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "messages": [{"index": i, "role": m.role, "text": m.text} for i, m in self.messages],
+            "total": self.total,
+            "before": self.next_before,
+        }
 
 
 def history_messages(state: dict[str, Any]) -> list[Message]:
@@ -144,19 +164,64 @@ def plan_archive(
     return chunks
 
 
-def archive_item(
-    index: ArchiveIndex, session_id: str, user_id: str, chunk: int, messages: list[Message], ttl: int | None
-) -> dict[str, Any]:
-    first_index, _ = index.chunk_range(chunk)
-    item: dict[str, Any] = {
-        "id": index.chunk_id(session_id, chunk),
-        "sessionId": session_id,
-        "type": ARCHIVE_TYPE,
-        "userId": user_id,
-        "chunk": chunk,
-        "firstIndex": first_index,
-        "messages": [m.to_dict() for m in messages],
-    }
-    if ttl is not None:
-        item["ttl"] = ttl
-    return item
+async def keep_within_budget(
+    record: SessionRecord,
+    archive: ArchiveChunks,
+    *,
+    document_bytes: Callable[[], int],
+    max_bytes: int,
+    max_messages: int,
+) -> bool:
+    """Move the oldest turns to archive chunks (written first) when the document is over budget.
+
+    Returns whether anything moved (the caller then rebuilds the document it is about to write).
+    """
+    if _clearly_within_budget(record, max_bytes, max_messages):
+        return False
+    chunks = plan_archive(
+        record.session.state,
+        record.archive,
+        document_bytes=document_bytes(),
+        max_bytes=max_bytes,
+        max_messages=max_messages,
+    )
+    if not chunks:
+        return False
+    if not record.archive.touched_at:
+        record.archive.touched_at = time.time()
+    for chunk, messages in chunks:
+        await archive.write(record, chunk, messages)
+    return True
+
+
+def _clearly_within_budget(record: SessionRecord, max_bytes: int, max_messages: int) -> bool:
+    """True when the loaded size plus this turn's new messages stay far below the budget, so the
+    whole document need not be serialized once more just to be measured (the SDK serializes it
+    for sending anyway)."""
+    messages = history_messages(record.session.state)
+    if record.loaded_bytes is None or len(messages) > max_messages:
+        return False
+    added = sum(json_size(m.to_dict()) for m in messages[record.loaded_messages :])
+    # json.dumps spacing makes our measure up to ~10% larger than the server's compact JSON.
+    return (record.loaded_bytes * 1.15 + added + 2048) < max_bytes * 0.8
+
+
+async def read_page(record: SessionRecord, archive: ArchiveChunks, *, before: int | None, limit: int) -> HistoryPage:
+    """Messages ``[before - limit, before)`` of the whole conversation, archive included, oldest first."""
+    in_document = history_messages(record.session.state)
+    index = record.archive
+    total = index.count + len(in_document)
+    end = total if before is None else max(0, min(before, total))
+    start = max(0, end - limit)
+    messages: list[tuple[int, Message]] = []
+    if start < index.count:
+        first_chunk = bisect.bisect_right(index.starts, start) - 1
+        last_chunk = bisect.bisect_right(index.starts, min(end, index.count) - 1) - 1
+        for chunk in range(first_chunk, last_chunk + 1):
+            stored = await archive.read(record, chunk)
+            if stored is None:
+                continue  # expired by retention: a gap in the oldest history, not an error
+            chunk_start, _ = index.chunk_range(chunk)
+            messages.extend((chunk_start + i, m) for i, m in enumerate(stored) if start <= chunk_start + i < end)
+    messages.extend((index.count + i, m) for i, m in enumerate(in_document) if start <= index.count + i < end)
+    return HistoryPage(messages, total, start if start > 0 else None)

@@ -7,23 +7,17 @@ from typing import Any
 
 from agent_framework import Message
 
-from cosmos_history.adapters.cosmos.sessions import (
-    CosmosSessionStore,
-    HistoryPage,
-    RecordStore,
-    SessionPage,
-    SessionRecord,
-    validate_session_id,
-)
 from cosmos_history.agents.catalog import Agents
-from cosmos_history.domain.archive import history_messages
+from cosmos_history.domain.archive import HistoryPage, history_messages, read_page
 from cosmos_history.domain.errors import SessionNotFoundError
+from cosmos_history.domain.ports import SessionRepository
+from cosmos_history.domain.records import SessionPage, SessionRecord, validate_session_id
 from cosmos_history.domain.turn import agent_for
 from cosmos_history.settings import HistoryMode
 
 
 async def create_session(
-    store: RecordStore,
+    store: SessionRepository,
     agents: Agents,
     *,
     session_id: str | None = None,
@@ -39,24 +33,24 @@ async def create_session(
     return await store.save(record, etag=None)
 
 
-async def load_session(store: RecordStore, session_id: str) -> SessionRecord:
+async def load_session(store: SessionRepository, session_id: str) -> SessionRecord:
     record = await store.load(session_id)
     if record is None:
         raise SessionNotFoundError("No session with this id.")
     return record
 
 
-async def read_history(store: CosmosSessionStore, session_id: str, *, before: int | None, limit: int) -> HistoryPage:
+async def read_history(store: SessionRepository, session_id: str, *, before: int | None, limit: int) -> HistoryPage:
     """One page of the whole conversation, archive included."""
-    return await store.read_history(await load_session(store, session_id), before=before, limit=limit)
+    return await read_page(await load_session(store, session_id), store.archive, before=before, limit=limit)
 
 
-async def delete_session(store: CosmosSessionStore, session_id: str) -> None:
-    if not await store.remove(session_id):
+async def delete_session(store: SessionRepository, session_id: str) -> None:
+    if not await store.delete(session_id):
         raise SessionNotFoundError("No session with this id.")
 
 
-async def list_sessions(store: CosmosSessionStore, *, limit: int, continuation_token: str | None) -> SessionPage:
+async def list_sessions(store: SessionRepository, *, limit: int, continuation_token: str | None) -> SessionPage:
     return await store.list_sessions(limit=limit, continuation_token=continuation_token)
 
 

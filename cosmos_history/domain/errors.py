@@ -78,6 +78,13 @@ class IdempotencyKeyReusedError(ProblemError):
     slug = "idempotency-key-reused"
 
 
+class IdempotentResultGoneError(SessionConflictError):
+    """The key's turn is part of the session, but its cached answer expired: retrying cannot help."""
+
+    title = "Request already applied"
+    slug = "idempotent-result-gone"
+
+
 class SessionExistsError(SessionConflictError):
     title = "Session already exists"
     slug = "session-exists"
@@ -113,6 +120,22 @@ class ValidationError(ProblemError):
     status = 422
     title = "Invalid request content"
     slug = "validation-error"
+
+
+class UnstorableStateError(ValidationError, ValueError):
+    """The session's state holds a value JSON cannot keep faithfully (``nan``, ``inf``); nothing was written.
+    A ``ValueError``, as the framework's stores raise for it."""
+
+    title = "Session state cannot be stored"
+    slug = "unstorable-state"
+
+
+class UnstorableTypeError(ValidationError, TypeError):
+    """The session (or a value in its state) has a type the store cannot keep; nothing was written.
+    A ``TypeError``, as the framework's stores raise for it."""
+
+    title = "Session state cannot be stored"
+    slug = "unstorable-state"
 
 
 class ModelCallError(ProblemError):

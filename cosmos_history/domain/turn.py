@@ -23,11 +23,10 @@ from typing import Any
 from agent_framework import AgentResponse
 
 from cosmos_history import telemetry
-from cosmos_history.adapters.cosmos.idempotency import IdempotencyRecords, request_fingerprint
-from cosmos_history.adapters.cosmos.lease import TurnLease
-from cosmos_history.adapters.cosmos.sessions import RecordStore, SessionRecord, utc_now
 from cosmos_history.agents.catalog import Agents
 from cosmos_history.domain.errors import (
+    IdempotencyKeyReusedError,
+    IdempotentResultGoneError,
     ModeConflictError,
     ModelCallError,
     ProblemError,
@@ -36,6 +35,9 @@ from cosmos_history.domain.errors import (
     ThreadExpiredError,
     ValidationError,
 )
+from cosmos_history.domain.heartbeat import keep_renewed
+from cosmos_history.domain.ports import ReplayCache, SessionRepository, TurnLease
+from cosmos_history.domain.records import SessionRecord, key_digest, request_fingerprint, utc_now
 from cosmos_history.domain.streaming import TextDeltas, TurnStream
 from cosmos_history.models.errors import is_unknown_thread
 from cosmos_history.settings import HistoryMode
@@ -67,7 +69,7 @@ class TurnGuards:
     """The optional protections of a turn; all off in unit tests of the bare turn logic."""
 
     lease: TurnLease | None = None
-    replays: IdempotencyRecords | None = None
+    replays: ReplayCache | None = None
     model_timeout_seconds: float | None = None
 
 
@@ -75,7 +77,7 @@ NO_GUARDS = TurnGuards()
 
 
 async def run_turn(
-    store: RecordStore,
+    store: SessionRepository,
     agents: Agents,
     *,
     session_id: str,
@@ -100,7 +102,7 @@ async def run_turn(
 
 @telemetry.traced_turn
 async def _turn(
-    store: RecordStore,
+    store: SessionRepository,
     agents: Agents,
     *,
     session_id: str,
@@ -147,7 +149,7 @@ async def _call_model(turn: PreparedTurn, sink: TurnStream | None) -> AgentRespo
 class PreparedTurn:
     """A turn that passed every check and holds its lease; the model may now be called."""
 
-    store: RecordStore
+    store: SessionRepository
     record: SessionRecord
     agent: Any
     message: str
@@ -170,17 +172,14 @@ class PreparedTurn:
                 record.title = title_from(self.message)
             result = TurnResult(record.id, reply, record.turns, record.mode)
             if key and replays:
+                # The cached answer first, then the save that commits the key with the turn: a key is
+                # replayed only when the document holds it, i.e. when this very turn landed.
+                key_hash = key_digest(key)
+                record.commit_key(key_hash, self.fingerprint, ttl_seconds=replays.ttl_seconds)
                 await replays.record(
-                    record.id, self.store.user_id, key, self.fingerprint, turn=record.turns, result=result.to_json()
+                    record.id, self.store.user_id, key_hash, turn=record.turns, result=result.to_json()
                 )
-            try:
-                await self._save(previous_etag)
-            except SessionConflictError:
-                # Definitely not saved. After any other failure (a timeout, a dropped connection) the
-                # write may have landed, so the result stays: replaying it beats running the turn twice.
-                if key and replays:
-                    await replays.discard(record.id, key)
-                raise
+            await self._save(previous_etag)
             return result
         except BaseException:
             await self.abandon()
@@ -192,7 +191,7 @@ class PreparedTurn:
         if self.guards.lease is None or self.lease_etag is None:
             yield
             return
-        async with self.guards.lease.heartbeat(self.record.id, self.store.user_id, self.lease_etag) as hold:
+        async with keep_renewed(self.guards.lease, self.record.id, self.store.user_id, self.lease_etag) as hold:
             try:
                 yield
             finally:
@@ -217,7 +216,7 @@ class PreparedTurn:
 
 
 async def begin_turn(
-    store: RecordStore,
+    store: SessionRepository,
     agents: Agents,
     *,
     session_id: str,
@@ -233,12 +232,10 @@ async def begin_turn(
     telemetry.note_session(record.mode, record.turns)
     agent = agent_for(agents, record.mode)
     fingerprint = request_fingerprint(message, mode)
-    if idempotency_key and guards.replays and record.etag is not None:
-        stored = await guards.replays.find(
-            session_id, store.user_id, idempotency_key, fingerprint, committed_turns=record.turns
-        )
-        if stored is not None:
-            return TurnResult.from_json(stored, replayed=True)
+    if idempotency_key and guards.replays:
+        replayed = await replay(record, guards.replays, store.user_id, idempotency_key, fingerprint)
+        if replayed is not None:
+            return replayed
     lease_etag = None
     if guards.lease is not None:
         known = record.lease_etag if record.etag is not None else None
@@ -247,7 +244,30 @@ async def begin_turn(
     return PreparedTurn(store, record, agent, message, guards, idempotency_key, fingerprint, lease_etag)
 
 
-async def load_or_new(store: RecordStore, session_id: str, mode: HistoryMode | None) -> SessionRecord:
+async def replay(
+    record: SessionRecord, replays: ReplayCache, user_id: str, key: str, fingerprint: str
+) -> TurnResult | None:
+    """The stored result of the turn this key already made, or ``None`` when it made none (run it now).
+
+    Raises:
+        IdempotencyKeyReusedError: the key's turn was made by a different request.
+        IdempotentResultGoneError: the key's turn is in the session but its cached answer expired.
+    """
+    committed = record.committed_key(key_digest(key))
+    if committed is None:
+        return None
+    if committed.fingerprint != fingerprint:
+        raise IdempotencyKeyReusedError("This Idempotency-Key was already used with a different request body.")
+    stored = await replays.find(record.id, user_id, committed.key_hash, turn=committed.turn)
+    if stored is None:
+        raise IdempotentResultGoneError(
+            f"This request was already applied as turn {committed.turn}; its answer is no longer kept. "
+            "Read the session to see it."
+        )
+    return TurnResult.from_json(stored, replayed=True)
+
+
+async def load_or_new(store: SessionRepository, session_id: str, mode: HistoryMode | None) -> SessionRecord:
     """The stored session, or a new (unsaved) one; refuses to switch an existing session's mode."""
     record = await store.load(session_id)
     if record is None:
@@ -297,7 +317,7 @@ def title_from(message: str) -> str:
 
 
 async def run_turn_stream(
-    store: RecordStore,
+    store: SessionRepository,
     agents: Agents,
     *,
     session_id: str,

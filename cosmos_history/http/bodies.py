@@ -6,12 +6,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cosmos_history.adapters.cosmos.sessions import MAX_LIST_LIMIT
 from cosmos_history.domain.errors import BadRequestError, InvalidSessionIdError, ValidationError
+from cosmos_history.domain.records import MAX_LIST_LIMIT
 from cosmos_history.settings import HISTORY_MODES, HistoryMode, Settings
 
 MAX_TITLE_CHARS = 200
 _URL_SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 DEFAULT_LIST_LIMIT = 20
 
 
@@ -30,10 +31,16 @@ class NewMessage:
     """``"stream": true`` asks for Server-Sent Events, like ``Accept: text/event-stream``."""
 
 
+def parse_idempotency_key(value: str) -> str:
+    if not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise BadRequestError("Idempotency-Key must be 1-200 visible ASCII characters.")
+    return value
+
+
 def parse_session_id(value: str) -> str:
     """A session id as the HTTP API accepts it (in URLs and bodies): 1-128 URL-safe characters, and not
     ``.`` or ``..``, which URL normalisation would turn into another path."""
-    if not _URL_SESSION_ID.match(value) or value in (".", ".."):
+    if not _URL_SESSION_ID.fullmatch(value) or value in (".", ".."):
         raise InvalidSessionIdError(
             "A session id is 1-128 characters of letters, digits, '.', '_', ':' or '-', and not '.' or '..'."
         )

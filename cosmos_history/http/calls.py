@@ -26,8 +26,6 @@ from typing import Any
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
-from cosmos_history.adapters.cosmos.idempotency import validate_idempotency_key
-from cosmos_history.adapters.cosmos.sessions import ANONYMOUS_USER, CosmosSessionStore
 from cosmos_history.agents.catalog import Agents
 from cosmos_history.domain.errors import (
     BadRequestError,
@@ -36,8 +34,10 @@ from cosmos_history.domain.errors import (
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
+from cosmos_history.domain.ports import SessionRepository
+from cosmos_history.domain.records import ANONYMOUS_USER
 from cosmos_history.domain.turn import TurnGuards
-from cosmos_history.http.bodies import parse_session_id
+from cosmos_history.http.bodies import parse_idempotency_key, parse_session_id
 from cosmos_history.runtime import Runtime, RuntimeSource
 from cosmos_history.settings import Settings
 from cosmos_history.telemetry import request_context
@@ -57,7 +57,7 @@ class Call:
 
     request: Request
     user_id: str
-    store: CosmosSessionStore
+    store: SessionRepository
     agents: Agents
     settings: Settings
     guards: TurnGuards
@@ -78,9 +78,7 @@ class Call:
 
     def idempotency_key(self) -> str | None:
         key = self.request.headers.get("idempotency-key")
-        if key is not None:
-            validate_idempotency_key(key)
-        return key
+        return parse_idempotency_key(key) if key is not None else None
 
 
 Handler = Callable[[Call], Awaitable[Response]]

@@ -16,32 +16,24 @@ lease has expired (taken over with If-Match on the lease's current etag).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
+from cosmos_history.adapters.cosmos import items
 from cosmos_history.adapters.cosmos.client import best_effort, store_errors, written_etag
 from cosmos_history.domain.errors import TurnInProgressError
 
 logger = logging.getLogger(__name__)
 
-LEASE_TYPE = "lease"
 
-
-def lease_id(session_id: str) -> str:
-    return f"{session_id}:lease"
-
-
-class TurnLease:
+class CosmosTurnLease:
     """Claims and releases the lease of one session for one turn."""
 
     def __init__(self, container: ContainerProxy, *, seconds: int, ttl_seconds: int | None = None) -> None:
@@ -80,42 +72,17 @@ class TurnLease:
         """Seconds between renewals: three chances to renew before the lease would run out."""
         return self.seconds / 3
 
-    @contextlib.asynccontextmanager
-    async def heartbeat(self, session_id: str, user_id: str, lease_etag: str) -> AsyncIterator[LeaseHold]:
-        """Renew the lease every :attr:`renew_every` seconds until the block ends; the hold carries the
-        lease's latest etag, which the session document records when the turn is saved."""
-        hold = LeaseHold(lease_etag)
-        task = asyncio.create_task(self._renew_until_cancelled(session_id, user_id, hold), name="lease heartbeat")
-        try:
-            yield hold
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _renew_until_cancelled(self, session_id: str, user_id: str, hold: LeaseHold) -> None:
-        while True:
-            await asyncio.sleep(self.renew_every)
-            body = self._body(session_id, user_id, expires_at=time.time() + self.seconds)
+    async def renew(self, session_id: str, user_id: str, lease_etag: str) -> str | None:
+        """Extend our claim by a whole lease; ``None`` when another turn took it over meanwhile."""
+        body = self._body(session_id, user_id, expires_at=time.time() + self.seconds)
+        with store_errors():
             try:
-                with store_errors():
-                    stored = await self._container.replace_item(
-                        body["id"],
-                        body,
-                        etag=hold.etag,
-                        match_condition=MatchConditions.IfNotModified,
-                        no_response=True,
-                    )
+                stored = await self._container.replace_item(
+                    body["id"], body, etag=lease_etag, match_condition=MatchConditions.IfNotModified, no_response=True
+                )
             except cosmos_errors.CosmosAccessConditionFailedError:
-                # Taken over after we missed renewals: the session's own etag still keeps both turns from
-                # overwriting each other, so this turn runs on to its conditional save.
-                logger.info("The turn lease of a running turn was taken over; renewals stop")
-                return
-            except Exception as error:  # a passing outage: the next beat tries again, the turn goes on
-                logger.info("Could not renew a turn lease: %s", type(error).__name__)
-                continue
-            hold.etag = written_etag(stored)
-            hold.renewals += 1
+                return None
+        return written_etag(stored)
 
     async def release(self, session_id: str, user_id: str, lease_etag: str) -> None:
         """Expire our claim at once (after a failed turn), so the next turn need not wait it out."""
@@ -148,17 +115,12 @@ class TurnLease:
         return written_etag(stored)
 
     def _body(self, session_id: str, user_id: str, *, expires_at: float) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": lease_id(session_id),
-            "sessionId": session_id,
-            "type": LEASE_TYPE,
-            "userId": user_id,
+        partition = items.item_id(session_id)
+        return {
+            **items.envelope(items.LEASE_TYPE, items.lease_id(partition), partition, user_id, self.ttl_seconds),
             "holder": uuid.uuid4().hex,
             "expiresAt": round(expires_at, 3),
         }
-        if self.ttl_seconds is not None:
-            body["ttl"] = self.ttl_seconds
-        return body
 
     @staticmethod
     def _busy(remaining_seconds: float) -> TurnInProgressError:
@@ -166,11 +128,3 @@ class TurnLease:
             "Another turn on this session is in progress; retry when it has finished.",
             retry_after=max(1, math.ceil(remaining_seconds)),
         )
-
-
-class LeaseHold:
-    """A lease held by a running turn: its latest etag (renewals change it) and how often it was renewed."""
-
-    def __init__(self, etag: str) -> None:
-        self.etag = etag
-        self.renewals = 0

@@ -1,0 +1,132 @@
+"""Every Cosmos DB item format of the app, in one place: ids, the common envelope, the session document.
+
+All items of a session share its partition (``/sessionId``) and an envelope (``id``, ``sessionId``,
+``type``, ``userId``, ``ttl``), so deleting a session finds them all with one single-partition query.
+
+Store keys are opaque strings (the ``SessionStore`` contract). Cosmos DB item ids cannot hold ``/``,
+``\\``, ``?`` or ``#``, and the SDK normalises ``.`` and ``..`` in the URL it builds (``delete_item("..")``
+would address the container). Keys made only of ``[A-Za-z0-9._:-]`` (today's HTTP ids) are their own
+item id, so existing documents keep loading; any other key becomes ``~`` plus the base64url of its
+UTF-8 bytes: reversible, injective (``~`` is never in a plain id) and at most 684 characters.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+from agent_framework import AgentSession, InMemoryHistoryProvider, Message
+
+from cosmos_history.domain.archive import ArchiveIndex
+from cosmos_history.domain.records import RecentKey, SessionRecord, validate_session_id
+
+SCHEMA_VERSION = 1
+SESSION_TYPE = "session"
+ARCHIVE_TYPE = "archive"
+LEASE_TYPE = "lease"
+IDEMPOTENCY_TYPE = "idempotency"
+
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_ENCODED_PREFIX = "~"
+_NORMALISED_SEGMENTS = ("", ".", "..")
+
+
+def item_id(session_id: str) -> str:
+    """The session document's item id (and partition key value) for a store key.
+
+    Raises:
+        InvalidSessionIdError: (a ``ValueError``) the key is empty, longer than 128 characters or not a string.
+    """
+    validate_session_id(session_id)
+    if _PLAIN_ID.fullmatch(session_id) and session_id not in _NORMALISED_SEGMENTS:
+        return session_id
+    raw = session_id.encode("utf-8", "surrogatepass")
+    return _ENCODED_PREFIX + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def session_key(document_id: str) -> str:
+    """The store key an item id was made from (the inverse of :func:`item_id`)."""
+    if not document_id.startswith(_ENCODED_PREFIX):
+        return document_id
+    encoded = document_id[len(_ENCODED_PREFIX) :]
+    try:
+        return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8", "surrogatepass")
+    except (binascii.Error, UnicodeDecodeError):
+        return document_id  # not written by this app: shown as it is stored
+
+
+def checked_path(document_id: str) -> str:
+    """Defence in depth: refuse an item id that the SDK's URL handling would turn into another path."""
+    if document_id in _NORMALISED_SEGMENTS or any(c in document_id for c in "/\\?#"):
+        raise ValueError(f"refusing a Cosmos DB request for item id {document_id!r}: its URL would be normalised")
+    return document_id
+
+
+def envelope(kind: str, document_id: str, partition: str, user_id: str, ttl: int | None) -> dict[str, Any]:
+    """The fields every item of a session carries."""
+    item: dict[str, Any] = {"id": checked_path(document_id), "sessionId": partition, "type": kind, "userId": user_id}
+    if ttl is not None:
+        item["ttl"] = ttl
+    return item
+
+
+def session_document(record: SessionRecord, ttl: int | None) -> dict[str, Any]:
+    """The session document. A ``service`` session keeps no history (the service keeps the thread) but
+    every other part of its state, such as pending tool approvals and context providers' data."""
+    session = record.session.to_dict()
+    if record.mode == "service":
+        session["state"] = {k: v for k, v in session["state"].items() if k != InMemoryHistoryProvider.DEFAULT_SOURCE_ID}
+    partition = item_id(record.id)
+    return {
+        **envelope(SESSION_TYPE, partition, partition, record.user_id, ttl),
+        "schemaVersion": SCHEMA_VERSION,
+        "mode": record.mode,
+        "createdAt": record.created_at,
+        "updatedAt": record.updated_at,
+        "turns": record.turns,
+        "title": record.title,
+        "leaseEtag": record.lease_etag,
+        "archive": record.archive.to_json(),
+        "recentKeys": [k.to_json() for k in record.recent_keys],
+        "session": session,
+    }
+
+
+def session_record(document: dict[str, Any]) -> SessionRecord:
+    session = AgentSession.from_dict(document["session"])
+    key = session_key(document["id"])
+    return SessionRecord(
+        session=session,
+        user_id=document["userId"],
+        mode=document.get("mode", "local"),
+        created_at=document["createdAt"],
+        updated_at=document["updatedAt"],
+        turns=document.get("turns", 0),
+        title=document.get("title"),
+        etag=document.get("_etag"),
+        lease_etag=document.get("leaseEtag"),
+        archive=ArchiveIndex.from_json(document.get("archive")),
+        recent_keys=[RecentKey.from_json(k) for k in document.get("recentKeys", [])],
+        key=key if key != session.session_id else None,
+    )
+
+
+def archive_chunk(record: SessionRecord, chunk: int, messages: list[Message], ttl: int | None) -> dict[str, Any]:
+    partition = item_id(record.id)
+    first_index, _ = record.archive.chunk_range(chunk)
+    return {
+        **envelope(ARCHIVE_TYPE, record.archive.chunk_id(partition, chunk), partition, record.user_id, ttl),
+        "chunk": chunk,
+        "firstIndex": first_index,
+        "messages": [m.to_dict() for m in messages],
+    }
+
+
+def lease_id(partition: str) -> str:
+    return f"{partition}:lease"
+
+
+def replay_id(partition: str, key_hash: str) -> str:
+    return f"{partition}:idem:{key_hash}"

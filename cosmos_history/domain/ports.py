@@ -1,0 +1,95 @@
+"""What the turn and the session operations need from storage, as small protocols.
+
+Two adapters implement them: ``adapters/cosmos`` (production) and ``adapters/memory`` (tests, and a
+reference for another store). One contract suite (``tests/contract``) runs against both.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from agent_framework import Message
+
+from cosmos_history.domain.records import SessionPage, SessionRecord
+from cosmos_history.settings import HistoryMode
+
+
+class ArchiveChunks(Protocol):
+    """Append-only chunks of a session's oldest messages (see :mod:`cosmos_history.domain.archive`)."""
+
+    async def write(self, record: SessionRecord, chunk: int, messages: list[Message]) -> None: ...
+
+    async def read(self, record: SessionRecord, chunk: int) -> list[Message] | None:
+        """The chunk's messages, or ``None`` when retention removed it."""
+        ...
+
+    async def renew(self, record: SessionRecord) -> None:
+        """Extend the chunks' retention when the session is active (a no-op where nothing expires)."""
+        ...
+
+
+class SessionRepository(Protocol):
+    """One user's sessions: etag-aware load and conditional save, listing and deletion."""
+
+    user_id: str
+    default_mode: HistoryMode
+    archive: ArchiveChunks
+
+    def for_user(self, user_id: str) -> SessionRepository: ...
+
+    async def load(self, session_id: str) -> SessionRecord | None:
+        """The stored session, ``None`` when there is none.
+
+        Raises:
+            SessionNotFoundError: the id belongs to another user (it must look exactly like a missing one).
+        """
+        ...
+
+    async def save(self, record: SessionRecord, *, etag: str | None) -> SessionRecord:
+        """Write only if the stored version still has ``etag`` (``None``: only if none exists yet).
+
+        Raises:
+            SessionConflictError: someone else wrote first. SessionExistsError: a create found one.
+        """
+        ...
+
+    async def delete(self, session_id: str) -> bool:
+        """Delete the session and everything stored for it; ``False`` when there was none."""
+        ...
+
+    async def list_sessions(self, *, limit: int = 20, continuation_token: str | None = None) -> SessionPage: ...
+
+    async def ping(self) -> None: ...
+
+
+class TurnLease(Protocol):
+    """A short claim on a session, so a racing turn is refused before it pays for a model call."""
+
+    seconds: float
+
+    async def claim(self, session_id: str, user_id: str, *, known_etag: str | None) -> str:
+        """Claim the lease; returns its etag.
+
+        Raises:
+            TurnInProgressError: another turn holds it (``retry_after`` says when to try again).
+        """
+        ...
+
+    async def renew(self, session_id: str, user_id: str, lease_etag: str) -> str | None:
+        """Extend our claim by a whole lease; returns its new etag, ``None`` when it was taken over."""
+        ...
+
+    async def release(self, session_id: str, user_id: str, lease_etag: str) -> None: ...
+
+
+class ReplayCache(Protocol):
+    """Results of turns made with an ``Idempotency-Key``. Only a cache: the session document decides
+    whether a key's turn happened (:meth:`SessionRecord.committed_key`)."""
+
+    ttl_seconds: int
+
+    async def find(self, session_id: str, user_id: str, key_hash: str, *, turn: int) -> dict[str, Any] | None: ...
+
+    async def record(
+        self, session_id: str, user_id: str, key_hash: str, *, turn: int, result: dict[str, Any]
+    ) -> None: ...

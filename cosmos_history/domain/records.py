@@ -1,0 +1,143 @@
+"""What a stored session is, independent of where it is stored: the record, its pages, its id rule."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agent_framework import AgentSession
+
+from cosmos_history.domain.archive import ArchiveIndex
+from cosmos_history.domain.errors import InvalidSessionIdError
+from cosmos_history.settings import HistoryMode
+
+ANONYMOUS_USER = "anonymous"
+MAX_LIST_LIMIT = 100
+MAX_SESSION_ID_LENGTH = 128
+"""The framework's own ``FileSessionStore.MAX_SESSION_ID_LENGTH``: store keys are interchangeable."""
+RECENT_KEYS = 50
+"""Idempotency keys a session remembers; older ones fall out (their results may still be cached)."""
+
+
+def key_digest(key: str) -> str:
+    """How an ``Idempotency-Key`` is stored: hashed, so keys never appear in documents or item ids."""
+    return hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def request_fingerprint(*parts: Any) -> str:
+    """A stable hash of what makes two requests "the same" for replay purposes."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp with microseconds: sorts as text, as the listing query needs."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def validate_session_id(session_id: object) -> None:
+    """A store key is any non-empty string of up to 128 characters (adapters encode what they cannot store).
+
+    Raises:
+        InvalidSessionIdError: a ``ValueError`` (as the framework's stores raise) and a 400 over HTTP.
+    """
+    if not isinstance(session_id, str) or not session_id:
+        raise InvalidSessionIdError("session_id must be a non-empty string")
+    if len(session_id) > MAX_SESSION_ID_LENGTH:
+        raise InvalidSessionIdError(f"session_id must be at most {MAX_SESSION_ID_LENGTH} characters")
+
+
+@dataclass(frozen=True)
+class RecentKey:
+    """An ``Idempotency-Key`` whose turn is part of the session: committed by the same conditional write."""
+
+    key_hash: str
+    fingerprint: str
+    turn: int
+    expires_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key_hash, "fingerprint": self.fingerprint, "turn": self.turn, "expiresAt": self.expires_at}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> RecentKey:
+        return cls(str(value["key"]), str(value["fingerprint"]), int(value["turn"]), float(value["expiresAt"]))
+
+
+@dataclass
+class SessionRecord:
+    """A conversation session plus the metadata the API shows and queries use.
+
+    ``id`` is the store key; the framework session inside keeps its own ``session_id``, which may differ
+    (the ``SessionStore`` contract returns a session exactly as it was set under any key).
+    """
+
+    session: AgentSession
+    user_id: str
+    mode: HistoryMode
+    created_at: str
+    updated_at: str
+    turns: int = 0
+    title: str | None = None
+    etag: str | None = None
+    """The stored document's etag; ``None`` until the record has been stored."""
+    lease_etag: str | None = None
+    """Etag of the lease claim that produced this version (see the turn lease)."""
+    archive: ArchiveIndex = field(default_factory=ArchiveIndex)
+    recent_keys: list[RecentKey] = field(default_factory=list)
+    key: str | None = None
+    """The store key, when it differs from ``session.session_id``."""
+    loaded_bytes: int | None = field(default=None, compare=False, repr=False)
+    """Size of the document as read; lets a save skip measuring a document far from its budget."""
+    loaded_messages: int = field(default=0, compare=False, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.key if self.key is not None else self.session.session_id
+
+    @classmethod
+    def new(cls, session_id: str, *, user_id: str, mode: HistoryMode, title: str | None = None) -> SessionRecord:
+        now = utc_now()
+        return cls(AgentSession(session_id=session_id), user_id, mode, now, now, title=title)
+
+    def committed_key(self, key_hash: str) -> RecentKey | None:
+        """The idempotency key's entry: present only if this version of the session holds its turn."""
+        return next((k for k in self.recent_keys if k.key_hash == key_hash), None)
+
+    def commit_key(self, key_hash: str, fingerprint: str, *, ttl_seconds: float) -> None:
+        """Remember that this version's newest turn answers ``key_hash`` (expired and oldest entries drop)."""
+        now = time.time()
+        kept = [k for k in self.recent_keys if k.expires_at > now and k.key_hash != key_hash]
+        kept.append(RecentKey(key_hash, fingerprint, self.turns, round(now + ttl_seconds, 3)))
+        self.recent_keys = kept[-RECENT_KEYS:]
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    id: str
+    title: str | None
+    mode: str
+    created_at: str
+    updated_at: str
+    turns: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "mode": self.mode,
+            "updatedAt": self.updated_at,
+            "turns": self.turns,
+        }
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    sessions: list[SessionSummary] = field(default_factory=list)
+    continuation_token: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sessions": [s.to_json() for s in self.sessions], "continuationToken": self.continuation_token}

@@ -1,0 +1,119 @@
+"""The session repository contract, held by every adapter (see ``conftest.py``)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from agent_framework import register_state_type
+
+from cosmos_history import SessionConflictError, SessionNotFoundError, SessionRecord
+from cosmos_history.domain.errors import SessionExistsError
+from cosmos_history.domain.ports import SessionRepository
+
+pytestmark = pytest.mark.integration
+
+
+class Preferences:
+    """A custom state type, registered as the framework requires for cold-start restore."""
+
+    def __init__(self, language: str) -> None:
+        self.language = language
+
+    def to_dict(self) -> dict[str, str]:
+        return {"language": self.language}
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, str]) -> Preferences:
+        return cls(payload["language"])
+
+
+register_state_type(Preferences, type_id="test_preferences")
+
+
+def new_record(repository: SessionRepository, session_id: str, **kwargs) -> SessionRecord:
+    return SessionRecord.new(session_id, user_id=repository.user_id, mode=kwargs.pop("mode", "local"), **kwargs)
+
+
+async def test_a_missing_session_loads_as_none(repository, session_id):
+    assert await repository.load(session_id) is None
+
+
+async def test_save_and_load_round_trip_including_a_registered_state_type(repository, session_id):
+    record = new_record(repository, session_id, title="Trip")
+    record.session.state["prefs"] = Preferences("pt")
+    record.session.service_session_id = None
+    saved = await repository.save(record, etag=None)
+
+    loaded = await repository.load(session_id)
+
+    assert loaded is not None and loaded.etag == saved.etag
+    assert isinstance(loaded.session.state["prefs"], Preferences)
+    assert loaded.session.state["prefs"].language == "pt"
+    assert (loaded.title, loaded.mode, loaded.user_id, loaded.turns) == ("Trip", "local", repository.user_id, 0)
+
+
+async def test_a_stale_etag_is_a_conflict_and_the_stored_session_is_unchanged(repository, session_id):
+    first = await repository.save(new_record(repository, session_id), etag=None)
+    first.turns = 1
+    second = await repository.save(first, etag=first.etag)
+
+    first.turns = 99
+    with pytest.raises(SessionConflictError):
+        await repository.save(first, etag=first.etag)
+
+    current = await repository.load(session_id)
+    assert current is not None and current.turns == 1 and current.etag == second.etag
+
+
+async def test_creating_an_existing_session_is_a_conflict(repository, session_id):
+    await repository.save(new_record(repository, session_id), etag=None)
+
+    with pytest.raises(SessionExistsError):
+        await repository.save(new_record(repository, session_id), etag=None)
+
+
+async def test_another_users_session_is_not_found(repository, session_id):
+    await repository.save(new_record(repository, session_id), etag=None)
+    other = repository.for_user("someone-else")
+
+    with pytest.raises(SessionNotFoundError):
+        await other.load(session_id)
+    with pytest.raises(SessionNotFoundError):
+        await other.delete(session_id)
+    assert await repository.load(session_id) is not None
+
+
+async def test_delete_removes_the_session(repository, session_id):
+    await repository.save(new_record(repository, session_id), etag=None)
+
+    assert await repository.delete(session_id) is True
+    assert await repository.load(session_id) is None
+    assert await repository.delete(session_id) is False
+
+
+async def test_listing_pages_through_the_callers_sessions_newest_first(repository):
+    ids = [f"list-{uuid.uuid4().hex[:8]}-{n}" for n in range(5)]
+    for session_id in ids:
+        await repository.save(new_record(repository, session_id), etag=None)
+    await repository.for_user("intruder").save(
+        SessionRecord.new(f"other-{uuid.uuid4().hex[:8]}", user_id="intruder", mode="local"), etag=None
+    )
+
+    first = await repository.list_sessions(limit=2)
+    second = await repository.list_sessions(limit=2, continuation_token=first.continuation_token)
+    third = await repository.list_sessions(limit=2, continuation_token=second.continuation_token)
+
+    listed = [s.id for page in (first, second, third) for s in page.sessions]
+    assert listed == list(reversed(ids))
+    assert first.continuation_token and second.continuation_token
+
+
+async def test_saving_a_session_deleted_meanwhile_is_a_conflict_not_a_resurrection(repository, session_id):
+    saved = await repository.save(new_record(repository, session_id), etag=None)
+    await repository.delete(session_id)
+
+    with pytest.raises(SessionConflictError):
+        await repository.save(saved, etag=saved.etag)
+
+    assert await repository.load(session_id) is None

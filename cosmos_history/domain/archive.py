@@ -88,13 +88,6 @@ class HistoryPage:
     total: int
     next_before: int | None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "messages": [{"index": i, "role": m.role, "text": m.text} for i, m in self.messages],
-            "total": self.total,
-            "before": self.next_before,
-        }
-
 
 def history_messages(state: dict[str, Any]) -> list[Message]:
     """The messages the local-mode history provider keeps in the session state."""

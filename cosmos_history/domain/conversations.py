@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
-
-from agent_framework import Message
 
 from cosmos_history.agents.catalog import Agents
-from cosmos_history.domain.archive import HistoryPage, history_messages, read_page
+from cosmos_history.domain.archive import HistoryPage, read_page
 from cosmos_history.domain.errors import SessionNotFoundError
 from cosmos_history.domain.ports import SessionRepository
 from cosmos_history.domain.records import SessionPage, SessionRecord, validate_session_id
@@ -52,23 +49,3 @@ async def delete_session(store: SessionRepository, session_id: str) -> None:
 
 async def list_sessions(store: SessionRepository, *, limit: int, continuation_token: str | None) -> SessionPage:
     return await store.list_sessions(limit=limit, continuation_token=continuation_token)
-
-
-def history_of(record: SessionRecord) -> list[Message]:
-    """The recent messages kept in a local-mode session document (a service-mode session keeps none)."""
-    return [m for m in history_messages(record.session.state) if m.role in ("user", "assistant")]
-
-
-def session_json(record: SessionRecord, *, with_messages: bool = False) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": record.id,
-        "mode": record.mode,
-        "title": record.title,
-        "createdAt": record.created_at,
-        "updatedAt": record.updated_at,
-        "turns": record.turns,
-    }
-    if with_messages:
-        body["archivedMessages"] = record.archive.count
-        body["messages"] = [{"role": m.role, "text": m.text} for m in history_of(record)]
-    return body

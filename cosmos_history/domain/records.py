@@ -138,6 +138,3 @@ class SessionSummary:
 class SessionPage:
     sessions: list[SessionSummary] = field(default_factory=list)
     continuation_token: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"sessions": [s.to_json() for s in self.sessions], "continuationToken": self.continuation_token}

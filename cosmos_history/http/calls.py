@@ -38,6 +38,7 @@ from cosmos_history.domain.ports import SessionRepository
 from cosmos_history.domain.records import ANONYMOUS_USER
 from cosmos_history.domain.turn import TurnGuards
 from cosmos_history.http.bodies import parse_idempotency_key, parse_session_id
+from cosmos_history.http.responses import problem_response
 from cosmos_history.runtime import Runtime, RuntimeSource
 from cosmos_history.settings import Settings
 from cosmos_history.telemetry import request_context
@@ -48,7 +49,6 @@ PRINCIPAL_HEADER = "x-ms-client-principal"
 USER_ID_HEADER = "x-user-id"
 _OBJECT_ID_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
 _USER_ID = re.compile(r"^[A-Za-z0-9._:@+-]{1,256}$")
-PROBLEM_TYPE_BASE = "urn:cosmos-history:problem:"
 
 
 @dataclass(frozen=True)
@@ -219,36 +219,3 @@ def is_unicode(value: Any) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json_bytes(body), status_code=status, media_type="application/json", headers=headers)
-
-
-def json_bytes(value: Any) -> bytes:
-    """``value`` as UTF-8 JSON. Text stored before input was checked may hold a lone surrogate, which UTF-8
-    cannot carry: such a document is sent with JSON's ``\\u`` escapes instead of failing the response."""
-    try:
-        return json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(value).encode("ascii")
-
-
-def problem_body(error: ProblemError) -> dict[str, Any]:
-    """The problem+json document for ``error``: also the data of a stream's ``error`` event."""
-    return {
-        "type": PROBLEM_TYPE_BASE + error.slug,
-        "title": error.title,
-        "status": error.status,
-        "detail": error.detail,
-    }
-
-
-def problem_response(error: ProblemError) -> Response:
-    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
-    return Response(
-        json_bytes(problem_body(error)),
-        status_code=error.status,
-        media_type="application/problem+json",
-        headers=headers,
-    )

@@ -15,13 +15,19 @@ from cosmos_history.domain.conversations import (
     list_sessions,
     load_session,
     read_history,
-    session_json,
 )
 from cosmos_history.domain.turn import run_turn, run_turn_stream
 from cosmos_history.http.bodies import parse_before, parse_limit, parse_new_message, parse_new_session
-from cosmos_history.http.calls import Call, json_response
+from cosmos_history.http.calls import Call
 from cosmos_history.http.openapi import openapi_document
 from cosmos_history.http.page import chat_page_response
+from cosmos_history.http.responses import (
+    history_page_json,
+    json_response,
+    session_json,
+    session_page_json,
+    turn_json,
+)
 from cosmos_history.http.sse import event_stream_response, wants_event_stream
 
 
@@ -37,7 +43,7 @@ async def list_sessions_route(call: Call) -> Response:
         limit=parse_limit(call.query("limit")),
         continuation_token=call.query("continuationToken") or None,
     )
-    return json_response(page.to_json())
+    return json_response(session_page_json(page))
 
 
 async def get_session_route(call: Call) -> Response:
@@ -62,7 +68,7 @@ async def post_message_route(call: Call) -> Response:
     if wants_event_stream(call.request, new.stream):
         return event_stream_response(await run_turn_stream(call.store, call.agents, **turn))
     result = await run_turn(call.store, call.agents, **turn)
-    return json_response(result.to_json(), headers={"Idempotent-Replayed": "true"} if result.replayed else None)
+    return json_response(turn_json(result), headers={"Idempotent-Replayed": "true"} if result.replayed else None)
 
 
 async def list_messages_route(call: Call) -> Response:
@@ -72,7 +78,7 @@ async def list_messages_route(call: Call) -> Response:
         before=parse_before(call.query("before")),
         limit=parse_limit(call.query("limit"), default=50, maximum=200),
     )
-    return json_response(page.to_json())
+    return json_response(history_page_json(page))
 
 
 async def health_route(call: Call) -> Response:

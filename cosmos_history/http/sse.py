@@ -15,7 +15,7 @@ from azurefunctions.extensions.http.fastapi import Request, StreamingResponse
 
 from cosmos_history.domain.errors import ProblemError
 from cosmos_history.domain.streaming import TurnStream
-from cosmos_history.http.calls import json_bytes, problem_body
+from cosmos_history.http.responses import json_bytes, problem_body, turn_json
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ async def turn_events(turn: TurnStream) -> AsyncIterator[str]:
         logger.debug("Streamed turn failure details", exc_info=error)
         yield sse_event("error", problem_body(ProblemError("The server failed to handle this request.")))
         return
-    yield sse_event("done", result.to_json())
+    yield sse_event("done", turn_json(result))
 
 
 def sse_event(event: str, data: Any) -> str:

@@ -130,7 +130,9 @@ class Variants:
         """A session after ``turns`` turns in memory; computed once per (mode, turns), then re-keyed."""
         key = (mode, turns)
         if key not in self.transcripts:
-            self.transcripts[key] = (await transcript(self.runtime.agents[mode], "seed", turns)).to_dict()
+            self.transcripts[key] = (
+                await transcript(self.runtime.agents.resolve(None).for_mode(mode), "seed", turns)
+            ).to_dict()
         return AgentSession.from_dict({**self.transcripts[key], "session_id": session_id})
 
     async def stored_bytes(self, variant: Variant, session_id: str) -> int:

@@ -71,8 +71,8 @@ class ProviderTurns:
         self.client = BenchChatClient()
         self.agent = Agent(
             client=self.client,
-            name=settings.agent_name,
-            instructions=settings.agent_instructions,
+            name="assistant",
+            instructions="You are a helpful assistant. Answer concisely.",
             context_providers=[self.provider],
             default_options={"store": False},
         )

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
         StoreUnavailableError,
     )
     from cosmos_history.domain.records import SessionRecord
-    from cosmos_history.domain.turn import TurnResult, run_turn, run_turn_stream
+    from cosmos_history.domain.results import TurnResult
+    from cosmos_history.domain.turn import run_turn, run_turn_stream
     from cosmos_history.runtime import Runtime, build_runtime
     from cosmos_history.settings import Settings, load_settings
 
@@ -37,7 +38,7 @@ _EXPORTS = {
     "SessionRecord": "cosmos_history.domain.records",
     "Settings": "cosmos_history.settings",
     "StoreUnavailableError": "cosmos_history.domain.errors",
-    "TurnResult": "cosmos_history.domain.turn",
+    "TurnResult": "cosmos_history.domain.results",
     "build_agents": "cosmos_history.agents.catalog",
     "build_runtime": "cosmos_history.runtime",
     "create_app": "cosmos_history.app",

@@ -43,8 +43,7 @@ SETTING_NAMES: dict[str, str] = {
     "OPENAI_BASE_URL": "OpenAI-compatible base URL (Ollama, LM Studio, Foundry Local); optional.",
     "OPENAI_API_KEY": "API key for MODEL_PROVIDER=openai.",
     "OPENAI_MODEL": "Model name for MODEL_PROVIDER=openai.",
-    "AGENT_NAME": "Agent name (default assistant).",
-    "AGENT_INSTRUCTIONS": "System instructions of the agent.",
+    "DEFAULT_AGENT": "The agent (a module of the agents package) for requests that name none (default assistant).",
     "HTTP_AUTH_LEVEL": "Functions auth level of the HTTP routes: function (default), anonymous or admin.",
     "MAX_REQUEST_BYTES": "Largest accepted request body in bytes (default 65536).",
     "MAX_MESSAGE_CHARS": "Longest accepted user message in characters (default 16000).",
@@ -59,8 +58,6 @@ SETTING_NAMES: dict[str, str] = {
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=AAD[;ClientId=<id>]: export with the managed identity.",
     "ENABLE_SENSITIVE_DATA": "true records message text in model spans (development only; default false).",
 }
-
-DEFAULT_INSTRUCTIONS = "You are a helpful assistant. Answer concisely."
 
 
 @dataclass(frozen=True)
@@ -116,8 +113,7 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     history_mode: HistoryMode = "local"
     session_ttl_seconds: int | None = None
-    agent_name: str = "assistant"
-    agent_instructions: str = DEFAULT_INSTRUCTIONS
+    default_agent: str = "assistant"
     http_auth_level: AuthLevel = "function"
     max_request_bytes: int = 65536
     max_message_chars: int = 16000
@@ -158,8 +154,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         model=model,
         history_mode=history_mode,
         session_ttl_seconds=_positive_int(env, "SESSION_TTL_SECONDS"),
-        agent_name=env.get("AGENT_NAME", defaults.agent_name),
-        agent_instructions=env.get("AGENT_INSTRUCTIONS", defaults.agent_instructions),
+        default_agent=env.get("DEFAULT_AGENT", defaults.default_agent),
         http_auth_level=_choice(env, "HTTP_AUTH_LEVEL", AUTH_LEVELS, defaults.http_auth_level),
         max_request_bytes=_positive_int(env, "MAX_REQUEST_BYTES") or defaults.max_request_bytes,
         max_message_chars=_positive_int(env, "MAX_MESSAGE_CHARS") or defaults.max_message_chars,

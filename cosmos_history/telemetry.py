@@ -187,7 +187,8 @@ def traced_turn(run: Callable[_P, Awaitable[_R]]) -> Callable[_P, Awaitable[_R]]
 
     @functools.wraps(run)
     async def traced(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        session_id = str(kwargs.get("session_id", ""))
+        request = next((a for a in (*args, *kwargs.values()) if hasattr(a, "session_id")), None)
+        session_id = str(kwargs.get("session_id", getattr(request, "session_id", "")))
         store = args[0] if args else kwargs.get("store")
         user_id = getattr(store, "user_id", None)
         attributes: dict[str, Any] = {"session.id": session_id}

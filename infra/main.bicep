@@ -47,8 +47,8 @@ param sessionTtlSeconds int = 0
 ])
 param historyMode string = 'local'
 
-@description('System instructions of the agent (AGENT_INSTRUCTIONS); empty keeps the app default.')
-param agentInstructions string = ''
+@description('The agent serving requests that name none (DEFAULT_AGENT, a module of agents/); empty keeps assistant.')
+param defaultAgent string = ''
 
 @description('Region of the Azure OpenAI account; empty uses location.')
 param openAiLocation string = ''
@@ -203,7 +203,7 @@ module functionApp 'app/function-app.bicep' = {
     openAiDeploymentName: openAi.outputs.deploymentName
     historyMode: historyMode
     sessionTtlSeconds: sessionTtlSeconds
-    agentInstructions: agentInstructions
+    defaultAgent: defaultAgent
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     enableEasyAuth: enableEasyAuth

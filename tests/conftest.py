@@ -67,7 +67,7 @@ def functions(runtime: Runtime) -> dict[str, Any]:
 @pytest.fixture
 def model(runtime: Runtime) -> Iterator[RecordingChatClient]:
     """The runtime's recording model, reset for each test."""
-    client = runtime.agents["local"].client
+    client = runtime.agents["assistant"].by_mode["local"].client
     assert isinstance(client, RecordingChatClient)
     client.calls.clear()
     client.options.clear()

@@ -11,13 +11,14 @@ from agent_framework import (
     ChatResponse,
     ChatResponseUpdate,
     Content,
+    FunctionInvocationLayer,
     Message,
     ResponseStream,
     UsageDetails,
 )
 
 
-class RecordingChatClient(BaseChatClient):
+class RecordingChatClient(FunctionInvocationLayer[Any], BaseChatClient[Any]):
     """A real ``BaseChatClient`` that records every request, so tests can prove what the model saw.
 
     Replies are ``reply_prefix`` + the call number; ``fail_with`` makes the next calls raise;

@@ -8,6 +8,9 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import Request, Response
 
+COMPLETED = {"agent": "assistant", "status": "completed", "toolCalls": []}
+"""The fields a completed turn of the default agent adds to its answer when it ran no tool."""
+
 
 def request(
     method: str,

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from cosmos_history import SessionRecord, load_settings
 from devtools.chat import read_events
 
-from .http_calls import assert_problem, call, post_message, request, stored_document
+from .http_calls import COMPLETED, assert_problem, call, post_message, request, stored_document
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ async def test_post_message_runs_one_turn_and_creates_the_session(functions, mod
     status, body, _ = await post_message(functions, session_id, "Hello")
 
     assert status == 200
-    assert body == {"sessionId": session_id, "reply": "reply 1", "turn": 1, "mode": "local"}
+    assert body == {"sessionId": session_id, "reply": "reply 1", "turn": 1, "mode": "local", **COMPLETED}
     assert len(model.calls) == 1
 
 
@@ -199,7 +199,7 @@ async def test_a_failing_model_is_502_and_the_session_is_left_exactly_as_it_was(
 async def test_a_concurrent_modification_is_409_and_keeps_the_winner(functions, model, runtime, session_id):
     await post_message(functions, session_id, "first")
     store = runtime.store.for_user("alice")
-    original_run = runtime.agents["local"].run
+    original_run = runtime.agents["assistant"].by_mode["local"].run
 
     async def run_while_someone_else_writes(*args, **kwargs):
         result = await original_run(*args, **kwargs)
@@ -209,11 +209,11 @@ async def test_a_concurrent_modification_is_409_and_keeps_the_winner(functions, 
         await store.save(winner, etag=winner.etag)
         return result
 
-    runtime.agents["local"].run = run_while_someone_else_writes
+    runtime.agents["assistant"].by_mode["local"].run = run_while_someone_else_writes
     try:
         status, _, response = await post_message(functions, session_id, "loser")
     finally:
-        del runtime.agents["local"].run
+        del runtime.agents["assistant"].by_mode["local"].run
 
     problem = assert_problem(status, response, 409)
     assert response.headers.get("Retry-After") and "another request" in problem["detail"]
@@ -377,7 +377,7 @@ async def test_accept_event_stream_answers_deltas_then_done(functions, model, ru
     assert events == [
         ("delta", {"text": "reply "}),
         ("delta", {"text": "1"}),
-        ("done", {"sessionId": session_id, "reply": "reply 1", "turn": 1, "mode": "local"}),
+        ("done", {"sessionId": session_id, "reply": "reply 1", "turn": 1, "mode": "local", **COMPLETED}),
     ]
     assert (await stored_document(runtime, session_id))["turns"] == 1
 

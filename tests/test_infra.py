@@ -436,7 +436,7 @@ def test_app_setting_has_expected_value(name, value):
 def test_optional_settings_are_set_only_when_configured():
     settings = app_settings()
     assert settings["SESSION_TTL_SECONDS"] == ("string(sessionTtlSeconds)", True)
-    assert settings["AGENT_INSTRUCTIONS"] == ("agentInstructions", True)
+    assert settings["DEFAULT_AGENT"] == ("defaultAgent", True)
     condition = text(variables(INFRA / "app" / "function-app.bicep")["ttlSettings"].child_by_field_name("condition"))
     assert condition == "sessionTtlSeconds > 0"
 
@@ -679,11 +679,11 @@ def test_hook_output_is_accepted_by_the_app_settings_loader():
 def test_hook_keeps_other_values_and_drops_keys():
     existing = {
         "Host": {"LocalHttpPort": 7072},
-        "Values": {"AGENT_INSTRUCTIONS": "Be brief.", "COSMOS_KEY": "emulator", "AZURE_CLIENT_ID": "x"},
+        "Values": {"DEFAULT_AGENT": "support", "COSMOS_KEY": "emulator", "AZURE_CLIENT_ID": "x"},
     }
     settings = load_hook().build_local_settings(AZD_VALUES, existing)
     assert settings["Host"] == {"LocalHttpPort": 7072}
-    assert settings["Values"]["AGENT_INSTRUCTIONS"] == "Be brief."
+    assert settings["Values"]["DEFAULT_AGENT"] == "support"
     assert {"COSMOS_KEY", "AZURE_CLIENT_ID"}.isdisjoint(settings["Values"])
 
 

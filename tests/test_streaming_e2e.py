@@ -21,7 +21,7 @@ from devtools.chat import read_events
 from .apphost import ROOT, app_host
 from .conftest import ARTIFACTS
 from .fake_openai import FakeOpenAI, fake_openai_server, request_texts
-from .http_calls import read_document
+from .http_calls import COMPLETED, read_document
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +121,7 @@ def test_the_streamed_reply_holds_its_text_exactly_once_in_deltas_done_and_stora
     assert done["reply"].startswith("answer ") and done["reply"].endswith(" to: hello there")
     assert done["reply"].count("hello there") == 1
     assert deltas(events) == done["reply"]
-    assert done == {"sessionId": session, "reply": done["reply"], "turn": 1, "mode": "local"}
+    assert done == {"sessionId": session, "reply": done["reply"], "turn": 1, "mode": "local", **COMPLETED}
     assert stored_messages(base, session) == [("user", "hello there"), ("assistant", done["reply"])]
 
 

@@ -170,7 +170,7 @@ async def test_a_conflict_is_the_turn_outcome_and_is_counted(functions, model, r
     await post_message(functions, session_id, "first")
     before = telemetry.total("cosmos_history.turn.conflicts")
     store = runtime.store.for_user("alice")
-    original_run = runtime.agents["local"].run
+    original_run = runtime.agents["assistant"].by_mode["local"].run
 
     async def run_while_someone_else_writes(*args: Any, **kwargs: Any) -> Any:
         result = await original_run(*args, **kwargs)
@@ -179,12 +179,12 @@ async def test_a_conflict_is_the_turn_outcome_and_is_counted(functions, model, r
         await store.save(winner, etag=winner.etag)
         return result
 
-    runtime.agents["local"].run = run_while_someone_else_writes
+    runtime.agents["assistant"].by_mode["local"].run = run_while_someone_else_writes
     telemetry.spans.clear()
     try:
         status, _, _ = await post_message(functions, session_id, "loser")
     finally:
-        del runtime.agents["local"].run
+        del runtime.agents["assistant"].by_mode["local"].run
 
     assert status == 409
     turn = telemetry.turn_span(session_id)

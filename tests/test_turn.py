@@ -50,7 +50,8 @@ def store() -> MemorySessions:
 async def test_first_turn_creates_the_session_and_returns_the_reply(store, agents, model):
     result = await run_turn(store, agents, session_id="s1", message="Hello there")
 
-    assert result.to_json() == {"sessionId": "s1", "reply": "reply 1", "turn": 1, "mode": "local"}
+    assert (result.session_id, result.reply, result.turn, result.mode) == ("s1", "reply 1", 1, "local")
+    assert (result.agent, result.status, result.tool_calls) == ("assistant", "completed", ())
     stored = await store.load("s1")
     assert stored is not None and stored.turns == 1 and stored.title == "Hello there"
 
@@ -152,7 +153,7 @@ def test_title_is_the_first_words_cut_at_a_word_boundary():
 async def test_a_streamed_turn_yields_deltas_that_add_up_to_the_saved_reply(store, agents, model):
     turn = await run_turn_stream(store, agents, session_id="s1", message="Hello")
 
-    pieces = [piece async for piece in turn.deltas()]
+    pieces = [data["text"] async for event, data in turn.events() if event == "delta"]
     result = await turn.result()
 
     assert "".join(pieces) == result.reply == "reply 1" and len(pieces) == 2
@@ -167,7 +168,7 @@ async def test_a_streamed_turn_is_saved_even_when_its_reader_is_cancelled(store,
     turn = await run_turn_stream(store, agents, session_id="s1", message="Hello")
 
     async def read_then_leave() -> None:
-        async for _ in turn.deltas():
+        async for _ in turn.events():
             await asyncio.sleep(3600)  # the client stops reading; its response is then cancelled
 
     reader = asyncio.create_task(read_then_leave())

@@ -1,23 +1,24 @@
-"""Builds the agent for each history mode from settings, once per process.
+"""The agents the app serves, built once per process from the ``agents`` package and the settings.
 
-Two agents share one chat client. They differ only in who keeps the history:
-``local`` pins an ``InMemoryHistoryProvider`` (its state is what the session
-document stores) and tells the service not to store anything; ``service``
-asks the Responses API to keep the thread and stores only its id. Pinning the
-providers here matters: ``Agent.run`` otherwise adds a history provider to a
+Each agent module's ``create_agent(client)`` is called once per history mode, with the one chat
+client the settings configure. The two instances differ only in who keeps the history: ``local``
+pins an ``InMemoryHistoryProvider`` (its state is what the session document stores) and tells the
+service not to store anything; ``service`` asks the Responses API to keep the thread and stores only
+its id. Pinning the providers here matters: ``Agent.run`` otherwise adds a history provider to a
 shared agent on first use, which would leak one mode's behaviour into the other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from agent_framework import Agent, BaseChatClient, InMemoryHistoryProvider, SupportsChatGetResponse
+from agent_framework import Agent, BaseChatClient, HistoryProvider, InMemoryHistoryProvider, SupportsChatGetResponse
 
-from cosmos_history.domain.errors import SettingsError
+from cosmos_history.agents.discovery import agent_factories
+from cosmos_history.domain.errors import AgentNotFoundError, SettingsError, ValidationError
 from cosmos_history.settings import HistoryMode, ModelSettings, Settings
-
-Agents = Mapping[HistoryMode, Agent]
 
 
 def build_chat_client(model: ModelSettings) -> SupportsChatGetResponse:
@@ -48,24 +49,82 @@ def build_chat_client(model: ModelSettings) -> SupportsChatGetResponse:
     raise SettingsError(f"unknown MODEL_PROVIDER {model.provider!r}")
 
 
-def build_agents(settings: Settings, client: SupportsChatGetResponse | BaseChatClient | None = None) -> Agents:
-    """Return one agent per history mode the configured model API supports."""
+@dataclass(frozen=True)
+class ServedAgent:
+    """One agent of the app: its name, and one instance per history mode the model API supports."""
+
+    name: str
+    by_mode: Mapping[HistoryMode, Agent]
+
+    @property
+    def description(self) -> str:
+        return self.by_mode["local"].description or ""
+
+    def for_mode(self, mode: HistoryMode) -> Agent:
+        """The instance for ``mode``, or a clear error when the configured model API cannot serve it."""
+        try:
+            return self.by_mode[mode]
+        except KeyError:
+            raise ValidationError("History mode 'service' needs MODEL_API=responses on this deployment.") from None
+
+    def tools(self) -> list[Any]:
+        return list(self.by_mode["local"].default_options.get("tools", []))
+
+
+class Agents(Mapping[str, ServedAgent]):
+    """The app's agents by name, and the one that serves requests naming none (``DEFAULT_AGENT``)."""
+
+    def __init__(self, agents: Mapping[str, ServedAgent], default: str) -> None:
+        if default not in agents:
+            raise SettingsError(f"DEFAULT_AGENT names {default!r}, but the agents are {', '.join(sorted(agents))}.")
+        self._agents = dict(agents)
+        self.default = default
+
+    def __getitem__(self, name: str) -> ServedAgent:
+        return self._agents[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._agents)
+
+    def __len__(self) -> int:
+        return len(self._agents)
+
+    def resolve(self, name: str | None) -> ServedAgent:
+        """The agent called ``name`` (the default one for ``None``).
+
+        Raises:
+            AgentNotFoundError: no agent has that name (a 404; never a fallback to another agent).
+        """
+        found = self._agents.get(name if name is not None else self.default)
+        if found is None:
+            raise AgentNotFoundError(f"No agent is called {name!r}; GET /api/agents lists them.")
+        return found
+
+
+def build_agents(
+    settings: Settings, client: SupportsChatGetResponse | BaseChatClient | None = None, *, package: str = "agents"
+) -> Agents:
+    """Every agent of ``package``, each once per history mode the configured model API supports.
+
+    Raises:
+        AgentLoadError: an agent module is missing, broken or returns no agent (the message names the file).
+    """
     chat_client = client if client is not None else build_chat_client(settings.model)
-    agents: dict[HistoryMode, Agent] = {
-        "local": Agent(
-            client=chat_client,
-            name=settings.agent_name,
-            instructions=settings.agent_instructions,
-            context_providers=[InMemoryHistoryProvider()],
-            # History lives in our document; the Responses service must not keep a copy.
-            default_options={"store": False} if settings.model.api == "responses" else {},
-        ),
+    modes: list[HistoryMode] = ["local", "service"] if settings.model.api == "responses" else ["local"]
+    served = {
+        name: ServedAgent(name, {mode: _for_mode(create(chat_client), mode, settings) for mode in modes})
+        for name, create in agent_factories(package).items()
     }
-    if settings.model.api == "responses":
-        agents["service"] = Agent(
-            client=chat_client,
-            name=settings.agent_name,
-            instructions=settings.agent_instructions,
-            default_options={"store": True},
-        )
-    return agents
+    return Agents(served, settings.default_agent)
+
+
+def _for_mode(agent: Agent, mode: HistoryMode, settings: Settings) -> Agent:
+    if mode == "local":
+        if not any(isinstance(p, HistoryProvider) for p in agent.context_providers):
+            agent.context_providers.insert(0, InMemoryHistoryProvider())
+        if settings.model.api == "responses":
+            agent.default_options["store"] = False  # history lives in our document; the service keeps no copy
+    else:
+        agent.context_providers[:] = [p for p in agent.context_providers if not isinstance(p, InMemoryHistoryProvider)]
+        agent.default_options["store"] = True
+    return agent

@@ -9,7 +9,6 @@ from cosmos_history.domain.archive import HistoryPage, read_page
 from cosmos_history.domain.errors import SessionNotFoundError
 from cosmos_history.domain.ports import SessionRepository
 from cosmos_history.domain.records import SessionPage, SessionRecord, validate_session_id
-from cosmos_history.domain.turn import agent_for
 from cosmos_history.settings import HistoryMode
 
 
@@ -20,13 +19,15 @@ async def create_session(
     session_id: str | None = None,
     mode: HistoryMode | None = None,
     title: str | None = None,
+    agent: str | None = None,
 ) -> SessionRecord:
-    """Create an empty session (one write, create-only: an existing id is a conflict)."""
+    """Create an empty session for ``agent`` (one write, create-only: an existing id is a conflict)."""
     session_id = str(uuid.uuid4()) if session_id is None else session_id
     validate_session_id(session_id)
     mode = mode or store.default_mode
-    agent_for(agents, mode)  # fail before writing when the model API cannot serve this mode
-    record = SessionRecord.new(session_id, user_id=store.user_id, mode=mode, title=title)
+    served = agents.resolve(agent)
+    served.for_mode(mode)  # fail before writing when the model API cannot serve this mode
+    record = SessionRecord.new(session_id, user_id=store.user_id, mode=mode, title=title, agent=served.name)
     return await store.save(record, etag=None)
 
 

@@ -55,6 +55,38 @@ class SessionNotFoundError(ProblemError):
     slug = "session-not-found"
 
 
+class AgentNotFoundError(ProblemError):
+    """A request names an agent the app does not serve."""
+
+    status = 404
+    title = "Agent not found"
+    slug = "agent-not-found"
+
+
+class AgentMismatchError(ProblemError):
+    """A turn names another agent than the one its session belongs to."""
+
+    status = 409
+    title = "Session belongs to another agent"
+    slug = "agent-mismatch"
+
+
+class ApprovalPendingError(ProblemError):
+    """A new message while the session waits for a person to answer tool approvals."""
+
+    status = 409
+    title = "Approval pending"
+    slug = "approval-pending"
+
+
+class ApprovalUnknownError(ProblemError):
+    """An approval id that is not pending on the session: unknown, forged, or already answered."""
+
+    status = 409
+    title = "No such pending approval"
+    slug = "approval-unknown"
+
+
 class SessionConflictError(ProblemError):
     """The session changed since it was read (etag mismatch) or was created concurrently."""
 

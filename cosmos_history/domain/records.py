@@ -88,6 +88,8 @@ class SessionRecord:
     """Etag of the lease claim that produced this version (see the turn lease)."""
     archive: ArchiveIndex = field(default_factory=ArchiveIndex)
     recent_keys: list[RecentKey] = field(default_factory=list)
+    agent: str | None = None
+    """The agent the session belongs to (``None`` in documents older than agents: the default one)."""
     key: str | None = None
     """The store key, when it differs from ``session.session_id``."""
     loaded_bytes: int | None = field(default=None, compare=False, repr=False)
@@ -99,9 +101,11 @@ class SessionRecord:
         return self.key if self.key is not None else self.session.session_id
 
     @classmethod
-    def new(cls, session_id: str, *, user_id: str, mode: HistoryMode, title: str | None = None) -> SessionRecord:
+    def new(
+        cls, session_id: str, *, user_id: str, mode: HistoryMode, title: str | None = None, agent: str | None = None
+    ) -> SessionRecord:
         now = utc_now()
-        return cls(AgentSession(session_id=session_id), user_id, mode, now, now, title=title)
+        return cls(AgentSession(session_id=session_id), user_id, mode, now, now, title=title, agent=agent)
 
     def committed_key(self, key_hash: str) -> RecentKey | None:
         """The idempotency key's entry: present only if this version of the session holds its turn."""

@@ -8,14 +8,21 @@ not: the model was paid for, so its reply is saved all the same).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
+
+from cosmos_history.domain.approvals import json_arguments, json_result
 
 if TYPE_CHECKING:
     from cosmos_history.domain.turn import TurnResult
 
 logger = logging.getLogger(__name__)
+
+StreamEvent = tuple[str, dict[str, Any]]
+"""One event of a streamed turn: ``("delta", {"text"})``, ``("tool_call", ...)``, ``("tool_result", ...)``
+or ``("approval_required", ...)``."""
 
 
 class TurnStream:
@@ -25,7 +32,7 @@ class TurnStream:
     """
 
     def __init__(self) -> None:
-        self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        self._events: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
         self._first_update: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._updates = 0
         self._task: asyncio.Task[TurnResult] | None = None
@@ -40,14 +47,14 @@ class TurnStream:
             return await turn
         finally:
             self._signal_started()
-            self._pieces.put_nowait(None)
+            self._events.put_nowait(None)
 
-    def deliver(self, pieces: Iterable[str]) -> None:
-        """One update from the model: its new text, possibly none."""
+    def deliver(self, events: Iterable[StreamEvent]) -> None:
+        """One update from the model: what it adds (new text, tool activity), possibly nothing."""
         self._updates += 1
         self._signal_started()
-        for piece in pieces:
-            self._pieces.put_nowait(piece)
+        for event in events:
+            self._events.put_nowait(event)
 
     def _signal_started(self) -> None:
         if not self._first_update.done():
@@ -60,10 +67,10 @@ class TurnStream:
         if self._updates == 0 and self._task.done():
             self._task.result()
 
-    async def deltas(self) -> AsyncIterator[str]:
-        """The reply's text as it arrives; the pieces add up to the reply exactly once."""
-        while (piece := await self._pieces.get()) is not None:
-            yield piece
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        """The turn's events as they arrive; the ``delta`` texts add up to the reply exactly once."""
+        while (event := await self._events.get()) is not None:
+            yield event
 
     async def result(self) -> TurnResult:
         """The saved turn, or the turn's :class:`ProblemError`. Cancelling the caller leaves the turn running."""
@@ -98,6 +105,49 @@ class TextDeltas:
             if piece:
                 pieces.append(piece)
         return pieces
+
+
+class ToolEvents:
+    """Turns streamed tool activity into events: a call once its arguments are complete (providers may
+    stream them in pieces), its result once the tool ran, and the approvals the turn ends waiting for."""
+
+    def __init__(self) -> None:
+        self._calls: dict[str, tuple[str, str]] = {}
+        self._announced: set[str] = set()
+
+    def feed(self, contents: Iterable[Any]) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        for content in contents:
+            if content.type == "function_call" and content.call_id:
+                events += self._call(content)
+            elif content.type == "function_result" and content.call_id:
+                events += self._announce(content.call_id)
+                events.append(("tool_result", {"id": content.call_id, "result": json_result(content)}))
+            elif content.type == "function_approval_request" and content.function_call is not None:
+                call = content.function_call
+                arguments = json_arguments(call.arguments)
+                events.append(("approval_required", {"id": content.id, "name": call.name, "arguments": arguments}))
+        return events
+
+    def _call(self, content: Any) -> list[StreamEvent]:
+        name, arguments = self._calls.get(content.call_id, ("", ""))
+        if isinstance(content.arguments, str):
+            arguments += content.arguments
+        elif content.arguments is not None:
+            arguments = json.dumps(content.arguments)
+        self._calls[content.call_id] = (content.name or name, arguments)
+        try:
+            json.loads(arguments or "{}")
+        except ValueError:
+            return []  # more pieces of the arguments are coming
+        return self._announce(content.call_id)
+
+    def _announce(self, call_id: str) -> list[StreamEvent]:
+        if call_id in self._announced:
+            return []
+        self._announced.add(call_id)
+        name, arguments = self._calls.get(call_id, ("", "{}"))
+        return [("tool_call", {"id": call_id, "name": name, "arguments": json_arguments(arguments or "{}")})]
 
 
 _RUNNING_TURNS: set[asyncio.Task[TurnResult]] = set()

@@ -16,15 +16,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from agent_framework import AgentResponse
+from agent_framework import AgentResponse, Message
 
 from cosmos_history import telemetry
 from cosmos_history.agents.catalog import Agents
+from cosmos_history.domain.approvals import approval_answers, pending_approvals, requested_approvals, tool_calls
 from cosmos_history.domain.errors import (
+    AgentMismatchError,
+    ApprovalPendingError,
+    ApprovalUnknownError,
     IdempotencyKeyReusedError,
     IdempotentResultGoneError,
     ModeConflictError,
@@ -33,35 +37,18 @@ from cosmos_history.domain.errors import (
     SessionConflictError,
     SessionExistsError,
     ThreadExpiredError,
-    ValidationError,
 )
 from cosmos_history.domain.heartbeat import keep_renewed
 from cosmos_history.domain.ports import ReplayCache, SessionRepository, TurnLease
-from cosmos_history.domain.records import SessionRecord, key_digest, request_fingerprint, utc_now
-from cosmos_history.domain.streaming import TextDeltas, TurnStream
+from cosmos_history.domain.records import SessionRecord, key_digest, utc_now
+from cosmos_history.domain.results import TurnRequest, TurnResult
+from cosmos_history.domain.streaming import TextDeltas, ToolEvents, TurnStream
 from cosmos_history.models.errors import is_unknown_thread
 from cosmos_history.settings import HistoryMode
 
 logger = logging.getLogger(__name__)
 
 TITLE_CHARS = 60
-
-
-@dataclass(frozen=True)
-class TurnResult:
-    session_id: str
-    reply: str
-    turn: int
-    mode: HistoryMode
-    replayed: bool = field(default=False, compare=False)
-    """True when an Idempotency-Key retry got the stored result of an earlier attempt."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"sessionId": self.session_id, "reply": self.reply, "turn": self.turn, "mode": self.mode}
-
-    @classmethod
-    def from_json(cls, value: dict[str, Any], *, replayed: bool = False) -> TurnResult:
-        return cls(value["sessionId"], value["reply"], value["turn"], value["mode"], replayed=replayed)
 
 
 @dataclass(frozen=True)
@@ -83,32 +70,34 @@ async def run_turn(
     session_id: str,
     message: str,
     mode: HistoryMode | None = None,
+    agent: str | None = None,
     idempotency_key: str | None = None,
+    approvals: Sequence[tuple[str, bool]] | None = None,
     guards: TurnGuards = NO_GUARDS,
 ) -> TurnResult:
-    """Run exactly one agent turn on ``session_id``, creating the session if it does not exist.
+    """Run exactly one agent turn on ``session_id``, creating the session (for ``agent``) if it does not exist.
+
+    With ``approvals`` (``(id, approved)`` for every pending approval) the turn continues the one that
+    ended awaiting approval instead of taking a new message.
 
     Raises:
         ModeConflictError: ``mode`` differs from the existing session's mode.
+        AgentNotFoundError: no agent is called ``agent``. AgentMismatchError: the session has another agent.
         TurnInProgressError: another turn holds the session's lease (no model call was made).
         ModelCallError: the model failed, timed out or returned nothing; the stored session is unchanged.
         ThreadExpiredError: the service no longer knows the session's thread; the session is unchanged.
         SessionConflictError: another request changed the session during this turn.
     """
-    return await _turn(
-        store, agents, session_id=session_id, message=message, mode=mode, idempotency_key=idempotency_key, guards=guards
-    )
+    request = TurnRequest(session_id, message, mode, agent, idempotency_key, approvals)
+    return await _turn(store, agents, request, guards=guards)
 
 
 @telemetry.traced_turn
 async def _turn(
     store: SessionRepository,
     agents: Agents,
+    request: TurnRequest,
     *,
-    session_id: str,
-    message: str,
-    mode: HistoryMode | None,
-    idempotency_key: str | None,
     guards: TurnGuards,
     sink: TurnStream | None = None,
 ) -> TurnResult:
@@ -116,12 +105,10 @@ async def _turn(
 
     With a ``sink`` the model's reply streams into it as it is written; the session is saved the same way.
     """
-    turn = await begin_turn(
-        store, agents, session_id=session_id, message=message, mode=mode, idempotency_key=idempotency_key, guards=guards
-    )
+    turn = await begin_turn(store, agents, request, guards=guards)
     if isinstance(turn, TurnResult):
         if sink is not None:
-            sink.deliver([turn.reply])
+            sink.deliver([("delta", {"text": turn.reply})])
         return turn
     try:
         with telemetry.phase("model"):
@@ -131,17 +118,19 @@ async def _turn(
         await turn.abandon()
         raise model_call_error(error, turn.record) from error
     telemetry.note_model_response(response)
-    return await turn.finish(response.text)
+    return await turn.finish(response)
 
 
 async def _call_model(turn: PreparedTurn, sink: TurnStream | None) -> AgentResponse:
     """One agent run on the session; streamed into ``sink`` when there is one."""
     if sink is None:
         return await turn.agent.run(turn.message, session=turn.record.session)
-    text = TextDeltas()
+    text, tools = TextDeltas(), ToolEvents()
     stream = turn.agent.run(turn.message, session=turn.record.session, stream=True)
     async for update in stream:
-        sink.deliver(text.feed(update.contents))
+        sink.deliver(
+            [*(("delta", {"text": piece}) for piece in text.feed(update.contents)), *tools.feed(update.contents)]
+        )
     return await stream.get_final_response()
 
 
@@ -152,25 +141,34 @@ class PreparedTurn:
     store: SessionRepository
     record: SessionRecord
     agent: Any
-    message: str
+    message: str | Message
     guards: TurnGuards
     idempotency_key: str | None
     fingerprint: str
     lease_etag: str | None
 
-    async def finish(self, reply: str) -> TurnResult:
+    async def finish(self, response: AgentResponse) -> TurnResult:
         """Write the session the agent just advanced, conditional on the etag it was read with."""
         try:
-            if not reply.strip():
+            waiting = requested_approvals(response)
+            if not response.text.strip() and not waiting:
                 raise ModelCallError("The model returned no text; the session was left unchanged.")
             record, replays, key = self.record, self.guards.replays, self.idempotency_key
             previous_etag = record.etag
             record.turns += 1
             record.updated_at = utc_now()
             record.lease_etag = self.lease_etag
-            if record.title is None and record.mode == "local":
+            if record.title is None and record.mode == "local" and isinstance(self.message, str):
                 record.title = title_from(self.message)
-            result = TurnResult(record.id, reply, record.turns, record.mode)
+            result = TurnResult(
+                record.id,
+                response.text,
+                record.turns,
+                record.mode,
+                agent=record.agent,
+                tool_calls=tuple(tool_calls(response, self.message if isinstance(self.message, Message) else None)),
+                approvals=tuple(waiting),
+            )
             if key and replays:
                 # The cached answer first, then the save that commits the key with the turn: a key is
                 # replayed only when the document holds it, i.e. when this very turn landed.
@@ -216,32 +214,60 @@ class PreparedTurn:
 
 
 async def begin_turn(
-    store: SessionRepository,
-    agents: Agents,
-    *,
-    session_id: str,
-    message: str,
-    mode: HistoryMode | None,
-    idempotency_key: str | None = None,
-    guards: TurnGuards = NO_GUARDS,
+    store: SessionRepository, agents: Agents, request: TurnRequest, *, guards: TurnGuards = NO_GUARDS
 ) -> PreparedTurn | TurnResult:
     """Every step before the model call: load (or start) the session, check the mode, replay a
     retried request's stored result, claim the lease. A replay is returned as the final result."""
+    served = agents.resolve(request.agent)
     with telemetry.phase("load"):
-        record = await load_or_new(store, session_id, mode)
+        record = await load_or_new(store, request.session_id, request.mode, served.name)
     telemetry.note_session(record.mode, record.turns)
-    agent = agent_for(agents, record.mode)
-    fingerprint = request_fingerprint(message, mode)
-    if idempotency_key and guards.replays:
-        replayed = await replay(record, guards.replays, store.user_id, idempotency_key, fingerprint)
+    agent = agent_of(agents, record, named=request.agent)
+    fingerprint = request.fingerprint()
+    if request.idempotency_key and guards.replays:
+        replayed = await replay(record, guards.replays, store.user_id, request.idempotency_key, fingerprint)
         if replayed is not None:
             return replayed
+    message = turn_input(record, request)
     lease_etag = None
     if guards.lease is not None:
         known = record.lease_etag if record.etag is not None else None
         with telemetry.phase("lease"):
-            lease_etag = await guards.lease.claim(session_id, store.user_id, known_etag=known)
-    return PreparedTurn(store, record, agent, message, guards, idempotency_key, fingerprint, lease_etag)
+            lease_etag = await guards.lease.claim(request.session_id, store.user_id, known_etag=known)
+        if request.approvals is not None:
+            await _still_pending(store, record, guards.lease, lease_etag)
+    return PreparedTurn(store, record, agent, message, guards, request.idempotency_key, fingerprint, lease_etag)
+
+
+def turn_input(record: SessionRecord, request: TurnRequest) -> str | Message:
+    """What the agent runs on: the client's message, or its answers to the pending approvals.
+
+    Raises:
+        ApprovalPendingError: a new message while the session waits for approvals.
+        ApprovalUnknownError, ValidationError: answers that do not match what is pending.
+    """
+    if request.approvals is None:
+        if pending_approvals(record.session):
+            raise ApprovalPendingError(
+                "This session is waiting for tool approvals; answer them at /approvals before sending a message."
+            )
+        return request.message
+    return approval_answers(record.session, request.approvals)
+
+
+async def _still_pending(store: SessionRepository, record: SessionRecord, lease: TurnLease, lease_etag: str) -> None:
+    """Re-read the session under the lease before approved tools run: a racing request may have answered
+    the same approvals between our read and our claim (a lease that expired meanwhile is taken over
+    without noticing), and running a tool on that older state would run it twice.
+
+    Raises:
+        ApprovalUnknownError: the session changed since it was read (the approvals were answered).
+    """
+    with telemetry.phase("load"):
+        current = await store.load(record.id)
+    if current is None or current.etag != record.etag:
+        await lease.release(record.id, store.user_id, lease_etag)
+        raise ApprovalUnknownError("These approvals were answered by another request meanwhile; read the session.")
 
 
 async def replay(
@@ -267,11 +293,11 @@ async def replay(
     return TurnResult.from_json(stored, replayed=True)
 
 
-async def load_or_new(store: SessionRepository, session_id: str, mode: HistoryMode | None) -> SessionRecord:
-    """The stored session, or a new (unsaved) one; refuses to switch an existing session's mode."""
+async def load_or_new(store: SessionRepository, session_id: str, mode: HistoryMode | None, agent: str) -> SessionRecord:
+    """The stored session, or a new (unsaved) one for ``agent``; refuses to switch an existing session's mode."""
     record = await store.load(session_id)
     if record is None:
-        return SessionRecord.new(session_id, user_id=store.user_id, mode=mode or store.default_mode)
+        return SessionRecord.new(session_id, user_id=store.user_id, mode=mode or store.default_mode, agent=agent)
     if mode is not None and mode != record.mode:
         raise ModeConflictError(
             f"Session {session_id!r} uses history mode {record.mode!r}; a session's mode never changes."
@@ -295,12 +321,18 @@ def model_call_error(error: BaseException, record: SessionRecord) -> BaseExcepti
     return ModelCallError("The model call failed; the session was left unchanged. Retry later.")
 
 
-def agent_for(agents: Agents, mode: HistoryMode) -> Any:
-    """The agent for ``mode``, or a clear error when the configured model API cannot serve it."""
-    try:
-        return agents[mode]
-    except KeyError:
-        raise ValidationError("History mode 'service' needs MODEL_API=responses on this deployment.") from None
+def agent_of(agents: Agents, record: SessionRecord, *, named: str | None) -> Any:
+    """The agent instance serving ``record``: the session's own agent, in the session's history mode.
+
+    Raises:
+        AgentMismatchError: the request names another agent than the session's (one agent's session
+            state is not guaranteed to load into another).
+        AgentNotFoundError: the session's agent is no longer served by this app.
+    """
+    own = record.agent or agents.default
+    if named is not None and named != own:
+        raise AgentMismatchError(f"This session belongs to agent {own!r}; a turn cannot switch it to {named!r}.")
+    return agents.resolve(own).for_mode(record.mode)
 
 
 def title_from(message: str) -> str:
@@ -323,7 +355,9 @@ async def run_turn_stream(
     session_id: str,
     message: str,
     mode: HistoryMode | None = None,
+    agent: str | None = None,
     idempotency_key: str | None = None,
+    approvals: Sequence[tuple[str, bool]] | None = None,
     guards: TurnGuards = NO_GUARDS,
 ) -> TurnStream:
     """Start exactly one agent turn whose reply streams; return once the model has started answering.
@@ -337,17 +371,7 @@ async def run_turn_stream(
         The errors of :func:`run_turn`, when they happen before the model's first update.
     """
     stream = TurnStream()
-    stream.start(
-        _turn(
-            store,
-            agents,
-            session_id=session_id,
-            message=message,
-            mode=mode,
-            idempotency_key=idempotency_key,
-            guards=guards,
-            sink=stream,
-        )
-    )
+    request = TurnRequest(session_id, message, mode, agent, idempotency_key, approvals)
+    stream.start(_turn(store, agents, request, guards=guards, sink=stream))
     await stream.started()
     return stream

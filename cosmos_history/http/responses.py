@@ -20,6 +20,7 @@ def session_json(record: SessionRecord, *, with_messages: bool = False) -> dict[
     body: dict[str, Any] = {
         "id": record.id,
         "mode": record.mode,
+        "agent": record.agent,
         "title": record.title,
         "createdAt": record.created_at,
         "updatedAt": record.updated_at,
@@ -55,7 +56,19 @@ def history_page_json(page: HistoryPage) -> dict[str, Any]:
 
 
 def turn_json(result: TurnResult) -> dict[str, Any]:
-    return result.to_json()
+    """A turn's answer; waiting for a person to approve tool calls is a normal answer, not an error."""
+    body: dict[str, Any] = {
+        "sessionId": result.session_id,
+        "reply": result.reply,
+        "turn": result.turn,
+        "mode": result.mode,
+        "agent": result.agent,
+        "status": result.status,
+        "toolCalls": [call.to_json() for call in result.tool_calls],
+    }
+    if result.approvals:
+        body["approvals"] = [approval.to_json() for approval in result.approvals]
+    return body
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

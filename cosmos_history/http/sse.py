@@ -1,4 +1,5 @@
-"""Server-Sent Events for a streamed turn: ``delta`` events, then one ``done`` or ``error`` event.
+"""Server-Sent Events for a streamed turn: ``delta`` events (and ``tool_call``, ``tool_result`` and
+``approval_required`` as tools work), then one ``done`` or ``error`` event.
 
 The response starts only after :func:`run_turn_stream` returned, so every error found before
 the model's first update is still a plain problem+json answer with its status. Errors after that
@@ -41,8 +42,8 @@ def event_stream_response(turn: TurnStream) -> StreamingResponse:
 
 
 async def turn_events(turn: TurnStream) -> AsyncIterator[str]:
-    async for text in turn.deltas():
-        yield sse_event("delta", {"text": text})
+    async for event, data in turn.events():
+        yield sse_event(event, data)
     try:
         result = await turn.result()
     except ProblemError as error:

@@ -4,11 +4,17 @@ It is a real ``BaseChatClient``: the agent, history providers and session
 serialization all run exactly as they do with a real model. Its replies say
 plainly that they come from the offline demo model and show what it received,
 so a developer can see that history survives between turns.
+
+It calls tools too, deterministically: a message ``/<tool> {"arg": "value"}`` (JSON arguments, optional)
+makes it call that tool of the agent, and once the results are back it reports them. So ``make run``
+shows tools and approvals with no model account.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -25,6 +31,7 @@ from agent_framework import (
 from agent_framework.observability import ChatTelemetryLayer
 
 _THREAD_ID = re.compile(r"^offline-thread-(\d+)$")
+_TOOL_REQUEST = re.compile(r"^/([A-Za-z0-9_-]+)\s*(\{.*\})?\s*$", re.DOTALL)
 
 
 class OfflineChatClient(
@@ -50,26 +57,39 @@ class OfflineChatClient(
         options: Mapping[str, Any],
         **kwargs: Any,
     ) -> Awaitable[ChatResponse] | ResponseStream[ChatResponseUpdate, ChatResponse]:
-        text, conversation_id = self._reply(messages, options)
+        contents, conversation_id = self._answer(messages, options)
         if stream:
-            return self._build_response_stream(self._stream(text, conversation_id))
-        return self._respond(text, conversation_id)
+            return self._build_response_stream(self._stream(contents, conversation_id))
+        return self._respond(contents, conversation_id)
 
-    async def _respond(self, text: str, conversation_id: str | None) -> ChatResponse:
+    async def _respond(self, contents: list[Content], conversation_id: str | None) -> ChatResponse:
         return ChatResponse(
-            messages=[Message(role="assistant", contents=[text])],
+            messages=[Message(role="assistant", contents=contents)],
             conversation_id=conversation_id,
             model="offline-demo",
         )
 
-    async def _stream(self, text: str, conversation_id: str | None) -> AsyncIterator[ChatResponseUpdate]:
-        for piece in re.findall(r"\S+\s*", text):
-            yield ChatResponseUpdate(
-                role="assistant",
-                contents=[Content.from_text(piece)],
-                conversation_id=conversation_id,
-                model="offline-demo",
-            )
+    async def _stream(self, contents: list[Content], conversation_id: str | None) -> AsyncIterator[ChatResponseUpdate]:
+        for item in contents:
+            for piece in re.findall(r"\S+\s*", item.text or "") if item.type == "text" else [item]:
+                yield ChatResponseUpdate(
+                    role="assistant",
+                    contents=[Content.from_text(piece) if isinstance(piece, str) else piece],
+                    conversation_id=conversation_id,
+                    model="offline-demo",
+                )
+
+    def _answer(self, messages: Sequence[Message], options: Mapping[str, Any]) -> tuple[list[Content], str | None]:
+        """A tool call when the user asked for one, a report of the tools' results once they are back,
+        and the echo otherwise."""
+        text, conversation_id = self._reply(messages, options)
+        results = [c for c in messages[-1].contents if c.type == "function_result"] if messages else []
+        if results:
+            return [Content.from_text(_report(results, messages))], conversation_id
+        call = _requested_call(messages[-1] if messages else None, options)
+        if call is not None:
+            return [call], conversation_id
+        return [Content.from_text(text)], conversation_id
 
     @staticmethod
     def _reply(messages: Sequence[Message], options: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -87,3 +107,29 @@ class OfflineChatClient(
         earlier = len(conversation) - 1
         text = f"[offline demo model] I received {earlier} earlier messages with this one. You said: {said}"
         return text, None
+
+
+def _requested_call(last: Message | None, options: Mapping[str, Any]) -> Content | None:
+    """The tool call a ``/<tool> {json}`` user message asks for, when the agent has that tool."""
+    if last is None or last.role != "user":
+        return None
+    match = _TOOL_REQUEST.match(last.text.strip())
+    if match is None:
+        return None
+    names = {getattr(t, "name", None) for t in options.get("tools") or ()}
+    if match.group(1) not in names:
+        return None
+    try:
+        arguments = json.loads(match.group(2) or "{}")
+    except ValueError:
+        return None
+    return Content.from_function_call(f"offline-{uuid.uuid4().hex[:12]}", match.group(1), arguments=arguments)
+
+
+def _report(results: Sequence[Content], messages: Sequence[Message]) -> str:
+    names = {c.call_id: c.name for m in messages for c in m.contents if c.type == "function_call"}
+    said = "; ".join(
+        f"{names.get(r.call_id) or 'the tool'} returned {r.result if r.exception is None else r.exception}"
+        for r in results
+    )
+    return f"[offline demo model] {said}"

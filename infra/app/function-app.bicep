@@ -57,8 +57,8 @@ param historyMode string
 @minValue(0)
 param sessionTtlSeconds int
 
-@description('System instructions of the agent; empty keeps the app default.')
-param agentInstructions string
+@description('The agent serving requests that name none (DEFAULT_AGENT); empty keeps the app default.')
+param defaultAgent string
 
 @description('Memory of each instance in MB.')
 @allowed([
@@ -107,7 +107,7 @@ var requiredSettings = {
   HTTP_AUTH_LEVEL: enableEasyAuth ? 'anonymous' : 'function'
 }
 var ttlSettings = sessionTtlSeconds > 0 ? { SESSION_TTL_SECONDS: string(sessionTtlSeconds) } : {}
-var instructionSettings = empty(agentInstructions) ? {} : { AGENT_INSTRUCTIONS: agentInstructions }
+var agentSettings = empty(defaultAgent) ? {} : { DEFAULT_AGENT: defaultAgent }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
@@ -172,7 +172,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: functionApp
   name: 'appsettings'
-  properties: union(requiredSettings, ttlSettings, instructionSettings)
+  properties: union(requiredSettings, ttlSettings, agentSettings)
 }
 
 // Basic (publishing credentials) authentication off for FTP and the SCM site: deployments use Entra ID.

@@ -83,6 +83,7 @@ def session_document(record: SessionRecord, ttl: int | None) -> dict[str, Any]:
         **envelope(SESSION_TYPE, partition, partition, record.user_id, ttl),
         "schemaVersion": SCHEMA_VERSION,
         "mode": record.mode,
+        "agent": record.agent,
         "createdAt": record.created_at,
         "updatedAt": record.updated_at,
         "turns": record.turns,
@@ -109,6 +110,7 @@ def session_record(document: dict[str, Any]) -> SessionRecord:
         lease_etag=document.get("leaseEtag"),
         archive=ArchiveIndex.from_json(document.get("archive")),
         recent_keys=[RecentKey.from_json(k) for k in document.get("recentKeys", [])],
+        agent=document.get("agent"),
         key=key if key != session.session_id else None,
     )
 

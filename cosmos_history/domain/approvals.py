@@ -1,0 +1,139 @@
+"""Tool calls and human approvals across stateless requests, on the framework's own mechanism.
+
+A tool declared with ``approval_mode="always_require"`` makes the agent's run end with a
+``function_approval_request`` instead of running it; the framework keeps the request in the session
+state (``state["tool_approval"]``), so it survives ``to_dict``/``from_dict`` in both history modes.
+The next run, given ``function_approval_response`` contents, runs (or declines) the calls.
+
+The framework does not make that exactly-once across requests (answering again on an older saved
+state runs the tool again), so the app decides from the stored session, under the session's lease
+and etag, before it calls the framework: only a pending request can be answered, and the arguments
+that run are the stored call's, never the client's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agent_framework import AgentResponse, AgentSession, Content, Message
+
+from cosmos_history.domain.errors import ApprovalUnknownError, ValidationError
+
+# The framework keeps its approval state under this key (``agent_framework._tools._TOOL_APPROVAL_STATE_KEY``,
+# a private name): read in this one place; tests/test_approvals.py fails if the framework moves it.
+TOOL_APPROVAL_STATE = "tool_approval"
+
+
+@dataclass(frozen=True)
+class PendingApproval:
+    """A tool call waiting for a person: the id they answer, and what would run."""
+
+    id: str
+    name: str
+    arguments: Any
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool call that ran during a turn (a declined one has the framework's rejection as result)."""
+
+    id: str
+    name: str
+    arguments: Any
+    result: Any
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments, "result": self.result}
+
+
+def pending_requests(session: AgentSession) -> list[Content]:
+    """The approval requests the session is waiting on, as the framework stored them."""
+    state = session.state.get(TOOL_APPROVAL_STATE)
+    stored = state.get("pending_approval_requests", []) if isinstance(state, dict) else []
+    requests = [item if isinstance(item, Content) else Content.from_dict(item) for item in stored]
+    return [r for r in requests if r.type == "function_approval_request"]
+
+
+def pending_approvals(session: AgentSession) -> list[PendingApproval]:
+    return [_pending(request) for request in pending_requests(session)]
+
+
+def approval_answers(session: AgentSession, answers: Sequence[tuple[str, bool]]) -> Message:
+    """The message that continues the waiting turn: one response per pending request, built from the
+    stored request (its call and arguments), never from anything the client sent but id and decision.
+
+    Raises:
+        ApprovalUnknownError: an id is not pending (unknown, forged, or answered already).
+        ValidationError: an id is answered twice, or a pending request is left unanswered.
+    """
+    pending = {request.id: request for request in pending_requests(session)}
+    decided: dict[str, bool] = {}
+    for approval_id, approved in answers:
+        if approval_id not in pending:
+            raise ApprovalUnknownError(f"No approval {approval_id!r} is pending on this session.")
+        if approval_id in decided:
+            raise ValidationError(f"Approval {approval_id!r} is answered twice.")
+        decided[approval_id] = approved
+    missing = [approval_id for approval_id in pending if approval_id not in decided]
+    if missing:
+        raise ValidationError(f"Answer every pending approval; unanswered: {', '.join(missing)}.")
+    contents = [pending[i].to_function_approval_response(approved=decided[i]) for i in pending]
+    return Message(role="user", contents=contents)
+
+
+def tool_calls(response: AgentResponse, answered: Message | None = None) -> list[ToolCall]:
+    """The tool calls that ran (have a result) in ``response``, in order of their results.
+
+    An approved call was requested in an earlier turn, so its name and arguments come from ``answered``
+    (the approval answers this turn ran on).
+    """
+    contents = list(_contents(response.messages))
+    earlier = [a.function_call for a in (answered.contents if answered else []) if a.function_call is not None]
+    calls = {c.call_id: c for c in [*earlier, *contents] if c.type == "function_call"}
+    return [
+        ToolCall(
+            r.call_id or "", calls[r.call_id].name or "", json_arguments(calls[r.call_id].arguments), json_result(r)
+        )
+        for r in contents
+        if r.type == "function_result" and r.call_id in calls
+    ]
+
+
+def requested_approvals(response: AgentResponse) -> list[PendingApproval]:
+    return [
+        _pending(request) for request in response.user_input_requests if request.type == "function_approval_request"
+    ]
+
+
+def _pending(request: Content) -> PendingApproval:
+    call = request.function_call
+    return PendingApproval(
+        request.id or "", call.name or "" if call else "", json_arguments(call.arguments if call else None)
+    )
+
+
+def _contents(messages: Iterable[Message]) -> Iterable[Content]:
+    for message in messages:
+        yield from message.contents
+
+
+def json_result(result: Content) -> Any:
+    """A tool's result as a JSON value (the framework's error text when the tool raised)."""
+    value = result.result if result.exception is None else f"Error: {result.exception}"
+    return value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else str(value)
+
+
+def json_arguments(arguments: Any) -> Any:
+    """Arguments as JSON values: models send them as a JSON string, tools may hold a dict."""
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except ValueError:
+            return arguments
+    return arguments

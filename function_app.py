@@ -15,6 +15,8 @@ ROUTES = (
     Route("DELETE", "sessions/{id}", api.delete_session_route),
     Route("POST", "sessions/{id}/messages", api.post_message_route),
     Route("GET", "sessions/{id}/messages", api.list_messages_route),
+    Route("POST", "sessions/{id}/approvals", api.post_approvals_route),
+    Route("GET", "agents", api.list_agents_route),
     Route("GET", "health", api.health_route),
     Route("GET", "openapi.json", api.openapi_route, public=True),
     Route("GET", "chat", api.chat_page_route, public=True),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -82,8 +83,26 @@ class FakeOpenAI:
             history = list(self.threads[previous])
         items = _input_items(body.get("input"))
         conversation = history + items
-        text = f"answer {next(self._ids)} to: {_last_user_text(conversation)}"
         response_id = f"resp_{len(self.requests):04d}"
+        call = requested_call(_last_user_text(conversation) if _ends_with_user(conversation) else "", body)
+        if call is not None:
+            name, arguments = call
+            item = {
+                "type": "function_call",
+                "id": f"fc_{response_id}",
+                "call_id": f"call_{response_id}",
+                "name": name,
+                "arguments": arguments,
+                "status": "completed",
+            }
+            if body.get("store", True):
+                self.threads[response_id] = [*conversation, item]
+            if not body.get("stream"):
+                return JSONResponse(_response_object(response_id, body, [item], "completed"))
+            return StreamingResponse(
+                self._function_call_events(response_id, body, item), media_type="text/event-stream"
+            )
+        text = self._answer(conversation)
         message = {
             "type": "message",
             "id": f"msg_{response_id}",
@@ -100,6 +119,28 @@ class FakeOpenAI:
         return StreamingResponse(
             self._response_events(response_id, body, message, text), media_type="text/event-stream"
         )
+
+    def _answer(self, conversation: list[dict[str, Any]]) -> str:
+        """``answer N to: <user text>``, or ``answer N after tool: <output>`` when a tool's result came last."""
+        output = _tool_output(conversation[-1]) if conversation else None
+        if output is not None:
+            return f"answer {next(self._ids)} after tool: {output}"
+        return f"answer {next(self._ids)} to: {_last_user_text(conversation)}"
+
+    async def _function_call_events(
+        self, response_id: str, body: dict[str, Any], item: dict[str, Any]
+    ) -> AsyncIterator[str]:
+        seq = itertools.count()
+        where = {"item_id": item["id"], "output_index": 0}
+        yield _sse("response.created", {"response": _response_object(response_id, body, [], "in_progress")}, seq)
+        started = {**item, "arguments": "", "status": "in_progress"}
+        yield _sse("response.output_item.added", {"output_index": 0, "item": started}, seq)
+        for piece in _halves(item["arguments"]):
+            yield _sse("response.function_call_arguments.delta", {**where, "delta": piece}, seq)
+        yield _sse("response.function_call_arguments.done", {**where, "arguments": item["arguments"]}, seq)
+        yield _sse("response.output_item.done", {"output_index": 0, "item": item}, seq)
+        yield _sse("response.completed", {"response": _response_object(response_id, body, [item], "completed")}, seq)
+        self.streams_finished += 1
 
     async def _response_events(
         self, response_id: str, body: dict[str, Any], message: dict[str, Any], text: str
@@ -146,8 +187,12 @@ class FakeOpenAI:
         if self.fail_next:
             self.fail_next -= 1
             return JSONResponse({"error": {"message": "injected failure", "type": "server_error"}}, status_code=500)
-        text = f"answer {next(self._ids)} to: {_last_user_text(body.get('messages', []))}"
+        messages = body.get("messages", [])
         completion_id = f"chatcmpl_{len(self.requests):04d}"
+        call = requested_call(_last_user_text(messages) if _ends_with_user(messages) else "", body)
+        if call is not None:
+            return self._chat_tool_call(completion_id, body, *call)
+        text = self._answer(messages)
         if not body.get("stream"):
             return JSONResponse(
                 {
@@ -189,6 +234,57 @@ class FakeOpenAI:
             self.streams_finished += 1
 
         return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    def _chat_tool_call(self, completion_id: str, body: dict[str, Any], name: str, arguments: str) -> Response:
+        call_id = f"call_{completion_id}"
+        head = {"id": completion_id, "created": int(time.time()), "model": body.get("model", "fake")}
+        if not body.get("stream"):
+            call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+            usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+            return JSONResponse({**head, "object": "chat.completion", "choices": [choice], "usage": usage})
+        first = {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+        deltas = [{"role": "assistant", "tool_calls": [first]}] + [
+            {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} for piece in _halves(arguments)
+        ]
+        chunks = [{"index": 0, "delta": delta, "finish_reason": None} for delta in deltas]
+        chunks.append({"index": 0, "delta": {}, "finish_reason": "tool_calls"})
+
+        async def events() -> AsyncIterator[str]:
+            for choice in chunks:
+                yield f"data: {json.dumps({**head, 'object': 'chat.completion.chunk', 'choices': [choice]})}\n\n"
+            yield "data: [DONE]\n\n"
+            self.streams_finished += 1
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def requested_call(text: str, body: dict[str, Any]) -> tuple[str, str] | None:
+    """The tool call a ``/<tool> {json}`` user message asks for, when the request offers that tool."""
+    match = re.fullmatch(r"/([A-Za-z0-9_-]+)\s*(\{.*\})?", text.strip(), re.DOTALL)
+    offered = {tool.get("name") or tool.get("function", {}).get("name") for tool in body.get("tools") or []}
+    if match is None or match.group(1) not in offered:
+        return None
+    return match.group(1), match.group(2) or "{}"
+
+
+def _tool_output(item: dict[str, Any]) -> str | None:
+    """A tool's output, when ``item`` carries one (a Responses ``function_call_output`` or a chat ``tool`` message)."""
+    if item.get("type") == "function_call_output":
+        return _text_of(item.get("output"))
+    if item.get("role") == "tool":
+        return _text_of(item.get("content"))
+    return None
+
+
+def _ends_with_user(items: list[dict[str, Any]]) -> bool:
+    return bool(items) and items[-1].get("role") == "user"
+
+
+def _halves(text: str) -> list[str]:
+    """``text`` in two pieces, as services stream a call's arguments."""
+    return [text[: len(text) // 2], text[len(text) // 2 :]]
 
 
 def _response_object(

@@ -8,7 +8,7 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import Request, Response
 
-COMPLETED = {"agent": "assistant", "status": "completed", "toolCalls": []}
+COMPLETED = {"agent": "assistant", "status": "completed", "toolCalls": [], "approvals": []}
 """The fields a completed turn of the default agent adds to its answer when it ran no tool."""
 
 

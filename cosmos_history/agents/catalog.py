@@ -67,8 +67,29 @@ class ServedAgent:
         except KeyError:
             raise ValidationError("History mode 'service' needs MODEL_API=responses on this deployment.") from None
 
-    def tools(self) -> list[Any]:
-        return list(self.by_mode["local"].default_options.get("tools", []))
+    def tools(self) -> list[ToolInfo]:
+        """The agent's tools; an MCP server's tools once they were loaded (its first use), the server before."""
+        agent = self.by_mode["local"]
+        infos = [ToolInfo.of(tool) for tool in agent.default_options.get("tools") or []]
+        for server in agent.mcp_tools:
+            loaded = server.functions if server.is_connected else []
+            infos += [ToolInfo.of(tool) for tool in loaded] or [ToolInfo.of(server)]
+        return infos
+
+
+@dataclass(frozen=True)
+class ToolInfo:
+    """What ``GET /api/agents`` tells about a tool."""
+
+    name: str
+    description: str
+    approval_required: bool
+
+    @classmethod
+    def of(cls, tool: Any) -> ToolInfo:
+        mode = getattr(tool, "approval_mode", None)
+        name = getattr(tool, "name", None) or getattr(tool, "__name__", "tool")
+        return cls(str(name), str(getattr(tool, "description", "") or ""), mode == "always_require")
 
 
 class Agents(Mapping[str, ServedAgent]):
@@ -101,19 +122,20 @@ class Agents(Mapping[str, ServedAgent]):
         return found
 
 
-def build_agents(
-    settings: Settings, client: SupportsChatGetResponse | BaseChatClient | None = None, *, package: str = "agents"
-) -> Agents:
-    """Every agent of ``package``, each once per history mode the configured model API supports.
+def build_agents(settings: Settings, client: SupportsChatGetResponse | BaseChatClient | None = None) -> Agents:
+    """Every agent of ``AGENTS_PACKAGE``, each once per history mode the configured model API supports.
 
     Raises:
         AgentLoadError: an agent module is missing, broken or returns no agent (the message names the file).
     """
     chat_client = client if client is not None else build_chat_client(settings.model)
+    invocation = getattr(chat_client, "function_invocation_configuration", None)
+    if isinstance(invocation, dict):
+        invocation["max_iterations"] = settings.max_tool_rounds  # bounds the tool rounds of one turn
     modes: list[HistoryMode] = ["local", "service"] if settings.model.api == "responses" else ["local"]
     served = {
         name: ServedAgent(name, {mode: _for_mode(create(chat_client), mode, settings) for mode in modes})
-        for name, create in agent_factories(package).items()
+        for name, create in agent_factories(settings.agents_package).items()
     }
     return Agents(served, settings.default_agent)
 

@@ -16,11 +16,16 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 DEFAULT_LIST_LIMIT = 20
 
 
+MAX_APPROVALS = 100
+MAX_NAME_CHARS = 64
+
+
 @dataclass(frozen=True)
 class NewSession:
     id: str | None
     mode: HistoryMode | None
     title: str | None
+    agent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,15 @@ class NewMessage:
     mode: HistoryMode | None
     stream: bool = False
     """``"stream": true`` asks for Server-Sent Events, like ``Accept: text/event-stream``."""
+    agent: str | None = None
+
+
+@dataclass(frozen=True)
+class Approvals:
+    """A person's answers to the tool calls a session waits on: ``(approval id, approved)``."""
+
+    answers: tuple[tuple[str, bool], ...]
+    stream: bool = False
 
 
 def parse_idempotency_key(value: str) -> str:
@@ -56,7 +70,7 @@ def parse_new_session(body: dict[str, Any]) -> NewSession:
     title = body.get("title")
     if title is not None and (not isinstance(title, str) or len(title) > MAX_TITLE_CHARS):
         raise ValidationError(f"'title' must be a string of at most {MAX_TITLE_CHARS} characters.")
-    return NewSession(session_id, parse_mode(body.get("mode")), title)
+    return NewSession(session_id, parse_mode(body.get("mode")), title, parse_agent(body.get("agent")))
 
 
 def parse_new_message(body: dict[str, Any], settings: Settings) -> NewMessage:
@@ -65,10 +79,37 @@ def parse_new_message(body: dict[str, Any], settings: Settings) -> NewMessage:
         raise ValidationError("'message' is required and must be a non-empty string.")
     if len(message) > settings.max_message_chars:
         raise ValidationError(f"'message' is longer than {settings.max_message_chars} characters.")
+    return NewMessage(message, parse_mode(body.get("mode")), parse_stream(body), parse_agent(body.get("agent")))
+
+
+def parse_approvals(body: dict[str, Any]) -> Approvals:
+    """``{"approvals": [{"id": "...", "approved": true}]}``: every answer an id and a boolean decision."""
+    answers = body.get("approvals")
+    if not isinstance(answers, list) or not 1 <= len(answers) <= MAX_APPROVALS:
+        raise ValidationError(f"'approvals' must be a list of 1 to {MAX_APPROVALS} answers.")
+    parsed = []
+    for answer in answers:
+        if not isinstance(answer, dict) or set(answer) != {"id", "approved"}:
+            raise ValidationError("Each approval is an object with exactly 'id' and 'approved'.")
+        approval_id, approved = answer["id"], answer["approved"]
+        if not isinstance(approval_id, str) or not 1 <= len(approval_id) <= 200 or not isinstance(approved, bool):
+            raise ValidationError("An approval's 'id' is a non-empty string and 'approved' is true or false.")
+        parsed.append((approval_id, approved))
+    return Approvals(tuple(parsed), parse_stream(body))
+
+
+def parse_stream(body: dict[str, Any]) -> bool:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ValidationError("'stream' must be true or false.")
-    return NewMessage(message, parse_mode(body.get("mode")), stream)
+    return stream
+
+
+def parse_agent(value: Any) -> str | None:
+    """An agent name as sent; whether such an agent exists is the catalog's answer (404 when not)."""
+    if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= MAX_NAME_CHARS):
+        raise ValidationError(f"'agent' must be an agent's name (a string of 1 to {MAX_NAME_CHARS} characters).")
+    return value
 
 
 def parse_mode(value: Any) -> HistoryMode | None:

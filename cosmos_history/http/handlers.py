@@ -7,6 +7,8 @@ routes to them. Every response is a FastAPI type: the app runs on Functions HTTP
 
 from __future__ import annotations
 
+from typing import Any
+
 from azurefunctions.extensions.http.fastapi import Request, Response
 
 from cosmos_history.domain.conversations import (
@@ -17,11 +19,18 @@ from cosmos_history.domain.conversations import (
     read_history,
 )
 from cosmos_history.domain.turn import run_turn, run_turn_stream
-from cosmos_history.http.bodies import parse_before, parse_limit, parse_new_message, parse_new_session
+from cosmos_history.http.bodies import (
+    parse_approvals,
+    parse_before,
+    parse_limit,
+    parse_new_message,
+    parse_new_session,
+)
 from cosmos_history.http.calls import Call
 from cosmos_history.http.openapi import openapi_document
 from cosmos_history.http.page import chat_page_response
 from cosmos_history.http.responses import (
+    agents_json,
     history_page_json,
     json_response,
     session_json,
@@ -33,7 +42,9 @@ from cosmos_history.http.sse import event_stream_response, wants_event_stream
 
 async def create_session_route(call: Call) -> Response:
     new = parse_new_session(await call.json_body(required=False))
-    record = await create_session(call.store, call.agents, session_id=new.id, mode=new.mode, title=new.title)
+    record = await create_session(
+        call.store, call.agents, session_id=new.id, mode=new.mode, title=new.title, agent=new.agent
+    )
     return json_response(session_json(record), status=201, headers={"Location": f"/api/sessions/{record.id}"})
 
 
@@ -58,17 +69,25 @@ async def delete_session_route(call: Call) -> Response:
 
 async def post_message_route(call: Call) -> Response:
     new = parse_new_message(await call.json_body(), call.settings)
-    turn = {
-        "session_id": call.session_id(),
-        "message": new.message,
-        "mode": new.mode,
-        "idempotency_key": call.idempotency_key(),
-        "guards": call.guards,
-    }
-    if wants_event_stream(call.request, new.stream):
+    return await _turn_response(call, new.stream, message=new.message, mode=new.mode, agent=new.agent)
+
+
+async def post_approvals_route(call: Call) -> Response:
+    """Continue the turn that waits for approvals: approved calls run (once), denied ones are reported."""
+    answers = parse_approvals(await call.json_body())
+    return await _turn_response(call, answers.stream, message="", approvals=answers.answers)
+
+
+async def _turn_response(call: Call, stream: bool, **turn: Any) -> Response:
+    turn.update(session_id=call.session_id(), idempotency_key=call.idempotency_key(), guards=call.guards)
+    if wants_event_stream(call.request, stream):
         return event_stream_response(await run_turn_stream(call.store, call.agents, **turn))
     result = await run_turn(call.store, call.agents, **turn)
     return json_response(turn_json(result), headers={"Idempotent-Replayed": "true"} if result.replayed else None)
+
+
+async def list_agents_route(call: Call) -> Response:
+    return json_response(agents_json(call.agents))
 
 
 async def list_messages_route(call: Call) -> Response:

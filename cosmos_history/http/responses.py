@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agent_framework import Message
+from agent_framework import Content, Message
 from azurefunctions.extensions.http.fastapi import Response
 
+from cosmos_history.agents.catalog import Agents
+from cosmos_history.domain.approvals import json_arguments, json_result, pending_approvals
 from cosmos_history.domain.archive import HistoryPage, history_messages
 from cosmos_history.domain.errors import ProblemError
 from cosmos_history.domain.records import SessionPage, SessionRecord
@@ -28,13 +30,55 @@ def session_json(record: SessionRecord, *, with_messages: bool = False) -> dict[
     }
     if with_messages:
         body["archivedMessages"] = record.archive.count
-        body["messages"] = [{"role": m.role, "text": m.text} for m in recent_messages(record)]
+        body["messages"] = [entry for m in recent_messages(record) for entry in message_entries(m)]
+        body["pendingApprovals"] = [approval.to_json() for approval in pending_approvals(record.session)]
     return body
 
 
 def recent_messages(record: SessionRecord) -> list[Message]:
     """The recent messages kept in a local-mode session document (a service-mode session keeps none)."""
-    return [m for m in history_messages(record.session.state) if m.role in ("user", "assistant")]
+    return [m for m in history_messages(record.session.state) if m.role in ("user", "assistant", "tool")]
+
+
+def message_entries(message: Message) -> list[dict[str, Any]]:
+    """A stored message as history entries: its text as ``{role, text}``, and each tool call, tool result,
+    approval request and approval answer as a structured entry of its own."""
+    entries: list[dict[str, Any]] = [{"role": message.role, "text": message.text}] if message.text else []
+    for content in message.contents:
+        entry = _tool_entry(content)
+        if entry is not None:
+            entries.append({"role": message.role, **entry})
+    return entries
+
+
+def _tool_entry(content: Content) -> dict[str, Any] | None:
+    call = content.function_call
+    if content.type == "function_call":
+        return {
+            "type": "tool_call",
+            "callId": content.call_id,
+            "name": content.name,
+            "arguments": json_arguments(content.arguments),
+        }
+    if content.type == "function_result":
+        return {"type": "tool_result", "callId": content.call_id, "result": json_result(content)}
+    if content.type == "function_approval_request" and call is not None:
+        return {
+            "type": "approval_request",
+            "id": content.id,
+            "callId": call.call_id,
+            "name": call.name,
+            "arguments": json_arguments(call.arguments),
+        }
+    if content.type == "function_approval_response" and call is not None:
+        return {
+            "type": "approval_response",
+            "id": content.id,
+            "callId": call.call_id,
+            "name": call.name,
+            "approved": bool(content.approved),
+        }
+    return None
 
 
 def session_page_json(page: SessionPage) -> dict[str, Any]:
@@ -49,7 +93,7 @@ def session_page_json(page: SessionPage) -> dict[str, Any]:
 
 def history_page_json(page: HistoryPage) -> dict[str, Any]:
     return {
-        "messages": [{"index": i, "role": m.role, "text": m.text} for i, m in page.messages],
+        "messages": [{"index": i, **entry} for i, m in page.messages for entry in message_entries(m)],
         "total": page.total,
         "before": page.next_before,
     }
@@ -57,7 +101,7 @@ def history_page_json(page: HistoryPage) -> dict[str, Any]:
 
 def turn_json(result: TurnResult) -> dict[str, Any]:
     """A turn's answer; waiting for a person to approve tool calls is a normal answer, not an error."""
-    body: dict[str, Any] = {
+    return {
         "sessionId": result.session_id,
         "reply": result.reply,
         "turn": result.turn,
@@ -65,10 +109,24 @@ def turn_json(result: TurnResult) -> dict[str, Any]:
         "agent": result.agent,
         "status": result.status,
         "toolCalls": [call.to_json() for call in result.tool_calls],
+        "approvals": [approval.to_json() for approval in result.approvals],
     }
-    if result.approvals:
-        body["approvals"] = [approval.to_json() for approval in result.approvals]
-    return body
+
+
+def agents_json(agents: Agents) -> dict[str, Any]:
+    return {
+        "agents": [
+            {
+                "name": agent.name,
+                "description": agent.description,
+                "tools": [
+                    {"name": t.name, "description": t.description, "approvalRequired": t.approval_required}
+                    for t in agent.tools()
+                ],
+            }
+            for agent in (agents[name] for name in sorted(agents))
+        ]
+    }
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -6,6 +6,10 @@
   turn, and because they are session state they are saved in the session document and survive restarts.
 - ``schedule_reminder``: a tool that needs a person's approval. It runs only once approved, so the
   reminder is recorded in the session only then.
+- The tools of a remote MCP server, when ``MCP_SERVER_URL`` is set (streamable HTTP, through the framework's
+  ``MCPStreamableHTTPTool``). ``MCP_SERVER_HEADERS`` (a JSON object, for example an API key from Key Vault)
+  is sent with every request. Every MCP tool needs approval unless ``MCP_TOOLS_REQUIRING_APPROVAL`` names the
+  ones that do (comma-separated, or ``none``): a remote tool's effects are not this app's to vouch for.
 
 Try it with the offline model: ``/current_time {"time_zone": "Europe/Lisbon"}``,
 ``/remember_note {"note": "Ada likes tea"}`` or ``/schedule_reminder {"text": "call Ada", "at": "2026-12-01T09:00"}``.
@@ -13,11 +17,21 @@ Try it with the offline model: ``/current_time {"time_zone": "Europe/Lisbon"}``,
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agent_framework import Agent, AgentSession, ContextProvider, FunctionInvocationContext, SessionContext, tool
+from agent_framework import (
+    Agent,
+    AgentSession,
+    ContextProvider,
+    FunctionInvocationContext,
+    MCPStreamableHTTPTool,
+    SessionContext,
+    tool,
+)
 
 NOTES = "notes"
 """The ``session.state`` key (and context provider ``source_id``) of the notes."""
@@ -75,12 +89,39 @@ class Notes(ContextProvider):
             context.extend_instructions(NOTES, "Notes you remember from this conversation:\n- " + "\n- ".join(notes))
 
 
+def mcp_servers() -> list[MCPStreamableHTTPTool]:
+    """The remote MCP server the settings name, if any (connected on the agent's first run)."""
+    url = os.environ.get("MCP_SERVER_URL")
+    if not url:
+        return []
+    headers = json.loads(os.environ.get("MCP_SERVER_HEADERS") or "{}")
+    return [
+        MCPStreamableHTTPTool(
+            name="mcp",
+            url=url,
+            description="Tools of the configured MCP server.",
+            static_headers=headers,
+            approval_mode=mcp_approval_mode(os.environ.get("MCP_TOOLS_REQUIRING_APPROVAL")),
+            load_prompts=False,
+        )
+    ]
+
+
+def mcp_approval_mode(setting: str | None) -> Any:
+    """All tools need approval by default; ``none`` or a list of names narrows it."""
+    if not setting or setting.strip() == "all":
+        return "always_require"
+    if setting.strip() == "none":
+        return "never_require"
+    return {"always_require_approval": [name.strip() for name in setting.split(",") if name.strip()]}
+
+
 def create_agent(client: Any) -> Agent:
     return Agent(
         client=client,
         name="assistant",
         description="A helpful general assistant that can tell the time, remember notes and schedule reminders.",
         instructions="You are a helpful assistant. Answer concisely. Use your tools when they help.",
-        tools=[current_time, remember_note, schedule_reminder],
+        tools=[current_time, remember_note, schedule_reminder, *mcp_servers()],
         context_providers=[Notes()],
     )

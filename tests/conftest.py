@@ -74,6 +74,7 @@ def model(runtime: Runtime) -> Iterator[RecordingChatClient]:
     client.fail_with = None
     yield client
     client.fail_with = None
+    client.tool_call = None
 
 
 @pytest.fixture

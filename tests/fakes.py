@@ -39,6 +39,8 @@ class RecordingChatClient(FunctionInvocationLayer[Any], BaseChatClient[Any]):
         """When set, each call waits for it: a test decides exactly when the model answers."""
         self.entered = asyncio.Event()
         """Set when a call has started (and is waiting at the gate, if there is one)."""
+        self.tool_call: tuple[str, dict[str, Any]] | None = None
+        """When set, a request ending with the user's message is answered with this call of the agent's tool."""
 
     def texts(self, call: int = -1) -> list[tuple[str, str]]:
         return [(m.role, m.text) for m in self.calls[call]]
@@ -49,23 +51,30 @@ class RecordingChatClient(FunctionInvocationLayer[Any], BaseChatClient[Any]):
         self.calls.append(list(messages))
         self.options.append(dict(options))
         text = self.reply_template if self.reply_template is not None else f"{self.reply_prefix} {len(self.calls)}"
+        if self.tool_call is not None and messages and messages[-1].role == "user":
+            name, arguments = self.tool_call
+            call = Content.from_function_call(f"call-{len(self.calls)}", name, arguments=arguments)
+            return self._build_response_stream(self._call(call)) if stream else self._respond(call)
         if stream:
             return self._build_response_stream(self._stream(text))
         return self._respond(text)
+
+    async def _call(self, call: Content) -> AsyncIterator[ChatResponseUpdate]:
+        yield ChatResponseUpdate(role="assistant", contents=[call], model="recording")
 
     async def _wait_at_gate(self) -> None:
         self.entered.set()
         if self.gate is not None:
             await self.gate.wait()
 
-    async def _respond(self, text: str) -> ChatResponse:
+    async def _respond(self, reply: str | Content) -> ChatResponse:
         await self._wait_at_gate()
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.fail_with is not None:
             raise self.fail_with
         return ChatResponse(
-            messages=[Message(role="assistant", contents=[text])], model="recording", usage_details=self.usage
+            messages=[Message(role="assistant", contents=[reply])], model="recording", usage_details=self.usage
         )
 
     async def _stream(self, text: str) -> AsyncIterator[ChatResponseUpdate]:

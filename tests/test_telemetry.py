@@ -125,6 +125,30 @@ async def test_the_frameworks_agent_span_is_nested_in_the_model_call(functions, 
     assert len(agent_spans) == 1
 
 
+async def test_each_tool_call_is_a_framework_span_under_the_turn_with_its_name_and_outcome_but_no_content(
+    functions, model, telemetry, session_id
+):
+    model.tool_call = ("current_time", {"time_zone": "Secret/Zone-4711"})
+
+    await post_message(functions, session_id, "What time is it?")
+
+    turn = telemetry.turn_span(session_id)
+    tools = [s for s in telemetry.finished() if s.name == "execute_tool current_time"]
+    assert len(tools) == 1 and turn.context.trace_id == tools[0].context.trace_id
+    assert within(tools[0], turn, telemetry.finished())
+    assert tools[0].attributes["gen_ai.tool.name"] == "current_time" and tools[0].status.is_ok
+    assert "Secret/Zone-4711" not in all_span_text(telemetry.finished())
+
+
+def within(span: ReadableSpan, ancestor: ReadableSpan, spans: list[ReadableSpan]) -> bool:
+    by_id = {s.context.span_id: s for s in spans}
+    while span.parent is not None:
+        if span.parent.span_id == ancestor.context.span_id:
+            return True
+        span = by_id[span.parent.span_id]
+    return False
+
+
 async def test_the_turn_span_names_the_session_mode_turn_and_a_hashed_user(functions, model, telemetry, session_id):
     await post_message(functions, session_id, "first")
     telemetry.spans.clear()

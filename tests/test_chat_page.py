@@ -269,3 +269,31 @@ def test_a_streamed_reply_is_shown_as_it_arrives(browser, chat_base):
     assert shown == [("user", "Hi, I am Ada"), ("assistant", "Hello there, Ada.")]
     assert browser.execute_script("return window.__accept").startswith("text/event-stream")
     assert browser.execute_script("return window.__key") == "stream-key"
+
+
+def test_a_tool_call_waiting_for_approval_is_approved_by_a_click_and_its_tool_runs(browser, chat_base):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(f"{chat_base}/chat?code=page-test-key")
+    box = browser.find_element(By.ID, "message")
+    box.send_keys('/schedule_reminder {"text": "water the plants", "at": "2026-12-24T08:00"}')
+    box.send_keys(Keys.ENTER)
+
+    approve = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".approval button.approve"))
+    assert "schedule_reminder" in browser.find_element(By.CSS_SELECTOR, ".approval span").text
+    approve[0].click()
+    shown = wait_for(browser, shows_messages(2))
+
+    assert "Reminder 1 scheduled for 2026-12-24T08:00" in shown[1][1]
+    assert not browser.find_elements(By.CSS_SELECTOR, ".approvals")
+    tool_lines = [line.text for line in browser.find_elements(By.CSS_SELECTOR, ".tool")]
+    assert any("Reminder 1 scheduled" in line for line in tool_lines), tool_lines
+
+    browser.refresh()
+    kinds = wait_for(
+        browser,
+        lambda d: [e.get_attribute("data-type") for e in d.find_elements(By.CSS_SELECTOR, ".tool")] or False,
+    )
+    assert kinds == ["tool_call", "approval_request", "approval_response", "tool_result"]
+    browser.save_screenshot(str(ARTIFACTS / "chat-page-approval.png"))

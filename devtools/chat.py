@@ -3,7 +3,9 @@
     python -m devtools.chat [--url http://127.0.0.1:7071] [--session ID] [--key FUNCTION_KEY] [--user USER_ID]
 
 Type a message and press Enter. Commands: ``/new`` (a new session), ``/history`` (the stored
-messages), ``/quit`` (or end of input). Without ``--session`` the server chooses a new session id.
+messages), ``/quit`` (or end of input); any other line goes to the agent (the offline model calls a tool
+for ``/<tool> {"arg": "value"}``). When the agent asks to run a tool that needs approval, answer y or n.
+Without ``--session`` the server chooses a new session id.
 """
 
 from __future__ import annotations
@@ -49,12 +51,14 @@ class ChatClient:
 
     def send(self, session_id: str, message: str) -> Iterator[tuple[str, Any]]:
         """The reply's SSE events as ``(event, data)`` pairs, as they arrive."""
-        with self.http.stream(
-            "POST",
-            f"/sessions/{session_id}/messages",
-            json={"message": message},
-            headers={"accept": "text/event-stream"},
-        ) as response:
+        return self._turn(f"/sessions/{session_id}/messages", {"message": message})
+
+    def answer(self, session_id: str, answers: list[dict[str, Any]]) -> Iterator[tuple[str, Any]]:
+        """Answer the approvals the session waits on; the continued turn's SSE events."""
+        return self._turn(f"/sessions/{session_id}/approvals", {"approvals": answers})
+
+    def _turn(self, path: str, body: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+        with self.http.stream("POST", path, json=body, headers={"accept": "text/event-stream"}) as response:
             if response.status_code != 200:
                 response.read()
                 _raise_for_problem(response)
@@ -114,25 +118,54 @@ def chat(client: ChatClient, session_id: str | None, stdin: TextIO, out: TextIO)
                 print(f"Session {session_id}.", file=out, flush=True)
             elif text == "/history":
                 print_history(client.session(session_id), out)
-            elif text.startswith("/"):
-                print(f"Unknown command {text}. {HELP}", file=out, flush=True)
             else:
-                print_reply(client.send(session_id, text), out)
+                done = print_reply(client.send(session_id, text), out)
+                while done is not None and done.get("status") == "awaiting_approval":
+                    answers = ask_approvals(done["approvals"], stdin, out)
+                    if answers is None:
+                        break
+                    done = print_reply(client.answer(session_id, answers), out)
         except ProblemAnswer as problem:
             print(f"[error] {problem}", file=out, flush=True)
         except httpx.HTTPError as error:
             print(f"[error] {type(error).__name__}: {error}", file=out, flush=True)
 
 
-def print_reply(events: Iterator[tuple[str, Any]], out: TextIO) -> None:
+def print_reply(events: Iterator[tuple[str, Any]], out: TextIO) -> dict[str, Any] | None:
+    """Print a turn as it streams; returns its result (``None`` when it failed)."""
     print("assistant> ", end="", file=out, flush=True)
+    done = None
     for event, data in events:
         if event == "delta":
             print(data["text"], end="", file=out, flush=True)
+        elif event == "tool_call":
+            print(f"[tool] {data['name']}({json.dumps(data['arguments'])})", file=out, flush=True)
+        elif event == "tool_result":
+            print(f"[tool result] {data['result']}", file=out, flush=True)
         elif event == "done":
-            print(f"\n(turn {data['turn']})", file=out, flush=True)
+            done = data
+            print(f"\n(turn {data['turn']}, {data['status'].replace('_', ' ')})", file=out, flush=True)
         elif event == "error":
             print(f"\n[error] {data['status']} {data['title']}: {data['detail']}", file=out, flush=True)
+    return done
+
+
+def ask_approvals(approvals: list[dict[str, Any]], stdin: TextIO, out: TextIO) -> list[dict[str, Any]] | None:
+    """Ask y/n for each tool call waiting for approval; ``None`` at end of input (the session keeps waiting)."""
+    answers = []
+    for approval in approvals:
+        while True:
+            print(
+                f"Allow {approval['name']}({json.dumps(approval['arguments'])})? [y/n] ", end="", file=out, flush=True
+            )
+            line = stdin.readline()
+            if not line:
+                return None
+            reply = line.strip().lower()
+            if reply in ("y", "yes", "n", "no"):
+                answers.append({"id": approval["id"], "approved": reply.startswith("y")})
+                break
+    return answers
 
 
 def print_history(session: dict[str, Any] | None, out: TextIO) -> None:
@@ -140,8 +173,9 @@ def print_history(session: dict[str, Any] | None, out: TextIO) -> None:
         print("(no messages yet)", file=out, flush=True)
     elif session["mode"] == "service":
         print("(no messages stored here: the model service keeps this thread)", file=out, flush=True)
-    for message in session["messages"] if session else []:
-        print(f"{message['role']}: {message['text']}", file=out, flush=True)
+    for entry in session["messages"] if session else []:
+        text = entry["text"] if "text" in entry else json.dumps({k: v for k, v in entry.items() if k != "role"})
+        print(f"{entry['role']}: {text}", file=out, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

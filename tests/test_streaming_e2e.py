@@ -299,8 +299,34 @@ def test_the_terminal_client_streams_replies_and_runs_its_commands(host, fake_mo
     assert lines[0] == f"Session {session}. Commands: /new, /history, /quit"
     first_reply = lines[1].removeprefix("assistant> ")
     assert lines[1].startswith("assistant> answer ") and first_reply.endswith(" to: Hello there")
-    assert lines[2:5] == ["(turn 1)", "user: Hello there", f"assistant: {first_reply}"]
+    assert lines[2:5] == ["(turn 1, completed)", "user: Hello there", f"assistant: {first_reply}"]
     assert lines[5].startswith("Session ") and lines[5] != lines[0]
     assert lines[6] == "(no messages yet)"
-    assert lines[7].startswith("assistant> answer ") and lines[7].endswith(" to: Again") and lines[8] == "(turn 1)"
+    assert (
+        lines[7].startswith("assistant> answer ")
+        and lines[7].endswith(" to: Again")
+        and lines[8] == "(turn 1, completed)"
+    )
     assert len(lines) == 9 and "never sent" not in json.dumps(fake_model.requests[-1])
+
+
+def test_the_terminal_client_asks_y_or_n_for_a_tool_call_and_the_approved_tool_runs(host):
+    base = host().removesuffix("/api")
+    session = new_id("cli")
+    script = '/schedule_reminder {"text": "tea", "at": "2026-12-01T16:00"}\nmaybe\ny\n/quit\n'
+
+    done = subprocess.run(
+        [sys.executable, "-m", "devtools.chat", "--url", base, "--session", session, "--user", "cli-user"],
+        input=script,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    asked = 'Allow schedule_reminder({"text": "tea", "at": "2026-12-01T16:00"})? [y/n] '
+    assert done.stdout.count(asked) == 2  # "maybe" is asked again
+    assert "(turn 1, awaiting approval)" in done.stdout
+    assert "[tool result] Reminder 1 scheduled for 2026-12-01T16:00." in done.stdout
+    assert "after tool: Reminder 1 scheduled" in done.stdout and "(turn 2, completed)" in done.stdout

@@ -41,6 +41,8 @@ class RecordingChatClient(FunctionInvocationLayer[Any], BaseChatClient[Any]):
         """Set when a call has started (and is waiting at the gate, if there is one)."""
         self.tool_call: tuple[str, dict[str, Any]] | None = None
         """When set, a request ending with the user's message is answered with this call of the agent's tool."""
+        self.tool_call_always = False
+        """With ``tool_call``: answer every request with the call, tool results included (a runaway model)."""
 
     def texts(self, call: int = -1) -> list[tuple[str, str]]:
         return [(m.role, m.text) for m in self.calls[call]]
@@ -51,9 +53,9 @@ class RecordingChatClient(FunctionInvocationLayer[Any], BaseChatClient[Any]):
         self.calls.append(list(messages))
         self.options.append(dict(options))
         text = self.reply_template if self.reply_template is not None else f"{self.reply_prefix} {len(self.calls)}"
-        if self.tool_call is not None and messages and messages[-1].role == "user":
+        if self.tool_call is not None and messages and (self.tool_call_always or messages[-1].role == "user"):
             name, arguments = self.tool_call
-            call = Content.from_function_call(f"call-{len(self.calls)}", name, arguments=arguments)
+            call = Content.from_function_call(f"call-{len(self.calls)}", name, arguments=dict(arguments))
             return self._build_response_stream(self._call(call)) if stream else self._respond(call)
         if stream:
             return self._build_response_stream(self._stream(text))

@@ -296,3 +296,14 @@ def test_notes_a_tool_remembered_are_shown_to_the_model_after_a_restart(cosmos_e
 
     assert noted["toolCalls"][0]["result"].startswith("Remembered.")
     assert "Ada likes tea" in str(fake_model.requests[-1].get("instructions"))
+
+
+def test_an_agent_added_as_one_module_is_served_after_a_restart_and_its_tool_is_called(cosmos_env):
+    env = {**cosmos_env, "MODEL_PROVIDER": "offline", "AGENTS_PACKAGE": "tests.sample_agents"}
+    with host(env) as base:
+        listed = httpx.get(f"{base}/agents", headers=USER).json()
+        session = new_session()
+        done = post(base, f"/sessions/{session}/messages", {"message": '/add {"a": 2, "b": 3}', "agent": "helper"})
+
+    assert [agent["name"] for agent in listed["agents"]] == ["assistant", "helper"]
+    assert done["agent"] == "helper" and [(c["name"], c["result"]) for c in done["toolCalls"]] == [("add", "5")]

@@ -1,0 +1,172 @@
+"""The app's agents: found in their package, one per module, with tools, approvals and bounded tool rounds."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from agent_framework import Message
+
+from cosmos_history import build_agents, load_settings, run_turn
+from cosmos_history.adapters.memory import MemorySessions
+from cosmos_history.agents.discovery import AgentLoadError
+from cosmos_history.domain.errors import (
+    AgentMismatchError,
+    AgentNotFoundError,
+    ApprovalPendingError,
+    ApprovalUnknownError,
+    SettingsError,
+    ValidationError,
+)
+
+from .fakes import RecordingChatClient
+
+SAMPLE = {"AGENTS_PACKAGE": "tests.sample_agents"}
+_packages = itertools.count()
+
+
+@pytest.fixture
+def model() -> RecordingChatClient:
+    return RecordingChatClient()
+
+
+@pytest.fixture
+def agents(model: RecordingChatClient):
+    return build_agents(load_settings(SAMPLE), model)
+
+
+@pytest.fixture
+def store() -> MemorySessions:
+    return MemorySessions(user_id="alice")
+
+
+def test_every_module_of_the_agents_package_is_an_agent_named_after_it(agents):
+    assert sorted(agents) == ["assistant", "helper"]
+    assert agents.resolve(None).name == "assistant"
+    assert [t.name for t in agents["helper"].tools()] == ["add", "flaky"]
+    assert {t.name: t.approval_required for t in agents["assistant"].tools()}["schedule_reminder"] is True
+
+
+def agent_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, module: str = "broken") -> str:
+    """A new agents package holding one module with ``source``; returns the package name."""
+    name = f"agents_under_test_{next(_packages)}"
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "__init__.py").write_text("")
+    (tmp_path / name / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [
+        ("def create_agent(client:\n", "cannot be imported"),
+        ("AGENT = None\n", "defines no create_agent"),
+        ("def create_agent(client):\n    return 'not an agent'\n", "returned str"),
+        ("def create_agent(client):\n    raise KeyError('MISSING_SETTING')\n", "create_agent(client) failed"),
+    ],
+)
+def test_a_broken_agent_module_is_a_start_up_error_that_names_its_file(tmp_path, monkeypatch, source, says):
+    package = agent_package(tmp_path, monkeypatch, source)
+
+    with pytest.raises(AgentLoadError) as raised:
+        build_agents(load_settings({"AGENTS_PACKAGE": package, "DEFAULT_AGENT": "broken"}), RecordingChatClient())
+
+    assert str(tmp_path / package / "broken.py") in str(raised.value) and says in str(raised.value)
+
+
+def test_a_module_name_that_is_not_an_agent_name_is_a_start_up_error(tmp_path, monkeypatch):
+    package = agent_package(tmp_path, monkeypatch, "def create_agent(client): ...\n", module="MyAgent")
+
+    with pytest.raises(AgentLoadError, match=r"MyAgent\.py"):
+        build_agents(load_settings({"AGENTS_PACKAGE": package}), RecordingChatClient())
+
+
+def test_a_default_agent_that_does_not_exist_is_a_start_up_error():
+    with pytest.raises(SettingsError, match="DEFAULT_AGENT names 'nobody'"):
+        build_agents(load_settings({**SAMPLE, "DEFAULT_AGENT": "nobody"}), RecordingChatClient())
+
+
+async def test_an_unknown_agent_is_not_found_and_never_falls_back_to_another(store, agents, model):
+    with pytest.raises(AgentNotFoundError):
+        await run_turn(store, agents, session_id="s1", message="hi", agent="nobody")
+
+    assert await store.load("s1") is None and model.calls == []
+
+
+async def test_a_session_keeps_its_agent_and_a_turn_naming_another_is_refused(store, agents, model):
+    first = await run_turn(store, agents, session_id="s1", message="hi", agent="helper")
+
+    with pytest.raises(AgentMismatchError):
+        await run_turn(store, agents, session_id="s1", message="again", agent="assistant")
+    later = await run_turn(store, agents, session_id="s1", message="and again")
+
+    assert first.agent == later.agent == "helper" and (await store.load("s1")).agent == "helper"
+
+
+async def test_a_tool_that_raises_gives_the_model_the_error_and_the_turn_completes(store, agents, model):
+    model.tool_call = ("flaky", {})
+
+    result = await run_turn(store, agents, session_id="s1", message="try it", agent="helper")
+
+    assert result.status == "completed" and result.turn == 1
+    assert [c.name for c in result.tool_calls] == ["flaky"] and "Error" in str(result.tool_calls[0].result)
+    sent_back = [c for m in model.calls[-1] for c in m.contents if c.type == "function_result"]
+    assert len(sent_back) == 1 and sent_back[0].exception
+
+
+async def test_the_tool_rounds_of_one_turn_are_bounded_by_max_tool_rounds(store, model):
+    agents = build_agents(load_settings({**SAMPLE, "MAX_TOOL_ROUNDS": "3"}), model)
+    model.tool_call, model.tool_call_always = ("add", {"a": 1, "b": 2}), True
+
+    await run_turn(store, agents, session_id="s1", message="loop", agent="helper")
+
+    assert 3 <= len(model.calls) <= 3 + 1
+
+
+async def approval_waiting(store, agents, model) -> str:
+    model.tool_call = ("schedule_reminder", {"text": "tea", "at": "2026-12-01T16:00"})
+    waiting = await run_turn(store, agents, session_id="s1", message="remind me")
+    model.tool_call = None
+    assert waiting.status == "awaiting_approval" and waiting.reply == ""
+    return waiting.approvals[0].id
+
+
+async def test_a_message_while_an_approval_is_pending_is_refused_and_changes_nothing(store, agents, model):
+    await approval_waiting(store, agents, model)
+    before = await store.load("s1")
+
+    with pytest.raises(ApprovalPendingError):
+        await run_turn(store, agents, session_id="s1", message="hello?")
+
+    assert (await store.load("s1")).etag == before.etag and len(model.calls) == 1
+
+
+@pytest.mark.parametrize("answers", [[("forged", True)], [("{pending}", True), ("forged", False)]])
+async def test_an_approval_id_that_is_not_pending_is_refused(store, agents, model, answers):
+    approval = await approval_waiting(store, agents, model)
+    answers = [(approval if a == "{pending}" else a, ok) for a, ok in answers]
+
+    with pytest.raises(ApprovalUnknownError):
+        await run_turn(store, agents, session_id="s1", message="", approvals=answers)
+
+
+async def test_answers_that_leave_a_pending_approval_open_or_repeat_one_are_invalid(store, agents, model):
+    approval = await approval_waiting(store, agents, model)
+
+    with pytest.raises(ValidationError, match="twice"):
+        await run_turn(store, agents, session_id="s1", message="", approvals=[(approval, True), (approval, False)])
+
+
+async def test_the_call_that_runs_is_the_stored_one_whatever_the_client_claims(store, agents, model):
+    approval = await approval_waiting(store, agents, model)
+
+    done = await run_turn(store, agents, session_id="s1", message="", approvals=[(approval, True)])
+
+    assert [(c.name, c.arguments) for c in done.tool_calls] == [
+        ("schedule_reminder", {"text": "tea", "at": "2026-12-01T16:00"})
+    ]
+    session = (await store.load("s1")).session
+    assert session.state["reminders"] == [{"text": "tea", "at": "2026-12-01T16:00"}]
+    assert isinstance(model.calls[-1][-1], Message) and model.calls[-1][-1].role == "tool"

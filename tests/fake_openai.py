@@ -15,20 +15,18 @@ import asyncio
 import itertools
 import json
 import re
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from devtools.local_cosmos import free_port
+from .threaded_server import serve
 
 
 @dataclass
@@ -356,20 +354,6 @@ def request_texts(body: dict[str, Any]) -> list[str]:
 def fake_openai_server() -> Iterator[FakeOpenAI]:
     """Run the fake on 127.0.0.1 in a background thread for the duration of the block."""
     fake = FakeOpenAI()
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(fake.app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the fake OpenAI server did not start")
-        time.sleep(0.02)
-    fake.base_url = f"http://127.0.0.1:{port}/v1"
-    try:
+    with serve(fake.app(), lifespan="off") as port:
+        fake.base_url = f"http://127.0.0.1:{port}/v1"
         yield fake
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

@@ -5,17 +5,14 @@ It records every tool call and the headers of every request, so tests can prove 
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from mcp.server.mcpserver import MCPServer
 
-from devtools.local_cosmos import free_port
+from .threaded_server import serve
 
 
 @dataclass
@@ -58,18 +55,6 @@ class RecordingMCP:
 def mcp_server() -> Iterator[RecordingMCP]:
     """Serve the recording MCP server on 127.0.0.1 until the block ends; ``url`` is its endpoint."""
     recorder = RecordingMCP()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(recorder.app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the MCP server did not start")
-        time.sleep(0.02)
-    recorder.url = f"http://127.0.0.1:{port}/mcp"
-    try:
+    with serve(recorder.app()) as port:
+        recorder.url = f"http://127.0.0.1:{port}/mcp"
         yield recorder
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

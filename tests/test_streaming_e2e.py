@@ -280,12 +280,9 @@ def test_an_expired_thread_is_a_409_that_says_so_and_leaves_the_session_unchange
 # --- the terminal client -----------------------------------------------------------------------
 
 
-def test_the_terminal_client_streams_replies_and_runs_its_commands(host, fake_model):
-    base = host().removesuffix("/api")
-    session = new_id("cli")
-    script = "Hello there\n/history\n/new\n/history\nAgain\n/quit\nnever sent\n"
-
-    done = subprocess.run(
+def terminal(base: str, session: str, script: str) -> subprocess.CompletedProcess[str]:
+    """Run the terminal client on ``session`` with ``script`` as its input."""
+    return subprocess.run(
         [sys.executable, "-m", "devtools.chat", "--url", base, "--session", session, "--user", "cli-user"],
         input=script,
         capture_output=True,
@@ -293,6 +290,14 @@ def test_the_terminal_client_streams_replies_and_runs_its_commands(host, fake_mo
         cwd=ROOT,
         timeout=60,
     )
+
+
+def test_the_terminal_client_streams_replies_and_runs_its_commands(host, fake_model):
+    base = host().removesuffix("/api")
+    session = new_id("cli")
+    script = "Hello there\n/history\n/new\n/history\nAgain\n/quit\nnever sent\n"
+
+    done = terminal(base, session, script)
 
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -315,14 +320,7 @@ def test_the_terminal_client_asks_y_or_n_for_a_tool_call_and_the_approved_tool_r
     session = new_id("cli")
     script = '/schedule_reminder {"text": "tea", "at": "2026-12-01T16:00"}\nmaybe\ny\n/quit\n'
 
-    done = subprocess.run(
-        [sys.executable, "-m", "devtools.chat", "--url", base, "--session", session, "--user", "cli-user"],
-        input=script,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    done = terminal(base, session, script)
 
     assert done.returncode == 0, done.stderr
     asked = 'Allow schedule_reminder({"text": "tea", "at": "2026-12-01T16:00"})? [y/n] '

@@ -101,16 +101,7 @@ def history_page_json(page: HistoryPage) -> dict[str, Any]:
 
 def turn_json(result: TurnResult) -> dict[str, Any]:
     """A turn's answer; waiting for a person to approve tool calls is a normal answer, not an error."""
-    return {
-        "sessionId": result.session_id,
-        "reply": result.reply,
-        "turn": result.turn,
-        "mode": result.mode,
-        "agent": result.agent,
-        "status": result.status,
-        "toolCalls": [call.to_json() for call in result.tool_calls],
-        "approvals": [approval.to_json() for approval in result.approvals],
-    }
+    return {**result.to_json(), "status": result.status}
 
 
 def agents_json(agents: Agents) -> dict[str, Any]:

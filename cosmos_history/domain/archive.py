@@ -124,11 +124,11 @@ def plan_archive(
     while cut < len(messages) and (size > keep_bytes or len(messages) - cut > keep_messages):
         size -= sizes[cut]
         cut += 1
-    while cut < len(messages) and messages[cut].role != "user":  # never split a turn
+    while cut < len(messages) and not starts_turn(messages[cut]):  # never split a turn
         size -= sizes[cut]
         cut += 1
     if cut >= len(messages):  # keep at least the latest turn in the document
-        cut = max((i for i, m in enumerate(messages) if m.role == "user"), default=0)
+        cut = max((i for i, m in enumerate(messages) if starts_turn(m)), default=0)
         size = document_bytes - sum(sizes[:cut])
     if size > max_bytes * _HIGH_WATER:
         raise TurnTooLargeError("The reply is too large to store in one session item; the turn was not saved.")
@@ -155,6 +155,12 @@ def plan_archive(
     index.count = position + len(current)
     state[InMemoryHistoryProvider.DEFAULT_SOURCE_ID]["messages"] = messages[cut:]
     return chunks
+
+
+def starts_turn(message: Message) -> bool:
+    """Whether a turn starts at ``message``: a user's message, but not the answer to a tool approval, which
+    continues the turn that asked (cutting there would part a tool call from its approval and result)."""
+    return message.role == "user" and not any(c.type == "function_approval_response" for c in message.contents)
 
 
 async def keep_within_budget(

@@ -16,6 +16,7 @@ from cosmos_history.domain.errors import (
     AgentNotFoundError,
     ApprovalPendingError,
     ApprovalUnknownError,
+    SessionNotFoundError,
     SettingsError,
     ValidationError,
 )
@@ -170,3 +171,10 @@ async def test_the_call_that_runs_is_the_stored_one_whatever_the_client_claims(s
     session = (await store.load("s1")).session
     assert session.state["reminders"] == [{"text": "tea", "at": "2026-12-01T16:00"}]
     assert isinstance(model.calls[-1][-1], Message) and model.calls[-1][-1].role == "tool"
+
+
+async def test_answering_approvals_of_a_session_that_does_not_exist_is_not_found(store, agents, model):
+    with pytest.raises(SessionNotFoundError):
+        await run_turn(store, agents, session_id="nowhere", message="", approvals=[("a1", True)])
+
+    assert await store.load("nowhere") is None and model.calls == []

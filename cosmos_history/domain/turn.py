@@ -36,6 +36,7 @@ from cosmos_history.domain.errors import (
     ProblemError,
     SessionConflictError,
     SessionExistsError,
+    SessionNotFoundError,
     ThreadExpiredError,
 )
 from cosmos_history.domain.heartbeat import keep_renewed
@@ -108,7 +109,7 @@ async def _turn(
     turn = await begin_turn(store, agents, request, guards=guards)
     if isinstance(turn, TurnResult):
         if sink is not None:
-            sink.deliver([("delta", {"text": turn.reply})])
+            sink.deliver([("delta", {"text": turn.reply})] if turn.reply else [])
         return turn
     try:
         with telemetry.phase("model"):
@@ -228,6 +229,8 @@ async def begin_turn(
         replayed = await replay(record, guards.replays, store.user_id, request.idempotency_key, fingerprint)
         if replayed is not None:
             return replayed
+    if request.approvals is not None and record.etag is None:
+        raise SessionNotFoundError("No session with this id.")
     message = turn_input(record, request)
     lease_etag = None
     if guards.lease is not None:

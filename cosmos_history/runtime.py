@@ -99,6 +99,7 @@ def session_services(container: ContainerProxy, settings: Settings) -> tuple[Cos
         ttl_seconds=ttl,
         max_item_bytes=settings.max_session_bytes,
         max_history_messages=settings.max_history_messages,
+        max_history_tokens=settings.compaction.document_tokens,
     )
     guards = TurnGuards(
         lease=CosmosTurnLease(container, seconds=settings.turn_lease_seconds, ttl_seconds=ttl),

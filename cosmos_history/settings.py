@@ -22,6 +22,8 @@ AuthLevel = Literal["anonymous", "function", "admin"]
 _Choice = TypeVar("_Choice", bound=str)
 
 HISTORY_MODES: tuple[HistoryMode, ...] = ("local", "service")
+Compaction = Literal["summarize", "window", "none"]
+COMPACTIONS: tuple[Compaction, ...] = ("summarize", "window", "none")
 MODEL_PROVIDERS: tuple[ModelProvider, ...] = ("offline", "azure_openai", "openai")
 MODEL_APIS: tuple[ModelApi, ...] = ("responses", "chat")
 AUTH_LEVELS: tuple[AuthLevel, ...] = ("anonymous", "function", "admin")
@@ -51,6 +53,8 @@ SETTING_NAMES: dict[str, str] = {
     "MAX_MESSAGE_CHARS": "Longest accepted user message in characters (default 16000).",
     "MAX_SESSION_BYTES": "Budget of one stored item; older turns move to archive items beyond it (default 1000000).",
     "MAX_HISTORY_MESSAGES": "Most messages kept in the session document, the window the model sees (default 200).",
+    "HISTORY_COMPACTION": "Local mode: summarize (default), window or none (MAX_HISTORY_MESSAGES alone bounds it).",
+    "MAX_INPUT_TOKENS": "Local mode: the budget of history (summary included) the model reads per turn (default 8000).",
     "TURN_TIMEOUT_SECONDS": "Longest a model call may take before the turn fails with 502 (default 120).",
     "TURN_LEASE_SECONDS": "Length of a turn's session lease, renewed every third of it while the turn runs; a "
     "crashed turn's lease runs out after it (default 10, at least 3).",
@@ -108,6 +112,25 @@ class TelemetrySettings:
 
 
 @dataclass(frozen=True)
+class CompactionSettings:
+    """How local-mode history is kept short (see ``cosmos_history/domain/compaction.py``)."""
+
+    strategy: Compaction = "summarize"
+    max_input_tokens: int = 8000
+
+    @property
+    def document_tokens(self) -> int | None:
+        """The token bound of a document's history: 60% of the input budget (the rest is room for the summary,
+        the new message and the turn's tool rounds); ``None`` for ``none`` (message count only)."""
+        return None if self.strategy == "none" else int(self.max_input_tokens * 0.6)
+
+    @property
+    def summary_chars(self) -> int:
+        """The longest running summary kept: 15% of the input budget, at 4 characters a token."""
+        return int(self.max_input_tokens * 0.15) * 4
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole app configuration, built by :func:`load_settings`."""
 
@@ -123,6 +146,7 @@ class Settings:
     max_message_chars: int = 16000
     max_session_bytes: int = 1_000_000
     max_history_messages: int = 200
+    compaction: CompactionSettings = field(default_factory=lambda: CompactionSettings())
     turn_timeout_seconds: int = 120
     turn_lease_seconds: int = 10
     idempotency_ttl_seconds: int = 86400
@@ -166,6 +190,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_message_chars=_positive_int(env, "MAX_MESSAGE_CHARS") or defaults.max_message_chars,
         max_session_bytes=_positive_int(env, "MAX_SESSION_BYTES") or defaults.max_session_bytes,
         max_history_messages=_positive_int(env, "MAX_HISTORY_MESSAGES") or defaults.max_history_messages,
+        compaction=CompactionSettings(
+            _choice(env, "HISTORY_COMPACTION", COMPACTIONS, defaults.compaction.strategy),
+            _at_least(500, _positive_int(env, "MAX_INPUT_TOKENS"), "MAX_INPUT_TOKENS")
+            or defaults.compaction.max_input_tokens,
+        ),
         turn_timeout_seconds=_positive_int(env, "TURN_TIMEOUT_SECONDS") or defaults.turn_timeout_seconds,
         turn_lease_seconds=_at_least(3, _positive_int(env, "TURN_LEASE_SECONDS"), "TURN_LEASE_SECONDS")
         or defaults.turn_lease_seconds,

@@ -27,7 +27,8 @@ from cosmos_history.domain.errors import (
     ValidationError,
 )
 from cosmos_history.domain.streaming import TextDeltas, wait_for_running_turns
-from cosmos_history.domain.turn import TurnGuards, model_call_error, title_from
+from cosmos_history.domain.turn import TurnGuards, title_from
+from cosmos_history.models.errors import model_call_error
 
 from .fakes import RecordingChatClient
 

@@ -79,12 +79,14 @@ class MemorySessions:
         default_mode: HistoryMode = "local",
         max_item_bytes: int = 1_000_000,
         max_history_messages: int = 200,
+        max_history_tokens: int | None = None,
     ) -> None:
         self.database = database if database is not None else MemoryDatabase()
         self.user_id = user_id
         self.default_mode: HistoryMode = default_mode
         self.max_item_bytes = max_item_bytes
         self.max_history_messages = max_history_messages
+        self.max_history_tokens = max_history_tokens
         self.archive = MemoryArchive(self.database)
         self.saves = 0
 
@@ -95,6 +97,7 @@ class MemorySessions:
             default_mode=self.default_mode,
             max_item_bytes=self.max_item_bytes,
             max_history_messages=self.max_history_messages,
+            max_history_tokens=self.max_history_tokens,
         )
 
     async def load(self, session_id: str) -> SessionRecord | None:
@@ -124,6 +127,7 @@ class MemorySessions:
                 document_bytes=lambda: len(json.dumps(record.session.to_dict())),
                 max_bytes=self.max_item_bytes,
                 max_messages=self.max_history_messages,
+                max_tokens=self.max_history_tokens,
             )
         stored = _copy(record, service=record.mode == "service")
         new_etag = _new_etag()

@@ -16,9 +16,10 @@ from typing import Any
 
 from agent_framework import Agent, BaseChatClient, HistoryProvider, InMemoryHistoryProvider, SupportsChatGetResponse
 
-from cosmos_history.agents.discovery import agent_factories
+from cosmos_history.agents.discovery import agent_modules
+from cosmos_history.domain.compaction import InputBudget, RunningSummary
 from cosmos_history.domain.errors import AgentNotFoundError, SettingsError, ValidationError
-from cosmos_history.settings import HistoryMode, ModelSettings, Settings
+from cosmos_history.settings import CompactionSettings, HistoryMode, ModelSettings, Settings
 
 
 def build_chat_client(model: ModelSettings) -> SupportsChatGetResponse:
@@ -55,6 +56,8 @@ class ServedAgent:
 
     name: str
     by_mode: Mapping[HistoryMode, Agent]
+    summary_prompt: str | None = None
+    """The agent module's ``SUMMARY_PROMPT``, when it overrides the default summarization prompt."""
 
     @property
     def description(self) -> str:
@@ -95,11 +98,15 @@ class ToolInfo:
 class Agents(Mapping[str, ServedAgent]):
     """The app's agents by name, and the one that serves requests naming none (``DEFAULT_AGENT``)."""
 
-    def __init__(self, agents: Mapping[str, ServedAgent], default: str) -> None:
+    def __init__(
+        self, agents: Mapping[str, ServedAgent], default: str, compaction: CompactionSettings | None = None
+    ) -> None:
         if default not in agents:
             raise SettingsError(f"DEFAULT_AGENT names {default!r}, but the agents are {', '.join(sorted(agents))}.")
         self._agents = dict(agents)
         self.default = default
+        self.compaction = compaction or CompactionSettings()
+        """How their local-mode histories are kept short (the same for every agent)."""
 
     def __getitem__(self, name: str) -> ServedAgent:
         return self._agents[name]
@@ -134,16 +141,24 @@ def build_agents(settings: Settings, client: SupportsChatGetResponse | BaseChatC
         invocation["max_iterations"] = settings.max_tool_rounds  # bounds the tool rounds of one turn
     modes: list[HistoryMode] = ["local", "service"] if settings.model.api == "responses" else ["local"]
     served = {
-        name: ServedAgent(name, {mode: _for_mode(create(chat_client), mode, settings) for mode in modes})
-        for name, create in agent_factories(settings.agents_package).items()
+        name: ServedAgent(
+            name,
+            {mode: _for_mode(module.create(chat_client), mode, settings) for mode in modes},
+            module.summary_prompt,
+        )
+        for name, module in agent_modules(settings.agents_package).items()
     }
-    return Agents(served, settings.default_agent)
+    return Agents(served, settings.default_agent, settings.compaction)
 
 
 def _for_mode(agent: Agent, mode: HistoryMode, settings: Settings) -> Agent:
     if mode == "local":
         if not any(isinstance(p, HistoryProvider) for p in agent.context_providers):
             agent.context_providers.insert(0, InMemoryHistoryProvider())
+        if settings.compaction.strategy != "none":
+            # The summary comes first in what the model reads; the budget applies last, to everything.
+            agent.context_providers.insert(0, RunningSummary())
+            agent.context_providers.append(InputBudget(settings.compaction.max_input_tokens))
         if settings.model.api == "responses":
             agent.default_options["store"] = False  # history lives in our document; the service keeps no copy
     else:

@@ -12,6 +12,7 @@ import importlib
 import pkgutil
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,17 +26,26 @@ AGENT_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 AgentFactory = Callable[[Any], Agent]
 
 
+@dataclass(frozen=True)
+class AgentModule:
+    """One agent module: its checked ``create_agent``, and its ``SUMMARY_PROMPT`` if it sets one (the prompt
+    that summarises its long conversations)."""
+
+    create: AgentFactory
+    summary_prompt: str | None = None
+
+
 class AgentLoadError(SettingsError):
     """An agent module cannot serve; the message names its file and the cause."""
 
 
-def agent_factories(package: str = "agents") -> dict[str, AgentFactory]:
-    """``create_agent`` of every agent module in ``package``, by agent name (sorted)."""
+def agent_modules(package: str = "agents") -> dict[str, AgentModule]:
+    """Every agent module in ``package``, by agent name (sorted)."""
     try:
         root = importlib.import_module(package)
     except Exception as error:
         raise AgentLoadError(f"The agents package {package!r} cannot be imported: {error!r}") from error
-    factories: dict[str, AgentFactory] = {}
+    factories: dict[str, AgentModule] = {}
     for info in sorted(pkgutil.iter_modules(root.__path__), key=lambda i: i.name):
         if info.name.startswith("_"):
             continue
@@ -46,7 +56,10 @@ def agent_factories(package: str = "agents") -> dict[str, AgentFactory]:
         create = getattr(module, "create_agent", None)
         if not callable(create):
             raise AgentLoadError(f"{path}: defines no create_agent(client) function.")
-        factories[info.name] = _checked(create, path)
+        prompt = getattr(module, "SUMMARY_PROMPT", None)
+        if prompt is not None and not isinstance(prompt, str):
+            raise AgentLoadError(f"{path}: SUMMARY_PROMPT must be a string.")
+        factories[info.name] = AgentModule(_checked(create, path), prompt)
     if not factories:
         raise AgentLoadError(f"The agents package {package!r} ({root.__path__[0]}) holds no agent module.")
     return factories

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 _HIGH_WATER = 0.9
 _LOW_WATER = 0.6
 _MESSAGE_LOW_WATER = 0.75
+_BYTES_PER_TOKEN = 4
 #: Room for the item's own fields and the system properties Cosmos DB adds (_rid, _etag, _ts, ...).
 _ITEM_OVERHEAD = 1024
 
@@ -106,8 +107,10 @@ def plan_archive(
     document_bytes: int,
     max_bytes: int,
     max_messages: int,
+    max_tokens: int | None = None,
 ) -> list[tuple[int, list[Message]]]:
-    """Move the oldest whole turns out of ``state`` when the document is over budget.
+    """Move the oldest whole turns out of ``state`` when the document is over budget (bytes, messages, or,
+    with ``max_tokens``, the tokens of its history, estimated as 4 bytes a token).
 
     Mutates ``state`` and ``index``; returns the new chunks as ``(chunk number, messages)``.
 
@@ -115,14 +118,18 @@ def plan_archive(
         TurnTooLargeError: even the latest turn alone does not fit one item (an enormous reply).
     """
     messages = history_messages(state)
-    if document_bytes <= max_bytes * _HIGH_WATER and len(messages) <= max_messages:
+    sizes = [json_size(m.to_dict()) for m in messages] if max_tokens is not None else []
+    over_tokens = max_tokens is not None and sum(sizes) > max_tokens * _BYTES_PER_TOKEN
+    if document_bytes <= max_bytes * _HIGH_WATER and len(messages) <= max_messages and not over_tokens:
         return []
-    sizes = [json_size(m.to_dict()) for m in messages]
+    sizes = sizes or [json_size(m.to_dict()) for m in messages]
     keep_bytes = max_bytes * _LOW_WATER
     keep_messages = max(2, int(max_messages * _MESSAGE_LOW_WATER))
-    size, cut = document_bytes, 0
-    while cut < len(messages) and (size > keep_bytes or len(messages) - cut > keep_messages):
+    keep_history = max_tokens * _BYTES_PER_TOKEN * _LOW_WATER if max_tokens is not None else float("inf")
+    size, history, cut = document_bytes, sum(sizes), 0
+    while cut < len(messages) and (size > keep_bytes or len(messages) - cut > keep_messages or history > keep_history):
         size -= sizes[cut]
+        history -= sizes[cut]
         cut += 1
     while cut < len(messages) and not starts_turn(messages[cut]):  # never split a turn
         size -= sizes[cut]
@@ -170,12 +177,14 @@ async def keep_within_budget(
     document_bytes: Callable[[], int],
     max_bytes: int,
     max_messages: int,
+    max_tokens: int | None = None,
 ) -> bool:
     """Move the oldest turns to archive chunks (written first) when the document is over budget.
 
     Returns whether anything moved (the caller then rebuilds the document it is about to write).
     """
-    if _clearly_within_budget(record, max_bytes, max_messages):
+    limit = min(max_bytes, max_tokens * _BYTES_PER_TOKEN) if max_tokens is not None else max_bytes
+    if _clearly_within_budget(record, limit, max_messages):
         return False
     chunks = plan_archive(
         record.session.state,
@@ -183,6 +192,7 @@ async def keep_within_budget(
         document_bytes=document_bytes(),
         max_bytes=max_bytes,
         max_messages=max_messages,
+        max_tokens=max_tokens,
     )
     if not chunks:
         return False

@@ -25,6 +25,7 @@ from agent_framework import AgentResponse, Message
 from cosmos_history import telemetry
 from cosmos_history.agents.catalog import Agents
 from cosmos_history.domain.approvals import approval_answers, pending_approvals, requested_approvals, tool_calls
+from cosmos_history.domain.compaction import refresh_summary
 from cosmos_history.domain.errors import (
     AgentMismatchError,
     ApprovalPendingError,
@@ -33,18 +34,16 @@ from cosmos_history.domain.errors import (
     IdempotentResultGoneError,
     ModeConflictError,
     ModelCallError,
-    ProblemError,
     SessionConflictError,
     SessionExistsError,
     SessionNotFoundError,
-    ThreadExpiredError,
 )
 from cosmos_history.domain.heartbeat import keep_renewed
 from cosmos_history.domain.ports import ReplayCache, SessionRepository, TurnLease
 from cosmos_history.domain.records import SessionRecord, key_digest, utc_now
 from cosmos_history.domain.results import TurnRequest, TurnResult
 from cosmos_history.domain.streaming import TextDeltas, ToolEvents, TurnStream
-from cosmos_history.models.errors import is_unknown_thread
+from cosmos_history.models.errors import model_call_error
 from cosmos_history.settings import HistoryMode
 
 logger = logging.getLogger(__name__)
@@ -114,6 +113,10 @@ async def _turn(
     try:
         with telemetry.phase("model"):
             async with turn.holding_lease(), asyncio.timeout(guards.model_timeout_seconds):
+                if turn.record.mode == "local":
+                    await refresh_summary(
+                        turn.record, store.archive, turn.agent.client, agents.compaction, turn.summary_prompt
+                    )
                 response = await _call_model(turn, sink)
     except BaseException as error:  # any failure of the model call: nothing has been written
         await turn.abandon()
@@ -147,6 +150,7 @@ class PreparedTurn:
     idempotency_key: str | None
     fingerprint: str
     lease_etag: str | None
+    summary_prompt: str | None = None
 
     async def finish(self, response: AgentResponse) -> TurnResult:
         """Write the session the agent just advanced, conditional on the etag it was read with."""
@@ -239,7 +243,17 @@ async def begin_turn(
             lease_etag = await guards.lease.claim(request.session_id, store.user_id, known_etag=known)
         if request.approvals is not None:
             await _still_pending(store, record, guards.lease, lease_etag)
-    return PreparedTurn(store, record, agent, message, guards, request.idempotency_key, fingerprint, lease_etag)
+    return PreparedTurn(
+        store,
+        record,
+        agent,
+        message,
+        guards,
+        request.idempotency_key,
+        fingerprint,
+        lease_etag,
+        agents.resolve(record.agent or agents.default).summary_prompt,
+    )
 
 
 def turn_input(record: SessionRecord, request: TurnRequest) -> str | Message:
@@ -306,22 +320,6 @@ async def load_or_new(store: SessionRepository, session_id: str, mode: HistoryMo
             f"Session {session_id!r} uses history mode {record.mode!r}; a session's mode never changes."
         )
     return record
-
-
-def model_call_error(error: BaseException, record: SessionRecord) -> BaseException:
-    """The client-facing error for a failed model call: a thread the service forgot is a 409 the client
-    can act on (start over); a timeout or anything else is a 502. Exception text never reaches the client.
-    Cancellation is passed through unchanged."""
-    if isinstance(error, ProblemError) or not isinstance(error, Exception):
-        return error
-    if isinstance(error, TimeoutError):
-        return ModelCallError("The model did not answer in time; the session was left unchanged.")
-    if record.session.service_session_id and is_unknown_thread(error):
-        return ThreadExpiredError(
-            "The model service no longer keeps this session's thread (it expired or was deleted); "
-            "the session was left unchanged. Start a new session, or DELETE this one and send the message again."
-        )
-    return ModelCallError("The model call failed; the session was left unchanged. Retry later.")
 
 
 def agent_of(agents: Agents, record: SessionRecord, *, named: str | None) -> Any:

@@ -11,6 +11,7 @@ from azurefunctions.extensions.http.fastapi import Response
 from cosmos_history.agents.catalog import Agents
 from cosmos_history.domain.approvals import json_arguments, json_result, pending_approvals
 from cosmos_history.domain.archive import HistoryPage, history_messages
+from cosmos_history.domain.compaction import summary_of
 from cosmos_history.domain.errors import ProblemError
 from cosmos_history.domain.records import SessionPage, SessionRecord
 from cosmos_history.domain.turn import TurnResult
@@ -32,6 +33,7 @@ def session_json(record: SessionRecord, *, with_messages: bool = False) -> dict[
         body["archivedMessages"] = record.archive.count
         body["messages"] = [entry for m in recent_messages(record) for entry in message_entries(m)]
         body["pendingApprovals"] = [approval.to_json() for approval in pending_approvals(record.session)]
+        body["summary"] = summary_of(record)
     return body
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from cosmos_history.domain.errors import ModelCallError, ProblemError, ThreadExpiredError
+from cosmos_history.domain.records import SessionRecord
+
 _UNKNOWN_THREAD_CODES = frozenset({"previous_response_not_found", "conversation_not_found"})
 _THREAD_PARAMS = frozenset({"previous_response_id", "conversation"})
 
@@ -24,3 +27,19 @@ def is_unknown_thread(error: BaseException) -> bool:
                 return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def model_call_error(error: BaseException, record: SessionRecord) -> BaseException:
+    """The client-facing error for a failed model call: a thread the service forgot is a 409 the client
+    can act on (start over); a timeout or anything else is a 502. Exception text never reaches the client.
+    Cancellation is passed through unchanged."""
+    if isinstance(error, ProblemError) or not isinstance(error, Exception):
+        return error
+    if isinstance(error, TimeoutError):
+        return ModelCallError("The model did not answer in time; the session was left unchanged.")
+    if record.session.service_session_id and is_unknown_thread(error):
+        return ThreadExpiredError(
+            "The model service no longer keeps this session's thread (it expired or was deleted); "
+            "the session was left unchanged. Start a new session, or DELETE this one and send the message again."
+        )
+    return ModelCallError("The model call failed; the session was left unchanged. Retry later.")

@@ -5,6 +5,9 @@ serialization all run exactly as they do with a real model. Its replies say
 plainly that they come from the offline demo model and show what it received,
 so a developer can see that history survives between turns.
 
+It summarises deterministically when the app asks it to (long conversations, ``HISTORY_COMPACTION``):
+the previous summary's lines plus one line per user message, the oldest and newest kept.
+
 It calls tools too, deterministically: a message ``/<tool> {"arg": "value"}`` (JSON arguments, optional)
 makes it call that tool of the agent, and once the results are back it reports them. So ``make run``
 shows tools and approvals with no model account.
@@ -30,7 +33,11 @@ from agent_framework import (
 )
 from agent_framework.observability import ChatTelemetryLayer
 
+from cosmos_history.domain.compaction import SUMMARY_HEADER
+
 _THREAD_ID = re.compile(r"^offline-thread-(\d+)$")
+_SUMMARY_LINES = (4, 8)
+"""How many of the oldest and of the newest lines an offline summary keeps."""
 _TOOL_REQUEST = re.compile(r"^/([A-Za-z0-9_-]+)\s*(\{.*\})?\s*$", re.DOTALL)
 
 
@@ -82,6 +89,9 @@ class OfflineChatClient(
     def _answer(self, messages: Sequence[Message], options: Mapping[str, Any]) -> tuple[list[Content], str | None]:
         """A tool call when the user asked for one, a report of the tools' results once they are back,
         and the echo otherwise."""
+        last = messages[-1] if messages else None
+        if last is not None and last.role == "user" and last.text.startswith(SUMMARY_HEADER):
+            return [Content.from_text(offline_summary(last.text))], None
         text, conversation_id = self._reply(messages, options)
         results = [c for c in messages[-1].contents if c.type == "function_result"] if messages else []
         if results:
@@ -133,3 +143,15 @@ def _report(results: Sequence[Content], messages: Sequence[Message]) -> str:
         for r in results
     )
     return f"[offline demo model] {said}"
+
+
+def offline_summary(request: str) -> str:
+    """The previous summary's lines and one line per user message of the excerpt, oldest and newest kept."""
+    previous, _, excerpt = request.partition("\n\nExcerpt:\n")
+    old = previous.partition("Previous summary:\n")[2].strip()
+    lines = [line for line in old.splitlines() if line.strip() and old != "(none)"]
+    lines += [f"The user said: {line[6:206]}" for line in excerpt.splitlines() if line.startswith("user: ")]
+    first, last = _SUMMARY_LINES
+    if len(lines) > first + last:
+        lines = lines[:first] + lines[-last:]
+    return "\n".join(lines) or "Nothing to summarise yet."

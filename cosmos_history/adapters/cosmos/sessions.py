@@ -103,6 +103,7 @@ class CosmosSessions:
         ttl_seconds: int | None = None,
         max_item_bytes: int = 1_000_000,
         max_history_messages: int = 200,
+        max_history_tokens: int | None = None,
     ) -> None:
         self.container = container
         self.user_id = user_id
@@ -110,6 +111,7 @@ class CosmosSessions:
         self.ttl_seconds = ttl_seconds
         self.max_item_bytes = max_item_bytes
         self.max_history_messages = max_history_messages
+        self.max_history_tokens = max_history_tokens
         self.archive = CosmosArchive(container, ttl_seconds=ttl_seconds)
 
     def for_user(self, user_id: str) -> CosmosSessions:
@@ -121,6 +123,7 @@ class CosmosSessions:
             ttl_seconds=self.ttl_seconds,
             max_item_bytes=self.max_item_bytes,
             max_history_messages=self.max_history_messages,
+            max_history_tokens=self.max_history_tokens,
         )
 
     async def load(self, session_id: str) -> SessionRecord | None:
@@ -170,6 +173,7 @@ class CosmosSessions:
                 document_bytes=lambda: json_size(document),
                 max_bytes=self.max_item_bytes,
                 max_messages=self.max_history_messages,
+                max_tokens=self.max_history_tokens,
             )
             if moved:
                 document = items.session_document(record, self.ttl_seconds)

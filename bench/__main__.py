@@ -18,6 +18,7 @@ from .hosts import ROOT, BenchEnv, bench_cosmos
 from .inprocess import variants
 from .measure import CountRow, Latencies, measure_counts, measure_overhead, measure_throughput, overhead_plan
 from .report import Results, render, standard_notes
+from .tokens import measure_input_tokens
 
 
 def _ints(text: str) -> list[int]:
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     with bench_cosmos() as bench:
         counts, overhead = asyncio.run(_in_process(bench, args.lengths, args.scale, not args.skip_http))
+        print(f"Model input tokens per turn at lengths {args.lengths} ...", flush=True)
+        input_tokens = asyncio.run(measure_input_tokens(bench.env, args.lengths))
         throughput = []
         if not args.skip_http:
             print(f"Throughput at concurrency {args.concurrency} with {args.processes} processes ...", flush=True)
@@ -73,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         cold_start=cold,
         seconds=time.perf_counter() - started,
         notes=standard_notes(bench.real_account, args.scale, args.total),
+        input_tokens=input_tokens,
     )
     report = render(results)
     print(report)

@@ -21,12 +21,13 @@ from azurefunctions.extensions.http.fastapi import Request, Response
 
 from cosmos_history import Runtime, SessionRecord, build_agents, build_runtime, create_app, load_settings
 from cosmos_history.adapters.cosmos.client import create_client
+from cosmos_history.domain.compaction import SUMMARY
 from cosmos_history.domain.records import utc_now
 from cosmos_history.domain.turn import title_from
 
 from .counting import CountingTransport, RequestCounter
 from .hosts import BenchEnv
-from .model import USER_MESSAGE, BenchChatClient
+from .model import REPLY, USER_MESSAGE, BenchChatClient
 from .provider import ProviderTurns, ensure_provider_container
 
 Variant = Literal["local", "service", "provider"]
@@ -124,7 +125,11 @@ class Variants:
             now = utc_now()
             title = title_from(user_message(1)) if mode == "local" else None
             record = SessionRecord(session, USER, mode, now, now, turns=turns, title=title)
-            await self.runtime.store.for_user(USER).save(record, etag=None)
+            store = self.runtime.store.for_user(USER)
+            saved = await store.save(record, etag=None)
+            if saved.archive.count:  # a steady state: what went to the archive is in the summary already
+                saved.session.state[SUMMARY] = {"text": REPLY, "through": saved.archive.count}
+                await store.save(saved, etag=saved.etag)
 
     async def transcript(self, mode: str, session_id: str, turns: int) -> AgentSession:
         """A session after ``turns`` turns in memory; computed once per (mode, turns), then re-keyed."""

@@ -12,7 +12,11 @@ from cosmos_history import Settings
 from .coldstart import ColdStart
 from .counting import QUERY_RU_BASE, WRITE_RU_PER_KB_FIRST
 from .inprocess import VARIANTS, Variant
+from .markdown import kb as _kb
+from .markdown import ms as _ms
+from .markdown import table as _table
 from .measure import CountRow, Latencies, OverheadPlan, ThroughputRow
+from .targets import count_row, target_lines
 
 NAMES: dict[Variant, str] = {
     "local": "backend, local mode",
@@ -32,23 +36,8 @@ class Results:
     cold_start: ColdStart | None
     seconds: float
     notes: list[str]
-
-
-def _kb(size: float) -> str:
-    return f"{size / 1024:,.1f} KB"
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:,.1f}"
-
-
-def _mark(ok: bool) -> str:
-    return "met" if ok else "**not met**"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+    input_tokens: dict[str, dict[int, int]] | None = None
+    """Model input tokens of turn n per variant (``bench/tokens.py``)."""
 
 
 def render(results: Results) -> str:
@@ -69,9 +58,11 @@ def render(results: Results) -> str:
         "in an `Agent` with `context_providers=[CosmosHistoryProvider(...)]` and a session id per conversation "
         "(`bench/provider.py`).",
         "",
-        *_targets(results),
+        *target_lines(results),
         "",
         *_counts(results, ru_kind),
+        "",
+        *_input_tokens(results),
         "",
         *_overhead(results),
         "",
@@ -98,71 +89,30 @@ def _hot_path_changes() -> list[str]:
     return path.read_text(encoding="utf-8").rstrip().splitlines() if path.is_file() else []
 
 
-def _row(results: Results, variant: Variant, length: int) -> CountRow | None:
-    return next((r for r in results.counts if r.variant == variant and r.length == length), None)
-
-
-def _targets(results: Results) -> list[str]:
-    steady = [r for r in results.counts if r.length > 1]
-    rows: list[list[str]] = []
-    local_rt = sorted({r.traffic.requests for r in steady if r.variant == "local"})
-    service_rt = sorted({r.traffic.requests for r in steady if r.variant == "service"})
-    provider_rt = sorted({r.traffic.requests for r in steady if r.variant == "provider"})
-    rows.append(
-        [
-            "Cosmos round trips per steady-state turn: 2 (point read + conditional write) plus the lease's 1",
-            f"local {local_rt}, service {service_rt}",
-            _mark(all(n <= 3 for n in local_rt + service_rt)),
-        ]
-    )
-    rows.append(
-        ["Per-message provider: at least 3 per turn", f"provider {provider_rt}", _mark(min(provider_rt or [0]) >= 3)]
-    )
-    service = [r.stored_bytes for r in results.counts if r.variant == "service"]
-    rows.append(
-        [
-            "Service mode stored bytes constant and < 1 KB",
-            f"{min(service):,} to {max(service):,} bytes" if service else "n/a",
-            _mark(bool(service) and max(service) < 1024 and max(service) - min(service) < 64),
-        ]
-    )
-    written = [(r.length, r.traffic.written_bytes) for r in results.counts if r.variant == "local"]
-    defaults = Settings()
-    budget, window = defaults.max_session_bytes, defaults.max_history_messages
-    rows.append(
-        [
-            f"Local mode bytes written per turn bounded by the history budget (MAX_SESSION_BYTES "
-            f"{budget:,}, MAX_HISTORY_MESSAGES {window})",
-            ", ".join(f"{_kb(b)} at {n}" for n, b in written),
-            _mark(
-                bool(written) and max(b for _, b in written) <= budget and written[-1][1] <= max(b for _, b in written)
-            ),
-        ]
-    )
-    at_100 = [length for length in results.lengths if length == 100] or results.lengths[-1:]
-    if at_100 and ("provider", at_100[0]) in results.overhead:
-        length = at_100[0]
-        ratio = results.overhead[("local", length)].median / results.overhead[("provider", length)].median
-        rows.append(
-            [
-                f"Backend overhead per turn at {length} turns at most half the provider's (local mode, medians)",
-                f"{ratio:.2f}x the provider's",
-                _mark(ratio <= 0.5),
-            ]
-        )
-    if results.cold_start is not None:
-        pct = results.cold_start.project_overhead_pct
-        rows.append(
-            ["Cold start: project import overhead under 10% of dependencies' import", f"{pct:.1f}%", _mark(pct < 10)]
-        )
-    return ["## Targets", "", *_table(["Target", "Measured", "Status"], rows)]
+def _input_tokens(results: Results) -> list[str]:
+    if not results.input_tokens:
+        return []
+    lengths = results.lengths
+    rows = [[variant, *(f"{by_length[n]:,}" for n in lengths)] for variant, by_length in results.input_tokens.items()]
+    budget = Settings().compaction.max_input_tokens
+    return [
+        "## Model input tokens per turn",
+        "",
+        f"What the model reads at turn n (`bench/tokens.py`): every message but the agent's instructions, counted "
+        f"as the framework's compaction counts them. Local mode keeps history within `MAX_INPUT_TOKENS` "
+        f"({budget:,}) with `summarize` and `window`; `none` is the message-count window alone; service mode "
+        "sends only the new message (the service keeps the thread and bills its own input tokens for it, which "
+        "are not visible here); `CosmosHistoryProvider` sends the whole history.",
+        "",
+        *_table(["Variant", *(f"{n} turns" for n in lengths)], rows),
+    ]
 
 
 def _counts(results: Results, ru_kind: str) -> list[str]:
     rows = []
     for variant in VARIANTS:
         for length in results.lengths:
-            row = _row(results, variant, length)
+            row = count_row(results, variant, length)
             if row is None:
                 continue
             t = row.traffic

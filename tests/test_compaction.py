@@ -3,6 +3,7 @@ and the full history still in the archive. Through the real store over the local
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
@@ -122,7 +123,8 @@ async def test_the_summary_survives_a_restart_and_is_what_the_model_reads_first(
     assert len(seen) == 1 and seen[0] < history[0] and summary.splitlines()[0] in request[seen[0]].text
 
 
-async def test_a_failing_summarizer_loses_no_turn_and_the_summary_catches_up_later(conversation):
+async def test_a_failing_summarizer_loses_no_turn_and_the_summary_catches_up_later(conversation, caplog):
+    caplog.set_level(logging.WARNING, logger="cosmos_history.domain.compaction")
     session = f"failing-{uuid.uuid4().hex[:8]}"
     conversation.model.fail_summaries = True
     for number in range(1, 31):
@@ -135,6 +137,8 @@ async def test_a_failing_summarizer_loses_no_turn_and_the_summary_catches_up_lat
 
     assert failing.turns == 30 and failing.archive.count > 0 and conversation.model.summaries
     assert summary_of(failing) is None and await history_tokens(conversation.model.turns[-2]) <= BUDGET
+    assert any("failed: RuntimeError" in r.getMessage() for r in caplog.records)
+    assert not any("PAPAYA" in r.getMessage() for r in caplog.records)
     assert recovered.session.state[SUMMARY]["through"] == failing.archive.count
     assert "PAPAYA-9" in summary_of(recovered)
 

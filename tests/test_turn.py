@@ -26,8 +26,9 @@ from cosmos_history.domain.errors import (
     TurnInProgressError,
     ValidationError,
 )
+from cosmos_history.domain.records import title_from
 from cosmos_history.domain.streaming import TextDeltas, wait_for_running_turns
-from cosmos_history.domain.turn import TurnGuards, title_from
+from cosmos_history.domain.turn import TurnGuards
 from cosmos_history.models.errors import model_call_error
 
 from .fakes import RecordingChatClient

@@ -22,10 +22,12 @@ class ProblemError(Exception):
     log_each: ClassVar[bool] = True
     """Whether a 5xx of this kind is logged for every request (off where its cause is logged once)."""
 
-    def __init__(self, detail: str, *, retry_after: int | None = None) -> None:
+    def __init__(self, detail: str, *, retry_after: int | None = None, param: str | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.retry_after = retry_after
+        self.param = param
+        """The request field at fault, where one is (OpenAI's error body names it)."""
 
 
 class BadRequestError(ProblemError):
@@ -69,6 +71,30 @@ class AgentMismatchError(ProblemError):
     status = 409
     title = "Session belongs to another agent"
     slug = "agent-mismatch"
+
+
+class ResponseNotFoundError(ProblemError):
+    """No stored response has this id for this caller (unknown, deleted, never stored, or another user's)."""
+
+    status = 404
+    title = "Response not found"
+    slug = "response-not-found"
+
+
+class NotLatestResponseError(ProblemError):
+    """A turn continues from an older response than the session's latest: branching is not supported."""
+
+    status = 409
+    title = "Not the latest response"
+    slug = "not-latest-response"
+
+
+class ClientCallPendingError(ProblemError):
+    """The session waits for the outputs of calls to the client's own tools."""
+
+    status = 400
+    title = "Function call output missing"
+    slug = "function-output-missing"
 
 
 class ApprovalPendingError(ProblemError):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agent_framework import AgentSession
+from agent_framework import AgentSession, Message
 
 from cosmos_history.domain.archive import ArchiveIndex
 from cosmos_history.domain.errors import InvalidSessionIdError
@@ -17,6 +17,7 @@ from cosmos_history.settings import HistoryMode
 
 ANONYMOUS_USER = "anonymous"
 MAX_LIST_LIMIT = 100
+TITLE_CHARS = 60
 MAX_SESSION_ID_LENGTH = 128
 """The framework's own ``FileSessionStore.MAX_SESSION_ID_LENGTH``: store keys are interchangeable."""
 RECENT_KEYS = 50
@@ -142,3 +143,23 @@ class SessionSummary:
 class SessionPage:
     sessions: list[SessionSummary] = field(default_factory=list)
     continuation_token: str | None = None
+
+
+def first_text(message: str | Message | list[Message]) -> str:
+    """The text of the first user message a turn ran on ("" for approval answers and tool outputs)."""
+    if isinstance(message, str):
+        return message
+    messages = message if isinstance(message, list) else [message]
+    return next((m.text for m in messages if m.role == "user" and m.text), "")
+
+
+def title_from(message: str) -> str | None:
+    """The first words of the first message, cut at a word boundary (local mode only: service
+    mode documents must hold no message text)."""
+    words = " ".join(message.split())
+    if not words:
+        return None
+    if len(words) <= TITLE_CHARS:
+        return words
+    cut = words[:TITLE_CHARS].rsplit(" ", 1)[0] or words[:TITLE_CHARS]
+    return cut + "…"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agent_framework import AgentResponse, Message
+
 from cosmos_history.domain.approvals import PendingApproval, ToolCall
+from cosmos_history.domain.client_tools import ClientCall, ClientTool
 from cosmos_history.domain.records import request_fingerprint
 from cosmos_history.settings import HistoryMode
 
@@ -24,12 +27,24 @@ class TurnRequest:
     idempotency_key: str | None = None
     approvals: Sequence[tuple[str, bool]] | None = None
     """``(approval id, approved)`` pairs; set for an approvals turn (``message`` is then empty)."""
+    inputs: tuple[Message, ...] = ()
+    """Messages the turn runs on after ``message``, such as the outputs of client tools' calls."""
+    options: Mapping[str, Any] | None = None
+    """Chat options for this run only (instructions, temperature, ...); never stored."""
+    client_tools: tuple[ClientTool, ...] = ()
+    expected_turn: int | None = None
+    """The turn the client continues from: the session must still be at it (no branching)."""
+    store: bool = True
+    """``False`` runs the turn and saves nothing."""
 
     def fingerprint(self) -> str:
         """What makes a retry "the same request" (the agent counts only when the request names one)."""
         if self.approvals is not None:
             return request_fingerprint("approvals", [list(a) for a in self.approvals], self.agent)
-        parts = (self.message, self.mode) if self.agent is None else (self.message, self.mode, self.agent)
+        parts: tuple[Any, ...] = (self.message, self.mode) + (() if self.agent is None else (self.agent,))
+        if self.inputs or self.options or self.client_tools or self.expected_turn is not None:
+            tools = [t.name for t in self.client_tools]
+            parts = (*parts, [m.to_dict() for m in self.inputs], dict(self.options or {}), tools, self.expected_turn)
         return request_fingerprint(*parts)
 
 
@@ -43,6 +58,10 @@ class TurnResult:
     tool_calls: tuple[ToolCall, ...] = ()
     approvals: tuple[PendingApproval, ...] = ()
     """Tool calls waiting for a person: the turn ended to ask (``status`` is ``awaiting_approval``)."""
+    client_calls: tuple[ClientCall, ...] = ()
+    """Calls of the client's own tools: the turn ended for the client to run them."""
+    usage: Mapping[str, int] | None = field(default=None, compare=False)
+    """The model's token counts for the turn, where it reported them (not replayed)."""
     replayed: bool = field(default=False, compare=False)
     """True when an Idempotency-Key retry got the stored result of an earlier attempt."""
 
@@ -59,6 +78,7 @@ class TurnResult:
             "agent": self.agent,
             "toolCalls": [c.to_json() for c in self.tool_calls],
             "approvals": [a.to_json() for a in self.approvals],
+            **({"clientCalls": [c.to_json() for c in self.client_calls]} if self.client_calls else {}),
         }
 
     @classmethod
@@ -71,5 +91,15 @@ class TurnResult:
             agent=value.get("agent"),
             tool_calls=tuple(ToolCall(**c) for c in value.get("toolCalls", [])),
             approvals=tuple(PendingApproval(**a) for a in value.get("approvals", [])),
+            client_calls=tuple(
+                ClientCall(c["callId"], c["name"], c["arguments"]) for c in value.get("clientCalls", [])
+            ),
             replayed=replayed,
         )
+
+
+def usage_of(response: AgentResponse) -> dict[str, int] | None:
+    """The model's token counts, where it reported them."""
+    usage = response.usage_details or {}
+    counts = {key: usage.get(f"{key}_token_count") for key in ("input", "output", "total")}
+    return {k: int(v) for k, v in counts.items() if isinstance(v, int)} or None

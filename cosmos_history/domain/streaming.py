@@ -13,6 +13,8 @@ import logging
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
+from agent_framework import Message
+
 from cosmos_history.domain.approvals import json_arguments, json_result
 
 if TYPE_CHECKING:
@@ -109,11 +111,18 @@ class TextDeltas:
 
 class ToolEvents:
     """Turns streamed tool activity into events: a call once its arguments are complete (providers may
-    stream them in pieces), its result once the tool ran, and the approvals the turn ends waiting for."""
+    stream them in pieces), its result once the tool ran, and the approvals the turn ends waiting for.
 
-    def __init__(self) -> None:
+    ``answered`` (what the turn runs on) names the calls approved in an earlier turn, whose results come
+    without their call in this stream."""
+
+    def __init__(self, answered: Any = None) -> None:
         self._calls: dict[str, tuple[str, str]] = {}
         self._announced: set[str] = set()
+        for message in (m for m in (answered if isinstance(answered, list) else [answered]) if isinstance(m, Message)):
+            for call in (c.function_call for c in message.contents if c.function_call is not None):
+                arguments = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments or {})
+                self._calls[call.call_id or ""] = (call.name or "", arguments)
 
     def feed(self, contents: Iterable[Any]) -> list[StreamEvent]:
         events: list[StreamEvent] = []

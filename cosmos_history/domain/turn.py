@@ -25,30 +25,29 @@ from agent_framework import AgentResponse, Message
 from cosmos_history import telemetry
 from cosmos_history.agents.catalog import Agents
 from cosmos_history.domain.approvals import approval_answers, pending_approvals, requested_approvals, tool_calls
+from cosmos_history.domain.client_tools import check_outputs, client_calls, remember_client_calls
 from cosmos_history.domain.compaction import refresh_summary
 from cosmos_history.domain.errors import (
     AgentMismatchError,
     ApprovalPendingError,
     ApprovalUnknownError,
-    IdempotencyKeyReusedError,
-    IdempotentResultGoneError,
     ModeConflictError,
     ModelCallError,
+    NotLatestResponseError,
     SessionConflictError,
     SessionExistsError,
     SessionNotFoundError,
 )
 from cosmos_history.domain.heartbeat import keep_renewed
 from cosmos_history.domain.ports import ReplayCache, SessionRepository, TurnLease
-from cosmos_history.domain.records import SessionRecord, key_digest, utc_now
-from cosmos_history.domain.results import TurnRequest, TurnResult
+from cosmos_history.domain.records import SessionRecord, first_text, key_digest, title_from, utc_now
+from cosmos_history.domain.replay import replay
+from cosmos_history.domain.results import TurnRequest, TurnResult, usage_of
 from cosmos_history.domain.streaming import TextDeltas, ToolEvents, TurnStream
 from cosmos_history.models.errors import model_call_error
 from cosmos_history.settings import HistoryMode
 
 logger = logging.getLogger(__name__)
-
-TITLE_CHARS = 60
 
 
 @dataclass(frozen=True)
@@ -89,6 +88,13 @@ async def run_turn(
         SessionConflictError: another request changed the session during this turn.
     """
     request = TurnRequest(session_id, message, mode, agent, idempotency_key, approvals)
+    return await run_request(store, agents, request, guards=guards)
+
+
+async def run_request(
+    store: SessionRepository, agents: Agents, request: TurnRequest, *, guards: TurnGuards = NO_GUARDS
+) -> TurnResult:
+    """:func:`run_turn` for a request with every option (client tools, run options, no storing, ...)."""
     return await _turn(store, agents, request, guards=guards)
 
 
@@ -127,10 +133,14 @@ async def _turn(
 
 async def _call_model(turn: PreparedTurn, sink: TurnStream | None) -> AgentResponse:
     """One agent run on the session; streamed into ``sink`` when there is one."""
+    request = turn.request
+    run: dict[str, Any] = {"session": turn.record.session, "options": dict(request.options or {})}
+    if request.client_tools:
+        run["tools"] = [tool.declaration() for tool in request.client_tools]
     if sink is None:
-        return await turn.agent.run(turn.message, session=turn.record.session)
-    text, tools = TextDeltas(), ToolEvents()
-    stream = turn.agent.run(turn.message, session=turn.record.session, stream=True)
+        return await turn.agent.run(turn.message, **run)
+    text, tools = TextDeltas(), ToolEvents(turn.message)
+    stream = turn.agent.run(turn.message, stream=True, **run)
     async for update in stream:
         sink.deliver(
             [*(("delta", {"text": piece}) for piece in text.feed(update.contents)), *tools.feed(update.contents)]
@@ -145,9 +155,9 @@ class PreparedTurn:
     store: SessionRepository
     record: SessionRecord
     agent: Any
-    message: str | Message
+    message: str | Message | list[Message]
     guards: TurnGuards
-    idempotency_key: str | None
+    request: TurnRequest
     fingerprint: str
     lease_etag: str | None
     summary_prompt: str | None = None
@@ -155,16 +165,17 @@ class PreparedTurn:
     async def finish(self, response: AgentResponse) -> TurnResult:
         """Write the session the agent just advanced, conditional on the etag it was read with."""
         try:
-            waiting = requested_approvals(response)
-            if not response.text.strip() and not waiting:
+            waiting, handed_out = requested_approvals(response), client_calls(response)
+            if not response.text.strip() and not waiting and not handed_out:
                 raise ModelCallError("The model returned no text; the session was left unchanged.")
-            record, replays, key = self.record, self.guards.replays, self.idempotency_key
+            record, replays, key = self.record, self.guards.replays, self.request.idempotency_key
+            remember_client_calls(record.session, handed_out)
             previous_etag = record.etag
             record.turns += 1
             record.updated_at = utc_now()
             record.lease_etag = self.lease_etag
-            if record.title is None and record.mode == "local" and isinstance(self.message, str):
-                record.title = title_from(self.message)
+            if record.title is None and record.mode == "local":
+                record.title = title_from(first_text(self.message))
             result = TurnResult(
                 record.id,
                 response.text,
@@ -173,7 +184,12 @@ class PreparedTurn:
                 agent=record.agent,
                 tool_calls=tuple(tool_calls(response, self.message if isinstance(self.message, Message) else None)),
                 approvals=tuple(waiting),
+                client_calls=tuple(handed_out),
+                usage=usage_of(response),
             )
+            if not self.request.store:
+                await self.abandon()
+                return result
             if key and replays:
                 # The cached answer first, then the save that commits the key with the turn: a key is
                 # replayed only when the document holds it, i.e. when this very turn landed.
@@ -233,8 +249,14 @@ async def begin_turn(
         replayed = await replay(record, guards.replays, store.user_id, request.idempotency_key, fingerprint)
         if replayed is not None:
             return replayed
-    if request.approvals is not None and record.etag is None:
+    if (request.approvals is not None or request.expected_turn is not None) and record.etag is None:
         raise SessionNotFoundError("No session with this id.")
+    if request.expected_turn is not None and request.expected_turn != record.turns:
+        raise NotLatestResponseError(
+            f"The conversation has moved on to turn {record.turns}; continue from its latest response "
+            "(branching from an older one is not supported).",
+            param="previous_response_id",
+        )
     message = turn_input(record, request)
     lease_etag = None
     if guards.lease is not None:
@@ -249,7 +271,7 @@ async def begin_turn(
         agent,
         message,
         guards,
-        request.idempotency_key,
+        request,
         fingerprint,
         lease_etag,
         agents.resolve(record.agent or agents.default).summary_prompt,
@@ -266,9 +288,12 @@ def turn_input(record: SessionRecord, request: TurnRequest) -> str | Message:
     if request.approvals is None:
         if pending_approvals(record.session):
             raise ApprovalPendingError(
-                "This session is waiting for tool approvals; answer them at /approvals before sending a message."
+                "This session is waiting for tool approvals; answer them before sending a message."
             )
-        return request.message
+        check_outputs(record.session, request.inputs)
+        if not request.inputs:
+            return request.message
+        return [*([Message(role="user", contents=[request.message])] if request.message else []), *request.inputs]
     return approval_answers(record.session, request.approvals)
 
 
@@ -285,29 +310,6 @@ async def _still_pending(store: SessionRepository, record: SessionRecord, lease:
     if current is None or current.etag != record.etag:
         await lease.release(record.id, store.user_id, lease_etag)
         raise ApprovalUnknownError("These approvals were answered by another request meanwhile; read the session.")
-
-
-async def replay(
-    record: SessionRecord, replays: ReplayCache, user_id: str, key: str, fingerprint: str
-) -> TurnResult | None:
-    """The stored result of the turn this key already made, or ``None`` when it made none (run it now).
-
-    Raises:
-        IdempotencyKeyReusedError: the key's turn was made by a different request.
-        IdempotentResultGoneError: the key's turn is in the session but its cached answer expired.
-    """
-    committed = record.committed_key(key_digest(key))
-    if committed is None:
-        return None
-    if committed.fingerprint != fingerprint:
-        raise IdempotencyKeyReusedError("This Idempotency-Key was already used with a different request body.")
-    stored = await replays.find(record.id, user_id, committed.key_hash, turn=committed.turn)
-    if stored is None:
-        raise IdempotentResultGoneError(
-            f"This request was already applied as turn {committed.turn}; its answer is no longer kept. "
-            "Read the session to see it."
-        )
-    return TurnResult.from_json(stored, replayed=True)
 
 
 async def load_or_new(store: SessionRepository, session_id: str, mode: HistoryMode | None, agent: str) -> SessionRecord:
@@ -336,16 +338,6 @@ def agent_of(agents: Agents, record: SessionRecord, *, named: str | None) -> Any
     return agents.resolve(own).for_mode(record.mode)
 
 
-def title_from(message: str) -> str:
-    """The first words of the first message, cut at a word boundary (local mode only: service
-    mode documents must hold no message text)."""
-    words = " ".join(message.split())
-    if len(words) <= TITLE_CHARS:
-        return words
-    cut = words[:TITLE_CHARS].rsplit(" ", 1)[0] or words[:TITLE_CHARS]
-    return cut + "…"
-
-
 # --- streaming ------------------------------------------------------------------------------------
 
 
@@ -371,8 +363,15 @@ async def run_turn_stream(
     Raises:
         The errors of :func:`run_turn`, when they happen before the model's first update.
     """
-    stream = TurnStream()
     request = TurnRequest(session_id, message, mode, agent, idempotency_key, approvals)
+    return await stream_request(store, agents, request, guards=guards)
+
+
+async def stream_request(
+    store: SessionRepository, agents: Agents, request: TurnRequest, *, guards: TurnGuards = NO_GUARDS
+) -> TurnStream:
+    """:func:`run_turn_stream` for a request with every option."""
+    stream = TurnStream()
     stream.start(_turn(store, agents, request, guards=guards, sink=stream))
     await stream.started()
     return stream

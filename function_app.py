@@ -7,6 +7,8 @@ Public routes hold no data and are anonymous whatever ``HTTP_AUTH_LEVEL`` says.
 
 from cosmos_history.app import Route, create_app
 from cosmos_history.http import handlers as api
+from cosmos_history.http.openai import handlers as openai
+from cosmos_history.http.openai.objects import error_response
 
 ROUTES = (
     Route("POST", "sessions", api.create_session_route),
@@ -18,6 +20,13 @@ ROUTES = (
     Route("POST", "sessions/{id}/approvals", api.post_approvals_route),
     Route("GET", "agents", api.list_agents_route),
     Route("GET", "health", api.health_route),
+    # The OpenAI Responses-compatible endpoint: base_url .../api/v1 for the openai SDKs.
+    Route("POST", "v1/responses", openai.create_response_route, errors=error_response),
+    Route("GET", "v1/responses/{id}", openai.get_response_route, errors=error_response),
+    Route("DELETE", "v1/responses/{id}", openai.delete_response_route, errors=error_response),
+    Route("GET", "v1/responses/{id}/input_items", openai.list_input_items_route, errors=error_response),
+    Route("GET", "v1/models", openai.list_models_route, errors=error_response),
+    Route("GET", "v1/models/{id}", openai.get_model_route, errors=error_response),
     Route("GET", "openapi.json", api.openapi_route, public=True),
     Route("GET", "chat", api.chat_page_route, public=True),
 )

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
-from cosmos_history.http.calls import Handler, endpoint
+from cosmos_history.http.calls import ErrorRenderer, Handler, endpoint
+from cosmos_history.http.responses import problem_response
 from cosmos_history.runtime import LazyRuntime, ReadyRuntime, Runtime, RuntimeSource
 from cosmos_history.settings import Settings, load_settings
 
@@ -31,6 +32,8 @@ class Route:
     path: str
     handler: Handler | PublicHandler
     public: bool = False
+    errors: ErrorRenderer = problem_response
+    """How the route's errors look: problem+json, or another API's error shape."""
 
 
 class ConversationApp(func.FunctionApp):
@@ -63,7 +66,7 @@ def create_app(
             function = route.handler
             register = app.route(route=route.path, methods=[route.method], auth_level=func.AuthLevel.ANONYMOUS)
         else:
-            function = endpoint(route.handler, source)  # type: ignore[arg-type]
+            function = endpoint(route.handler, source, route.errors)  # type: ignore[arg-type]
             register = app.route(route=route.path, methods=[route.method])
         register(function)
     return app

@@ -21,9 +21,10 @@ from azure.cosmos.aio import ContainerProxy, CosmosClient
 from cosmos_history.adapters.cosmos.client import ContainerMissingError, create_client, ensure_container, store_errors
 from cosmos_history.adapters.cosmos.idempotency import CosmosReplayCache
 from cosmos_history.adapters.cosmos.lease import CosmosTurnLease
+from cosmos_history.adapters.cosmos.responses import CosmosResponseLog
 from cosmos_history.adapters.cosmos.sessions import CosmosSessions
 from cosmos_history.agents.catalog import Agents, build_agents
-from cosmos_history.domain.ports import SessionRepository
+from cosmos_history.domain.ports import ResponseLog, SessionRepository
 from cosmos_history.domain.streaming import wait_for_running_turns
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards
 from cosmos_history.settings import Settings
@@ -42,6 +43,8 @@ class Runtime:
     """Set when the runtime built the client itself, and so must close it."""
     repair: Callable[[], Awaitable[object]] | None = None
     """Recreates the database and container; ``None`` where the app may not create them (Azure RBAC)."""
+    responses: ResponseLog | None = None
+    """Stored objects of the OpenAI-compatible endpoint; ``None`` keeps none (it then stores no turn)."""
     _repairing: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     async def recover(self, error: BaseException) -> None:
@@ -87,7 +90,9 @@ async def build_runtime(
         raise
     store, guards = session_services(container, settings)
     repair = functools.partial(ensure_container, cosmos, settings.cosmos) if settings.cosmos.key else None
-    return Runtime(settings, store, agents, guards, cosmos_client=cosmos if owned else None, repair=repair)
+    responses = CosmosResponseLog(container, ttl_seconds=settings.session_ttl_seconds)
+    owner = cosmos if owned else None
+    return Runtime(settings, store, agents, guards, cosmos_client=owner, repair=repair, responses=responses)
 
 
 def session_services(container: ContainerProxy, settings: Settings) -> tuple[CosmosSessions, TurnGuards]:

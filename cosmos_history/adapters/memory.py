@@ -51,6 +51,7 @@ class MemoryDatabase:
     chunks: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     leases: dict[str, tuple[float, str]] = field(default_factory=dict)
     results: dict[tuple[str, str], tuple[str, int, float, dict[str, Any]]] = field(default_factory=dict)
+    responses: dict[tuple[str, int], tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 class MemoryArchive:
@@ -144,6 +145,8 @@ class MemorySessions:
         self.database.leases.pop(session_id, None)
         for owned_result in [k for k in self.database.results if k[0] == session_id]:
             del self.database.results[owned_result]
+        for owned_response in [k for k in self.database.responses if k[0] == session_id]:
+            del self.database.responses[owned_response]
         return True
 
     async def list_sessions(self, *, limit: int = 20, continuation_token: str | None = None) -> SessionPage:
@@ -219,6 +222,24 @@ class MemoryReplayCache:
             time.time() + self.ttl_seconds,
             copy.deepcopy(result),
         )
+
+
+class MemoryResponseLog:
+    def __init__(self, database: MemoryDatabase) -> None:
+        self._db = database
+
+    async def record(self, session_id: str, user_id: str, turn: int, response: dict[str, Any]) -> None:
+        self._db.responses[(session_id, turn)] = (user_id, copy.deepcopy(response))
+
+    async def find(self, session_id: str, user_id: str, turn: int) -> dict[str, Any] | None:
+        owner, response = self._db.responses.get((session_id, turn), (None, None))
+        return copy.deepcopy(response) if owner == user_id else None
+
+    async def delete(self, session_id: str, user_id: str, turn: int) -> bool:
+        if await self.find(session_id, user_id, turn) is None:
+            return False
+        del self._db.responses[(session_id, turn)]
+        return True
 
 
 def _copy(record: SessionRecord, *, service: bool = False) -> SessionRecord:

@@ -93,3 +93,19 @@ class ReplayCache(Protocol):
     async def record(
         self, session_id: str, user_id: str, key_hash: str, *, turn: int, result: dict[str, Any]
     ) -> None: ...
+
+
+class ResponseLog(Protocol):
+    """Response objects of the OpenAI-compatible endpoint, by session and turn, so they can be read back.
+
+    They live beside the session (deleted with it) and are written after the turn's save: a response
+    whose write failed is missing from reads, but its turn is in the session all the same.
+    """
+
+    async def record(self, session_id: str, user_id: str, turn: int, response: dict[str, Any]) -> None: ...
+
+    async def find(self, session_id: str, user_id: str, turn: int) -> dict[str, Any] | None:
+        """The stored response, ``None`` when there is none (or it is another user's)."""
+        ...
+
+    async def delete(self, session_id: str, user_id: str, turn: int) -> bool: ...

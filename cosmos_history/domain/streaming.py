@@ -41,8 +41,7 @@ class TurnStream:
 
     def start(self, turn: Coroutine[Any, Any, TurnResult]) -> None:
         self._task = asyncio.create_task(self._run(turn), name="streamed turn")
-        _RUNNING_TURNS.add(self._task)
-        self._task.add_done_callback(_turn_done)
+        keep_running(self._task)
 
     async def _run(self, turn: Coroutine[Any, Any, TurnResult]) -> TurnResult:
         try:
@@ -159,11 +158,18 @@ class ToolEvents:
         return [("tool_call", {"id": call_id, "name": name, "arguments": json_arguments(arguments or "{}")})]
 
 
-_RUNNING_TURNS: set[asyncio.Task[TurnResult]] = set()
-"""Streamed turns still running: a strong reference, so none is garbage-collected mid-turn."""
+_RUNNING_TURNS: set[asyncio.Task[Any]] = set()
+"""Streamed turns (and the work that follows them) still running: a strong reference, so none is
+garbage-collected mid-turn."""
 
 
-def _turn_done(task: asyncio.Task[TurnResult]) -> None:
+def keep_running(task: asyncio.Task[Any]) -> None:
+    """Hold ``task`` until it ends, whoever reads it, and let hosts wait for it when they shut down."""
+    _RUNNING_TURNS.add(task)
+    task.add_done_callback(_turn_done)
+
+
+def _turn_done(task: asyncio.Task[Any]) -> None:
     _RUNNING_TURNS.discard(task)
     if not task.cancelled() and (error := task.exception()) is not None:
         logger.info("Streamed %s ended without saving: %s", task.get_name(), type(error).__name__)

@@ -34,7 +34,7 @@ from cosmos_history.domain.errors import (
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
-from cosmos_history.domain.ports import SessionRepository
+from cosmos_history.domain.ports import ResponseLog, SessionRepository
 from cosmos_history.domain.records import ANONYMOUS_USER
 from cosmos_history.domain.turn import TurnGuards
 from cosmos_history.http.bodies import parse_idempotency_key, parse_session_id
@@ -61,6 +61,7 @@ class Call:
     agents: Agents
     settings: Settings
     guards: TurnGuards
+    responses: ResponseLog | None = None
 
     def route(self, name: str) -> str:
         """A route parameter (the worker copies the host's route values into ``path_params``)."""
@@ -84,8 +85,16 @@ class Call:
 Handler = Callable[[Call], Awaitable[Response]]
 
 
-def endpoint(handler: Handler, runtime: RuntimeSource) -> Callable[[Request], Awaitable[Response]]:
+ErrorRenderer = Callable[[ProblemError], Response]
+
+
+def endpoint(
+    handler: Handler, runtime: RuntimeSource, render: ErrorRenderer = problem_response
+) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler of :class:`Call` as an Azure Functions HTTP function served by ``runtime``.
+
+    Errors become problem+json, or what ``render`` makes of them (the OpenAI-compatible routes answer
+    in OpenAI's error shape, which their clients parse).
 
     The wrapper's signature is ``(req: Request, context: func.Context)``, exactly what the
     Functions worker binds and type-checks (``context`` carries the invocation id that log records
@@ -114,13 +123,13 @@ def endpoint(handler: Handler, runtime: RuntimeSource) -> Callable[[Request], Aw
                 cause = type(error.__cause__).__name__ if error.__cause__ is not None else "-"
                 logger.warning("%s failed: %s (caused by %s)", handler.__name__, error.title, cause)
                 logger.debug("%s failure details", handler.__name__, exc_info=error)
-            return problem_response(error)
+            return render(error)
         except Exception as error:
             # Types only at the default level (an exception's text may quote user input); the URL is
             # never logged: it may carry the function key in ?code=.
             logger.error("Unhandled %s in %s", type(error).__name__, handler.__name__)
             logger.debug("%s failure details", handler.__name__, exc_info=error)
-            return problem_response(ProblemError("The server failed to handle this request."))
+            return render(ProblemError("The server failed to handle this request."))
 
     function.__name__ = handler.__name__
     function.__qualname__ = handler.__qualname__
@@ -140,7 +149,8 @@ def invocation_id(context: func.Context | None) -> str:
 
 def make_call(req: Request, runtime: Runtime) -> Call:
     user_id = caller_identity(req, runtime.settings)
-    return Call(req, user_id, runtime.store.for_user(user_id), runtime.agents, runtime.settings, runtime.guards)
+    store = runtime.store.for_user(user_id)
+    return Call(req, user_id, store, runtime.agents, runtime.settings, runtime.guards, runtime.responses)
 
 
 def caller_identity(req: Request, settings: Settings) -> str:

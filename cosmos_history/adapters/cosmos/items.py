@@ -27,6 +27,7 @@ SESSION_TYPE = "session"
 ARCHIVE_TYPE = "archive"
 LEASE_TYPE = "lease"
 IDEMPOTENCY_TYPE = "idempotency"
+RESPONSE_TYPE = "response"
 
 _PLAIN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ENCODED_PREFIX = "~"
@@ -132,3 +133,7 @@ def lease_id(partition: str) -> str:
 
 def replay_id(partition: str, key_hash: str) -> str:
     return f"{partition}:idem:{key_hash}"
+
+
+def response_item_id(partition: str, turn: int) -> str:
+    return f"{partition}:response:{turn}"

@@ -1,0 +1,185 @@
+"""The OpenAI Responses-compatible routes (``/api/v1/...``) over the app's own sessions and turns.
+
+A response is one turn of a session: ``previous_response_id`` continues the session that made it,
+``conversation`` names a session directly, and neither starts a new one. The turn runs through the
+same domain code as the native API (lease, etag, idempotency, identity), so everything the native
+API guarantees holds here too. Errors are OpenAI's error body (:func:`objects.error_response`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from azurefunctions.extensions.http.fastapi import Response, StreamingResponse
+
+from cosmos_history.domain.errors import (
+    AgentNotFoundError,
+    BadRequestError,
+    NotLatestResponseError,
+    ResponseNotFoundError,
+    SessionConflictError,
+    SessionNotFoundError,
+)
+from cosmos_history.domain.ports import ResponseLog
+from cosmos_history.domain.results import TurnRequest, TurnResult
+from cosmos_history.domain.turn import stream_request
+from cosmos_history.http.bodies import parse_limit
+from cosmos_history.http.calls import Call
+from cosmos_history.http.openai import objects
+from cosmos_history.http.openai.ids import parse_response_id, response_id, unstored_response_id
+from cosmos_history.http.openai.output import OutputBuilder
+from cosmos_history.http.openai.requests import CreateRequest, parse_create
+from cosmos_history.http.openai.run import ResponseRun
+from cosmos_history.http.responses import json_response
+from cosmos_history.http.sse import EVENT_STREAM, sse_event
+
+logger = logging.getLogger(__name__)
+
+
+class ModelNotFoundError(AgentNotFoundError):
+    slug = "model-not-found"
+
+
+async def create_response_route(call: Call) -> Response:
+    """``POST /v1/responses``: run one turn and answer with the response object (or its events)."""
+    request = parse_create(await call.json_body(), call.settings)
+    if request.model not in call.agents:
+        raise ModelNotFoundError(
+            f"The model {request.model!r} does not exist: models are this app's agents (GET /v1/models).",
+            param="model",
+        )
+    session_id, expected = await _continued_turn(call, request)
+    turn = expected + 1
+    response = objects.response_object(
+        response_id(session_id, turn) if request.store else unstored_response_id(),
+        request.model,
+        request.echo,
+        created_at=time.time(),
+        previous_response_id=response_id(request.previous.session_id, request.previous.turn)
+        if request.previous
+        else None,
+        conversation=request.conversation,
+        store=request.store,
+    )
+    turn_request = TurnRequest(
+        session_id,
+        request.message,
+        agent=request.model,
+        idempotency_key=call.idempotency_key(),
+        approvals=request.approvals,
+        inputs=request.inputs,
+        options=request.options,
+        client_tools=request.client_tools,
+        expected_turn=expected if expected or request.previous else None,
+        store=request.store,
+    )
+    try:
+        stream = await stream_request(call.store, call.agents, turn_request, guards=call.guards)
+    except NotLatestResponseError as error:
+        if request.previous is not None:
+            raise
+        raise SessionConflictError("Another turn of this conversation ran meanwhile; retry.", retry_after=1) from error
+    except SessionNotFoundError as error:
+        if request.previous is None:
+            raise
+        raise ResponseNotFoundError(
+            "The previous response's conversation no longer exists.", param="previous_response_id"
+        ) from error
+    builder = OutputBuilder(request.model, {tool.name for tool in request.client_tools})
+    run = ResponseRun(stream, builder, response, _finisher(call, request, session_id))
+    if request.stream:
+        return StreamingResponse(
+            (sse_event(event["type"], event) async for event in run.events()),
+            media_type=EVENT_STREAM,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    return json_response(await run.result())
+
+
+async def _continued_turn(call: Call, request: CreateRequest) -> tuple[str, int]:
+    """The session the response continues and the turn it continues from (0 for a new session)."""
+    if request.previous is not None:
+        return request.previous.session_id, request.previous.turn
+    if request.conversation is not None:
+        record = await call.store.load(request.conversation)
+        return request.conversation, record.turns if record is not None else 0
+    return f"conv_{uuid.uuid4().hex}", 0
+
+
+def _finisher(call: Call, request: CreateRequest, session_id: str) -> Any:
+    log, user_id = call.responses, call.user_id
+
+    async def finish(result: TurnResult, done: dict[str, Any]) -> dict[str, Any]:
+        if not request.store or log is None:
+            return done
+        if result.replayed:
+            stored = await log.find(session_id, user_id, result.turn)
+            return stored["response"] if stored is not None else done
+        try:
+            await log.record(session_id, user_id, result.turn, {"response": done, "input": list(request.input_items)})
+        except Exception as error:  # the turn is saved: answer it, though it cannot be retrieved later
+            logger.warning("Could not store response of turn %s: %s", result.turn, type(error).__name__)
+        return done
+
+    return finish
+
+
+async def get_response_route(call: Call) -> Response:
+    stored = await _stored(call)
+    return json_response(stored["response"])
+
+
+async def delete_response_route(call: Call) -> Response:
+    """Deletes the stored response object; the conversation (the session) stays, as its other turns do."""
+    ref = parse_response_id(call.route("id"))
+    if not await _log(call).delete(ref.session_id, call.user_id, ref.turn):
+        raise _not_found(call.route("id"))
+    return json_response({"id": call.route("id"), "object": "response", "deleted": True})
+
+
+async def list_input_items_route(call: Call) -> Response:
+    stored = await _stored(call)
+    items: list[dict[str, Any]] = list(stored.get("input", []))
+    order = call.query("order") or "desc"
+    if order not in ("asc", "desc"):
+        raise BadRequestError("'order' must be asc or desc.", param="order")
+    if order == "desc":
+        items.reverse()
+    after = call.query("after")
+    if after:
+        ids = [item["id"] for item in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    limit = parse_limit(call.query("limit"), default=20, maximum=100)
+    return json_response(objects.items_page(items[:limit], has_more=len(items) > limit))
+
+
+async def list_models_route(call: Call) -> Response:
+    return json_response(objects.models_object(call.agents))
+
+
+async def get_model_route(call: Call) -> Response:
+    name = call.route("id")
+    if name not in call.agents:
+        raise ModelNotFoundError(f"The model {name[:100]!r} does not exist.", param="model")
+    return json_response(objects.model_object(name))
+
+
+async def _stored(call: Call) -> dict[str, Any]:
+    ref = parse_response_id(call.route("id"))
+    stored = await _log(call).find(ref.session_id, call.user_id, ref.turn)
+    if stored is None:
+        raise _not_found(call.route("id"))
+    return stored
+
+
+def _log(call: Call) -> ResponseLog:
+    if call.responses is None:
+        raise _not_found(call.route("id"))
+    return call.responses
+
+
+def _not_found(value: str) -> ResponseNotFoundError:
+    return ResponseNotFoundError(f"No response with id {value[:200]!r} was found.")

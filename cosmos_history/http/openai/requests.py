@@ -1,0 +1,263 @@
+"""Reading a ``POST /v1/responses`` body: what the turn runs on, and the parameters a response echoes.
+
+Invalid input is a 400 naming the parameter at fault (``param``), as OpenAI's API answers it. Input
+is text only: image, file and audio parts are refused with a clear error rather than dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_framework import Content, Message
+
+from cosmos_history.domain.client_tools import ClientTool
+from cosmos_history.domain.errors import BadRequestError
+from cosmos_history.http.bodies import parse_session_id
+from cosmos_history.http.openai.ids import ResponseRef, item_id, parse_response_id
+from cosmos_history.settings import Settings
+
+_ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
+_TEXT_PARTS = ("input_text", "output_text", "text")
+_TOOL_CHOICES = ("auto", "none", "required")
+MAX_TOOLS = 128
+MAX_INPUT_ITEMS = 100
+_ECHOED_DEFAULTS: dict[str, Any] = {
+    "instructions": None,
+    "temperature": None,
+    "top_p": None,
+    "max_output_tokens": None,
+    "max_tool_calls": None,
+    "tool_choice": "auto",
+    "truncation": "disabled",
+    "parallel_tool_calls": True,
+    "metadata": {},
+    "user": None,
+    "safety_identifier": None,
+    "prompt_cache_key": None,
+    "text": {"format": {"type": "text"}},
+    "reasoning": {"effort": None, "summary": None},
+}
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """A parsed create-response body."""
+
+    model: str
+    message: str = ""
+    inputs: tuple[Message, ...] = ()
+    approvals: tuple[tuple[str, bool], ...] | None = None
+    client_tools: tuple[ClientTool, ...] = ()
+    previous: ResponseRef | None = None
+    conversation: str | None = None
+    store: bool = True
+    stream: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    """Chat options for this run only (the framework's names)."""
+    echo: dict[str, Any] = field(default_factory=dict)
+    """The request's parameters as a response object repeats them."""
+    input_items: tuple[dict[str, Any], ...] = ()
+    """The input as items with ids, for ``GET /v1/responses/{id}/input_items``."""
+
+
+def parse_create(body: dict[str, Any], settings: Settings) -> CreateRequest:
+    model = body.get("model")
+    if not isinstance(model, str) or not 1 <= len(model) <= 64:
+        raise _bad("'model' is required: the name of one of this app's agents (GET /v1/models lists them).", "model")
+    if body.get("background"):
+        raise _bad("Background responses are not supported; omit 'background'.", "background")
+    previous, conversation = _continuation(body)
+    message, inputs, approvals, items = _input(body.get("input"), settings)
+    if approvals is not None and previous is None and conversation is None:
+        raise _bad("An mcp_approval_response continues a response: send 'previous_response_id'.", "input")
+    echo = _echo(body)
+    return CreateRequest(
+        model=model,
+        message=message,
+        inputs=inputs,
+        approvals=approvals,
+        client_tools=_client_tools(body.get("tools")),
+        previous=previous,
+        conversation=conversation,
+        store=_flag(body, "store", default=True),
+        stream=_flag(body, "stream", default=False),
+        options=_options(echo),
+        echo={**echo, "tools": body.get("tools") or []},
+        input_items=tuple(items),
+    )
+
+
+def _continuation(body: dict[str, Any]) -> tuple[ResponseRef | None, str | None]:
+    previous_id, conversation = body.get("previous_response_id"), body.get("conversation")
+    if previous_id is not None and conversation is not None:
+        raise _bad("Send 'previous_response_id' or 'conversation', not both.", "conversation")
+    if previous_id is not None:
+        if not isinstance(previous_id, str):
+            raise _bad("'previous_response_id' must be a response id.", "previous_response_id")
+        return parse_response_id(previous_id, param="previous_response_id"), None
+    if isinstance(conversation, dict):
+        conversation = conversation.get("id")
+    if conversation is None:
+        return None, None
+    if not isinstance(conversation, str):
+        raise _bad("'conversation' must be a conversation id or {\"id\": ...}.", "conversation")
+    try:
+        return None, parse_session_id(conversation)
+    except BadRequestError as error:
+        raise _bad(f"'conversation' is not a valid id: {error.detail}", "conversation") from None
+
+
+def _input(
+    value: Any, settings: Settings
+) -> tuple[str, tuple[Message, ...], tuple[tuple[str, bool], ...] | None, list[dict[str, Any]]]:
+    limit = settings.max_message_chars
+    if isinstance(value, str):
+        if not value.strip() or len(value) > limit:
+            raise _bad(f"'input' must be non-empty text of at most {limit} characters.", "input")
+        return value, (), None, [_message_item("user", value)]
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_INPUT_ITEMS:
+        raise _bad(f"'input' must be text or a list of 1 to {MAX_INPUT_ITEMS} input items.", "input")
+    messages: list[Message] = []
+    approvals: list[tuple[str, bool]] = []
+    items: list[dict[str, Any]] = []
+    for index, item in enumerate(value):
+        param = f"input[{index}]"
+        if not isinstance(item, dict):
+            raise _bad("Each input item must be an object.", param)
+        kind = item.get("type", "message")
+        if kind == "mcp_approval_response":
+            approvals.append(_approval(item, param))
+            items.append({"id": item_id("mcpr"), **_only(item, "type", "approval_request_id", "approve", "reason")})
+        elif kind == "function_call_output":
+            call_id, output = _function_output(item, param)
+            messages.append(Message(role="tool", contents=[Content.from_function_result(call_id, result=output)]))
+            items.append(
+                {"id": item_id("fco"), "type": kind, "call_id": call_id, "output": output, "status": "completed"}
+            )
+        elif kind == "message":
+            role, text = _message(item, param, limit)
+            messages.append(Message(role=_ROLES[role], contents=[text]))
+            items.append(_message_item(role, text))
+        else:
+            raise _bad(f"Input items of type {str(kind)[:40]!r} are not supported here.", f"{param}.type")
+    if approvals and messages:
+        raise _bad("Answer approvals in a request of their own (only mcp_approval_response items).", "input")
+    return "", tuple(messages), tuple(approvals) if approvals else None, items
+
+
+def _message(item: dict[str, Any], param: str, limit: int) -> tuple[str, str]:
+    role, content = item.get("role"), item.get("content")
+    if role not in _ROLES:
+        raise _bad("A message's 'role' is user, system, developer or assistant.", f"{param}.role")
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if (
+                not isinstance(part, dict)
+                or part.get("type") not in _TEXT_PARTS
+                or not isinstance(part.get("text"), str)
+            ):
+                raise _bad("Only text content parts (input_text) are supported.", f"{param}.content")
+            texts.append(part["text"])
+        content = "".join(texts)
+    if not isinstance(content, str) or not content.strip() or len(content) > limit:
+        raise _bad(f"A message's content must be non-empty text of at most {limit} characters.", f"{param}.content")
+    return str(role), content
+
+
+def _approval(item: dict[str, Any], param: str) -> tuple[str, bool]:
+    approval_id, approve = item.get("approval_request_id"), item.get("approve")
+    if not isinstance(approval_id, str) or not 1 <= len(approval_id) <= 200 or not isinstance(approve, bool):
+        raise _bad("An mcp_approval_response has an 'approval_request_id' and 'approve' (true or false).", param)
+    return approval_id, approve
+
+
+def _function_output(item: dict[str, Any], param: str) -> tuple[str, str]:
+    call_id, output = item.get("call_id"), item.get("output")
+    if isinstance(output, list):
+        output = "".join(p.get("text", "") for p in output if isinstance(p, dict))
+    if not isinstance(call_id, str) or not 1 <= len(call_id) <= 200 or not isinstance(output, str):
+        raise _bad("A function_call_output has a 'call_id' and a text 'output'.", param)
+    return call_id, output
+
+
+def _client_tools(value: Any) -> tuple[ClientTool, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_TOOLS:
+        raise _bad(f"'tools' must be a list of at most {MAX_TOOLS} tools.", "tools")
+    tools = []
+    for index, tool in enumerate(value):
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            raise _bad(
+                "Only 'function' tools can be declared; the agent's own tools run on the server.", f"tools[{index}]"
+            )
+        name, parameters = tool.get("name"), tool.get("parameters") or {"type": "object", "properties": {}}
+        if not isinstance(name, str) or not 1 <= len(name) <= 64 or not isinstance(parameters, dict):
+            raise _bad("A function tool has a 'name' and an object 'parameters' schema.", f"tools[{index}]")
+        tools.append(ClientTool(name, str(tool.get("description") or ""), parameters))
+    return tuple(tools)
+
+
+def _echo(body: dict[str, Any]) -> dict[str, Any]:
+    echo = {name: body.get(name, default) for name, default in _ECHOED_DEFAULTS.items()}
+    for name in ("temperature", "top_p"):
+        if echo[name] is not None and (isinstance(echo[name], bool) or not isinstance(echo[name], (int, float))):
+            raise _bad(f"'{name}' must be a number.", name)
+    for name in ("max_output_tokens", "max_tool_calls"):
+        if echo[name] is not None and (
+            isinstance(echo[name], bool) or not isinstance(echo[name], int) or echo[name] < 1
+        ):
+            raise _bad(f"'{name}' must be a positive integer.", name)
+    if echo["instructions"] is not None and not isinstance(echo["instructions"], str):
+        raise _bad("'instructions' must be text.", "instructions")
+    if echo["tool_choice"] not in _TOOL_CHOICES:
+        raise _bad(f"'tool_choice' must be one of {', '.join(_TOOL_CHOICES)}.", "tool_choice")
+    if echo["truncation"] not in ("auto", "disabled"):
+        raise _bad("'truncation' must be auto or disabled.", "truncation")
+    metadata = echo["metadata"]
+    if not isinstance(metadata, dict) or len(metadata) > 16 or not all(isinstance(v, str) for v in metadata.values()):
+        raise _bad("'metadata' is an object of at most 16 text values.", "metadata")
+    json.dumps(echo)  # everything echoed is plain JSON (the body was JSON)
+    return echo
+
+
+def _options(echo: dict[str, Any]) -> dict[str, Any]:
+    """The echoed parameters the model is given, under the framework's option names."""
+    names = {"instructions": "instructions", "temperature": "temperature", "top_p": "top_p"}
+    options = {option: echo[name] for name, option in names.items() if echo[name] is not None}
+    if echo["max_output_tokens"] is not None:
+        options["max_tokens"] = echo["max_output_tokens"]
+    if echo["tool_choice"] != "auto":
+        options["tool_choice"] = echo["tool_choice"]
+    return options
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _flag(body: dict[str, Any], name: str, *, default: bool) -> bool:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _bad(f"'{name}' must be true or false.", name)
+    return value
+
+
+def _message_item(role: str, text: str) -> dict[str, Any]:
+    part = "output_text" if role == "assistant" else "input_text"
+    content = [{"type": part, "text": text}]
+    return {"id": item_id("msg"), "type": "message", "role": role, "status": "completed", "content": content}
+
+
+def _only(item: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {name: item.get(name) for name in names}
+
+
+def _bad(message: str, param: str) -> BadRequestError:
+    return BadRequestError(message, param=param)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -192,6 +193,60 @@ def test_a_client_function_tool_is_returned_to_the_client_and_its_output_continu
     assert "get_weather returned sunny, 21 C" in done.output_text
 
 
+def test_a_streamed_approval_round_trip_survives_an_app_restart(cosmos_env):
+    with (
+        host(cosmos_env) as first_base,
+        client(first_base).responses.stream(model="assistant", input=REMINDER) as asking,
+    ):
+        added = [e.item.type for e in asking if e.type == "response.output_item.added"]
+        asked = asking.get_final_response()
+    request = next(item for item in asked.output if item.type == "mcp_approval_request")
+    assert "mcp_approval_request" in added
+
+    answer = {"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}
+    with host(cosmos_env) as second_base:
+        api = client(second_base)
+        with api.responses.stream(model="assistant", input=[answer], previous_response_id=asked.id) as answering:
+            done_items = [e.item for e in answering if e.type == "response.output_item.done"]
+            done = answering.get_final_response()
+
+    assert [i.name for i in done_items if i.type == "mcp_call"] == ["schedule_reminder"]
+    assert [i.type for i in done.output] == [i.type for i in done_items]
+
+
+def test_a_streamed_turn_is_saved_and_stored_when_the_client_leaves_after_the_first_event(base):
+    body = {"model": "assistant", "input": "I will hang up", "stream": True, "conversation": "resp-leaver"}
+    headers = {"x-user-id": "leaver"}
+    with httpx.stream("POST", f"{base}/v1/responses", json=body, headers=headers, timeout=60) as streamed:
+        first = next(line for line in streamed.iter_lines() if line.startswith("data: "))
+    response_id = json.loads(first[len("data: ") :])["response"]["id"]
+
+    api = client(base, user="leaver", max_retries=0)
+    stored = wait_for(lambda: api.responses.retrieve(response_id))
+    assert stored.status == "completed" and "I will hang up" in stored.output_text
+    assert httpx.get(f"{base}/sessions/resp-leaver", headers=headers).json()["turns"] == 1
+
+
+def wait_for(read: Any, attempts: int = 300) -> Any:
+    """The first successful read: the turn finishes in the app after the client left (bounded)."""
+    for _ in range(attempts):
+        try:
+            return read()
+        except openai.NotFoundError:
+            threading.Event().wait(0.1)
+    raise AssertionError("the response was never stored")
+
+
+def test_a_retry_with_the_same_idempotency_key_replays_the_stored_response(base):
+    api, key = client(base), {"Idempotency-Key": f"resp-{uuid.uuid4().hex}"}
+    first = api.responses.create(model="assistant", input="only once", conversation="resp-idem", extra_headers=key)
+    again = api.responses.create(model="assistant", input="only once", conversation="resp-idem", extra_headers=key)
+
+    assert again == first
+    native = httpx.get(f"{base}/sessions/resp-idem", headers={"x-user-id": "responses-user"}).json()
+    assert native["turns"] == 1
+
+
 # --- errors -------------------------------------------------------------------------------------------
 
 
@@ -248,3 +303,74 @@ def test_bad_requests_are_400s_naming_the_parameter(base, body, param):
     assert response.json()["error"]["param"] == param
     assert response.json()["error"]["type"] == "invalid_request_error"
     assert response.headers["x-should-retry"] == "false"
+
+
+# --- agent behind agent ---------------------------------------------------------------------------
+
+
+async def test_an_agent_framework_agent_holds_a_conversation_with_an_agent_served_here(base):
+    from agent_framework import Agent
+    from agent_framework.openai import OpenAIChatClient
+
+    upstream = OpenAIChatClient(
+        model="assistant", api_key="unused", base_url=f"{base}/v1", default_headers={"x-user-id": "front-agent"}
+    )
+    front = Agent(client=upstream, name="front", instructions="Relay the user's words.")
+    session = front.create_session()
+
+    first = await front.run("I am the front agent", session=session)
+    second = await front.run("Do you remember me?", session=session)
+
+    assert "You said: I am the front agent" in first.text
+    assert "received 2 earlier messages" in second.text and "Do you remember me?" in second.text
+    assert session.service_session_id is not None and session.service_session_id.startswith("resp_")
+
+
+def test_a_message_while_an_approval_is_pending_is_a_409(base):
+    api = client(base, max_retries=0)
+    asked = api.responses.create(model="assistant", input=REMINDER)
+
+    status, error = error_of(lambda: api.responses.create(model="assistant", input="hi", previous_response_id=asked.id))
+
+    assert (status, error["code"]) == (409, "approval_pending")
+
+
+def test_a_turn_without_the_output_of_a_pending_function_call_is_a_400(base):
+    api = client(base, max_retries=0)
+    asked = api.responses.create(model="assistant", input='/get_weather {"city": "Oslo"}', tools=[WEATHER_TOOL])
+    wrong = {"type": "function_call_output", "call_id": "call_forged", "output": "x"}
+
+    missing = error_of(lambda: api.responses.create(model="assistant", input="hi", previous_response_id=asked.id))
+    forged = error_of(lambda: api.responses.create(model="assistant", input=[wrong], previous_response_id=asked.id))
+
+    assert (missing[0], missing[1]["code"], missing[1]["param"]) == (400, "function_output_missing", "input")
+    assert (forged[0], forged[1]["param"]) == (400, "input")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/v1/responses/resp_bm90LWEtdHVybg", 404),
+        ("GET", "/v1/responses/resp_tmp_0123/input_items", 404),
+        ("DELETE", "/v1/responses/not-an-id", 404),
+        ("GET", "/v1/models/no-such-agent", 404),
+    ],
+)
+def test_unknown_ids_are_404s_in_the_openai_error_shape(base, method, path, status):
+    response = httpx.request(method, f"{base}{path}", headers={"x-user-id": "responses-user"})
+
+    assert response.status_code == status
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_an_oversized_body_is_a_413_and_a_non_json_body_a_400_or_415(base):
+    headers = {"x-user-id": "responses-user"}
+    big = httpx.post(f"{base}/v1/responses", json={"model": "assistant", "input": "x" * 2_000_000}, headers=headers)
+    text = httpx.post(
+        f"{base}/v1/responses", content=b"model=assistant", headers={**headers, "content-type": "text/plain"}
+    )
+    broken = httpx.post(f"{base}/v1/responses", content=b"{", headers={**headers, "content-type": "application/json"})
+
+    assert big.status_code == 413 and "error" in big.json()
+    assert text.status_code == 415 and "error" in text.json()
+    assert broken.status_code == 400 and "error" in broken.json()

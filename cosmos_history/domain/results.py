@@ -42,9 +42,9 @@ class TurnRequest:
         if self.approvals is not None:
             return request_fingerprint("approvals", [list(a) for a in self.approvals], self.agent)
         parts: tuple[Any, ...] = (self.message, self.mode) + (() if self.agent is None else (self.agent,))
-        if self.inputs or self.options or self.client_tools or self.expected_turn is not None:
+        if self.inputs or self.options or self.client_tools:
             tools = [t.name for t in self.client_tools]
-            parts = (*parts, [m.to_dict() for m in self.inputs], dict(self.options or {}), tools, self.expected_turn)
+            parts = (*parts, [m.to_dict() for m in self.inputs], dict(self.options or {}), tools)
         return request_fingerprint(*parts)
 
 

@@ -180,9 +180,8 @@ def error_response(error: ProblemError) -> Response:
     headers = {"x-should-retry": "false"} if error.status < 500 else {}
     if error.retry_after is not None:
         headers = {"x-should-retry": "true", "Retry-After": str(error.retry_after)}
-    return Response(
-        json_bytes(error_body(error)), status_code=error.status, media_type="application/json", headers=headers
-    )
+    body = json_bytes(error_body(error))
+    return Response(body, status_code=error_status(error), media_type="application/json", headers=headers)
 
 
 def _json_text(value: Any) -> str:

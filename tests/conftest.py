@@ -74,7 +74,9 @@ def model(runtime: Runtime) -> Iterator[RecordingChatClient]:
     client.fail_with = None
     yield client
     client.fail_with = None
+    client.fail_after = 0
     client.tool_call = None
+    client.usage = None
 
 
 @pytest.fixture

@@ -33,6 +33,8 @@ class RecordingChatClient(FunctionInvocationLayer[Any], BaseChatClient[Any]):
         self.reply_template: str | None = None
         """When set (even to ""), the exact reply text instead of ``reply_prefix`` + call number."""
         self.fail_with = fail_with
+        self.fail_after = 0
+        """How many words a streamed reply sends before ``fail_with`` is raised (a failure mid-stream)."""
         self.delay = delay
         self.usage: UsageDetails | None = None
         self.gate: asyncio.Event | None = None
@@ -85,7 +87,7 @@ class RecordingChatClient(FunctionInvocationLayer[Any], BaseChatClient[Any]):
         for index, word in enumerate(words):
             if self.delay:
                 await asyncio.sleep(self.delay)
-            if self.fail_with is not None:
+            if self.fail_with is not None and index >= self.fail_after:
                 raise self.fail_with
             piece = word if index == len(words) - 1 else word + " "  # streamed text equals the whole reply
             yield ChatResponseUpdate(role="assistant", contents=[Content.from_text(piece)], model="recording")

@@ -25,14 +25,14 @@ from cosmos_history.domain.errors import (
 )
 from cosmos_history.domain.ports import ResponseLog
 from cosmos_history.domain.results import TurnRequest, TurnResult
-from cosmos_history.domain.turn import stream_request
+from cosmos_history.domain.turn import run_request, stream_request
 from cosmos_history.http.bodies import parse_limit
 from cosmos_history.http.calls import Call
 from cosmos_history.http.openai import objects
 from cosmos_history.http.openai.ids import parse_response_id, response_id, unstored_response_id
 from cosmos_history.http.openai.output import OutputBuilder
 from cosmos_history.http.openai.requests import CreateRequest, parse_create
-from cosmos_history.http.openai.run import ResponseRun
+from cosmos_history.http.openai.run import ResponseRun, plain_response
 from cosmos_history.http.responses import json_response
 from cosmos_history.http.sse import EVENT_STREAM, sse_event
 
@@ -76,7 +76,12 @@ async def create_response_route(call: Call) -> Response:
         expected_turn=expected if expected or request.previous else None,
         store=request.store,
     )
+    builder = OutputBuilder(request.model, {tool.name for tool in request.client_tools})
+    finish = _finisher(call, request, session_id)
     try:
+        if not request.stream:
+            result = await run_request(call.store, call.agents, turn_request, guards=call.guards)
+            return json_response(await plain_response(builder, response, result, finish))
         stream = await stream_request(call.store, call.agents, turn_request, guards=call.guards)
     except NotLatestResponseError as error:
         if request.previous is not None:
@@ -88,15 +93,12 @@ async def create_response_route(call: Call) -> Response:
         raise ResponseNotFoundError(
             "The previous response's conversation no longer exists.", param="previous_response_id"
         ) from error
-    builder = OutputBuilder(request.model, {tool.name for tool in request.client_tools})
-    run = ResponseRun(stream, builder, response, _finisher(call, request, session_id))
-    if request.stream:
-        return StreamingResponse(
-            (sse_event(event["type"], event) async for event in run.events()),
-            media_type=EVENT_STREAM,
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-    return json_response(await run.result())
+    run = ResponseRun(stream, builder, response, finish)
+    return StreamingResponse(
+        (sse_event(event["type"], event) async for event in run.events()),
+        media_type=EVENT_STREAM,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 async def _continued_turn(call: Call, request: CreateRequest) -> tuple[str, int]:

@@ -1,6 +1,6 @@
-"""One response being made: the turn's events become output items and streaming events, and the
-finished response is stored, in a task of its own, so a client that leaves mid-stream loses nothing
-(the turn is saved, as in the native API, and its response can still be retrieved).
+"""Making a response from a turn. A streamed one runs in a task of its own: the turn's events become
+output items and streaming events, and the finished response is stored even if the client left
+mid-stream (the turn is saved, as in the native API, and its response can still be retrieved).
 """
 
 from __future__ import annotations
@@ -22,8 +22,28 @@ Finish = Callable[[TurnResult, dict[str, Any]], Awaitable[dict[str, Any]]]
 """Turns the completed response object into the final one (stored, or the stored one on a replay)."""
 
 
+async def finished(
+    builder: OutputBuilder, response: dict[str, Any], result: TurnResult, finish: Finish
+) -> dict[str, Any]:
+    """The completed response object of ``result``, once ``builder`` has seen all of the turn."""
+    return await finish(result, objects.complete(response, builder.output, dict(result.usage or {}) or None))
+
+
+def plain_response(
+    builder: OutputBuilder, response: dict[str, Any], result: TurnResult, finish: Finish
+) -> Awaitable[dict[str, Any]]:
+    """A turn that was not streamed, built from its result: its tools' calls, then its text."""
+    for call in result.tool_calls:
+        builder.feed("tool_call", {"id": call.id, "name": call.name, "arguments": call.arguments})
+        builder.feed("tool_result", {"id": call.id, "result": call.result})
+    if result.reply:
+        builder.feed("delta", {"text": result.reply})
+    builder.close(result)
+    return finished(builder, response, result, finish)
+
+
 class ResponseRun:
-    """Read :meth:`events` (streaming) or await :meth:`result` (plain); the work goes on either way."""
+    """A streamed response: read :meth:`events`; the work goes on if the reader goes away."""
 
     def __init__(self, turn: TurnStream, builder: OutputBuilder, response: dict[str, Any], finish: Finish) -> None:
         self._turn, self._builder, self._response, self._finish = turn, builder, response, finish
@@ -41,8 +61,7 @@ class ResponseRun:
                 self._publish([{"type": "response.failed", "response": self._failed(error)}])
                 raise
             self._publish(self._builder.close(result))
-            done = objects.complete(self._response, self._builder.output, dict(result.usage or {}) or None)
-            final = await self._finish(result, done)
+            final = await finished(self._builder, self._response, result, self._finish)
             self._publish([{"type": "response.completed", "response": final}])
             return final
         except ProblemError:
@@ -72,7 +91,3 @@ class ResponseRun:
         while (event := await self._events.get()) is not None:
             yield {**event, "sequence_number": sequence}
             sequence += 1
-
-    async def result(self) -> dict[str, Any]:
-        """The finished response; raises the turn's :class:`ProblemError`. Cancelling the caller leaves it running."""
-        return await asyncio.shield(self._task)

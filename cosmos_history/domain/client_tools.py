@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent_framework import AgentResponse, AgentSession, Content, FunctionTool, Message
+from agent_framework import AgentResponse, AgentSession, FunctionTool, Message
 
 from cosmos_history.domain.errors import ClientCallPendingError, ValidationError
 
@@ -86,10 +86,6 @@ def check_outputs(session: AgentSession, inputs: Iterable[Message]) -> None:
             "send it as a function_call_output input item.",
             param="input",
         )
-
-
-def function_output(call_id: str, output: Any) -> Content:
-    return Content.from_function_result(call_id=call_id, result=output)
 
 
 def _arguments_text(arguments: Any) -> str:

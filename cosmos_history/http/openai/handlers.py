@@ -32,7 +32,7 @@ from cosmos_history.http.openai import objects
 from cosmos_history.http.openai.ids import parse_response_id, response_id, unstored_response_id
 from cosmos_history.http.openai.output import OutputBuilder
 from cosmos_history.http.openai.requests import CreateRequest, parse_create
-from cosmos_history.http.openai.run import ResponseRun, plain_response
+from cosmos_history.http.openai.run import Finish, ResponseRun, plain_response
 from cosmos_history.http.responses import json_response
 from cosmos_history.http.sse import EVENT_STREAM, sse_event
 
@@ -52,30 +52,16 @@ async def create_response_route(call: Call) -> Response:
             param="model",
         )
     session_id, expected = await _continued_turn(call, request)
-    turn = expected + 1
     response = objects.response_object(
-        response_id(session_id, turn) if request.store else unstored_response_id(),
+        response_id(session_id, expected + 1) if request.store else unstored_response_id(),
         request.model,
         request.echo,
         created_at=time.time(),
-        previous_response_id=response_id(request.previous.session_id, request.previous.turn)
-        if request.previous
-        else None,
+        previous_response_id=request.previous.id if request.previous else None,
         conversation=request.conversation,
         store=request.store,
     )
-    turn_request = TurnRequest(
-        session_id,
-        request.message,
-        agent=request.model,
-        idempotency_key=call.idempotency_key(),
-        approvals=request.approvals,
-        inputs=request.inputs,
-        options=request.options,
-        client_tools=request.client_tools,
-        expected_turn=expected if expected or request.previous else None,
-        store=request.store,
-    )
+    turn_request = _turn_request(call, request, session_id, expected)
     builder = OutputBuilder(request.model, {tool.name for tool in request.client_tools})
     finish = _finisher(call, request, session_id)
     try:
@@ -101,6 +87,22 @@ async def create_response_route(call: Call) -> Response:
     )
 
 
+def _turn_request(call: Call, request: CreateRequest, session_id: str, expected: int) -> TurnRequest:
+    """The domain's turn for this request; it must still be at ``expected`` unless it is a new session."""
+    return TurnRequest(
+        session_id,
+        request.message,
+        agent=request.model,
+        idempotency_key=call.idempotency_key(),
+        approvals=request.approvals,
+        inputs=request.inputs,
+        options=request.options,
+        client_tools=request.client_tools,
+        expected_turn=expected if expected or request.previous else None,
+        store=request.store,
+    )
+
+
 async def _continued_turn(call: Call, request: CreateRequest) -> tuple[str, int]:
     """The session the response continues and the turn it continues from (0 for a new session)."""
     if request.previous is not None:
@@ -111,12 +113,14 @@ async def _continued_turn(call: Call, request: CreateRequest) -> tuple[str, int]
     return f"conv_{uuid.uuid4().hex}", 0
 
 
-def _finisher(call: Call, request: CreateRequest, session_id: str) -> Any:
+def _finisher(call: Call, request: CreateRequest, session_id: str) -> Finish:
+    """Stores the finished response (or, for an idempotent replay, returns the one stored first)."""
     log, user_id = call.responses, call.user_id
 
     async def finish(result: TurnResult, done: dict[str, Any]) -> dict[str, Any]:
         if not request.store or log is None:
             return done
+        done = {**done, "id": response_id(session_id, result.turn)}
         if result.replayed:
             stored = await log.find(session_id, user_id, result.turn)
             return stored["response"] if stored is not None else done

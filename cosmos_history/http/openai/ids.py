@@ -24,6 +24,10 @@ class ResponseRef:
     session_id: str
     turn: int
 
+    @property
+    def id(self) -> str:
+        return response_id(self.session_id, self.turn)
+
 
 def response_id(session_id: str, turn: int) -> str:
     raw = f"{turn}:{session_id}".encode("utf-8", "surrogatepass")

@@ -294,6 +294,11 @@ def test_another_users_response_is_not_found(base):
         ({"model": "assistant", "input": "x", "tools": [{"type": "web_search"}]}, "tools[0]"),
         ({"model": "assistant", "input": "x", "temperature": "hot"}, "temperature"),
         ({"input": "x"}, "model"),
+        ({"model": "assistant", "input": "x", "tools": [WEATHER_TOOL, WEATHER_TOOL]}, "tools[1].name"),
+        (
+            {"model": "assistant", "input": "x", "tools": [{"type": "function", "name": "current_time"}]},
+            "tools[0].name",
+        ),
     ],
 )
 def test_bad_requests_are_400s_naming_the_parameter(base, body, param):

@@ -51,6 +51,7 @@ async def create_response_route(call: Call) -> Response:
             f"The model {request.model!r} does not exist: models are this app's agents (GET /v1/models).",
             param="model",
         )
+    _check_client_tools(call, request)
     session_id, expected = await _continued_turn(call, request)
     response = objects.response_object(
         response_id(session_id, expected + 1) if request.store else unstored_response_id(),
@@ -87,6 +88,18 @@ async def create_response_route(call: Call) -> Response:
     )
 
 
+def _check_client_tools(call: Call, request: CreateRequest) -> None:
+    """A client tool may not take the name of one of the agent's own tools (the framework refuses a run with
+    two tools of one name, which no retry would fix)."""
+    own = {tool.name for tool in call.agents[request.model].tools()}
+    for index, tool in enumerate(request.client_tools):
+        if tool.name in own:
+            raise BadRequestError(
+                f"The agent already has a tool named {tool.name!r}; name the client's tool otherwise.",
+                param=f"tools[{index}].name",
+            )
+
+
 def _turn_request(call: Call, request: CreateRequest, session_id: str, expected: int) -> TurnRequest:
     """The domain's turn for this request; it must still be at ``expected`` unless it is a new session."""
     return TurnRequest(
@@ -104,12 +117,18 @@ def _turn_request(call: Call, request: CreateRequest, session_id: str, expected:
 
 
 async def _continued_turn(call: Call, request: CreateRequest) -> tuple[str, int]:
-    """The session the response continues and the turn it continues from (0 for a new session)."""
+    """The session the response continues and the turn it continues from (0 for a new session).
+
+    A plain ``conversation`` request continues whatever turn is latest (its response id is set from the
+    turn it made); only a streamed one reads the session first, since ``response.created`` names the id.
+    """
     if request.previous is not None:
         return request.previous.session_id, request.previous.turn
-    if request.conversation is not None:
+    if request.conversation is not None and request.stream:
         record = await call.store.load(request.conversation)
         return request.conversation, record.turns if record is not None else 0
+    if request.conversation is not None:
+        return request.conversation, 0
     return f"conv_{uuid.uuid4().hex}", 0
 
 

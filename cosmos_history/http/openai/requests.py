@@ -6,7 +6,6 @@ is text only: image, file and audio parts are refused with a clear error rather 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,6 +197,8 @@ def _client_tools(value: Any) -> tuple[ClientTool, ...]:
         name, parameters = tool.get("name"), tool.get("parameters") or {"type": "object", "properties": {}}
         if not isinstance(name, str) or not 1 <= len(name) <= 64 or not isinstance(parameters, dict):
             raise _bad("A function tool has a 'name' and an object 'parameters' schema.", f"tools[{index}]")
+        if any(t.name == name for t in tools):
+            raise _bad(f"Two tools are named {name!r}; tool names must be unique.", f"tools[{index}].name")
         tools.append(ClientTool(name, str(tool.get("description") or ""), parameters))
     return tuple(tools)
 
@@ -221,7 +222,6 @@ def _echo(body: dict[str, Any]) -> dict[str, Any]:
     metadata = echo["metadata"]
     if not isinstance(metadata, dict) or len(metadata) > 16 or not all(isinstance(v, str) for v in metadata.values()):
         raise _bad("'metadata' is an object of at most 16 text values.", "metadata")
-    json.dumps(echo)  # everything echoed is plain JSON (the body was JSON)
     return echo
 
 

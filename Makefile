@@ -5,10 +5,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EMULATOR := cosmos-emulator
 CHECKOV_VENV := .venv-checkov
+## Ports of `make run` and `make cosmos`: `make run PORT=7072 COSMOS_PORT=8082`. (A STORAGE_PORT for the
+## local storage emulator comes with the queue trigger; nothing here uses storage yet.)
+PORT ?= 7071
+COSMOS_PORT ?= 8081
 
 .PHONY: install browser run cosmos test lint format bench clean checkov
 
-install: $(VENV)/.installed $(EMULATOR)/node_modules/.installed browser
+## What running needs (Python packages, the local Cosmos DB); `make test` adds the browser and checkov.
+install: $(VENV)/.installed $(EMULATOR)/node_modules/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,12 +23,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 # npm ci installs exactly the lock file and applies patches/ (patch-package) on postinstall.
 $(EMULATOR)/node_modules/.installed: $(EMULATOR)/package.json $(EMULATOR)/package-lock.json $(wildcard $(EMULATOR)/patches/*)
-	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 18+ (apt-get install nodejs npm)"; exit 1; }
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 18+ and npm (Debian: the nodejs and npm packages)"; exit 1; }
 	npm ci --prefix $(EMULATOR) --no-audit --no-fund --loglevel=error
 	@touch $@
 
-## Debian's chromium and its matching chromedriver, for the chat page's browser test. Installed when this runs
-## as root (CI); elsewhere the test is skipped with this hint (and fails in CI, where it must run).
+## Debian's chromium and its matching chromedriver, for the chat page's browser test (`make test` only; never
+## `make run`). Installed when this runs as root (CI); elsewhere the test is skipped with this hint (and
+## fails in CI, where it must run).
 browser:
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -31,22 +37,22 @@ browser:
 	    chromium chromium-driver fonts-dejavu-core >/dev/null; \
 	else echo "The chat page test needs chromium and chromedriver: sudo apt-get install chromium chromium-driver"; fi
 
-## Start the local Cosmos DB and the app on http://127.0.0.1:7071/api (Ctrl-C stops both).
+## Start the local Cosmos DB and the app on http://127.0.0.1:$(PORT)/api (Ctrl-C stops both).
 run: install
-	@echo "Chat in the browser: http://127.0.0.1:7071/api/chat"
+	@echo "Chat in the browser: http://127.0.0.1:$(PORT)/api/chat"
 	@echo "Talk to it:"
-	@echo "  curl -s -X POST http://127.0.0.1:7071/api/sessions/demo/messages -H 'Content-Type: application/json' -d '{\"message\":\"Hello\"}'"
-	@echo "  curl -s http://127.0.0.1:7071/api/sessions/demo"
-	@echo "  curl -s http://127.0.0.1:7071/api/sessions"
-	$(PY) -m devtools.devhost --local-cosmos
+	@echo "  curl -s -X POST http://127.0.0.1:$(PORT)/api/sessions/demo/messages -H 'Content-Type: application/json' -d '{\"message\":\"Hello\"}'"
+	@echo "  curl -s http://127.0.0.1:$(PORT)/api/sessions/demo"
+	@echo "  curl -s http://127.0.0.1:$(PORT)/api/sessions"
+	$(PY) -m devtools.devhost --local-cosmos --port $(PORT) --cosmos-port $(COSMOS_PORT)
 
-## Only the local Cosmos DB on 127.0.0.1:8081 (in memory): `make run` in another terminal reuses it,
-## so conversations survive restarts of the app.
+## Only the local Cosmos DB on 127.0.0.1:$(COSMOS_PORT) (in memory): `make run` in another terminal (with the
+## same COSMOS_PORT) reuses it, so conversations survive restarts of the app.
 cosmos: install
-	node $(EMULATOR)/node_modules/@vercel/cosmosdb-server/lib/cli.js --host 127.0.0.1 --port 8081
+	$(PY) -m devtools.local_cosmos --port $(COSMOS_PORT)
 
 ## The whole suite; the tests start (and stop) their own local Cosmos DB and app hosts.
-test: install checkov
+test: install browser checkov
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q

@@ -23,6 +23,8 @@ import json
 import logging
 import os
 import re
+import socket
+import sys
 import typing
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -270,8 +272,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--local-cosmos",
         action="store_true",
-        help="also run the local Cosmos DB on 127.0.0.1:8081 (unless COSMOS_ENDPOINT names another account)",
+        help="also run the local Cosmos DB (unless COSMOS_ENDPOINT names an account on another machine)",
     )
+    parser.add_argument("--cosmos-port", type=int, default=8081, help="port of the local Cosmos DB (default 8081)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -279,16 +282,10 @@ def main(argv: list[str] | None = None) -> None:
 
     load_local_settings()
     with contextlib.ExitStack() as stack:
-        if args.local_cosmos and "COSMOS_ENDPOINT" not in os.environ:
-            from devtools.local_cosmos import EMULATOR_KEY, is_listening, local_cosmos
-
-            if is_listening(8081):
-                # Started separately (`make cosmos`): its data outlives restarts of the app.
-                os.environ["COSMOS_ENDPOINT"] = "https://127.0.0.1:8081"
-            else:
-                os.environ["COSMOS_ENDPOINT"] = stack.enter_context(local_cosmos(8081))
-            os.environ.setdefault("COSMOS_KEY", EMULATOR_KEY)
-            logger.info("Using the local Cosmos DB at %s", os.environ["COSMOS_ENDPOINT"])
+        # Taken before anything starts, and handed to the server: a busy port is said at once, by its variable.
+        listener = stack.enter_context(bind_port(args.host, args.port))
+        if args.local_cosmos:
+            use_local_cosmos(stack, args.cosmos_port)
         check_cosmos_credential()
         module = importlib.import_module(args.app)
         host = create_host(module.app, route_prefix())
@@ -296,7 +293,44 @@ def main(argv: list[str] | None = None) -> None:
         import uvicorn
 
         logger.info("Serving %s on http://%s:%d/%s", args.app, args.host, args.port, route_prefix())
-        uvicorn.run(host, host=args.host, port=args.port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(host, host=args.host, port=args.port, log_level="warning", lifespan="on")
+        uvicorn.Server(config).run(sockets=[listener])
+
+
+@contextlib.contextmanager
+def bind_port(host: str, port: int) -> Iterator[socket.socket]:
+    """A socket bound to ``host:port`` (uvicorn's options), or exit naming ``make run``'s PORT variable."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    with sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            sys.exit(
+                f"Port {port} on {host} is not available ({error.strerror}): choose another with "
+                f"`make run PORT=<port>` (devhost: --port <port>)."
+            )
+        yield sock
+
+
+def use_local_cosmos(stack: contextlib.ExitStack, port: int) -> None:
+    """Point the app at the local Cosmos DB on ``port``: one already listening there (`make cosmos`, its data
+    outlives restarts of the app) or one started for this run. A COSMOS_ENDPOINT on this machine (as in
+    local.settings.json.example) means the local one too; an account elsewhere is left alone."""
+    from cosmos_history.settings import CosmosSettings
+    from devtools.local_cosmos import EMULATOR_KEY, is_listening, local_cosmos, not_cosmos_message, not_cosmos_reason
+
+    configured = os.environ.get("COSMOS_ENDPOINT")
+    if configured and not CosmosSettings(endpoint=configured).is_local:
+        return
+    if not is_listening(port):
+        os.environ["COSMOS_ENDPOINT"] = stack.enter_context(local_cosmos(port))
+    elif (reason := not_cosmos_reason(port)) is not None:
+        sys.exit(not_cosmos_message(port, reason))
+    else:
+        os.environ["COSMOS_ENDPOINT"] = f"https://127.0.0.1:{port}"
+    os.environ.setdefault("COSMOS_KEY", EMULATOR_KEY)
+    logger.info("Using the local Cosmos DB at %s", os.environ["COSMOS_ENDPOINT"])
 
 
 if __name__ == "__main__":

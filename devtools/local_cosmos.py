@@ -4,18 +4,27 @@ The official emulator needs Docker; this one is a Node.js process installed by
 ``npm ci`` into ``cosmos-emulator/`` (with the repo's patch for missing-item reads).
 It speaks HTTPS with a self-signed certificate and accepts the emulator's
 well-known key. See the README for its limits.
+
+    python -m devtools.local_cosmos [--port 8081]     # what `make cosmos COSMOS_PORT=...` runs
 """
 
 from __future__ import annotations
 
+import argparse
+import base64
 import contextlib
+import hashlib
+import hmac
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from email.utils import formatdate
 from pathlib import Path
+from urllib.parse import quote
 
 #: The Cosmos DB emulator's documented, public key. Only ever sent to a server on this machine.
 EMULATOR_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
@@ -36,19 +45,60 @@ def is_listening(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
-@contextlib.contextmanager
-def local_cosmos(port: int = 8081, *, log_path: Path | None = None, timeout: float = 30.0) -> Iterator[str]:
-    """Run the local Cosmos DB on ``127.0.0.1:port`` for the duration of the block; yields its endpoint."""
+def not_cosmos_reason(port: int, *, host: str = "127.0.0.1", timeout: float = 5.0) -> str | None:
+    """``None`` when a Cosmos DB answers on ``host:port``; else what answers instead, in a few words.
+
+    Asks what the SDK asks first, the database account (``GET /``, signed with the emulator key as the
+    REST API wants), so an emulator that checks keys answers too. Anything else on the port (another web
+    server, a plain TCP service) would otherwise turn every request of the app into a 503.
+    """
+    import httpx
+
+    date = formatdate(usegmt=True)
+    payload = f"get\n\n\n{date.lower()}\n\n".encode()
+    signature = base64.b64encode(hmac.new(base64.b64decode(EMULATOR_KEY), payload, hashlib.sha256).digest()).decode()
+    token = quote(f"type=master&ver=1.0&sig={signature}", safe="")
+    headers = {"x-ms-date": date, "x-ms-version": "2018-12-31", "authorization": token}
+    try:
+        # A self-signed certificate on this machine: nothing but the well-known emulator key is sent.
+        answer = httpx.get(f"https://{host}:{port}/", headers=headers, verify=False, timeout=timeout)
+    except httpx.TimeoutException:
+        return f"it did not answer within {timeout:.0f} s"
+    except httpx.TransportError as error:
+        return f"it does not speak HTTPS ({type(error).__name__})"
+    with contextlib.suppress(ValueError):
+        body = answer.json()
+        if answer.status_code == 200 and isinstance(body, dict) and "writableLocations" in body:
+            return None
+    return f"it answered GET / with {answer.status_code}, not a Cosmos DB account"
+
+
+def server_command(port: int) -> list[str]:
+    """The command line of the local Cosmos DB on ``127.0.0.1:port``; says what to install when it cannot run."""
     node = shutil.which("node")
     if node is None:
         raise RuntimeError("Node.js is needed for the local Cosmos DB (install nodejs, then run `make install`).")
     if not SERVER_SCRIPT.is_file():
         raise RuntimeError(f"{SERVER_SCRIPT} is missing: run `npm ci --prefix {EMULATOR_DIR}` (or `make install`).")
+    return [node, str(SERVER_SCRIPT), "--host", "127.0.0.1", "--port", str(port)]
+
+
+def not_cosmos_message(port: int, reason: str) -> str:
+    """What to say when ``port`` is taken by something else than a Cosmos DB: what, and which variable to set."""
+    return (
+        f"Port {port} is taken by something that is not the local Cosmos DB ({reason}): stop it, or choose "
+        f"another port with `make run COSMOS_PORT=<port>` (`make cosmos COSMOS_PORT=<port>` for the Cosmos DB alone)."
+    )
+
+
+@contextlib.contextmanager
+def local_cosmos(port: int = 8081, *, log_path: Path | None = None, timeout: float = 30.0) -> Iterator[str]:
+    """Run the local Cosmos DB on ``127.0.0.1:port`` for the duration of the block; yields its endpoint."""
     if is_listening(port):
         raise RuntimeError(f"Port {port} is already in use; stop what listens there or choose another port.")
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [node, str(SERVER_SCRIPT), "--host", "127.0.0.1", "--port", str(port)],
+        server_command(port),
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "NODE_NO_WARNINGS": "1"},
@@ -76,3 +126,25 @@ def stop_process(process: subprocess.Popen[bytes], *, grace: float = 10.0) -> No
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`make cosmos`: the local Cosmos DB in the foreground, on a port that is checked first."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=8081, help="port on 127.0.0.1 (default 8081)")
+    port = parser.parse_args(argv).port
+    if is_listening(port):
+        reason = not_cosmos_reason(port)
+        if reason is None:
+            sys.exit(f"A Cosmos DB already listens on port {port}: `make run COSMOS_PORT={port}` uses it.")
+        sys.exit(not_cosmos_message(port, reason))
+    try:
+        command = server_command(port)
+    except RuntimeError as error:
+        sys.exit(str(error))
+    print(f"The local Cosmos DB on https://127.0.0.1:{port} (in memory; Ctrl-C stops it)", flush=True)
+    os.execve(command[0], command, {**os.environ, "NODE_NO_WARNINGS": "1"})
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@ its :class:`~cosmos_history.runtime.RuntimeSource`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -60,6 +61,9 @@ def create_app(
     else:
         settings = settings or (runtime.settings if runtime is not None else load_settings())
         source = runtime if runtime is not None else LazyRuntime(settings)
+    if settings.log_level is not None:
+        for name in ("cosmos_history", settings.agents_package):
+            logging.getLogger(name).setLevel(settings.log_level.upper())
     app = ConversationApp(source, settings)
     for route in routes:
         if route.public:

@@ -27,6 +27,8 @@ COMPACTIONS: tuple[Compaction, ...] = ("summarize", "window", "none")
 MODEL_PROVIDERS: tuple[ModelProvider, ...] = ("offline", "azure_openai", "openai")
 MODEL_APIS: tuple[ModelApi, ...] = ("responses", "chat")
 AUTH_LEVELS: tuple[AuthLevel, ...] = ("anonymous", "function", "admin")
+LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error")
 
 #: Setting names the app reads, with a one-line description (used by docs and infra checks).
 SETTING_NAMES: dict[str, str] = {
@@ -63,6 +65,11 @@ SETTING_NAMES: dict[str, str] = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "Application Insights connection string; unset exports no telemetry.",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=AAD[;ClientId=<id>]: export with the managed identity.",
     "ENABLE_SENSITIVE_DATA": "true records message text in model spans (development only; default false).",
+    "LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR: the level of the app's and the agents' loggers (unset: the host's).",
+    # Read by the shipped agent (agents/assistant.py), listed here so infra and docs can be checked against them.
+    "MCP_SERVER_URL": "A remote MCP server (streamable HTTP) whose tools the assistant agent uses; unset: none.",
+    "MCP_SERVER_HEADERS": "JSON object of headers sent to the MCP server (in Azure: a Key Vault reference).",
+    "MCP_TOOLS_REQUIRING_APPROVAL": "MCP tools that need a person's approval: all (default), none or a list of names.",
 }
 
 
@@ -151,6 +158,8 @@ class Settings:
     turn_lease_seconds: int = 10
     idempotency_ttl_seconds: int = 86400
     local_dev_allow_anonymous: bool = False
+    log_level: LogLevel | None = None
+    """``None`` leaves the loggers at the level the host gives them."""
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
 
@@ -200,6 +209,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         or defaults.turn_lease_seconds,
         idempotency_ttl_seconds=_positive_int(env, "IDEMPOTENCY_TTL_SECONDS") or defaults.idempotency_ttl_seconds,
         local_dev_allow_anonymous=_boolean(env, "LOCAL_DEV_ALLOW_ANONYMOUS"),
+        log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "info") if "LOG_LEVEL" in env else None,
         telemetry=_load_telemetry_settings(env),
     )
 

@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cosmos-port", type=int, default=8081, help="port of the local Cosmos DB (default 8081)")
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=(os.environ.get("LOG_LEVEL") or "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
     load_local_settings()

@@ -31,9 +31,11 @@ param cosmosServerless bool = true
 param cosmosAutoscaleMaxThroughput int = 1000
 
 @description('Cosmos DB database name (COSMOS_DATABASE).')
+@minLength(1)
 param cosmosDatabaseName string = 'conversations'
 
 @description('Cosmos DB container name (COSMOS_CONTAINER).')
+@minLength(1)
 param cosmosContainerName string = 'sessions'
 
 @description('Sliding retention of session items in seconds (SESSION_TTL_SECONDS); 0 keeps them until deleted.')
@@ -87,6 +89,75 @@ param enableEasyAuth bool = false
 
 @description('Application (client) id of the Entra ID app registration whose tokens Easy Auth accepts.')
 param easyAuthClientId string = ''
+
+// The app's own settings (cosmos_history/settings.py). Each is an azd variable of the same name in
+// main.parameters.json; an empty value leaves the app's default (the README's settings table).
+@description('MODEL_API: responses (default) or chat (Chat Completions; local history mode only).')
+@allowed([
+  'responses'
+  'chat'
+])
+param modelApi string = 'responses'
+
+@description('AGENTS_PACKAGE: the Python package whose modules are the agents; empty: agents.')
+param agentsPackage string = ''
+
+@description('MAX_TOOL_ROUNDS: most model round trips with tool calls in one turn; empty: 8.')
+param maxToolRounds string = ''
+
+@description('MAX_REQUEST_BYTES: largest accepted request body; empty: 65536.')
+param maxRequestBytes string = ''
+
+@description('MAX_MESSAGE_CHARS: longest accepted message; empty: 16000.')
+param maxMessageChars string = ''
+
+@description('MAX_SESSION_BYTES: budget of one stored item; empty: 1000000.')
+param maxSessionBytes string = ''
+
+@description('MAX_HISTORY_MESSAGES: most messages kept in the session document; empty: 200.')
+param maxHistoryMessages string = ''
+
+@description('HISTORY_COMPACTION: summarize, window or none; empty: summarize.')
+@allowed([
+  ''
+  'summarize'
+  'window'
+  'none'
+])
+param historyCompaction string = ''
+
+@description('MAX_INPUT_TOKENS: history the model reads per turn, in tokens; empty: 8000.')
+param maxInputTokens string = ''
+
+@description('TURN_TIMEOUT_SECONDS: longest a model call may take; empty: 120.')
+param turnTimeoutSeconds string = ''
+
+@description('TURN_LEASE_SECONDS: length of a turn\'s session lease; empty: 10.')
+param turnLeaseSeconds string = ''
+
+@description('IDEMPOTENCY_TTL_SECONDS: how long Idempotency-Key results are kept; empty: 86400.')
+param idempotencyTtlSeconds string = ''
+
+@description('ENABLE_SENSITIVE_DATA: true records message text in model spans (development deployments only).')
+param enableSensitiveData bool = false
+
+@description('LOG_LEVEL of the app\'s loggers, and the Functions host\'s level for function logs.')
+@allowed([
+  'DEBUG'
+  'INFO'
+  'WARNING'
+  'ERROR'
+])
+param logLevel string = 'INFO'
+
+@description('MCP_SERVER_URL: a remote MCP server whose tools the assistant agent uses; empty: none.')
+param mcpServerUrl string = ''
+
+@description('Key Vault secret URI (https://<vault>.vault.azure.net/secrets/<name>) holding MCP_SERVER_HEADERS; empty: none.')
+param mcpServerHeadersSecretUri string = ''
+
+@description('MCP_TOOLS_REQUIRING_APPROVAL: all, none or a comma-separated list of tool names; empty: all.')
+param mcpToolsRequiringApproval string = ''
 
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -197,8 +268,8 @@ module functionApp 'app/function-app.bicep' = {
     deploymentContainerName: storage.outputs.deploymentContainerName
     applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
     cosmosEndpoint: cosmos.outputs.endpoint
-    cosmosDatabaseName: cosmos.outputs.databaseName
-    cosmosContainerName: cosmos.outputs.containerName
+    cosmosDatabaseName: cosmosDatabaseName
+    cosmosContainerName: cosmosContainerName
     openAiEndpoint: openAi.outputs.endpoint
     openAiDeploymentName: openAi.outputs.deploymentName
     historyMode: historyMode
@@ -209,6 +280,23 @@ module functionApp 'app/function-app.bicep' = {
     enableEasyAuth: enableEasyAuth
     easyAuthClientId: easyAuthClientId
     easyAuthTenantId: tenant().tenantId
+    modelApi: modelApi
+    agentsPackage: agentsPackage
+    maxToolRounds: maxToolRounds
+    maxRequestBytes: maxRequestBytes
+    maxMessageChars: maxMessageChars
+    maxSessionBytes: maxSessionBytes
+    maxHistoryMessages: maxHistoryMessages
+    historyCompaction: historyCompaction
+    maxInputTokens: maxInputTokens
+    turnTimeoutSeconds: turnTimeoutSeconds
+    turnLeaseSeconds: turnLeaseSeconds
+    idempotencyTtlSeconds: idempotencyTtlSeconds
+    enableSensitiveData: enableSensitiveData
+    logLevel: logLevel
+    mcpServerUrl: mcpServerUrl
+    mcpServerHeadersSecretUri: mcpServerHeadersSecretUri
+    mcpToolsRequiringApproval: mcpToolsRequiringApproval
   }
 }
 
@@ -217,6 +305,7 @@ output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output COSMOS_ACCOUNT_NAME string = cosmos.outputs.accountName
 output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
 output COSMOS_DATABASE string = cosmos.outputs.databaseName
@@ -229,3 +318,4 @@ output SESSION_TTL_SECONDS int = sessionTtlSeconds
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output AZURE_FUNCTION_URL string = functionApp.outputs.url
 output EASY_AUTH_ENABLED bool = enableEasyAuth
+output EASY_AUTH_REDIRECT_URI string = 'https://${functionApp.outputs.defaultHostName}/.auth/login/aad/callback'

@@ -53,7 +53,32 @@ REQUIRED_PLATFORM_SETTINGS = {
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
     "PYTHON_ENABLE_INIT_INDEXING",
 }
-PLATFORM_SETTING = re.compile(r"^(AzureWebJobs\w*|APPLICATIONINSIGHTS_\w+|PYTHON_ENABLE_INIT_INDEXING|WEBSITE_\w+)$")
+PLATFORM_SETTING = re.compile(
+    r"^(AzureWebJobs\w*|AzureFunctionsJobHost__\w+|APPLICATIONINSIGHTS_\w+|PYTHON_ENABLE_INIT_INDEXING|WEBSITE_\w+)$"
+)
+#: Settings the app reads that the deployment never sets, and why (infra/README.md says the same).
+NOT_SET_IN_AZURE = {
+    "COSMOS_KEY": "key auth is off on the account: the app uses its managed identity",
+    "AZURE_OPENAI_API_KEY": "key auth is off on the account: the app uses its managed identity",
+    "OPENAI_BASE_URL": "the deployment creates its own Azure OpenAI model (MODEL_PROVIDER=azure_openai)",
+    "OPENAI_API_KEY": "the deployment creates its own Azure OpenAI model (MODEL_PROVIDER=azure_openai)",
+    "OPENAI_MODEL": "the deployment creates its own Azure OpenAI model (MODEL_PROVIDER=azure_openai)",
+    "LOCAL_DEV_ALLOW_ANONYMOUS": "local development only: in Azure a caller is a function key or Easy Auth",
+}
+#: Settings whose value comes from the resources the template creates (or, HTTP_AUTH_LEVEL, from
+#: ENABLE_EASY_AUTH); every other setting is an azd variable of its own name.
+FROM_THE_DEPLOYMENT = {
+    "COSMOS_ENDPOINT",
+    "AZURE_CLIENT_ID",
+    "MODEL_PROVIDER",
+    "AZURE_OPENAI_ENDPOINT",
+    "AZURE_OPENAI_DEPLOYMENT",
+    "HTTP_AUTH_LEVEL",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+}
+#: An azd variable of another name than the setting's: the Key Vault secret whose reference the setting is.
+AZD_VARIABLE = {"MCP_SERVER_HEADERS": "MCP_SERVER_HEADERS_SECRET_URI"}
 #: Never in the Bicep: key-based access, or secret material in outputs and settings.
 SECRET_MARKERS = (
     "listkeys(",
@@ -238,6 +263,11 @@ def module_calls(path: Path) -> list[tuple[str, Path, dict[str, tree_sitter.Node
     return calls
 
 
+def identifiers(node: tree_sitter.Node) -> set[str]:
+    """The names an expression refers to (parameters, variables, functions)."""
+    return {text(n) for n in walk(node) if n.type == "identifier"}
+
+
 def parameters_file() -> dict[str, Any]:
     return json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
 
@@ -420,7 +450,13 @@ def test_function_app_leaves_runtime_settings_to_flex_consumption():
     ("name", "value"),
     [
         ("MODEL_PROVIDER", "'azure_openai'"),
-        ("MODEL_API", "'responses'"),
+        ("MODEL_API", "modelApi"),
+        ("ENABLE_SENSITIVE_DATA", "string(enableSensitiveData)"),
+        ("AzureFunctionsJobHost__logging__logLevel__Function", "hostLogLevels[logLevel]"),
+        (
+            "MCP_SERVER_HEADERS",
+            "empty(mcpServerHeadersSecretUri) ? '' : '@Microsoft.KeyVault(SecretUri=${mcpServerHeadersSecretUri})'",
+        ),
         ("PYTHON_ENABLE_INIT_INDEXING", "'1'"),
         ("AzureWebJobsStorage__credential", "'managedidentity'"),
         ("AzureWebJobsStorage__clientId", "identityClientId"),
@@ -431,6 +467,56 @@ def test_function_app_leaves_runtime_settings_to_flex_consumption():
 )
 def test_app_setting_has_expected_value(name, value):
     assert app_settings()[name][0] == value
+
+
+def test_every_setting_the_app_reads_is_set_in_azure_or_left_out_for_a_reason():
+    set_in_azure = {name for name in app_settings() if name in SETTING_NAMES}
+    assert set_in_azure.isdisjoint(NOT_SET_IN_AZURE)
+    assert sorted(set(SETTING_NAMES) - set_in_azure - set(NOT_SET_IN_AZURE)) == []
+    readme = (INFRA / "README.md").read_text(encoding="utf-8")
+    assert [name for name in NOT_SET_IN_AZURE if f"`{name}`" not in readme] == [], "infra/README.md says which"
+
+
+def test_every_app_setting_can_be_set_through_azd():
+    """Setting -> the function app module's parameter -> main.bicep's parameter -> its azd variable."""
+    function_app = INFRA / "app" / "function-app.bicep"
+    module_params = set(params(function_app))
+    passed = next(p for _, module, p in module_calls(INFRA / "main.bicep") if module == function_app)
+    main_params = set(params(INFRA / "main.bicep"))
+    azd_values = {name: entry["value"] for name, entry in parameters_file().items()}
+    unreachable = []
+    for name, (value, _) in app_settings().items():
+        if name not in SETTING_NAMES or name in FROM_THE_DEPLOYMENT:
+            continue
+        source = _PARSER.parse(value.encode()).root_node
+        feeding = {
+            main_param
+            for module_param in identifiers(source) & module_params
+            for main_param in identifiers(passed[module_param]) & main_params
+        }
+        variable = "${" + AZD_VARIABLE.get(name, name)
+        if not any(str(azd_values.get(main_param, "")).startswith(variable) for main_param in feeding):
+            unreachable.append(f"{name} (from {sorted(feeding)})")
+    assert unreachable == []
+
+
+def test_the_azd_variable_of_a_setting_names_it_exactly():
+    # A value read from the azd environment under another name would be set by the wrong `azd env set`.
+    references = [re.fullmatch(r"\$\{(\w+)(=[^}]*)?\}", str(entry["value"])) for entry in parameters_file().values()]
+    variables = {match.group(1) for match in references if match}
+    assert {
+        "MAX_INPUT_TOKENS",
+        "HISTORY_COMPACTION",
+        "TURN_TIMEOUT_SECONDS",
+        "LOG_LEVEL",
+        "MCP_SERVER_URL",
+    } <= variables
+    assert "MCP_SERVER_HEADERS_SECRET_URI" in variables and "MCP_SERVER_HEADERS" not in variables
+
+
+def test_key_vault_references_resolve_with_the_apps_identity():
+    site = only_resource(INFRA / "app" / "function-app.bicep", "Microsoft.Web/sites")
+    assert text(member(site, "properties.keyVaultReferenceIdentity")) == "identityId"
 
 
 def test_optional_settings_are_set_only_when_configured():
@@ -514,13 +600,44 @@ def test_function_app_is_tagged_as_the_azd_service():
     assert text(member(site, "tags")) == "union(tags, { 'azd-service-name': 'api' })"
 
 
-def test_easy_auth_returns_401_without_a_token():
+def easy_auth() -> tree_sitter.Node:
     configs = resources(INFRA / "app" / "function-app.bicep", "Microsoft.Web/sites/config")
-    auth = next(c for c in configs if literal(member(c, "name")) == "authsettingsV2")
-    assert literal(member(auth, "properties.globalValidation")) == {
+    return next(c for c in configs if literal(member(c, "name")) == "authsettingsV2")
+
+
+def test_easy_auth_redirects_a_browser_without_a_session_to_the_entra_id_sign_in():
+    assert literal(member(easy_auth(), "properties.globalValidation")) == {
         "requireAuthentication": True,
-        "unauthenticatedClientAction": "Return401",
+        "unauthenticatedClientAction": "RedirectToLoginPage",
+        "redirectToProvider": "azureactivedirectory",
     }
+
+
+def test_easy_auth_keeps_the_signed_in_session_in_the_token_store():
+    assert literal(member(easy_auth(), "properties.login.tokenStore.enabled")) is True
+    assert literal(member(easy_auth(), "properties.httpSettings.requireHttps")) is True
+
+
+def test_easy_auth_accepts_bearer_tokens_issued_for_the_app_registration():
+    aad = member(easy_auth(), "properties.identityProviders.azureActiveDirectory")
+    assert text(member(aad, "registration.clientId")) == "easyAuthClientId"
+    assert text(member(aad, "validation.allowedAudiences")).split() == [
+        "[",
+        "easyAuthClientId",
+        "'api://${easyAuthClientId}'",
+        "]",
+    ]
+    assert "easyAuthTenantId}/v2.0" in text(member(aad, "registration.openIdIssuer"))
+
+
+def test_easy_auth_stores_no_client_secret():
+    # The sign-in uses the ID token flow: no clientSecretSettingName, so no secret to keep.
+    assert "clientSecret" not in text(easy_auth())
+
+
+def test_main_bicep_outputs_the_sign_in_redirect_uri_to_register():
+    uri = text(outputs(INFRA / "main.bicep")["EASY_AUTH_REDIRECT_URI"])
+    assert uri == "'https://${functionApp.outputs.defaultHostName}/.auth/login/aad/callback'"
 
 
 @pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: p.relative_to(INFRA).as_posix())

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import re
+from pathlib import Path
+
 import pytest
 
 from cosmos_history import load_settings
 from cosmos_history.domain.errors import SettingsError
+from cosmos_history.settings import SETTING_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_defaults_run_offline_in_local_mode_against_the_local_emulator():
@@ -41,6 +49,7 @@ def test_service_mode_requires_the_responses_api():
         ("SESSION_TTL_SECONDS", "-5"),
         ("MAX_REQUEST_BYTES", "lots"),
         ("COSMOS_ENDPOINT", "not a url"),
+        ("LOG_LEVEL", "loud"),
     ],
 )
 def test_malformed_values_fail_at_start_up(name, value):
@@ -53,14 +62,39 @@ def test_tls_verification_may_be_off_only_for_this_machine():
     assert not load_settings({"COSMOS_ENDPOINT": "https://acct.documents.azure.com:443/"}).cosmos.is_local
 
 
-def test_every_setting_is_documented_in_the_example_settings_and_the_readme():
-    import json
-    from pathlib import Path
+def readme_settings_table() -> set[str]:
+    """The names in the first column of the README's settings table."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([A-Z_]+)`", row.split("|")[1])}
 
-    from cosmos_history.settings import SETTING_NAMES
 
-    root = Path(__file__).resolve().parent.parent
-    example = json.loads((root / "local.settings.json.example").read_text())["Values"]
-    readme = (root / "README.md").read_text()
-    assert set(SETTING_NAMES) <= set(example)
-    assert [name for name in SETTING_NAMES if f"`{name}`" not in readme] == []
+def test_the_readme_table_and_the_example_settings_list_exactly_the_settings_the_app_reads():
+    example = json.loads((ROOT / "local.settings.json.example").read_text(encoding="utf-8"))["Values"]
+    host_settings = {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage", "PYTHON_ENABLE_INIT_INDEXING"}
+
+    assert readme_settings_table() == set(SETTING_NAMES)
+    assert set(example) - host_settings == set(SETTING_NAMES)
+
+
+def test_example_settings_are_accepted_by_the_settings_loader():
+    example = json.loads((ROOT / "local.settings.json.example").read_text(encoding="utf-8"))["Values"]
+    assert load_settings(example).model.provider == "offline"
+
+
+def test_log_level_sets_the_level_of_the_app_and_agent_loggers():
+    from cosmos_history.app import create_app
+
+    loggers = [logging.getLogger("cosmos_history"), logging.getLogger("agents")]
+    saved = [logger.level for logger in loggers]
+    try:
+        create_app((), settings=load_settings({"LOG_LEVEL": "DEBUG"}))
+        assert [logger.level for logger in loggers] == [logging.DEBUG, logging.DEBUG]
+    finally:
+        for logger, level in zip(loggers, saved, strict=True):
+            logger.setLevel(level)
+
+
+def test_unset_log_level_leaves_the_loggers_to_the_host():
+    assert load_settings({}).log_level is None

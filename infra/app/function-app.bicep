@@ -82,8 +82,73 @@ param easyAuthClientId string
 @description('Tenant id whose tokens Easy Auth accepts.')
 param easyAuthTenantId string
 
+@description('MODEL_API: responses or chat.')
+param modelApi string
+
+@description('AGENTS_PACKAGE; empty leaves the app default. So do the empty values of the settings below.')
+param agentsPackage string
+
+@description('MAX_TOOL_ROUNDS.')
+param maxToolRounds string
+
+@description('MAX_REQUEST_BYTES.')
+param maxRequestBytes string
+
+@description('MAX_MESSAGE_CHARS.')
+param maxMessageChars string
+
+@description('MAX_SESSION_BYTES.')
+param maxSessionBytes string
+
+@description('MAX_HISTORY_MESSAGES.')
+param maxHistoryMessages string
+
+@description('HISTORY_COMPACTION.')
+param historyCompaction string
+
+@description('MAX_INPUT_TOKENS.')
+param maxInputTokens string
+
+@description('TURN_TIMEOUT_SECONDS.')
+param turnTimeoutSeconds string
+
+@description('TURN_LEASE_SECONDS.')
+param turnLeaseSeconds string
+
+@description('IDEMPOTENCY_TTL_SECONDS.')
+param idempotencyTtlSeconds string
+
+@description('ENABLE_SENSITIVE_DATA (development deployments only).')
+param enableSensitiveData bool
+
+@description('LOG_LEVEL: DEBUG, INFO, WARNING or ERROR.')
+@allowed([
+  'DEBUG'
+  'INFO'
+  'WARNING'
+  'ERROR'
+])
+param logLevel string
+
+@description('MCP_SERVER_URL.')
+param mcpServerUrl string
+
+@description('Key Vault secret URI whose value becomes MCP_SERVER_HEADERS (a Key Vault reference); empty: none.')
+param mcpServerHeadersSecretUri string
+
+@description('MCP_TOOLS_REQUIRING_APPROVAL.')
+param mcpToolsRequiringApproval string
+
 @description('Python version of the Functions runtime.')
 param pythonVersion string = '3.11'
+
+// The Functions host's names for Python's levels (host.json logging.logLevel, overridden per app below).
+var hostLogLevels = {
+  DEBUG: 'Debug'
+  INFO: 'Information'
+  WARNING: 'Warning'
+  ERROR: 'Error'
+}
 
 var requiredSettings = {
   // Host storage through the identity: no connection string, no key.
@@ -99,10 +164,29 @@ var requiredSettings = {
   COSMOS_DATABASE: cosmosDatabaseName
   COSMOS_CONTAINER: cosmosContainerName
   MODEL_PROVIDER: 'azure_openai'
-  MODEL_API: 'responses'
   AZURE_OPENAI_ENDPOINT: openAiEndpoint
   AZURE_OPENAI_DEPLOYMENT: openAiDeploymentName
   HISTORY_MODE: historyMode
+  MODEL_API: modelApi
+  // An empty value leaves the app's default: every setting the app reads is a parameter (an azd variable).
+  AGENTS_PACKAGE: agentsPackage
+  MAX_TOOL_ROUNDS: maxToolRounds
+  MAX_REQUEST_BYTES: maxRequestBytes
+  MAX_MESSAGE_CHARS: maxMessageChars
+  MAX_SESSION_BYTES: maxSessionBytes
+  MAX_HISTORY_MESSAGES: maxHistoryMessages
+  HISTORY_COMPACTION: historyCompaction
+  MAX_INPUT_TOKENS: maxInputTokens
+  TURN_TIMEOUT_SECONDS: turnTimeoutSeconds
+  TURN_LEASE_SECONDS: turnLeaseSeconds
+  IDEMPOTENCY_TTL_SECONDS: idempotencyTtlSeconds
+  ENABLE_SENSITIVE_DATA: string(enableSensitiveData)
+  LOG_LEVEL: logLevel
+  AzureFunctionsJobHost__logging__logLevel__Function: hostLogLevels[logLevel]
+  MCP_SERVER_URL: mcpServerUrl
+  // The headers may hold an API key: a Key Vault reference, resolved by the platform with the identity.
+  MCP_SERVER_HEADERS: empty(mcpServerHeadersSecretUri) ? '' : '@Microsoft.KeyVault(SecretUri=${mcpServerHeadersSecretUri})'
+  MCP_TOOLS_REQUIRING_APPROVAL: mcpToolsRequiringApproval
   // With Easy Auth the platform authenticates every request and the app reads its principal header.
   HTTP_AUTH_LEVEL: enableEasyAuth ? 'anonymous' : 'function'
 }
@@ -137,6 +221,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Key Vault references (MCP_SERVER_HEADERS) resolve with the app's user-assigned identity.
+    keyVaultReferenceIdentity: identityId
     clientCertEnabled: false
     siteConfig: {
       minTlsVersion: '1.2'
@@ -192,8 +278,11 @@ resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@
   }
 }
 
-// Easy Auth: the platform validates an Entra ID bearer token on every request and answers 401 without
-// one. Only token validation is configured, so no client secret is needed.
+// Easy Auth: browsers without a session are redirected to the Entra ID sign-in (/.auth/login/aad, then
+// /.auth/login/aad/callback) and get a session cookie kept in the token store; API clients send an Entra ID
+// bearer token, which is validated and never redirected. One unauthenticatedClientAction serves both: a
+// client with neither gets the redirect (a 302 for an API client, not a 401). The sign-in uses the ID
+// token flow, so the app registration needs ID tokens enabled and no client secret is stored.
 resource easyAuth 'Microsoft.Web/sites/config@2024-04-01' = if (enableEasyAuth) {
   parent: functionApp
   name: 'authsettingsV2'
@@ -203,7 +292,11 @@ resource easyAuth 'Microsoft.Web/sites/config@2024-04-01' = if (enableEasyAuth) 
     }
     globalValidation: {
       requireAuthentication: true
-      unauthenticatedClientAction: 'Return401'
+      unauthenticatedClientAction: 'RedirectToLoginPage'
+      redirectToProvider: 'azureactivedirectory'
+    }
+    httpSettings: {
+      requireHttps: true
     }
     identityProviders: {
       azureActiveDirectory: {
@@ -222,8 +315,9 @@ resource easyAuth 'Microsoft.Web/sites/config@2024-04-01' = if (enableEasyAuth) 
     }
     login: {
       tokenStore: {
-        enabled: false
+        enabled: true
       }
+      preserveUrlFragmentsForLogins: true
     }
   }
 }

@@ -785,6 +785,21 @@ def test_hook_writes_only_names_the_app_reads():
     assert values["SESSION_TTL_SECONDS"] == "3600"
 
 
+def azd_variables_of_app_settings() -> set[str]:
+    """The app settings that main.parameters.json reads from azd variables of their own name."""
+    references = (re.fullmatch(r"\$\{(\w+)(=[^}]*)?\}", str(e["value"])) for e in parameters_file().values())
+    return {match.group(1) for match in references if match} & set(SETTING_NAMES)
+
+
+def test_hook_copies_every_app_setting_that_is_an_azd_variable():
+    hook = load_hook()
+    handled = {*hook.COPIED, *hook.COPIED_WHEN_SET, "HISTORY_MODE", "SESSION_TTL_SECONDS"}
+    assert sorted(azd_variables_of_app_settings() - handled) == []
+    values = hook.build_local_settings({**AZD_VALUES, "MAX_INPUT_TOKENS": "16000", "MODEL_API": "chat"})["Values"]
+    assert values["MAX_INPUT_TOKENS"] == "16000" and values["MODEL_API"] == "chat"
+    assert "LOG_LEVEL" not in values, "an unset variable leaves the app's default"
+
+
 def test_hook_output_is_accepted_by_the_app_settings_loader():
     values = load_hook().build_local_settings({**AZD_VALUES, "SESSION_TTL_SECONDS": "3600"})["Values"]
     settings = load_settings(values)

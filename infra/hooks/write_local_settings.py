@@ -32,6 +32,29 @@ COPIED = (
     "AZURE_OPENAI_DEPLOYMENT",
 )
 
+#: App settings that are azd variables of the same name (infra/main.parameters.json), copied when set, so
+#: the app runs locally as it is configured in Azure. MCP_SERVER_HEADERS is not among them: in Azure it is a
+#: Key Vault reference, which only the platform resolves.
+COPIED_WHEN_SET = (
+    "MODEL_API",
+    "DEFAULT_AGENT",
+    "AGENTS_PACKAGE",
+    "MAX_TOOL_ROUNDS",
+    "MAX_REQUEST_BYTES",
+    "MAX_MESSAGE_CHARS",
+    "MAX_SESSION_BYTES",
+    "MAX_HISTORY_MESSAGES",
+    "HISTORY_COMPACTION",
+    "MAX_INPUT_TOKENS",
+    "TURN_TIMEOUT_SECONDS",
+    "TURN_LEASE_SECONDS",
+    "IDEMPOTENCY_TTL_SECONDS",
+    "ENABLE_SENSITIVE_DATA",
+    "LOG_LEVEL",
+    "MCP_SERVER_URL",
+    "MCP_TOOLS_REQUIRING_APPROVAL",
+)
+
 #: Values that must not survive from an earlier local setup: keys would bypass Entra ID (and are
 #: rejected by the deployed accounts), and AZURE_CLIENT_ID would make DefaultAzureCredential look
 #: for the app's managed identity, which does not exist on a developer machine.
@@ -63,6 +86,7 @@ def build_local_settings(env: Mapping[str, str], existing: Mapping[str, Any] | N
         }
     )
     values.update({name: env[name] for name in COPIED})
+    values.update({name: env[name] for name in COPIED_WHEN_SET if env.get(name, "").strip()})
     if env.get("HISTORY_MODE"):
         values["HISTORY_MODE"] = env["HISTORY_MODE"]
     ttl = env.get("SESSION_TTL_SECONDS", "").strip()

@@ -1,6 +1,6 @@
 """The browser chat page, in a real headless Chromium against the local host and the offline model.
 
-Chromium and its matching chromedriver come from Debian (`make install` installs them
+Chromium and its matching chromedriver come from Debian (`make test`, its `browser` target, installs them
 when run as root, and so does this module when it can). Where they cannot be installed
 the browser tests are skipped with the reason; in CI (`CI=true`) that is a failure.
 """
@@ -99,7 +99,7 @@ def browser_paths() -> tuple[str, str]:
     if found is None:
         reason = (
             "chromium and chromedriver are missing and cannot be installed here (needs root and apt-get): "
-            "run `sudo apt-get install chromium chromium-driver` or `make install` as root"
+            "run `sudo apt-get install chromium chromium-driver` or `make browser` as root"
         )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason)

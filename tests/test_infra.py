@@ -416,6 +416,13 @@ def test_checkov_passes_the_key_security_checks(checkov_report):
     assert {"CKV_AZURE_44", "CKV_AZURE_3", "CKV_AZURE_132", "CKV_AZURE_236", "CKV_AZURE_70"} <= passed
 
 
+def test_checkov_finds_easy_auth_enabled_on_the_auth_settings(checkov_report):
+    # CKV_AZURE_56 reads authsettingsV2's platform.enabled; the redirect and the token store, which checkov
+    # has no check for, are the tree-sitter tests of section 3.
+    passed = {(check["check_id"], check["resource"]) for check in checkov_report["results"]["passed_checks"]}
+    assert ("CKV_AZURE_56", "Microsoft.Web/sites/config.easyAuth") in passed
+
+
 # --- 3. Consistency with the app ---------------------------------------------------------------------------------
 
 

@@ -521,6 +521,14 @@ def test_the_azd_variable_of_a_setting_names_it_exactly():
     assert "MCP_SERVER_HEADERS_SECRET_URI" in variables and "MCP_SERVER_HEADERS" not in variables
 
 
+def test_every_log_level_the_app_accepts_has_a_host_level():
+    from cosmos_history.settings import LOG_LEVELS
+
+    host_levels = literal(variables(INFRA / "app" / "function-app.bicep")["hostLogLevels"])
+    assert sorted(host_levels) == sorted(level.upper() for level in LOG_LEVELS)
+    assert set(host_levels.values()) == {"Debug", "Information", "Warning", "Error"}
+
+
 def test_key_vault_references_resolve_with_the_apps_identity():
     site = only_resource(INFRA / "app" / "function-app.bicep", "Microsoft.Web/sites")
     assert text(member(site, "properties.keyVaultReferenceIdentity")) == "identityId"

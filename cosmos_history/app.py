@@ -51,9 +51,9 @@ def create_app(
 ) -> ConversationApp:
     """Register ``routes`` on a new app whose functions share one runtime.
 
-    Without ``runtime`` the runtime is built from ``settings`` (default: the environment) on the first
-    request, on the worker's running event loop, as the async Cosmos client needs. A :class:`Runtime`
-    passed in stays its owner's to close.
+    Without ``runtime`` the agents are built now and the rest of the runtime from ``settings`` (default: the
+    environment) on the first request, on the worker's running event loop, as the async Cosmos client needs.
+    A :class:`Runtime` passed in stays its owner's to close.
     """
     if isinstance(runtime, Runtime):
         source: RuntimeSource = ReadyRuntime(runtime)
@@ -64,6 +64,10 @@ def create_app(
     if settings.log_level is not None:
         for name in ("cosmos_history", settings.agents_package):
             logging.getLogger(name).setLevel(settings.log_level.upper())
+    if runtime is None and isinstance(source, LazyRuntime):
+        # The agents are built as the app starts (the worker imports function_app.py when it indexes
+        # the functions; the local host when it starts), so a broken one is reported then, once.
+        source.load_agents()
     app = ConversationApp(source, settings)
     for route in routes:
         if route.public:

@@ -24,6 +24,7 @@ from cosmos_history.adapters.cosmos.lease import CosmosTurnLease
 from cosmos_history.adapters.cosmos.responses import CosmosResponseLog
 from cosmos_history.adapters.cosmos.sessions import CosmosSessions
 from cosmos_history.agents.catalog import Agents, build_agents
+from cosmos_history.domain.errors import AgentsUnavailableError, SettingsError
 from cosmos_history.domain.ports import ResponseLog, SessionRepository
 from cosmos_history.domain.streaming import wait_for_running_turns
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards
@@ -142,7 +143,12 @@ Builder = Callable[[Settings], Awaitable[Runtime]]
 
 
 class LazyRuntime:
-    """Builds the runtime on first use, once, on the running event loop; closes what it built."""
+    """Builds the runtime on first use, once, on the running event loop; closes what it built.
+
+    :meth:`load_agents` builds the agents earlier, when the app starts: a broken agent module is then
+    logged once, naming its file and the cause, and every request answers 503 with that cause
+    (:class:`AgentsUnavailableError`) instead of failing on its own.
+    """
 
     def __init__(self, settings: Settings, *, build: Builder = build_runtime, telemetry: bool = True) -> None:
         self.settings = settings
@@ -150,8 +156,25 @@ class LazyRuntime:
         self._telemetry = telemetry
         self._runtime: Runtime | None = None
         self._lock: asyncio.Lock | None = None
+        self._agents: Agents | None = None
+        self._agents_error: str | None = None
+
+    def load_agents(self) -> bool:
+        """Build the app's agents now (start-up); returns whether they could be built."""
+        try:
+            self._agents = build_agents(self.settings)
+        except SettingsError as error:
+            self._fail(error)
+        return self._agents_error is None
+
+    def _fail(self, error: SettingsError) -> None:
+        self._agents_error = str(error)
+        # A configuration error, not a request's: its text names a file and a cause, never user input.
+        logger.error("The agents cannot be loaded, so every API request answers 503: %s", error, exc_info=error)
 
     async def get(self) -> Runtime:
+        if self._agents_error is not None:
+            raise self._unavailable()
         if self._runtime is not None:
             return self._runtime
         if self._lock is None:
@@ -160,8 +183,23 @@ class LazyRuntime:
             if self._runtime is None:
                 if self._telemetry:
                     configure_telemetry(self.settings.telemetry)
-                self._runtime = await self._build(self.settings)
+                self._runtime = await self._built()
         return self._runtime
+
+    async def _built(self) -> Runtime:
+        if self._build is not build_runtime:
+            return await self._build(self.settings)
+        try:
+            return await build_runtime(self.settings, agents=self._agents)
+        except SettingsError as error:  # agents not loaded at start-up, and broken
+            self._fail(error)
+            raise self._unavailable() from None
+
+    def _unavailable(self) -> AgentsUnavailableError:
+        return AgentsUnavailableError(
+            f"The app's agents could not be loaded at start-up: {self._agents_error.rstrip('.')}. "
+            "Fix the agent module or setting and restart the app."
+        )
 
     async def close(self, *, drain_seconds: float = 30.0) -> None:
         """Let streamed turns whose clients left finish saving (within ``drain_seconds``), then close."""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 from pathlib import Path
 
+import httpx
 import pytest
 from agent_framework import Message
 
@@ -21,7 +24,9 @@ from cosmos_history.domain.errors import (
     ValidationError,
 )
 
+from .apphost import app_host
 from .fakes import RecordingChatClient
+from .http_calls import request
 
 SAMPLE = {"AGENTS_PACKAGE": "tests.sample_agents"}
 _packages = itertools.count()
@@ -50,12 +55,18 @@ def test_every_module_of_the_agents_package_is_an_agent_named_after_it(agents):
 
 
 def agent_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, module: str = "broken") -> str:
-    """A new agents package holding one module with ``source``; returns the package name."""
+    """A new agents package holding one module with ``source``, importable here; returns the package name."""
+    name = agent_package_dir(tmp_path, source, module)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def agent_package_dir(tmp_path: Path, source: str, module: str = "broken") -> str:
+    """A new agents package in ``tmp_path`` holding one module with ``source``; returns the package name."""
     name = f"agents_under_test_{next(_packages)}"
     (tmp_path / name).mkdir()
     (tmp_path / name / "__init__.py").write_text("")
     (tmp_path / name / f"{module}.py").write_text(source)
-    monkeypatch.syspath_prepend(str(tmp_path))
     return name
 
 
@@ -178,3 +189,59 @@ async def test_answering_approvals_of_a_session_that_does_not_exist_is_not_found
         await run_turn(store, agents, session_id="nowhere", message="", approvals=[("a1", True)])
 
     assert await store.load("nowhere") is None and model.calls == []
+
+
+# --- a broken agent module at start-up --------------------------------------------------------------
+
+BROKEN = "def create_agent(client):\n    raise KeyError('MISSING_SETTING')\n"
+
+
+def test_a_broken_agent_module_is_logged_once_at_start_up_and_every_api_request_answers_503_naming_it(
+    tmp_path, cosmos_env
+):
+    package = agent_package_dir(tmp_path, BROKEN)
+    broken = str(tmp_path / package / "broken.py")
+    env = {**cosmos_env, "AGENTS_PACKAGE": package, "DEFAULT_AGENT": "broken", "PYTHONPATH": str(tmp_path)}
+    log = tmp_path / "host.log"
+
+    with app_host(env, log_path=log, ready=lambda status: status == 503) as base:
+        health = httpx.get(f"{base}/health")
+        sessions = httpx.get(f"{base}/sessions")
+        turn = httpx.post(f"{base}/sessions/s1/messages", json={"message": "hi"})
+        page = httpx.get(f"{base}/chat")
+        logged = log.read_text()
+
+    assert health.status_code == 503 and health.headers["content-type"] == "application/problem+json"
+    problem = health.json()
+    assert problem["type"].endswith(":agents-unavailable") and "Retry-After" not in health.headers
+    assert broken in problem["detail"] and "KeyError('MISSING_SETTING')" in problem["detail"]
+    assert [sessions.status_code, turn.status_code] == [503, 503] and sessions.json() == problem == turn.json()
+    assert page.status_code == 200, "pages that need no agent still work"
+    lines = logged.splitlines()
+    errors = [n for n, line in enumerate(lines) if " ERROR " in line]
+    serving = next(n for n, line in enumerate(lines) if "Serving function_app" in line)
+    assert len(errors) == 1 and broken in lines[errors[0]] and "MISSING_SETTING" in lines[errors[0]], logged
+    assert errors[0] < serving, "logged as the app starts, before any request"
+    assert "Unhandled" not in logged
+
+
+async def test_the_function_app_loads_its_agents_when_it_is_built_and_health_names_the_broken_one(
+    tmp_path, monkeypatch, caplog
+):
+    import function_app
+    from cosmos_history import create_app
+
+    package = agent_package(tmp_path, monkeypatch, BROKEN)
+    settings = load_settings({"AGENTS_PACKAGE": package, "DEFAULT_AGENT": "broken"})
+
+    with caplog.at_level(logging.ERROR, logger="cosmos_history"):
+        app = create_app(function_app.ROUTES, settings=settings)  # what function_app.py does at import
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    functions = {f.get_function_name(): f.get_user_function() for f in app.get_functions()}
+    health = await functions["health_route"](request("GET", "/api/health"))
+    again = await functions["health_route"](request("GET", "/api/health"))
+
+    assert len(logged) == 1 and "broken.py" in logged[0].getMessage(), "logged once, when the app is built"
+    assert health.status_code == again.status_code == 503
+    assert "create_agent(client) failed: KeyError('MISSING_SETTING')" in json.loads(health.body)["detail"]
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == logged, "not again per request"

@@ -217,6 +217,17 @@ class StoreUnavailableError(ProblemError):
     slug = "store-unavailable"
 
 
+class AgentsUnavailableError(ProblemError):
+    """The app's agents could not be built at start-up (a broken agent module, a ``DEFAULT_AGENT`` that names
+    none): every request that needs them answers 503 with the cause, so a misconfigured deployment can be
+    diagnosed from outside. Retrying cannot mend it (no ``Retry-After``); it is logged once, at start-up."""
+
+    status = 503
+    title = "Agents unavailable"
+    slug = "agents-unavailable"
+    log_each: ClassVar[bool] = False
+
+
 class StoreAccessError(StoreUnavailableError):
     """The app has no credential Cosmos DB accepts: a configuration problem that retrying cannot mend,
     so it carries no ``Retry-After``; the detail names the fix. Logged once per cause, not per request."""

@@ -16,11 +16,14 @@ import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
 from cosmos_history.http.calls import ErrorRenderer, Handler, endpoint
+from cosmos_history.http.fallback import CATCH_ALL, fallback_handler
 from cosmos_history.http.responses import problem_response
 from cosmos_history.runtime import LazyRuntime, ReadyRuntime, Runtime, RuntimeSource
 from cosmos_history.settings import Settings, load_settings
 
 PublicHandler = Callable[[Request], Awaitable[Response]]
+
+ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ def create_app(
         # the functions; the local host when it starts), so a broken one is reported then, once.
         source.load_agents()
     app = ConversationApp(source, settings)
+    routes = list(routes)
     for route in routes:
         if route.public:
             function = route.handler
@@ -77,4 +81,8 @@ def create_app(
             function = endpoint(route.handler, source, route.errors)  # type: ignore[arg-type]
             register = app.route(route=route.path, methods=[route.method])
         register(function)
+    # Every other path under the prefix: links at the root, problem+json pointing to the OpenAPI document elsewhere.
+    app.route(route=CATCH_ALL, methods=list(ALL_METHODS), auth_level=func.AuthLevel.ANONYMOUS)(
+        fallback_handler((route.method, route.path) for route in routes)
+    )
     return app

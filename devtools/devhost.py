@@ -46,6 +46,7 @@ logger = logging.getLogger("devtools.devhost")
 MAX_DISCARDED_BYTES = 64 * 1024 * 1024
 
 _PARAM = re.compile(r"\{(\w+)(?::[^}?]*)?(\?)?\}")
+_CATCH_ALL = re.compile(r"/\{\*(\w+)\}$")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ class HttpFunction:
     pattern: re.Pattern[str]
     methods: frozenset[str]
     function: Callable[..., Any]
+    route: str = ""
+    """The route template with its prefix (``/api/sessions/{id}``)."""
 
     @property
     def takes_asgi_request(self) -> bool:
@@ -102,15 +105,22 @@ def http_functions(app: func.FunctionApp, prefix: str) -> list[HttpFunction]:
         if trigger is None or trigger.get_binding_name() != "httpTrigger":
             continue
         route = (getattr(trigger, "route", None) or function.get_function_name()).strip("/")
-        template = "/".join(part for part in (prefix, route) if part)
-        regex = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)" + ("?" if m.group(2) else ""), template)
+        template = "/" + "/".join(part for part in (prefix, route) if part)
+        # A catch-all ({*path}) takes the rest of the path, empty included (ASP.NET routing, as in the host).
+        regex = _CATCH_ALL.sub(lambda m: f"(?:/(?P<{m.group(1)}>.*))?", template)
+        regex = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)" + ("?" if m.group(2) else ""), regex)
         methods = frozenset(str(getattr(m, "value", m)).upper() for m in (getattr(trigger, "methods", None) or []))
         found.append(
             HttpFunction(
-                function.get_function_name(), re.compile(f"^/{regex}/?$"), methods, function.get_user_function()
+                function.get_function_name(),
+                re.compile(f"^{regex}/?$"),
+                methods,
+                function.get_user_function(),
+                template,
             )
         )
-    return found
+    # As in the host, a catch-all route matches only where no other route does.
+    return sorted(found, key=lambda f: _CATCH_ALL.search(f.route) is not None)
 
 
 def create_host(app: func.FunctionApp, prefix: str = "api") -> Starlette:

@@ -50,11 +50,13 @@ async def call(functions, name: str, req: Request) -> tuple[int, Any, Response]:
     return response.status_code, (json.loads(body) if body else None), response
 
 
-def assert_problem(status: int, response: Response, expected: int) -> dict[str, Any]:
+def assert_problem(status: int, response: Response, expected: int, *extensions: str) -> dict[str, Any]:
+    """The problem document of ``response``, checked: its status, and exactly the standard members plus
+    the ``extensions`` named."""
     assert status == expected, response.body
     assert response.headers["content-type"] == "application/problem+json"
     problem = json.loads(response.body)
-    assert set(problem) == {"type", "title", "status", "detail"} and problem["status"] == expected
+    assert set(problem) == {"type", "title", "status", "detail", *extensions} and problem["status"] == expected
     assert "Traceback" not in problem["detail"]
     return problem
 

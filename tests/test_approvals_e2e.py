@@ -220,6 +220,20 @@ def test_a_session_waiting_for_approval_refuses_new_messages_forged_ids_and_malf
     assert answer(offline, session, approval, True)["status"] == "completed"
 
 
+def test_refusals_of_a_waiting_session_list_the_pending_approval_ids_and_where_to_read_and_answer_them(offline):
+    session, approval = waiting_session(offline)
+
+    message = send(offline, f"/sessions/{session}/messages", {"message": "hello?"})
+    forged = send(offline, f"/sessions/{session}/approvals", answers("af-call-forged", True))
+    answer(offline, session, approval, True)
+    late = send(offline, f"/sessions/{session}/approvals", answers(approval, True))
+
+    for status, problem, _ in (message, forged):
+        assert status == 409 and problem["pendingApprovals"] == [approval]
+        assert approval in problem["detail"] and f"GET /api/sessions/{session} " in problem["detail"]
+    assert late[0] == 409 and late[1]["type"].endswith("approval-unknown") and late[1]["pendingApprovals"] == []
+
+
 def test_a_streamed_turn_reports_tool_calls_their_results_and_the_approvals_it_waits_for(offline):
     session = new_session()
 

@@ -133,11 +133,12 @@ async def test_a_missing_session_is_404(functions, session_id):
     assert_problem(status, response, 404)
 
 
-async def test_creating_an_existing_session_is_409(functions, session_id):
+async def test_creating_an_existing_session_is_409_without_a_retry_after_as_retrying_cannot_help(functions, session_id):
     await call(functions, "create_session_route", request("POST", "/api/sessions", body={"id": session_id}))
     again = request("POST", "/api/sessions", body={"id": session_id})
     status, _, response = await call(functions, "create_session_route", again)
-    assert_problem(status, response, 409)
+    problem = assert_problem(status, response, 409)
+    assert problem["type"].endswith(":session-exists") and "Retry-After" not in response.headers
 
 
 async def test_asking_an_existing_session_for_the_other_mode_is_409(functions, model, session_id):
@@ -293,6 +294,7 @@ async def test_another_users_session_looks_exactly_like_a_missing_one(functions,
 
     assert foreign[0] == missing[0] == 404 and foreign[1] == missing[1]
     assert session_id not in json.dumps(listed[1])
+    assert "POST /api/sessions" in foreign[1]["detail"] and "Caller identity" in foreign[1]["detail"]
 
 
 async def test_a_retry_with_the_same_idempotency_key_is_replayed(functions, model, session_id):
@@ -430,3 +432,26 @@ async def test_a_listing_token_that_is_not_ours_is_400(functions):
     req = request("GET", "/api/sessions", params={"continuationToken": token})
     status, _, response = await call(functions, "list_sessions_route", req)
     assert_problem(status, response, 400)
+
+
+# --- paths no route serves ---------------------------------------------------------------------------
+
+
+async def test_every_other_path_is_an_anonymous_catch_all_function_answering_problem_json():
+    import azure.functions as func
+
+    import function_app
+
+    registered = {f.get_function_name(): f for f in function_app.app.get_functions()}
+    trigger = registered["unknown_route"].get_trigger()
+    handler = registered["unknown_route"].get_user_function()
+
+    status, _, response = await call(
+        {"f": handler}, "f", request("GET", "/api/sesions", route={"path": "sesions"}, user=None)
+    )
+    index = await handler(request("GET", "/api/", route={"path": ""}, user=None))
+
+    assert trigger.route == "{*path}" and trigger.auth_level == func.AuthLevel.ANONYMOUS
+    problem = assert_problem(status, response, 404)
+    assert "/api/openapi.json describes every route" in problem["detail"]
+    assert json.loads(index.body)["links"]["openapi"] == "/api/openapi.json"

@@ -141,3 +141,24 @@ def test_an_oversized_chunked_body_gets_the_413_problem_not_a_reset(host_env):
         )
 
     assert response.status_code == 413 and response.json()["status"] == 413
+
+
+def test_unknown_paths_under_api_answer_problem_json_pointing_to_the_openapi_document(host_env):
+    with host(host_env) as base:
+        unknown = httpx.get(f"{base}/sesions")
+        deep = httpx.post(f"{base}/no/such/route", json={})
+        wrong_method = httpx.put(f"{base}/sessions/s1", json={})
+        root = httpx.get(f"{base}/")
+        bare = httpx.get(base)
+        linked = {
+            name: httpx.get(base.removesuffix("/api") + link).status_code for name, link in root.json()["links"].items()
+        }
+
+    for response, status in ((unknown, 404), (deep, 404), (wrong_method, 405)):
+        assert response.status_code == status and response.headers["content-type"] == "application/problem+json"
+        assert "/api/openapi.json" in response.json()["detail"], response.json()
+    assert unknown.json()["type"].endswith(":route-not-found") and "GET /api/sesions" in unknown.json()["detail"]
+    assert wrong_method.headers["Allow"] == "DELETE, GET"
+    assert root.status_code == bare.status_code == 200 and root.json() == bare.json()
+    assert root.json()["links"]["chat"] == "/api/chat" and root.json()["links"]["openapi"] == "/api/openapi.json"
+    assert linked == {"chat": 200, "openapi": 200, "agents": 200, "sessions": 200, "health": 200}

@@ -108,16 +108,16 @@ class MemorySessions:
             return None
         record, etag = stored
         if record.user_id != self.user_id:
-            raise SessionNotFoundError("No session with this id.")
+            raise SessionNotFoundError()
         return replace(_copy(record), etag=etag)
 
     async def save(self, record: SessionRecord, *, etag: str | None) -> SessionRecord:
         validate_session_id(record.id)
         if record.user_id != self.user_id:
-            raise SessionNotFoundError("No session with this id.")
+            raise SessionNotFoundError()
         current = self.database.sessions.get(record.id)
         if etag is None and current is not None:
-            raise SessionExistsError(f"A session with id {record.id!r} already exists.", retry_after=1)
+            raise SessionExistsError(f"A session with id {record.id!r} already exists; choose another id, or omit it.")
         if etag is not None and (current is None or current[1] != etag):
             raise SessionConflictError("The session was changed by another request. Retry.", retry_after=1)
         check_durable(record.session.to_dict()["state"], path="state")

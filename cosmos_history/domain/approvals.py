@@ -64,7 +64,7 @@ def pending_approvals(session: AgentSession) -> list[PendingApproval]:
     return [_pending(request) for request in pending_requests(session)]
 
 
-def approval_answers(session: AgentSession, answers: Sequence[tuple[str, bool]]) -> Message:
+def approval_answers(session: AgentSession, answers: Sequence[tuple[str, bool]], *, session_id: str) -> Message:
     """The message that continues the waiting turn: one response per pending request, built from the
     stored request (its call and arguments), never from anything the client sent but id and decision.
 
@@ -76,7 +76,9 @@ def approval_answers(session: AgentSession, answers: Sequence[tuple[str, bool]])
     decided: dict[str, bool] = {}
     for approval_id, approved in answers:
         if approval_id not in pending:
-            raise ApprovalUnknownError(f"No approval {approval_id!r} is pending on this session.")
+            raise ApprovalUnknownError(
+                f"No approval {approval_id!r} is pending on this session.", session_id=session_id, pending=list(pending)
+            )
         if approval_id in decided:
             raise ValidationError(f"Approval {approval_id!r} is answered twice.")
         decided[approval_id] = approved

@@ -34,7 +34,7 @@ async def create_session(
 async def load_session(store: SessionRepository, session_id: str) -> SessionRecord:
     record = await store.load(session_id)
     if record is None:
-        raise SessionNotFoundError("No session with this id.")
+        raise SessionNotFoundError()
     return record
 
 
@@ -45,7 +45,7 @@ async def read_history(store: SessionRepository, session_id: str, *, before: int
 
 async def delete_session(store: SessionRepository, session_id: str) -> None:
     if not await store.delete(session_id):
-        raise SessionNotFoundError("No session with this id.")
+        raise SessionNotFoundError()
 
 
 async def list_sessions(store: SessionRepository, *, limit: int, continuation_token: str | None) -> SessionPage:

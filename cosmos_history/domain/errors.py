@@ -6,7 +6,8 @@ exactly one place (:mod:`cosmos_history.http.calls`), so routes never repeat gua
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 
 class SettingsError(ValueError):
@@ -22,12 +23,21 @@ class ProblemError(Exception):
     log_each: ClassVar[bool] = True
     """Whether a 5xx of this kind is logged for every request (off where its cause is logged once)."""
 
-    def __init__(self, detail: str, *, retry_after: int | None = None, param: str | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        retry_after: int | None = None,
+        param: str | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.retry_after = retry_after
         self.param = param
         """The request field at fault, where one is (OpenAI's error body names it)."""
+        self.extensions = dict(extensions or {})
+        """Extension members of the problem document (RFC 9457 §3.2): what a client needs to fix the request."""
 
 
 class BadRequestError(ProblemError):
@@ -50,11 +60,36 @@ class UnauthorizedError(ProblemError):
 
 
 class SessionNotFoundError(ProblemError):
-    """Also raised for another user's session, so ids leak nothing."""
+    """Also raised for another user's session, so ids leak nothing: the detail is the same for both."""
 
     status = 404
     title = "Session not found"
     slug = "session-not-found"
+
+    def __init__(self, detail: str = "", **options: Any) -> None:
+        super().__init__(
+            detail
+            or "No session with this id belongs to this caller. Start one with POST /api/sessions (or send a "
+            "message to a new id); sessions belong to the user who created them (see the README's "
+            "'Caller identity': the X-User-Id header or the signed-in user must be the same).",
+            **options,
+        )
+
+
+class RouteNotFoundError(ProblemError):
+    """No route of the API has this path."""
+
+    status = 404
+    title = "No such route"
+    slug = "route-not-found"
+
+
+class MethodNotAllowedError(ProblemError):
+    """A route of the API, asked with a method it does not serve."""
+
+    status = 405
+    title = "Method not allowed"
+    slug = "method-not-allowed"
 
 
 class AgentNotFoundError(ProblemError):
@@ -97,18 +132,32 @@ class ClientCallPendingError(ProblemError):
     slug = "function-output-missing"
 
 
-class ApprovalPendingError(ProblemError):
-    """A new message while the session waits for a person to answer tool approvals."""
+class _ApprovalProblem(ProblemError):
+    """A request that does not fit the approvals a session waits for: the problem lists the pending ids
+    (``pendingApprovals``) and says where to read and answer them."""
 
     status = 409
+
+    def __init__(self, detail: str, *, session_id: str, pending: Sequence[str]) -> None:
+        where = f"/api/sessions/{session_id}"
+        listed = ", ".join(pending) or "none"
+        super().__init__(
+            f"{detail} Pending approvals: {listed}. GET {where} shows what each would run; "
+            f"POST {where}/approvals answers them.",
+            extensions={"pendingApprovals": list(pending)},
+        )
+
+
+class ApprovalPendingError(_ApprovalProblem):
+    """A new message while the session waits for a person to answer tool approvals."""
+
     title = "Approval pending"
     slug = "approval-pending"
 
 
-class ApprovalUnknownError(ProblemError):
+class ApprovalUnknownError(_ApprovalProblem):
     """An approval id that is not pending on the session: unknown, forged, or already answered."""
 
-    status = 409
     title = "No such pending approval"
     slug = "approval-unknown"
 

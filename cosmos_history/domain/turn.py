@@ -250,7 +250,7 @@ async def begin_turn(
         if replayed is not None:
             return replayed
     if (request.approvals is not None or request.expected_turn is not None) and record.etag is None:
-        raise SessionNotFoundError("No session with this id.")
+        raise SessionNotFoundError()
     if request.expected_turn is not None and request.expected_turn != record.turns:
         raise NotLatestResponseError(
             f"The conversation has moved on to turn {record.turns}; continue from its latest response "
@@ -286,15 +286,17 @@ def turn_input(record: SessionRecord, request: TurnRequest) -> str | Message:
         ApprovalUnknownError, ValidationError: answers that do not match what is pending.
     """
     if request.approvals is None:
-        if pending_approvals(record.session):
+        if waiting := pending_approvals(record.session):
             raise ApprovalPendingError(
-                "This session is waiting for tool approvals; answer them before sending a message."
+                "This session is waiting for tool approvals; answer them before sending a message.",
+                session_id=record.id,
+                pending=[approval.id for approval in waiting],
             )
         check_outputs(record.session, request.inputs)
         if not request.inputs:
             return request.message
         return [*([Message(role="user", contents=[request.message])] if request.message else []), *request.inputs]
-    return approval_answers(record.session, request.approvals)
+    return approval_answers(record.session, request.approvals, session_id=record.id)
 
 
 async def _still_pending(store: SessionRepository, record: SessionRecord, lease: TurnLease, lease_etag: str) -> None:
@@ -309,7 +311,11 @@ async def _still_pending(store: SessionRepository, record: SessionRecord, lease:
         current = await store.load(record.id)
     if current is None or current.etag != record.etag:
         await lease.release(record.id, store.user_id, lease_etag)
-        raise ApprovalUnknownError("These approvals were answered by another request meanwhile; read the session.")
+        raise ApprovalUnknownError(
+            "These approvals were answered by another request meanwhile.",
+            session_id=record.id,
+            pending=[approval.id for approval in pending_approvals(current.session)] if current else [],
+        )
 
 
 async def load_or_new(store: SessionRepository, session_id: str, mode: HistoryMode | None, agent: str) -> SessionRecord:

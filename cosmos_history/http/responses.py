@@ -138,6 +138,7 @@ def json_bytes(value: Any) -> bytes:
 def problem_body(error: ProblemError) -> dict[str, Any]:
     """The problem+json document for ``error``: also the data of a stream's ``error`` event."""
     return {
+        **error.extensions,
         "type": PROBLEM_TYPE_BASE + error.slug,
         "title": error.title,
         "status": error.status,

@@ -141,7 +141,7 @@ class CosmosSessions:
             except cosmos_errors.CosmosResourceNotFoundError:
                 return None
         if document.get("type") != items.SESSION_TYPE or document.get("userId") != self.user_id:
-            raise SessionNotFoundError("No session with this id.")
+            raise SessionNotFoundError()
         record = items.session_record(document)
         record.loaded_bytes = response_size(document)
         record.loaded_messages = len(history_messages(record.session.state))
@@ -162,7 +162,7 @@ class CosmosSessions:
             UnstorableStateError, UnstorableTypeError: the state cannot be stored; nothing was written.
         """
         if record.user_id != self.user_id:
-            raise SessionNotFoundError("No session with this id.")
+            raise SessionNotFoundError()
         document = items.session_document(record, self.ttl_seconds)
         check_durable(document["session"]["state"], path="state")
         if record.mode == "local":
@@ -195,7 +195,9 @@ class CosmosSessions:
                     retry_after=1,
                 ) from None
             except cosmos_errors.CosmosResourceExistsError:
-                raise SessionExistsError(f"A session with id {record.id!r} already exists.", retry_after=1) from None
+                raise SessionExistsError(
+                    f"A session with id {record.id!r} already exists; choose another id, or omit it."
+                ) from None
             except cosmos_errors.CosmosResourceNotFoundError:
                 raise SessionConflictError(
                     "The session was deleted while this request ran; nothing was saved.", retry_after=1

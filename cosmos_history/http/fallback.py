@@ -1,0 +1,74 @@
+"""What the API answers where no route of its table matches: links at its root, and problem+json that
+points to the OpenAPI document for any other path (the Functions host would answer a bare 404).
+
+:func:`cosmos_history.app.create_app` registers it as a catch-all route (``{*path}``), which the host
+matches after every more specific route; it is anonymous, as it holds no data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable
+
+from azurefunctions.extensions.http.fastapi import Request, Response
+
+from cosmos_history.domain.errors import MethodNotAllowedError, RouteNotFoundError
+from cosmos_history.http.responses import json_response, problem_response
+
+CATCH_ALL = "{*path}"
+_PARAMETER = re.compile(r"\{[^}]+\}")
+
+
+def fallback_handler(routes: Iterable[tuple[str, str]]) -> Callable[[Request], Awaitable[Response]]:
+    """The handler of every path the route table (``(method, path template)`` pairs) does not serve."""
+    table = [(method.upper(), _pattern(path)) for method, path in routes]
+
+    async def unknown_route(req: Request) -> Response:
+        path = str(req.path_params.get("path") or "").strip("/")
+        base = _base(req.url.path, path)
+        if not path and req.method == "GET":
+            return json_response(index_json(base))
+        allowed = sorted(
+            {method for method, pattern in table if pattern.fullmatch(path)} | ({"GET"} if not path else set())
+        )
+        where = f"{base}/{path}" if path else f"{base}/"
+        guide = f"{base}/openapi.json describes every route; {base}/chat is the chat page."
+        if allowed:
+            error: MethodNotAllowedError | RouteNotFoundError = MethodNotAllowedError(
+                f"{req.method} is not allowed on {where} (allowed: {', '.join(allowed)}). {guide}"
+            )
+            response = problem_response(error)
+            response.headers["Allow"] = ", ".join(allowed)
+        else:
+            response = problem_response(RouteNotFoundError(f"No route answers {req.method} {where}. {guide}"))
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    return unknown_route
+
+
+def index_json(base: str) -> dict[str, object]:
+    """``GET /api/``: where a person or a client goes next."""
+    return {
+        "name": "cosmos-history",
+        "links": {
+            "chat": f"{base}/chat",
+            "openapi": f"{base}/openapi.json",
+            "agents": f"{base}/agents",
+            "sessions": f"{base}/sessions",
+            "health": f"{base}/health",
+        },
+    }
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    parts = _PARAMETER.split(template.strip("/"))
+    return re.compile("[^/]+".join(re.escape(part) for part in parts))
+
+
+def _base(url_path: str, path: str) -> str:
+    """The route prefix the request came under (``/api``), from its URL and the catch-all's value."""
+    trimmed = url_path.rstrip("/")
+    if path and trimmed.endswith("/" + path):
+        trimmed = trimmed[: -len(path) - 1]
+    return trimmed

@@ -128,6 +128,35 @@ async def test_a_tool_that_raises_gives_the_model_the_error_and_the_turn_complet
     assert len(sent_back) == 1 and sent_back[0].exception
 
 
+def test_each_tool_lists_the_json_schema_of_its_parameters_as_the_model_is_sent_it(agents):
+    add = next(t for t in agents["helper"].tools() if t.name == "add")
+
+    assert add.parameters is not None and add.parameters["required"] == ["a", "b"]
+    assert {name: field["type"] for name, field in add.parameters["properties"].items()} == {
+        "a": "integer",
+        "b": "integer",
+    }
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [({"a": 1}, "missing b"), ({"a": "two", "b": 3}, "a: Input should be a valid integer"), ({}, "missing a, b")],
+)
+async def test_a_tool_called_with_invalid_arguments_tells_the_model_briefly_which_fields_to_fix(
+    store, agents, model, arguments, named
+):
+    model.tool_call = ("add", arguments)
+
+    result = await run_turn(store, agents, session_id="s1", message="add them", agent="helper")
+
+    sent_back = [c for m in model.calls[-1] for c in m.contents if c.type == "function_result"]
+    told = sent_back[0].result
+    assert isinstance(told, str) and sent_back[0].exception is None
+    assert named in told and told.startswith("Error: invalid arguments for add:")
+    assert "pydantic" not in told and "http" not in told and len(told) < 300
+    assert result.tool_calls[0].result == told, "the API shows what the model was told"
+
+
 async def test_the_tool_rounds_of_one_turn_are_bounded_by_max_tool_rounds(store, model):
     agents = build_agents(load_settings({**SAMPLE, "MAX_TOOL_ROUNDS": "3"}), model)
     model.tool_call, model.tool_call_always = ("add", {"a": 1, "b": 2}), True

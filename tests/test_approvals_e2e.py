@@ -275,7 +275,7 @@ def test_the_session_shows_tool_calls_results_approval_requests_and_answers_as_s
     assert [{k: v for k, v in e.items() if k != "index"} for e in paged["messages"]] == shown["messages"]
 
 
-def test_agents_lists_each_agent_with_its_tools_and_which_need_approval(offline):
+def test_agents_lists_each_agent_with_its_tools_their_parameters_and_which_need_approval(offline):
     listed = httpx.get(f"{offline}/agents", headers=USER).json()
 
     assistant = next(agent for agent in listed["agents"] if agent["name"] == "assistant")
@@ -285,6 +285,10 @@ def test_agents_lists_each_agent_with_its_tools_and_which_need_approval(offline)
         "schedule_reminder": True,
     }
     assert all(t["description"] for t in assistant["tools"])
+    reminder = next(t for t in assistant["tools"] if t["name"] == "schedule_reminder")
+    assert reminder["parameters"]["required"] == ["text", "at"] and reminder["parameters"]["type"] == "object"
+    noted = next(t for t in assistant["tools"] if t["name"] == "remember_note")
+    assert list(noted["parameters"]["properties"]) == ["note"], "the injected context is not a parameter"
 
 
 def test_a_turn_naming_an_unknown_agent_is_a_404_and_another_agent_than_the_sessions_a_409(offline):

@@ -16,6 +16,7 @@ from typing import Any
 
 from agent_framework import Agent, BaseChatClient, HistoryProvider, InMemoryHistoryProvider, SupportsChatGetResponse
 
+from cosmos_history.agents.arguments import ArgumentErrors
 from cosmos_history.agents.discovery import agent_modules
 from cosmos_history.domain.compaction import InputBudget, RunningSummary
 from cosmos_history.domain.errors import AgentNotFoundError, SettingsError, ValidationError
@@ -87,12 +88,21 @@ class ToolInfo:
     name: str
     description: str
     approval_required: bool
+    parameters: dict[str, Any] | None = None
+    """The JSON schema of its arguments, as the model is sent it; ``None`` for an MCP server not connected yet."""
 
     @classmethod
     def of(cls, tool: Any) -> ToolInfo:
         mode = getattr(tool, "approval_mode", None)
         name = getattr(tool, "name", None) or getattr(tool, "__name__", "tool")
-        return cls(str(name), str(getattr(tool, "description", "") or ""), mode == "always_require")
+        schema = getattr(tool, "parameters", None)
+        parameters = schema() if callable(schema) else None
+        return cls(
+            str(name),
+            str(getattr(tool, "description", "") or ""),
+            mode == "always_require",
+            dict(parameters) if isinstance(parameters, dict) else None,
+        )
 
 
 class Agents(Mapping[str, ServedAgent]):
@@ -152,6 +162,8 @@ def build_agents(settings: Settings, client: SupportsChatGetResponse | BaseChatC
 
 
 def _for_mode(agent: Agent, mode: HistoryMode, settings: Settings) -> Agent:
+    # First, as argument checks must come before any security middleware of the agent's own.
+    agent.middleware = [ArgumentErrors(), *(agent.middleware or [])]
     if mode == "local":
         if not any(isinstance(p, HistoryProvider) for p in agent.context_providers):
             agent.context_providers.insert(0, InMemoryHistoryProvider())

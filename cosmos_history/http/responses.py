@@ -113,7 +113,12 @@ def agents_json(agents: Agents) -> dict[str, Any]:
                 "name": agent.name,
                 "description": agent.description,
                 "tools": [
-                    {"name": t.name, "description": t.description, "approvalRequired": t.approval_required}
+                    {
+                        "name": t.name,
+                        "description": t.description,
+                        "approvalRequired": t.approval_required,
+                        "parameters": t.parameters,
+                    }
                     for t in agent.tools()
                 ],
             }

@@ -1,11 +1,13 @@
 """A terminal chat with the HTTP API (the local host or a deployed app), printing replies as they stream.
 
-    python -m devtools.chat [--url http://127.0.0.1:7071] [--session ID] [--key FUNCTION_KEY] [--user USER_ID]
+    python -m devtools.chat [--url http://127.0.0.1:7071] [--session ID] [--agent NAME] [--key FUNCTION_KEY]
+                            [--user USER_ID]
 
 Type a message and press Enter. Commands: ``/new`` (a new session), ``/history`` (the stored
 messages), ``/quit`` (or end of input); any other line goes to the agent (the offline model calls a tool
 for ``/<tool> {"arg": "value"}``). When the agent asks to run a tool that needs approval, answer y or n.
-Without ``--session`` the server chooses a new session id.
+Without ``--session`` the server chooses a new session id. ``--agent`` names the agent new sessions talk to
+(``GET /api/agents`` lists them; without it, the app's default agent).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ HELP = "Commands: /new, /history, /quit"
 class ChatClient:
     """The few calls the terminal needs, on one HTTP connection pool."""
 
-    def __init__(self, url: str, *, key: str | None = None, user: str | None = None) -> None:
+    def __init__(self, url: str, *, key: str | None = None, user: str | None = None, agent: str | None = None) -> None:
+        self.agent = agent
+        """The agent new sessions are created for (``None``: the app's default)."""
         headers = {"x-functions-key": key} if key else {}
         if user:
             headers["x-user-id"] = user
@@ -37,7 +41,7 @@ class ChatClient:
         self.http.close()
 
     def new_session(self) -> str:
-        response = self.http.post("/sessions", json={})
+        response = self.http.post("/sessions", json={"agent": self.agent} if self.agent else {})
         _raise_for_problem(response)
         return str(response.json()["id"])
 
@@ -51,7 +55,8 @@ class ChatClient:
 
     def send(self, session_id: str, message: str) -> Iterator[tuple[str, Any]]:
         """The reply's SSE events as ``(event, data)`` pairs, as they arrive."""
-        return self._turn(f"/sessions/{session_id}/messages", {"message": message})
+        body = {"message": message} | ({"agent": self.agent} if self.agent else {})
+        return self._turn(f"/sessions/{session_id}/messages", body)
 
     def answer(self, session_id: str, answers: list[dict[str, Any]]) -> Iterator[tuple[str, Any]]:
         """Answer the approvals the session waits on; the continued turn's SSE events."""
@@ -100,7 +105,9 @@ def chat(client: ChatClient, session_id: str | None, stdin: TextIO, out: TextIO)
     """The read-send-print loop; returns at ``/quit`` or end of input."""
     session_id = session_id or client.new_session()
     interactive = stdin.isatty()
-    print(f"Session {session_id}. {HELP}", file=out, flush=True)
+    agent = f", agent {client.agent}" if client.agent else ""
+    shown: set[str] = set()  # the tool calls printed already: a turn continued after approval repeats them
+    print(f"Session {session_id}{agent}. {HELP}", file=out, flush=True)
     while True:
         if interactive:
             print("you> ", end="", file=out, flush=True)
@@ -115,30 +122,33 @@ def chat(client: ChatClient, session_id: str | None, stdin: TextIO, out: TextIO)
                 break
             if text == "/new":
                 session_id = client.new_session()
-                print(f"Session {session_id}.", file=out, flush=True)
+                print(f"Session {session_id}{agent}.", file=out, flush=True)
             elif text == "/history":
                 print_history(client.session(session_id), out)
             else:
-                done = print_reply(client.send(session_id, text), out)
+                done = print_reply(client.send(session_id, text), out, shown)
                 while done is not None and done.get("status") == "awaiting_approval":
                     answers = ask_approvals(done["approvals"], stdin, out)
                     if answers is None:
                         break
-                    done = print_reply(client.answer(session_id, answers), out)
+                    done = print_reply(client.answer(session_id, answers), out, shown)
         except ProblemAnswer as problem:
             print(f"[error] {problem}", file=out, flush=True)
         except httpx.HTTPError as error:
             print(f"[error] {type(error).__name__}: {error}", file=out, flush=True)
 
 
-def print_reply(events: Iterator[tuple[str, Any]], out: TextIO) -> dict[str, Any] | None:
-    """Print a turn as it streams; returns its result (``None`` when it failed)."""
+def print_reply(events: Iterator[tuple[str, Any]], out: TextIO, shown: set[str] | None = None) -> dict[str, Any] | None:
+    """Print a turn as it streams; returns its result (``None`` when it failed). A tool call whose id is in
+    ``shown`` is not printed again (a turn continued after approval streams its approved calls again)."""
+    shown = set() if shown is None else shown
     print("assistant> ", end="", file=out, flush=True)
     done = None
     for event, data in events:
         if event == "delta":
             print(data["text"], end="", file=out, flush=True)
-        elif event == "tool_call":
+        elif event == "tool_call" and data["id"] not in shown:
+            shown.add(data["id"])
             print(f"[tool] {data['name']}({json.dumps(data['arguments'])})", file=out, flush=True)
         elif event == "tool_result":
             print(f"[tool result] {data['result']}", file=out, flush=True)
@@ -184,8 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--session", help="continue this session id (created on the first message if missing)")
     parser.add_argument("--key", help="function key, sent as x-functions-key")
     parser.add_argument("--user", help="user id, sent as X-User-Id")
+    parser.add_argument("--agent", help="the agent new sessions talk to (GET /api/agents lists them)")
     args = parser.parse_args(argv)
-    client = ChatClient(args.url, key=args.key, user=args.user)
+    client = ChatClient(args.url, key=args.key, user=args.user, agent=args.agent)
     try:
         chat(client, args.session, sys.stdin, sys.stdout)
     except ProblemAnswer as problem:

@@ -280,10 +280,10 @@ def test_an_expired_thread_is_a_409_that_says_so_and_leaves_the_session_unchange
 # --- the terminal client -----------------------------------------------------------------------
 
 
-def terminal(base: str, session: str, script: str) -> subprocess.CompletedProcess[str]:
+def terminal(base: str, session: str, script: str, *options: str) -> subprocess.CompletedProcess[str]:
     """Run the terminal client on ``session`` with ``script`` as its input."""
     return subprocess.run(
-        [sys.executable, "-m", "devtools.chat", "--url", base, "--session", session, "--user", "cli-user"],
+        [sys.executable, "-m", "devtools.chat", "--url", base, "--session", session, "--user", "cli-user", *options],
         input=script,
         capture_output=True,
         text=True,
@@ -328,3 +328,40 @@ def test_the_terminal_client_asks_y_or_n_for_a_tool_call_and_the_approved_tool_r
     assert "(turn 1, awaiting approval)" in done.stdout
     assert "[tool result] Reminder 1 scheduled for 2026-12-01T16:00." in done.stdout
     assert "after tool: Reminder 1 scheduled" in done.stdout and "(turn 2, completed)" in done.stdout
+    assert done.stdout.count("[tool] schedule_reminder(") == 1, "the continued turn does not repeat the call"
+
+
+@pytest.fixture(scope="module")
+def two_agents(cosmos_env) -> Iterator[str]:
+    """A local host serving the sample agents (assistant and helper) with the offline model."""
+    env = {**cosmos_env, "MODEL_PROVIDER": "offline", "AGENTS_PACKAGE": "tests.sample_agents"}
+    with app_host(env, log_path=ARTIFACTS / "apphost-agents.log") as base:
+        yield base.removesuffix("/api")
+
+
+def test_the_terminal_client_talks_to_the_agent_named_by_agent_in_new_and_continued_sessions(two_agents):
+    session = new_id("cli")
+
+    done = terminal(two_agents, session, '/add {"a": 2, "b": 3}\n/new\nhi\n/quit\n', "--agent", "helper")
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"Session {session}, agent helper. Commands: /new, /history, /quit"
+    assert '[tool] add({"a": 2, "b": 3})\n[tool result] 5\n' in done.stdout
+    created = next(line for line in lines[1:] if line.startswith("Session "))
+    assert created.endswith(", agent helper.")
+    headers = {"x-user-id": "cli-user"}
+    first = httpx.get(f"{two_agents}/api/sessions/{session}", headers=headers).json()
+    second = httpx.get(f"{two_agents}/api/sessions/{created.split()[1].rstrip(',')}", headers=headers).json()
+    assert first["agent"] == second["agent"] == "helper" and second["turns"] == 1
+
+
+def test_the_terminal_client_without_agent_talks_to_the_default_agent(two_agents):
+    session = new_id("cli")
+
+    done = terminal(two_agents, session, '/add {"a": 2, "b": 3}\n/quit\n')
+
+    assert done.returncode == 0, done.stderr
+    assert "[tool]" not in done.stdout, "the default agent (assistant) has no add tool"
+    stored = httpx.get(f"{two_agents}/api/sessions/{session}", headers={"x-user-id": "cli-user"}).json()
+    assert stored["agent"] == "assistant"

@@ -67,6 +67,13 @@ async def test_the_page_is_html_that_keeps_its_key_out_of_referrers_and_caches(f
     assert b"/sessions" in response.body
 
 
+async def test_the_page_has_an_inline_icon_that_the_policy_allows_and_nothing_else_from_elsewhere(functions):
+    response = await functions["chat_page_route"](request("GET", "/api/chat", user=None))
+
+    assert b'<link rel="icon" href="data:image/svg+xml,' in response.body
+    assert "img-src 'self' data:;" in response.headers["Content-Security-Policy"]
+
+
 # --- a real browser ------------------------------------------------------------------------------
 
 
@@ -125,6 +132,7 @@ def browser(browser_paths: tuple[str, str]) -> Iterator[Any]:
     options.binary_location = chromium
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console: CSP violations show there
     with tempfile.TemporaryDirectory(prefix="chat-page-profile-") as profile:
         options.add_argument(f"--user-data-dir={profile}")
         service = Service(executable_path=driver_path, log_output=str(ARTIFACTS / "chromedriver.log"))
@@ -289,6 +297,8 @@ def test_a_tool_call_waiting_for_approval_is_approved_by_a_click_and_its_tool_ru
     assert not browser.find_elements(By.CSS_SELECTOR, ".approvals")
     tool_lines = [line.text for line in browser.find_elements(By.CSS_SELECTOR, ".tool")]
     assert any("Reminder 1 scheduled" in line for line in tool_lines), tool_lines
+    live = [e.get_attribute("data-type") for e in browser.find_elements(By.CSS_SELECTOR, ".tool")]
+    assert live == ["tool_call", "tool_result"], "the turn continued after approval does not repeat the call"
 
     browser.refresh()
     kinds = wait_for(
@@ -297,3 +307,60 @@ def test_a_tool_call_waiting_for_approval_is_approved_by_a_click_and_its_tool_ru
     )
     assert kinds == ["tool_call", "approval_request", "approval_response", "tool_result"]
     browser.save_screenshot(str(ARTIFACTS / "chat-page-approval.png"))
+
+
+# --- the agent picker (a host serving two agents) -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_agents_base(cosmos_env: dict[str, str]) -> Iterator[str]:
+    """The local host serving the sample agents (assistant, the default, and helper) with the offline model."""
+    env = {
+        **cosmos_env,
+        "COSMOS_DATABASE": f"chat-agents-{uuid.uuid4().hex[:8]}",
+        "MODEL_PROVIDER": "offline",
+        "AGENTS_PACKAGE": "tests.sample_agents",
+    }
+    with app_host(env, log_path=ARTIFACTS / "chat-page-agents-host.log") as base:
+        yield base
+
+
+def test_a_new_conversation_talks_to_the_agent_picked_and_each_conversation_shows_its_agent(browser, two_agents_base):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(f"{two_agents_base}/chat?code=page-test-key")
+    picker = wait_for(
+        browser,
+        lambda d: d.find_element(By.ID, "agent") if d.find_elements(By.CSS_SELECTOR, "#agent option") else False,
+    )
+    assert [o.text for o in Select(picker).options] == ["assistant", "helper"]
+    assert Select(picker).first_selected_option.text == "assistant", "the default agent is preselected"
+
+    Select(picker).select_by_value("helper")
+    shown = send(browser, '/add {"a": 2, "b": 3}', 2)
+
+    assert "add returned 5" in shown[1][1]
+    assert not browser.find_element(By.ID, "agent-picker").is_displayed(), "a started conversation keeps its agent"
+    assert browser.find_element(By.ID, "mode").text.startswith("helper · local history · 1 turn")
+    session_id = browser.execute_script("return new URLSearchParams(location.hash.slice(1)).get('s')")
+    with httpx.Client(base_url=two_agents_base, timeout=10, headers={"x-functions-key": "page-test-key"}) as client:
+        assert client.get(f"/sessions/{session_id}").json()["agent"] == "helper"
+        other = client.post("/sessions", json={"title": "Default one"}).json()["id"]
+        client.post(f"/sessions/{other}/messages", json={"message": "hello"})
+
+    browser.find_element(By.ID, "new-session").click()
+    assert browser.find_element(By.ID, "agent-picker").is_displayed()
+    browser.refresh()
+    items = wait_for(
+        browser,
+        lambda d: (
+            len(d.find_elements(By.CSS_SELECTOR, "#sessions li")) == 2
+            and d.find_elements(By.CSS_SELECTOR, "#sessions li")
+        ),
+    )
+    metas = {i.get_attribute("data-session-id"): i.find_element(By.CSS_SELECTOR, ".meta").text for i in items}
+    assert metas[session_id].startswith("helper · 1 turn") and metas[other].startswith("assistant · 1 turn")
+    errors = [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
+    assert errors == [], errors
+    browser.save_screenshot(str(ARTIFACTS / "chat-page-agents.png"))

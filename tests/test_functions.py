@@ -84,7 +84,8 @@ async def test_list_sessions_returns_only_the_callers_sessions(functions, model,
 
     assert status == 200 and body["continuationToken"] is None
     assert [s["id"] for s in body["sessions"]] == [session_id]
-    assert set(body["sessions"][0]) == {"id", "title", "mode", "updatedAt", "turns"}
+    assert set(body["sessions"][0]) == {"id", "title", "mode", "agent", "updatedAt", "turns"}
+    assert body["sessions"][0]["agent"] == "assistant"
 
 
 async def test_delete_session_returns_204_then_404(functions, model, session_id):
@@ -437,12 +438,14 @@ async def test_a_listing_token_that_is_not_ours_is_400(functions):
 # --- paths no route serves ---------------------------------------------------------------------------
 
 
-async def test_every_other_path_is_an_anonymous_catch_all_function_answering_problem_json():
+async def test_every_other_path_is_an_anonymous_catch_all_function_answering_problem_json(runtime):
     import azure.functions as func
 
     import function_app
+    from cosmos_history import create_app
 
-    registered = {f.get_function_name(): f for f in function_app.app.get_functions()}
+    # A new app: the worker indexes an app once (a second get_functions() sees its functions twice).
+    registered = {f.get_function_name(): f for f in create_app(function_app.ROUTES, runtime=runtime).get_functions()}
     trigger = registered["unknown_route"].get_trigger()
     handler = registered["unknown_route"].get_user_function()
 

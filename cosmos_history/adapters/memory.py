@@ -158,7 +158,9 @@ class MemorySessions:
         )
         if continuation_token:
             mine = [r for r in mine if r.updated_at < continuation_token]
-        page = [SessionSummary(r.id, r.title, r.mode, r.created_at, r.updated_at, r.turns) for r in mine[:limit]]
+        page = [
+            SessionSummary(r.id, r.title, r.mode, r.created_at, r.updated_at, r.turns, r.agent) for r in mine[:limit]
+        ]
         return SessionPage(page, page[-1].updated_at if len(mine) > limit else None)
 
     async def ping(self) -> None:

@@ -128,12 +128,15 @@ class SessionSummary:
     created_at: str
     updated_at: str
     turns: int
+    agent: str | None = None
+    """The agent the session talks to (``None`` for sessions stored before sessions named theirs)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "title": self.title,
             "mode": self.mode,
+            "agent": self.agent,
             "updatedAt": self.updated_at,
             "turns": self.turns,
         }

@@ -2,7 +2,8 @@
 
 It holds no data (everything comes from the API with the caller's own credentials),
 so its route can be anonymous. The Content-Security-Policy allows exactly the inline
-script and style it ships, by hash, computed once when the page is first served.
+script and style it ships, by hash, computed once when the page is first served; its icon is a
+``data:`` URL, so images may be ``data:`` too (they run no code).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def _page() -> tuple[bytes, str]:
         return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in blocks)
 
     policy = (
-        "default-src 'none'; connect-src 'self'; img-src 'self'; "
+        "default-src 'none'; connect-src 'self'; img-src 'self' data:; "
         f"script-src {hashes('script')}; style-src {hashes('style')}; "
         "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )

@@ -85,10 +85,7 @@ def _tool_entry(content: Content) -> dict[str, Any] | None:
 
 def session_page_json(page: SessionPage) -> dict[str, Any]:
     return {
-        "sessions": [
-            {"id": s.id, "title": s.title, "mode": s.mode, "updatedAt": s.updated_at, "turns": s.turns}
-            for s in page.sessions
-        ],
+        "sessions": [summary.to_json() for summary in page.sessions],
         "continuationToken": page.continuation_token,
     }
 
@@ -123,7 +120,8 @@ def agents_json(agents: Agents) -> dict[str, Any]:
                 ],
             }
             for agent in (agents[name] for name in sorted(agents))
-        ]
+        ],
+        "default": agents.default,
     }
 
 

@@ -269,7 +269,7 @@ class CosmosSessions:
             cursor = " AND c.updatedAt < @before"
         query = self.container.query_items(
             # TOP takes the validated integer; everything the caller sends is a parameter.
-            f"SELECT TOP {limit + 1} c.id, c.title, c.mode, c.createdAt, c.updatedAt, c.turns FROM c "
+            f"SELECT TOP {limit + 1} c.id, c.title, c.mode, c.agent, c.createdAt, c.updatedAt, c.turns FROM c "
             f"WHERE c.userId = @userId AND c.type = @type{cursor} ORDER BY c.updatedAt DESC",
             parameters=parameters,
         )
@@ -283,6 +283,7 @@ class CosmosSessions:
                 created_at=item.get("createdAt", ""),
                 updated_at=item.get("updatedAt", ""),
                 turns=item.get("turns", 0),
+                agent=item.get("agent"),
             )
             for item in found[:limit]
         ]

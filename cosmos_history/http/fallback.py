@@ -34,11 +34,11 @@ def fallback_handler(routes: Iterable[tuple[str, str]]) -> Callable[[Request], A
         where = f"{base}/{path}" if path else f"{base}/"
         guide = f"{base}/openapi.json describes every route; {base}/chat is the chat page."
         if allowed:
-            error: MethodNotAllowedError | RouteNotFoundError = MethodNotAllowedError(
-                f"{req.method} is not allowed on {where} (allowed: {', '.join(allowed)}). {guide}"
+            listed = ", ".join(allowed)
+            response = problem_response(
+                MethodNotAllowedError(f"{req.method} is not allowed on {where} (allowed: {listed}). {guide}")
             )
-            response = problem_response(error)
-            response.headers["Allow"] = ", ".join(allowed)
+            response.headers["Allow"] = listed
         else:
             response = problem_response(RouteNotFoundError(f"No route answers {req.method} {where}. {guide}"))
         response.headers["X-Content-Type-Options"] = "nosniff"

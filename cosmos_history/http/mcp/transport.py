@@ -1,0 +1,116 @@
+"""``POST /api/mcp``: the ``mcp`` SDK's Streamable HTTP transport, run for one request of the Functions HTTP stream.
+
+Stateless by design: each request gets its own SDK session manager (``stateless=True``, JSON responses,
+no ``Mcp-Session-Id``), so nothing of an MCP session lives in an instance and any instance answers any
+request; what lasts is the app's own sessions in Cosmos DB, named by the tools' ``sessionId``. The SDK's
+ASGI handler runs on the request's scope with the body this module read (within ``MAX_REQUEST_BYTES``),
+and what it sends is collected into the FastAPI response the worker returns. GET (a server-to-client
+stream) is not served: a stateless server has nothing to push, which the specification allows.
+
+Every answer is JSON-RPC: the SDK's own errors (parse errors, invalid messages, unacceptable headers),
+the caller's and the store's errors raised before the SDK runs (see :func:`error_response`), and the
+few plain-text refusals of the SDK, which are rewrapped with their status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mcp_types as types
+from azurefunctions.extensions.http.fastapi import Request, Response
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+from cosmos_history.domain.errors import PayloadTooLargeError, ProblemError
+from cosmos_history.http.calls import Call
+from cosmos_history.http.mcp.tools import mcp_server
+from cosmos_history.http.responses import json_bytes
+
+JSON = "application/json"
+
+
+async def mcp_route(call: Call) -> Response:
+    """One MCP message (a request or a notification) in, its JSON-RPC answer out."""
+    body = await read_body(call.request, call.settings.max_request_bytes)
+    manager = StreamableHTTPSessionManager(
+        mcp_server(call), json_response=True, stateless=True, max_request_body_size=call.settings.max_request_bytes
+    )
+    answer = CollectedResponse()
+    async with manager.run():
+        await manager.handle_request(call.request.scope, replayed(body), answer.send)
+    return answer.response()
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, abandoned as soon as it passes ``max_bytes``."""
+    too_large = PayloadTooLargeError(f"The request body is larger than {max_bytes} bytes.")
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > max_bytes:
+            raise too_large
+    return bytes(chunks)
+
+
+def replayed(body: bytes) -> Any:
+    """An ASGI ``receive`` that hands the SDK the body already read, then reports the client gone."""
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    return receive
+
+
+class CollectedResponse:
+    """What the SDK's ASGI handler sends, gathered into one response (JSON mode sends one body)."""
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.headers: dict[str, str] = {}
+        self.body = bytearray()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+            self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in message.get("headers", [])}
+        elif message["type"] == "http.response.body":
+            self.body += message.get("body", b"")
+
+    def response(self) -> Response:
+        if self.status is None:
+            raise ProblemError("The MCP transport sent no response.")
+        headers = {k: v for k, v in self.headers.items() if k not in ("content-length", "content-type")}
+        media_type = self.headers.get("content-type", "").split(";")[0].strip().lower()
+        if self.body and media_type != JSON:
+            # The SDK refuses a few requests in plain text (a wrong Content-Type, a body too large).
+            text = bytes(self.body).decode("utf-8", "replace")
+            return Response(
+                jsonrpc_error(types.INVALID_REQUEST, text), status_code=self.status, media_type=JSON, headers=headers
+            )
+        return Response(
+            bytes(self.body), status_code=self.status, media_type=JSON if self.body else None, headers=headers
+        )
+
+
+def jsonrpc_error(code: int, message: str) -> bytes:
+    """A JSON-RPC error answering no particular request (``id`` null), as the transport's own errors do."""
+    return json_bytes({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
+
+
+def error_response(error: ProblemError) -> Response:
+    """The app's errors before the SDK runs (the caller's identity, a body too large, the store or runtime
+    unavailable) in JSON-RPC's shape, with the HTTP status (and Retry-After) the native API would answer."""
+    code = types.INTERNAL_ERROR if error.status >= 500 else types.INVALID_REQUEST
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return Response(
+        jsonrpc_error(code, f"{error.title}: {error.detail}"),
+        status_code=error.status,
+        media_type=JSON,
+        headers=headers,
+    )
+
+
+__all__ = ["error_response", "mcp_route"]

@@ -1,0 +1,220 @@
+"""The app's agents as MCP tools at /api/mcp: the ``mcp`` SDK's streamable-HTTP client and the framework's
+``MCPStreamableHTTPTool`` against the local host (a separate process) and the local Cosmos DB."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import mcp_types as types
+import pytest
+from agent_framework import Agent, MCPStreamableHTTPTool
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+from .apphost import app_host
+from .conftest import ARTIFACTS
+from .fakes import RecordingChatClient
+
+pytestmark = pytest.mark.integration
+
+REMINDER = '/schedule_reminder {"text": "call Ada", "at": "2026-12-01T09:00"}'
+MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def base(cosmos_env) -> Iterator[str]:
+    with app_host({**cosmos_env, "MODEL_PROVIDER": "offline"}, log_path=ARTIFACTS / "apphost-mcp-server.log") as url:
+        yield url
+
+
+@pytest.fixture
+def user() -> str:
+    return f"mcp-{uuid.uuid4().hex[:8]}"
+
+
+@asynccontextmanager
+async def connected(base: str, user: str) -> AsyncIterator[ClientSession]:
+    """An initialized MCP client session on /api/mcp, acting for ``user``."""
+    http = create_mcp_http_client(headers={"x-user-id": user})
+    async with (
+        http,
+        streamable_http_client(f"{base}/mcp", http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+def structured(result: types.CallToolResult) -> dict[str, Any]:
+    assert isinstance(result.structured_content, dict), result
+    return result.structured_content
+
+
+async def native(base: str, user: str, path: str) -> Any:
+    """What the app's own API answers ``user`` on ``GET {path}`` (its JSON body)."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.get(f"{base}{path}", headers={"x-user-id": user})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def post_raw(base: str, body: bytes, **headers: str) -> httpx.Response:
+    return httpx.post(f"{base}/mcp", content=body, headers={**MCP_HEADERS, **headers}, timeout=30)
+
+
+def rpc(method: str, params: dict[str, Any] | None = None, request_id: int = 1) -> bytes:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+    if params is not None:
+        message["params"] = params
+    return json.dumps(message).encode()
+
+
+async def test_the_tools_are_the_agents_named_and_described_as_they_are_and_approve(base, user):
+    async with connected(base, user) as mcp:
+        tools = (await mcp.list_tools()).tools
+    agents = (await native(base, user, "/agents"))["agents"]
+
+    assert [(t.name, t.description) for t in tools[:-1]] == [(a["name"], a["description"]) for a in agents]
+    assert tools[-1].name == "approve"
+    assert tools[0].input_schema["required"] == ["message"]
+    assert set(tools[0].input_schema["properties"]) == {"message", "sessionId"}
+
+
+async def test_three_calls_hold_one_conversation_in_a_session_the_caller_lists(base, user):
+    async with connected(base, user) as mcp:
+        first = structured(await mcp.call_tool("assistant", {"message": "Hello, I am Ada"}))
+        session_id = first["sessionId"]
+        second = structured(await mcp.call_tool("assistant", {"message": "I like tea", "sessionId": session_id}))
+        third = await mcp.call_tool("assistant", {"message": "What did I say?", "sessionId": session_id})
+
+    assert (first["turn"], second["turn"], structured(third)["turn"]) == (1, 2, 3)
+    assert structured(third)["sessionId"] == session_id and structured(third)["status"] == "completed"
+    assert "I received 4 earlier messages" in third.content[0].text  # the two turns before it, both sides
+    listed = (await native(base, user, "/sessions"))["sessions"]
+    assert [(s["id"], s["turns"]) for s in listed] == [(session_id, 3)]
+
+
+async def test_a_call_that_needs_approval_waits_and_approve_continues_it_exactly_once(base, user):
+    async with connected(base, user) as mcp:
+        waiting = structured(await mcp.call_tool("assistant", {"message": REMINDER}))
+        session_id = waiting["sessionId"]
+        answer = {"sessionId": session_id, "approvals": [{"id": waiting["approvals"][0]["id"], "approved": True}]}
+        done = structured(await mcp.call_tool("approve", answer))
+        stored = await native(base, user, f"/sessions/{session_id}")
+        again = await mcp.call_tool("approve", answer)
+
+    assert waiting["status"] == "awaiting_approval" and waiting["toolCalls"] == []
+    assert [(a["tool"], a["arguments"]) for a in waiting["approvals"]] == [
+        ("schedule_reminder", {"text": "call Ada", "at": "2026-12-01T09:00"})
+    ]
+    assert done["status"] == "completed" and done["turn"] == 2 and done["approvals"] == []
+    assert [(c["tool"], c["result"]) for c in done["toolCalls"]] == [
+        ("schedule_reminder", "Reminder 1 scheduled for 2026-12-01T09:00.")
+    ]
+    assert again.is_error and structured(again)["error"]["status"] == 409
+    assert await native(base, user, f"/sessions/{session_id}") == stored
+
+
+async def test_another_user_gets_nothing_of_a_session_over_mcp(base, user):
+    async with connected(base, user) as mcp:
+        waiting = structured(await mcp.call_tool("assistant", {"message": REMINDER}))
+    session_id = waiting["sessionId"]
+    before = await native(base, user, f"/sessions/{session_id}")
+    answer = {"sessionId": session_id, "approvals": [{"id": waiting["approvals"][0]["id"], "approved": True}]}
+
+    async with connected(base, "someone-else") as intruder:
+        approved = await intruder.call_tool("approve", answer)
+        continued = await intruder.call_tool("assistant", {"message": "What did Ada say?", "sessionId": session_id})
+
+    for attempt in (approved, continued):
+        assert attempt.is_error and structured(attempt)["error"]["status"] == 404
+        assert "Ada" not in json.dumps(attempt.model_dump())
+    assert (await native(base, "someone-else", "/sessions"))["sessions"] == []
+    assert await native(base, user, f"/sessions/{session_id}") == before
+
+
+async def test_errors_of_a_turn_are_tool_errors_with_the_native_problem(base, user):
+    async with connected(base, user) as mcp:
+        bad_id = await mcp.call_tool("assistant", {"message": "hi", "sessionId": "../other"})
+        empty = await mcp.call_tool("assistant", {"message": "  "})
+        unknown_argument = await mcp.call_tool("assistant", {"message": "hi", "mode": "local"})
+        bad_answers = await mcp.call_tool("approve", {"sessionId": "no-such-session", "approvals": []})
+        with pytest.raises(MCPError) as unknown_tool:
+            await mcp.call_tool("no-such-agent", {"message": "hi"})
+
+    assert structured(bad_id)["error"]["type"] == "urn:cosmos-history:problem:invalid-session-id"
+    assert [structured(r)["error"]["status"] for r in (empty, unknown_argument, bad_answers)] == [422, 422, 422]
+    assert all(r.is_error for r in (bad_id, empty, unknown_argument, bad_answers))
+    assert unknown_tool.value.code == types.INVALID_PARAMS
+    assert (await native(base, user, "/sessions"))["sessions"] == []
+
+
+async def test_a_waiting_session_refuses_a_new_message_and_stays_as_it_was(base, user):
+    async with connected(base, user) as mcp:
+        waiting = structured(await mcp.call_tool("assistant", {"message": REMINDER}))
+        before = await native(base, user, f"/sessions/{waiting['sessionId']}")
+        refused = await mcp.call_tool("assistant", {"message": "hello", "sessionId": waiting["sessionId"]})
+
+    assert refused.is_error and structured(refused)["error"]["type"].endswith(":approval-pending")
+    assert await native(base, user, f"/sessions/{waiting['sessionId']}") == before
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"{not json", 400, types.PARSE_ERROR),
+        (b'{"hello": "world"}', 400, types.INVALID_PARAMS),
+        (b"[1, 2]", 400, types.INVALID_PARAMS),
+        (rpc("no/such/method"), 200, types.METHOD_NOT_FOUND),
+        (rpc("tools/call", {"arguments": {}}), 200, types.INVALID_PARAMS),
+    ],
+    ids=["not-json", "not-json-rpc", "batch", "unknown-method", "no-tool-name"],
+)
+def test_bad_json_rpc_gets_a_json_rpc_error(base, body, status, code):
+    response = post_raw(base, body, **{"mcp-protocol-version": "2025-06-18"})
+
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["jsonrpc"] == "2.0" and response.json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status"),
+    [
+        ({"content-type": "text/plain"}, rpc("tools/list"), 400),
+        ({"accept": "text/html"}, rpc("tools/list"), 406),
+        ({"x-user-id": "not a user id"}, rpc("tools/list"), 400),
+        ({}, b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "pad": "' + b"x" * 70000 + b'"}', 413),
+    ],
+    ids=["content-type", "accept", "user-id", "too-large"],
+)
+def test_refused_requests_get_a_json_rpc_error_with_the_http_status(base, headers, body, status):
+    response = post_raw(base, body, **headers)
+
+    assert response.status_code == status
+    assert response.json()["jsonrpc"] == "2.0" and response.json()["id"] is None
+    assert response.json()["error"]["code"] == types.INVALID_REQUEST
+
+
+async def test_an_agent_of_another_process_uses_this_apps_agent_as_its_tool(base, user):
+    model = RecordingChatClient(reply_prefix="caller")
+    model.tool_call = ("assistant", {"message": "Hello from another agent"})
+    app_tools = MCPStreamableHTTPTool("cosmos-history", url=f"{base}/mcp", static_headers={"x-user-id": user})
+    caller = Agent(client=model, name="caller", tools=[app_tools])
+
+    async with app_tools:
+        answer = await caller.run("Ask the assistant to say hello")
+
+    assert answer.text == "caller 2"
+    tool_results = [c for m in model.calls[1] for c in m.contents if c.type == "function_result"]
+    assert len(tool_results) == 1
+    assert "You said: Hello from another agent" in json.dumps(tool_results[0].to_dict())
+    listed = (await native(base, user, "/sessions"))["sessions"]
+    assert [s["turns"] for s in listed] == [1]

@@ -13,6 +13,7 @@ import httpx
 import mcp_types as types
 import pytest
 from agent_framework import Agent, MCPStreamableHTTPTool
+from mcp.client.client import Client
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -178,11 +179,18 @@ async def test_a_waiting_session_refuses_a_new_message_and_stays_as_it_was(base,
     ids=["not-json", "not-json-rpc", "batch", "unknown-method", "no-tool-name"],
 )
 def test_bad_json_rpc_gets_a_json_rpc_error(base, body, status, code):
-    response = post_raw(base, body, **{"mcp-protocol-version": "2025-06-18"})
+    response = post_raw(base, body, **{"mcp-protocol-version": "2025-11-25"})
 
     assert response.status_code == status
     assert response.headers["content-type"].startswith("application/json")
     assert response.json()["jsonrpc"] == "2.0" and response.json()["error"]["code"] == code
+
+
+def test_a_2026_protocol_request_without_its_envelope_is_a_json_rpc_error(base):
+    response = post_raw(base, rpc("tools/list"), **{"mcp-protocol-version": "2026-07-28"})
+
+    assert response.status_code == 400
+    assert response.json()["id"] == 1 and response.json()["error"]["code"] == types.INVALID_PARAMS
 
 
 @pytest.mark.parametrize(
@@ -190,10 +198,11 @@ def test_bad_json_rpc_gets_a_json_rpc_error(base, body, status, code):
     [
         ({"content-type": "text/plain"}, rpc("tools/list"), 400),
         ({"accept": "text/html"}, rpc("tools/list"), 406),
+        ({"accept": "text/html", "mcp-protocol-version": "2026-07-28"}, rpc("tools/list"), 406),
         ({"x-user-id": "not a user id"}, rpc("tools/list"), 400),
         ({}, b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "pad": "' + b"x" * 70000 + b'"}', 413),
     ],
-    ids=["content-type", "accept", "user-id", "too-large"],
+    ids=["content-type", "accept", "accept-2026", "user-id", "too-large"],
 )
 def test_refused_requests_get_a_json_rpc_error_with_the_http_status(base, headers, body, status):
     response = post_raw(base, body, **headers)
@@ -218,3 +227,15 @@ async def test_an_agent_of_another_process_uses_this_apps_agent_as_its_tool(base
     assert "You said: Hello from another agent" in json.dumps(tool_results[0].to_dict())
     listed = (await native(base, user, "/sessions"))["sessions"]
     assert [s["turns"] for s in listed] == [1]
+
+
+@pytest.mark.parametrize("mode", ["auto", "2026-07-28"])
+async def test_the_sdk_client_of_each_protocol_era_holds_a_conversation(base, user, mode):
+    http = create_mcp_http_client(headers={"x-user-id": user})
+    async with http, Client(streamable_http_client(f"{base}/mcp", http_client=http), mode=mode) as client:
+        names = [t.name for t in (await client.list_tools()).tools]
+        first = structured(await client.call_tool("assistant", {"message": "Hello"}))
+        second = structured(await client.call_tool("assistant", {"message": "Again", "sessionId": first["sessionId"]}))
+
+    assert names[-1] == "approve" and "assistant" in names
+    assert (second["sessionId"], second["turn"]) == (first["sessionId"], 2)

@@ -32,7 +32,10 @@ APPROVE_TOOL = "approve"
 _SESSION_ID = {
     "type": "string",
     "pattern": "^[A-Za-z0-9._:-]{1,128}$",
-    "description": "The session to continue (a previous result's sessionId); omit it to start a new session.",
+    "description": (
+        "The session to continue (a previous result's sessionId); omit it to start a new session "
+        "(an id no session has yet starts one with that id, as in the HTTP API)."
+    ),
 }
 _TOOL_CALL = {
     "type": "object",

@@ -14,8 +14,10 @@ few plain-text refusals of the SDK, which are rewrapped with their status.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
+import anyio
 import mcp_types as types
 from azurefunctions.extensions.http.fastapi import Request, Response
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -34,10 +36,10 @@ async def mcp_route(call: Call) -> Response:
     manager = StreamableHTTPSessionManager(
         mcp_server(call), json_response=True, stateless=True, max_request_body_size=call.settings.max_request_bytes
     )
-    answer = CollectedResponse()
+    exchange = Exchange(body)
     async with manager.run():
-        await manager.handle_request(call.request.scope, replayed(body), answer.send)
-    return answer.response()
+        await manager.handle_request(call.request.scope, exchange.receive, exchange.send)
+    return exchange.response()
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -54,23 +56,22 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return bytes(chunks)
 
 
-def replayed(body: bytes) -> Any:
-    """An ASGI ``receive`` that hands the SDK the body already read, then reports the client gone."""
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
+class Exchange:
+    """The SDK's ASGI side of one request: ``receive`` hands it the body already read (then reports the
+    client gone only once the answer is complete), ``send`` gathers the answer into one response."""
 
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    return receive
-
-
-class CollectedResponse:
-    """What the SDK's ASGI handler sends, gathered into one response (JSON mode sends one body)."""
-
-    def __init__(self) -> None:
+    def __init__(self, body: bytes) -> None:
+        self._pending: list[dict[str, Any]] = [{"type": "http.request", "body": body, "more_body": False}]
+        self._answered = anyio.Event()
         self.status: int | None = None
         self.headers: dict[str, str] = {}
         self.body = bytearray()
+
+    async def receive(self) -> dict[str, Any]:
+        if self._pending:
+            return self._pending.pop(0)
+        await self._answered.wait()
+        return {"type": "http.disconnect"}
 
     async def send(self, message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
@@ -78,21 +79,28 @@ class CollectedResponse:
             self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in message.get("headers", [])}
         elif message["type"] == "http.response.body":
             self.body += message.get("body", b"")
+            if not message.get("more_body", False):
+                self._answered.set()
 
     def response(self) -> Response:
         if self.status is None:
             raise ProblemError("The MCP transport sent no response.")
         headers = {k: v for k, v in self.headers.items() if k not in ("content-length", "content-type")}
         media_type = self.headers.get("content-type", "").split(";")[0].strip().lower()
-        if self.body and media_type != JSON:
-            # The SDK refuses a few requests in plain text (a wrong Content-Type, a body too large).
-            text = bytes(self.body).decode("utf-8", "replace")
-            return Response(
-                jsonrpc_error(types.INVALID_REQUEST, text), status_code=self.status, media_type=JSON, headers=headers
-            )
-        return Response(
-            bytes(self.body), status_code=self.status, media_type=JSON if self.body else None, headers=headers
-        )
+        if self.status >= 400 and media_type != JSON:
+            # The SDK refuses a few requests in plain text or with no body (a wrong Content-Type or Accept).
+            text = bytes(self.body).decode("utf-8", "replace").strip() or _phrase(self.status)
+            body = jsonrpc_error(types.INVALID_REQUEST, text)
+            return Response(body, status_code=self.status, media_type=JSON, headers=headers)
+        media = JSON if self.body else None
+        return Response(bytes(self.body), status_code=self.status, media_type=media, headers=headers)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Refused"
 
 
 def jsonrpc_error(code: int, message: str) -> bytes:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from .apphost import app_host
+from .apphost import ROOT, app_host
 from .conftest import ARTIFACTS
 from .fakes import RecordingChatClient
 
@@ -239,3 +240,26 @@ async def test_the_sdk_client_of_each_protocol_era_holds_a_conversation(base, us
 
     assert names[-1] == "approve" and "assistant" in names
     assert (second["sessionId"], second["turn"]) == (first["sessionId"], 2)
+
+
+def readme_mcp_json() -> list[dict[str, Any]]:
+    """The ``mcp.json`` entries of the README's MCP section, as written."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## MCP server", 1)[1].split("\n## ", 1)[0]
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, flags=re.DOTALL)]
+
+
+async def test_the_readme_vs_code_entry_works_as_written_against_make_run(base):
+    local, azure = readme_mcp_json()
+    entry = local["servers"]["cosmos-history"]
+    assert entry["type"] == "http" and entry["url"] == "http://127.0.0.1:7071/api/mcp"  # make run's default port
+    assert azure["servers"]["cosmos-history"]["url"].endswith("/api/mcp")
+    assert "x-functions-key" in azure["servers"]["cosmos-history"]["headers"]
+
+    url = entry["url"].replace("http://127.0.0.1:7071/api", base)
+    http = create_mcp_http_client(headers=entry["headers"])
+    async with http, Client(streamable_http_client(url, http_client=http)) as client:
+        result = structured(await client.call_tool("assistant", {"message": "Hello from VS Code"}))
+
+    sessions = (await native(base, entry["headers"]["X-User-Id"], "/sessions"))["sessions"]
+    assert result["sessionId"] in [s["id"] for s in sessions]

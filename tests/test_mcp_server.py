@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -23,6 +24,7 @@ from mcp.shared.exceptions import MCPError
 from .apphost import ROOT, app_host
 from .conftest import ARTIFACTS
 from .fakes import RecordingChatClient
+from .http_calls import call, request
 
 pytestmark = pytest.mark.integration
 
@@ -163,8 +165,16 @@ async def test_a_waiting_session_refuses_a_new_message_and_stays_as_it_was(base,
         waiting = structured(await mcp.call_tool("assistant", {"message": REMINDER}))
         before = await native(base, user, f"/sessions/{waiting['sessionId']}")
         refused = await mcp.call_tool("assistant", {"message": "hello", "sessionId": waiting["sessionId"]})
+        forged = await mcp.call_tool(
+            "approve", {"sessionId": waiting["sessionId"], "approvals": [{"id": "forged", "approved": True}]}
+        )
+        malformed = await mcp.call_tool(
+            "approve", {"sessionId": waiting["sessionId"], "approvals": [{"id": "x", "approved": "yes"}]}
+        )
 
     assert refused.is_error and structured(refused)["error"]["type"].endswith(":approval-pending")
+    assert forged.is_error and structured(forged)["error"]["type"].endswith(":approval-unknown")
+    assert malformed.is_error and structured(malformed)["error"]["status"] == 422
     assert await native(base, user, f"/sessions/{waiting['sessionId']}") == before
 
 
@@ -263,3 +273,45 @@ async def test_the_readme_vs_code_entry_works_as_written_against_make_run(base):
 
     sessions = (await native(base, entry["headers"]["X-User-Id"], "/sessions"))["sessions"]
     assert result["sessionId"] in [s["id"] for s in sessions]
+
+
+async def test_the_registered_function_answers_as_the_functions_worker_calls_it(functions, model):
+    """In process, with the FastAPI request the worker hands over (no host in between)."""
+    body = rpc("tools/call", {"name": "assistant", "arguments": {"message": "Hello"}})
+    headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
+    req = request("POST", "/api/mcp", raw=body, headers=headers, user=f"worker-{uuid.uuid4().hex[:8]}")
+
+    status, answer, response = await call(functions, "mcp_route", req)
+
+    assert status == 200 and response.headers["x-content-type-options"] == "nosniff"
+    assert answer["id"] == 1 and answer["result"]["structuredContent"]["reply"] == "reply 1"
+    assert answer["result"]["content"] == [{"type": "text", "text": "reply 1"}]
+    assert len(model.calls) == 1
+
+
+async def mcp_call(functions, user: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    body = rpc("tools/call", {"name": tool, "arguments": arguments})
+    headers = {"accept": "application/json", "mcp-protocol-version": "2025-11-25"}
+    req = request("POST", "/api/mcp", raw=body, headers=headers, user=user)
+    status, answer, _ = await call(functions, "mcp_route", req)
+    assert status == 200, answer
+    return answer["result"]
+
+
+async def test_a_call_while_another_turn_runs_on_the_session_is_a_turn_in_progress_tool_error(functions, model):
+    user = f"racer-{uuid.uuid4().hex[:8]}"
+    session_id = (await mcp_call(functions, user, "assistant", {"message": "Hello"}))["structuredContent"]["sessionId"]
+    model.gate, model.entered = asyncio.Event(), asyncio.Event()
+    try:
+        running = asyncio.create_task(
+            mcp_call(functions, user, "assistant", {"message": "Slow", "sessionId": session_id})
+        )
+        await model.entered.wait()
+        second = await mcp_call(functions, user, "assistant", {"message": "Meanwhile", "sessionId": session_id})
+        model.gate.set()
+        first = await running
+    finally:
+        model.gate = None
+
+    assert second["isError"] and second["structuredContent"]["error"]["type"].endswith(":turn-in-progress")
+    assert not first["isError"] and first["structuredContent"]["turn"] == 2

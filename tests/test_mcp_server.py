@@ -15,6 +15,7 @@ import httpx
 import mcp_types as types
 import pytest
 from agent_framework import Agent, MCPStreamableHTTPTool
+from azure.cosmos import CosmosClient
 from mcp.client.client import Client
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
@@ -315,3 +316,30 @@ async def test_a_call_while_another_turn_runs_on_the_session_is_a_turn_in_progre
 
     assert second["isError"] and second["structuredContent"]["error"]["type"].endswith(":turn-in-progress")
     assert not first["isError"] and first["structuredContent"]["turn"] == 2
+
+
+@pytest.fixture
+def own_database(cosmos_env) -> Iterator[dict[str, str]]:
+    """Settings naming a database of this test's own, which it deletes."""
+    env = {**cosmos_env, "COSMOS_DATABASE": f"mcp-outage-{uuid.uuid4().hex[:8]}"}
+    yield env
+    with CosmosClient(env["COSMOS_ENDPOINT"], env["COSMOS_KEY"], connection_verify=False) as client:
+        if any(db["id"] == env["COSMOS_DATABASE"] for db in client.list_databases()):
+            client.delete_database(env["COSMOS_DATABASE"])
+
+
+def test_a_tool_call_on_a_deleted_container_is_a_503_json_rpc_error_and_the_next_call_lands(own_database):
+    call_agent = rpc("tools/call", {"name": "assistant", "arguments": {"message": "Hello", "sessionId": "outage"}})
+    headers = {"mcp-protocol-version": "2025-11-25", "x-user-id": "outage-user"}
+    with app_host(own_database, log_path=ARTIFACTS / "apphost-mcp-server.log") as base:
+        first = post_raw(base, rpc("tools/call", {"name": "assistant", "arguments": {"message": "Hi"}}), **headers)
+        with CosmosClient(own_database["COSMOS_ENDPOINT"], own_database["COSMOS_KEY"], connection_verify=False) as c:
+            c.get_database_client(own_database["COSMOS_DATABASE"]).delete_container(own_database["COSMOS_CONTAINER"])
+
+        refused = post_raw(base, call_agent, **headers)
+        landed = post_raw(base, call_agent, **headers)
+
+    assert first.status_code == 200 and not first.json()["result"]["isError"]
+    assert refused.status_code == 503 and refused.headers["retry-after"].isdigit()
+    assert refused.json()["error"]["code"] == types.INTERNAL_ERROR and "does not exist" in refused.text
+    assert landed.status_code == 200 and landed.json()["result"]["structuredContent"]["turn"] == 1

@@ -17,9 +17,9 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 
-from cosmos_history.domain.errors import ProblemError, ValidationError
+from cosmos_history.domain.errors import ProblemError, StoreUnavailableError, ValidationError
 from cosmos_history.domain.results import TurnResult
-from cosmos_history.http.bodies import parse_approvals, parse_session_id
+from cosmos_history.http.bodies import MAX_NAME_CHARS, parse_approvals, parse_session_id
 from cosmos_history.http.calls import Call, is_unicode
 from cosmos_history.http.mcp import turns
 from cosmos_history.http.responses import problem_body
@@ -93,14 +93,21 @@ def agent_input(max_message_chars: int) -> dict[str, Any]:
     }
 
 
-def mcp_server(call: Call) -> Server[Any]:
-    """A low-level MCP server for one request, bound to its caller (their sessions, their identity)."""
+def mcp_server(call: Call, outages: list[StoreUnavailableError]) -> Server[Any]:
+    """A low-level MCP server for one request, bound to its caller (their sessions, their identity).
+
+    A tool call the session store could not serve is noted in ``outages`` as well as answered: the route then
+    answers the request as every route answers a store outage (a 503 with Retry-After, and the runtime's
+    chance to recreate a deleted container)."""
 
     async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> Any:
         return types.ListToolsResult(tools=declared_tools(call))
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> Any:
-        return await run_tool(call, params.name, params.arguments or {})
+        result, outage = await run_tool(call, params.name, params.arguments or {})
+        if outage is not None:
+            outages.append(outage)
+        return result
 
     return Server(SERVER_NAME, on_list_tools=list_tools, on_call_tool=call_tool)
 
@@ -129,11 +136,13 @@ def declared_tools(call: Call) -> list[types.Tool]:
     return [*agent_tools, approve]
 
 
-async def run_tool(call: Call, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+async def run_tool(
+    call: Call, name: str, arguments: dict[str, Any]
+) -> tuple[types.CallToolResult, StoreUnavailableError | None]:
     """The turn a tool call asks for, as a tool result; the caller's mistakes and the turn's failures are
-    tool errors (``isError``), never exceptions with internals on the wire."""
+    tool errors (``isError``), never exceptions with internals on the wire. A store outage is also returned."""
     if name != APPROVE_TOOL and name not in call.agents:
-        raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}")
+        raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name[:MAX_NAME_CHARS]}")
     try:
         if not is_unicode(arguments):
             raise ValidationError("The arguments hold a string that is not valid Unicode (a lone surrogate escape).")
@@ -144,13 +153,13 @@ async def run_tool(call: Call, name: str, arguments: dict[str, Any]) -> types.Ca
             message, session_id = parse_ask(arguments, call.settings.max_message_chars)
             result = await turns.ask(call, name, message, session_id)
     except ProblemError as error:
-        return tool_error(error)
+        return tool_error(error), error if isinstance(error, StoreUnavailableError) else None
     except Exception as error:
         # Types only: an exception's text may quote the user's message.
         logger.error("Unhandled %s in the MCP tool call", type(error).__name__)
         logger.debug("MCP tool call failure details", exc_info=error)
-        return tool_error(ProblemError("The server failed to handle this request."))
-    return turn_result(result)
+        return tool_error(ProblemError("The server failed to handle this request.")), None
+    return turn_result(result), None
 
 
 def parse_ask(arguments: dict[str, Any], max_chars: int) -> tuple[str, str | None]:
@@ -160,19 +169,17 @@ def parse_ask(arguments: dict[str, Any], max_chars: int) -> tuple[str, str | Non
         raise ValidationError("'message' is required and must be a non-empty string.")
     if len(message) > max_chars:
         raise ValidationError(f"'message' is longer than {max_chars} characters.")
-    return message, _session_id(arguments.get("sessionId"), required=False)
+    session_id = arguments.get("sessionId")
+    return message, None if session_id is None else _session_id(session_id)
 
 
 def parse_approve(arguments: dict[str, Any]) -> tuple[str, tuple[tuple[str, bool], ...]]:
     _only(arguments, {"sessionId", "approvals"})
-    session_id = _session_id(arguments.get("sessionId"), required=True)
-    assert session_id is not None
+    session_id = _session_id(arguments.get("sessionId"))
     return session_id, parse_approvals({"approvals": arguments.get("approvals")}).answers
 
 
-def _session_id(value: Any, *, required: bool) -> str | None:
-    if value is None and not required:
-        return None
+def _session_id(value: Any) -> str:
     if not isinstance(value, str):
         raise ValidationError("'sessionId' must be a session id (a previous result's sessionId).")
     return parse_session_id(value)

@@ -14,6 +14,7 @@ few plain-text refusals of the SDK, which are rewrapped with their status.
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Any
 
@@ -22,23 +23,34 @@ import mcp_types as types
 from azurefunctions.extensions.http.fastapi import Request, Response
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-from cosmos_history.domain.errors import PayloadTooLargeError, ProblemError
+from cosmos_history.domain.errors import PayloadTooLargeError, ProblemError, StoreUnavailableError
 from cosmos_history.http.calls import Call
 from cosmos_history.http.mcp.tools import mcp_server
 from cosmos_history.http.responses import json_bytes
 
 JSON = "application/json"
 
+# A session manager per request (and a transport per manager) is the design: their start, stop and
+# "terminating session" lines at INFO would be three lines of noise for every MCP request.
+for _name in ("mcp.server.streamable_http_manager", "mcp.server.streamable_http"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
 
 async def mcp_route(call: Call) -> Response:
     """One MCP message (a request or a notification) in, its JSON-RPC answer out."""
     body = await read_body(call.request, call.settings.max_request_bytes)
+    outages: list[StoreUnavailableError] = []
     manager = StreamableHTTPSessionManager(
-        mcp_server(call), json_response=True, stateless=True, max_request_body_size=call.settings.max_request_bytes
+        mcp_server(call, outages),
+        json_response=True,
+        stateless=True,
+        max_request_body_size=call.settings.max_request_bytes,
     )
     exchange = Exchange(body)
     async with manager.run():
         await manager.handle_request(call.request.scope, exchange.receive, exchange.send)
+    if outages:
+        raise outages[0]  # answered as a JSON-RPC error with the 503 of every route (see error_response)
     return exchange.response()
 
 

@@ -153,7 +153,12 @@ async def run_tool(
             message, session_id = parse_ask(arguments, call.settings.max_message_chars)
             result = await turns.ask(call, name, message, session_id)
     except ProblemError as error:
-        return tool_error(error), error if isinstance(error, StoreUnavailableError) else None
+        if isinstance(error, StoreUnavailableError):
+            return tool_error(error), error  # raised by the route after the exchange (and logged there)
+        if error.status >= 500 and error.log_each:  # as the HTTP routes log them: types only, no user text
+            cause = type(error.__cause__).__name__ if error.__cause__ is not None else "-"
+            logger.warning("MCP tool call failed: %s (caused by %s)", error.title, cause)
+        return tool_error(error), None
     except Exception as error:
         # Types only: an exception's text may quote the user's message.
         logger.error("Unhandled %s in the MCP tool call", type(error).__name__)

@@ -343,3 +343,9 @@ def test_a_tool_call_on_a_deleted_container_is_a_503_json_rpc_error_and_the_next
     assert refused.status_code == 503 and refused.headers["retry-after"].isdigit()
     assert refused.json()["error"]["code"] == types.INTERNAL_ERROR and "does not exist" in refused.text
     assert landed.status_code == 200 and landed.json()["result"]["structuredContent"]["turn"] == 1
+
+
+def test_no_server_stream_is_offered_a_get_is_405_allowing_post(base):
+    response = httpx.get(f"{base}/mcp", headers={"accept": "text/event-stream"}, timeout=30)
+
+    assert response.status_code == 405 and response.headers["allow"] == "POST"

@@ -7,6 +7,7 @@ Public routes hold no data and are anonymous whatever ``HTTP_AUTH_LEVEL`` says.
 
 from cosmos_history.app import Route, create_app
 from cosmos_history.http import handlers as api
+from cosmos_history.http.mcp import transport as mcp
 from cosmos_history.http.openai import handlers as openai
 from cosmos_history.http.openai.objects import error_response
 
@@ -27,6 +28,8 @@ ROUTES = (
     Route("GET", "v1/responses/{id}/input_items", openai.list_input_items_route, errors=error_response),
     Route("GET", "v1/models", openai.list_models_route, errors=error_response),
     Route("GET", "v1/models/{id}", openai.get_model_route, errors=error_response),
+    # The MCP server (Streamable HTTP, stateless): every agent as a tool; errors are JSON-RPC errors.
+    Route("POST", "mcp", mcp.mcp_route, errors=mcp.error_response),
     Route("GET", "openapi.json", api.openapi_route, public=True),
     Route("GET", "chat", api.chat_page_route, public=True),
 )

@@ -81,8 +81,9 @@ def create_app(
             function = endpoint(route.handler, source, route.errors)  # type: ignore[arg-type]
             register = app.route(route=route.path, methods=[route.method])
         register(function)
-    # Every other path under the prefix: links at the root, problem+json pointing to the OpenAPI document elsewhere.
+    # Every other path under the prefix: links at the root, problem+json pointing to the OpenAPI document elsewhere
+    # (OpenAI's error body under v1/, whose routes answer in it).
     app.route(route=CATCH_ALL, methods=list(ALL_METHODS), auth_level=func.AuthLevel.ANONYMOUS)(
-        fallback_handler((route.method, route.path) for route in routes)
+        fallback_handler((route.method, route.path, route.errors) for route in routes)
     )
     return app

@@ -116,6 +116,10 @@ class ResponseNotFoundError(ProblemError):
     slug = "response-not-found"
 
 
+class TurnNotReachedError(ResponseNotFoundError):
+    """A turn is continued from that its session has not reached: the id names a turn ahead of the session."""
+
+
 class NotLatestResponseError(ProblemError):
     """A turn continues from an older response than the session's latest: branching is not supported."""
 

@@ -36,16 +36,25 @@ class TurnRequest:
     """The turn the client continues from: the session must still be at it (no branching)."""
     store: bool = True
     """``False`` runs the turn and saves nothing."""
+    parameters: Mapping[str, Any] | None = None
+    """Everything else of the client's request its answer depends on (a Responses request's echoed
+    parameters, such as ``metadata``): compared on a retry, never given to the model."""
 
     def fingerprint(self) -> str:
-        """What makes a retry "the same request" (the agent counts only when the request names one)."""
+        """What makes a retry "the same request": every field that changes the turn or its answer (the agent
+        counts only when the request names one). A request of the native API has no options, so its
+        fingerprint is just its message (or answers) and mode."""
         if self.approvals is not None:
-            return request_fingerprint("approvals", [list(a) for a in self.approvals], self.agent)
+            return request_fingerprint("approvals", [list(a) for a in self.approvals], self.agent, *self._options())
         parts: tuple[Any, ...] = (self.message, self.mode) + (() if self.agent is None else (self.agent,))
-        if self.inputs or self.options or self.client_tools:
-            tools = [t.name for t in self.client_tools]
-            parts = (*parts, [m.to_dict() for m in self.inputs], dict(self.options or {}), tools)
-        return request_fingerprint(*parts)
+        return request_fingerprint(*parts, *self._options())
+
+    def _options(self) -> tuple[Any, ...]:
+        if not (self.inputs or self.options or self.client_tools or self.parameters):
+            return ()
+        tools = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in self.client_tools]
+        parameters = (dict(self.parameters),) if self.parameters else ()
+        return ([m.to_dict() for m in self.inputs], dict(self.options or {}), tools, *parameters)
 
 
 @dataclass(frozen=True)

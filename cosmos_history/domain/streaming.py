@@ -68,6 +68,14 @@ class TurnStream:
         if self._updates == 0 and self._task.done():
             self._task.result()
 
+    def replayed(self) -> bool:
+        """Whether the turn was an idempotent replay: known once :meth:`started` returned, since a replay
+        delivers its stored reply and ends without awaiting anything."""
+        task = self._task
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return False
+        return task.result().replayed
+
     async def events(self) -> AsyncIterator[StreamEvent]:
         """The turn's events as they arrive; the ``delta`` texts add up to the reply exactly once."""
         while (event := await self._events.get()) is not None:

@@ -37,6 +37,7 @@ from cosmos_history.domain.errors import (
     SessionConflictError,
     SessionExistsError,
     SessionNotFoundError,
+    TurnNotReachedError,
 )
 from cosmos_history.domain.heartbeat import keep_renewed
 from cosmos_history.domain.ports import ReplayCache, SessionRepository, TurnLease
@@ -249,8 +250,14 @@ async def begin_turn(
         replayed = await replay(record, guards.replays, store.user_id, request.idempotency_key, fingerprint)
         if replayed is not None:
             return replayed
-    if (request.approvals is not None or request.expected_turn is not None) and record.etag is None:
+    if (request.approvals is not None or request.expected_turn) and record.etag is None:
         raise SessionNotFoundError()
+    if request.expected_turn is not None and request.expected_turn > record.turns:
+        turns = f"{record.turns} turn" + ("" if record.turns == 1 else "s")
+        raise TurnNotReachedError(
+            f"The conversation has {turns}; it has not reached turn {request.expected_turn}.",
+            param="previous_response_id",
+        )
     if request.expected_turn is not None and request.expected_turn != record.turns:
         raise NotLatestResponseError(
             f"The conversation has moved on to turn {record.turns}; continue from its latest response "

@@ -17,6 +17,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -211,7 +212,11 @@ async def read_json_object(req: Request, max_bytes: int, *, required: bool = Tru
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise UnsupportedMediaTypeError("Send the body as application/json.")
     try:
-        value = json.loads(body)
+        value = json.loads(body, parse_constant=_non_finite, parse_float=_finite_float)
+    except NonFiniteNumberError:
+        raise BadRequestError(
+            "The request body holds a number JSON cannot carry (NaN, Infinity or one too large for a double)."
+        ) from None
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         raise BadRequestError("The request body is not valid JSON.") from None
     if not isinstance(value, dict):
@@ -219,6 +224,22 @@ async def read_json_object(req: Request, max_bytes: int, *, required: bool = Tru
     if not is_unicode(value):
         raise BadRequestError("The request body holds a string that is not valid Unicode (a lone surrogate escape).")
     return value
+
+
+class NonFiniteNumberError(ValueError):
+    """``NaN``, ``Infinity`` or a literal such as ``1e400``: Python's parser takes them, JSON has no such numbers
+    (they would be echoed back as invalid JSON, and neither the store nor a model API takes them)."""
+
+
+def _non_finite(literal: str) -> float:
+    raise NonFiniteNumberError(literal)
+
+
+def _finite_float(literal: str) -> float:
+    number = float(literal)
+    if not math.isfinite(number):
+        raise NonFiniteNumberError(literal[:40])
+    return number
 
 
 def is_unicode(value: Any) -> bool:

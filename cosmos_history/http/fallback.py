@@ -1,5 +1,7 @@
 """What the API answers where no route of its table matches: links at its root, and problem+json that
-points to the OpenAPI document for any other path (the Functions host would answer a bare 404).
+points to the OpenAPI document for any other path (the Functions host would answer a bare 404). Under a
+prefix whose routes answer in another error shape (``v1/``: OpenAI's), the answer takes that shape, so
+the clients of those routes (the ``openai`` SDKs) can read it.
 
 :func:`cosmos_history.app.create_app` registers it as a catch-all route (``{*path}``), which the host
 matches after every more specific route; it is anonymous, as it holds no data.
@@ -13,15 +15,24 @@ from collections.abc import Awaitable, Callable, Iterable
 from azurefunctions.extensions.http.fastapi import Request, Response
 
 from cosmos_history.domain.errors import MethodNotAllowedError, RouteNotFoundError
+from cosmos_history.http.calls import ErrorRenderer
 from cosmos_history.http.responses import json_response, problem_response
 
 CATCH_ALL = "{*path}"
 _PARAMETER = re.compile(r"\{[^}]+\}")
 
 
-def fallback_handler(routes: Iterable[tuple[str, str]]) -> Callable[[Request], Awaitable[Response]]:
-    """The handler of every path the route table (``(method, path template)`` pairs) does not serve."""
-    table = [(method.upper(), _pattern(path)) for method, path in routes]
+def fallback_handler(routes: Iterable[tuple[str, str, ErrorRenderer]]) -> Callable[[Request], Awaitable[Response]]:
+    """The handler of every path the route table (``(method, path template, error renderer)``) does not serve.
+
+    An unknown path answers in the error shape of the routes that share its first segment (problem+json
+    where none does).
+    """
+    listed = list(routes)
+    table = [(method.upper(), _pattern(path)) for method, path, _ in listed]
+    shapes: dict[str, ErrorRenderer] = {}
+    for _, path, render in listed:
+        shapes.setdefault(_first_segment(path), render)
 
     async def unknown_route(req: Request) -> Response:
         path = str(req.path_params.get("path") or "").strip("/")
@@ -31,16 +42,17 @@ def fallback_handler(routes: Iterable[tuple[str, str]]) -> Callable[[Request], A
         allowed = sorted(
             {method for method, pattern in table if pattern.fullmatch(path)} | ({"GET"} if not path else set())
         )
+        render = shapes.get(_first_segment(path), problem_response) if path else problem_response
         where = f"{base}/{path}" if path else f"{base}/"
         guide = f"{base}/openapi.json describes every route; {base}/chat is the chat page."
         if allowed:
             listed = ", ".join(allowed)
-            response = problem_response(
+            response = render(
                 MethodNotAllowedError(f"{req.method} is not allowed on {where} (allowed: {listed}). {guide}")
             )
             response.headers["Allow"] = listed
         else:
-            response = problem_response(RouteNotFoundError(f"No route answers {req.method} {where}. {guide}"))
+            response = render(RouteNotFoundError(f"No route answers {req.method} {where}. {guide}"))
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
@@ -59,6 +71,10 @@ def index_json(base: str) -> dict[str, object]:
             "health": f"{base}/health",
         },
     }
+
+
+def _first_segment(path: str) -> str:
+    return path.strip("/").split("/")[0]
 
 
 def _pattern(template: str) -> re.Pattern[str]:

@@ -8,6 +8,7 @@ API guarantees holds here too. Errors are OpenAI's error body (:func:`objects.er
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -18,6 +19,7 @@ from azurefunctions.extensions.http.fastapi import Response, StreamingResponse
 from cosmos_history.domain.errors import (
     AgentNotFoundError,
     BadRequestError,
+    IdempotentResultGoneError,
     NotLatestResponseError,
     ResponseNotFoundError,
     SessionConflictError,
@@ -29,7 +31,7 @@ from cosmos_history.domain.turn import run_request, stream_request
 from cosmos_history.http.bodies import parse_limit
 from cosmos_history.http.calls import Call
 from cosmos_history.http.openai import objects
-from cosmos_history.http.openai.ids import parse_response_id, response_id, unstored_response_id
+from cosmos_history.http.openai.ids import not_found_message, parse_response_id, response_id, unstored_response_id
 from cosmos_history.http.openai.output import OutputBuilder
 from cosmos_history.http.openai.requests import CreateRequest, parse_create
 from cosmos_history.http.openai.run import Finish, ResponseRun, plain_response
@@ -52,7 +54,14 @@ async def create_response_route(call: Call) -> Response:
             param="model",
         )
     _check_client_tools(call, request)
-    session_id, expected = await _continued_turn(call, request)
+    key = call.idempotency_key()
+    if key is not None and not request.store:
+        raise BadRequestError(
+            "An Idempotency-Key replays the stored response of its first request; with 'store': false nothing "
+            "is stored, so send one or the other.",
+            param="store",
+        )
+    session_id, expected = await _continued_turn(call, request, key)
     response = objects.response_object(
         response_id(session_id, expected + 1) if request.store else unstored_response_id(),
         request.model,
@@ -62,30 +71,38 @@ async def create_response_route(call: Call) -> Response:
         conversation=request.conversation,
         store=request.store,
     )
-    turn_request = _turn_request(call, request, session_id, expected)
+    turn_request = _turn_request(call, request, session_id, expected, key)
     builder = OutputBuilder(request.model, {tool.name for tool in request.client_tools})
     finish = _finisher(call, request, session_id)
     try:
         if not request.stream:
             result = await run_request(call.store, call.agents, turn_request, guards=call.guards)
-            return json_response(await plain_response(builder, response, result, finish))
+            body = await plain_response(builder, response, result, finish)
+            return json_response(body, headers=_replayed(result.replayed))
         stream = await stream_request(call.store, call.agents, turn_request, guards=call.guards)
     except NotLatestResponseError as error:
         if request.previous is not None:
             raise
+        if turn_request.expected_turn == 0:  # the conversation this key starts has turns, but the key no answer
+            raise IdempotentResultGoneError(
+                "This Idempotency-Key already started a conversation; its answer is no longer kept."
+            ) from error
         raise SessionConflictError("Another turn of this conversation ran meanwhile; retry.", retry_after=1) from error
     except SessionNotFoundError as error:
         if request.previous is None:
             raise
-        raise ResponseNotFoundError(
-            "The previous response's conversation no longer exists.", param="previous_response_id"
-        ) from error
+        raise ResponseNotFoundError(not_found_message(request.previous.id), param="previous_response_id") from error
     run = ResponseRun(stream, builder, response, finish)
     return StreamingResponse(
         (sse_event(event["type"], event) async for event in run.events()),
         media_type=EVENT_STREAM,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_replayed(stream.replayed())},
     )
+
+
+def _replayed(replayed: bool) -> dict[str, str]:
+    """Replays say so, as the native API's do."""
+    return {"Idempotent-Replayed": "true"} if replayed else {}
 
 
 def _check_client_tools(call: Call, request: CreateRequest) -> None:
@@ -100,27 +117,32 @@ def _check_client_tools(call: Call, request: CreateRequest) -> None:
             )
 
 
-def _turn_request(call: Call, request: CreateRequest, session_id: str, expected: int) -> TurnRequest:
-    """The domain's turn for this request; it must still be at ``expected`` unless it is a new session."""
+def _turn_request(call: Call, request: CreateRequest, session_id: str, expected: int, key: str | None) -> TurnRequest:
+    """The domain's turn for this request; it must still be at ``expected`` unless it is a new session
+    (one started under a key must still be new: its retries find it, and the key's answer, by the key)."""
+    starts = request.previous is None and request.conversation is None
     return TurnRequest(
         session_id,
         request.message,
         agent=request.model,
-        idempotency_key=call.idempotency_key(),
+        idempotency_key=key,
         approvals=request.approvals,
         inputs=request.inputs,
         options=request.options,
         client_tools=request.client_tools,
-        expected_turn=expected if expected or request.previous else None,
+        expected_turn=expected if expected or request.previous or (starts and key) else None,
         store=request.store,
+        parameters=request.echo,
     )
 
 
-async def _continued_turn(call: Call, request: CreateRequest) -> tuple[str, int]:
+async def _continued_turn(call: Call, request: CreateRequest, key: str | None) -> tuple[str, int]:
     """The session the response continues and the turn it continues from (0 for a new session).
 
     A plain ``conversation`` request continues whatever turn is latest (its response id is set from the
     turn it made); only a streamed one reads the session first, since ``response.created`` names the id.
+    A new conversation started under an ``Idempotency-Key`` gets an id derived from the caller and the
+    key, so that a retry of it reaches the same session and replays its first answer.
     """
     if request.previous is not None:
         return request.previous.session_id, request.previous.turn
@@ -129,6 +151,9 @@ async def _continued_turn(call: Call, request: CreateRequest) -> tuple[str, int]
         return request.conversation, record.turns if record is not None else 0
     if request.conversation is not None:
         return request.conversation, 0
+    if key is not None:
+        digest = hashlib.sha256(f"{call.user_id}\n{key}".encode()).hexdigest()
+        return f"conv_{digest[:32]}", 0
     return f"conv_{uuid.uuid4().hex}", 0
 
 
@@ -207,4 +232,4 @@ def _log(call: Call) -> ResponseLog:
 
 
 def _not_found(value: str) -> ResponseNotFoundError:
-    return ResponseNotFoundError(f"No response with id {value[:200]!r} was found.")
+    return ResponseNotFoundError(not_found_message(value))

@@ -41,10 +41,13 @@ def unstored_response_id() -> str:
 def parse_response_id(value: str, *, param: str | None = None) -> ResponseRef:
     """The session and turn a response id names.
 
+    Only the one spelling this app issues is an id: base64 has others for the same bytes, and each
+    response has exactly one id.
+
     Raises:
         ResponseNotFoundError: the id was not made here, or names a response that was never stored.
     """
-    not_found = ResponseNotFoundError(f"No response with id {value[:200]!r} was found.", param=param)
+    not_found = ResponseNotFoundError(not_found_message(value), param=param)
     if not value.startswith(PREFIX) or value.startswith(UNSTORED_PREFIX):
         raise not_found
     encoded = value[len(PREFIX) :]
@@ -55,7 +58,15 @@ def parse_response_id(value: str, *, param: str | None = None) -> ResponseRef:
     turn, _, session_id = decoded.partition(":")
     if not turn.isascii() or not turn.isdigit() or int(turn) < 1 or not session_id or len(session_id) > 128:
         raise not_found
-    return ResponseRef(session_id, int(turn))
+    ref = ResponseRef(session_id, int(turn))
+    if ref.id != value:  # another spelling of the same bytes (padding, unused bits, a leading zero): not issued here
+        raise not_found
+    return ref
+
+
+def not_found_message(value: str) -> str:
+    """The one wording for a response id that names none of the caller's responses, whatever the reason."""
+    return f"No response with id {value[:200]!r} was found."
 
 
 def item_id(kind: str, seed: str | None = None) -> str:

@@ -7,6 +7,7 @@ is text only: image, file and audio parts are refused with a clear error rather 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,13 @@ _TEXT_PARTS = ("input_text", "output_text", "text")
 _TOOL_CHOICES = ("auto", "none", "required")
 MAX_TOOLS = 128
 MAX_INPUT_ITEMS = 100
+TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+"""OpenAI's rule for a function tool's name."""
+MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
+MIN_OUTPUT_TOKENS = 16
+DEFAULT_SAMPLING = 1.0
+"""The ``temperature`` and ``top_p`` a response reports when the request sets none (OpenAI reports 1.0)."""
+_RANGES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}
 _ECHOED_DEFAULTS: dict[str, Any] = {
     "instructions": None,
     "temperature": None,
@@ -72,19 +80,29 @@ def parse_create(body: dict[str, Any], settings: Settings) -> CreateRequest:
     message, inputs, approvals, items = _input(body.get("input"), settings)
     if approvals is not None and previous is None and conversation is None:
         raise _bad("An mcp_approval_response continues a response: send 'previous_response_id'.", "input")
+    store = _flag(body, "store", default=True)
+    if approvals is not None and not store:
+        # Answering consumes the approval: an answer that is not stored would leave it pending, and every
+        # repetition would run the approved tool again.
+        raise _bad(
+            "An mcp_approval_response must be stored: answering consumes the approval, so omit 'store' or set it "
+            "to true.",
+            "store",
+        )
     echo = _echo(body)
+    tools = _client_tools(body.get("tools"))
     return CreateRequest(
         model=model,
         message=message,
         inputs=inputs,
         approvals=approvals,
-        client_tools=_client_tools(body.get("tools")),
+        client_tools=tools,
         previous=previous,
         conversation=conversation,
-        store=_flag(body, "store", default=True),
+        store=store,
         stream=_flag(body, "stream", default=False),
         options=_options(echo),
-        echo={**echo, "tools": body.get("tools") or []},
+        echo={**_effective(echo), "tools": [_tool_object(tool, body["tools"][i]) for i, tool in enumerate(tools)]},
         input_items=tuple(items),
     )
 
@@ -97,12 +115,12 @@ def _continuation(body: dict[str, Any]) -> tuple[ResponseRef | None, str | None]
         if not isinstance(previous_id, str):
             raise _bad("'previous_response_id' must be a response id.", "previous_response_id")
         return parse_response_id(previous_id, param="previous_response_id"), None
-    if isinstance(conversation, dict):
-        conversation = conversation.get("id")
+    if isinstance(conversation, dict) and set(conversation) == {"id"}:
+        conversation = conversation["id"]
     if conversation is None:
         return None, None
     if not isinstance(conversation, str):
-        raise _bad("'conversation' must be a conversation id or {\"id\": ...}.", "conversation")
+        raise _bad('\'conversation\' must be a conversation id or {"id": "<conversation id>"}.', "conversation")
     try:
         return None, parse_session_id(conversation)
     except BadRequestError as error:
@@ -122,6 +140,7 @@ def _input(
     messages: list[Message] = []
     approvals: list[tuple[str, bool]] = []
     items: list[dict[str, Any]] = []
+    answered: set[str] = set()
     for index, item in enumerate(value):
         param = f"input[{index}]"
         if not isinstance(item, dict):
@@ -132,6 +151,9 @@ def _input(
             items.append({"id": item_id("mcpr"), **_only(item, "type", "approval_request_id", "approve", "reason")})
         elif kind == "function_call_output":
             call_id, output = _function_output(item, param)
+            if call_id in answered:
+                raise _bad(f"Function call {call_id!r} has two outputs; send one.", f"{param}.call_id")
+            answered.add(call_id)
             messages.append(Message(role="tool", contents=[Content.from_function_result(call_id, result=output)]))
             items.append(
                 {"id": item_id("fco"), "type": kind, "call_id": call_id, "output": output, "status": "completed"}
@@ -195,8 +217,12 @@ def _client_tools(value: Any) -> tuple[ClientTool, ...]:
                 "Only 'function' tools can be declared; the agent's own tools run on the server.", f"tools[{index}]"
             )
         name, parameters = tool.get("name"), tool.get("parameters") or {"type": "object", "properties": {}}
-        if not isinstance(name, str) or not 1 <= len(name) <= 64 or not isinstance(parameters, dict):
+        if not isinstance(name, str) or not isinstance(parameters, dict):
             raise _bad("A function tool has a 'name' and an object 'parameters' schema.", f"tools[{index}]")
+        if not TOOL_NAME.fullmatch(name):
+            raise _bad("A function tool's name is 1 to 64 letters, digits, '_' or '-'.", f"tools[{index}].name")
+        if tool.get("strict") is not None and not isinstance(tool["strict"], bool):
+            raise _bad("'strict' must be true or false.", f"tools[{index}].strict")
         if any(t.name == name for t in tools):
             raise _bad(f"Two tools are named {name!r}; tool names must be unique.", f"tools[{index}].name")
         tools.append(ClientTool(name, str(tool.get("description") or ""), parameters))
@@ -205,24 +231,53 @@ def _client_tools(value: Any) -> tuple[ClientTool, ...]:
 
 def _echo(body: dict[str, Any]) -> dict[str, Any]:
     echo = {name: body.get(name, default) for name, default in _ECHOED_DEFAULTS.items()}
-    for name in ("temperature", "top_p"):
-        if echo[name] is not None and (isinstance(echo[name], bool) or not isinstance(echo[name], (int, float))):
-            raise _bad(f"'{name}' must be a number.", name)
-    for name in ("max_output_tokens", "max_tool_calls"):
+    for name, (low, high) in _RANGES.items():
+        if echo[name] is not None and not (_is_number(echo[name]) and low <= echo[name] <= high):
+            raise _bad(f"'{name}' must be a number from {low:g} to {high:g}.", name)
+    for name, least in (("max_output_tokens", MIN_OUTPUT_TOKENS), ("max_tool_calls", 1)):
         if echo[name] is not None and (
-            isinstance(echo[name], bool) or not isinstance(echo[name], int) or echo[name] < 1
+            isinstance(echo[name], bool) or not isinstance(echo[name], int) or echo[name] < least
         ):
-            raise _bad(f"'{name}' must be a positive integer.", name)
+            raise _bad(f"'{name}' must be an integer of at least {least}.", name)
     if echo["instructions"] is not None and not isinstance(echo["instructions"], str):
         raise _bad("'instructions' must be text.", "instructions")
     if echo["tool_choice"] not in _TOOL_CHOICES:
         raise _bad(f"'tool_choice' must be one of {', '.join(_TOOL_CHOICES)}.", "tool_choice")
     if echo["truncation"] not in ("auto", "disabled"):
         raise _bad("'truncation' must be auto or disabled.", "truncation")
-    metadata = echo["metadata"]
-    if not isinstance(metadata, dict) or len(metadata) > 16 or not all(isinstance(v, str) for v in metadata.values()):
-        raise _bad("'metadata' is an object of at most 16 text values.", "metadata")
+    _check_metadata(echo["metadata"])
     return echo
+
+
+def _check_metadata(metadata: Any) -> None:
+    if (
+        not isinstance(metadata, dict)
+        or len(metadata) > MAX_METADATA_PAIRS
+        or not all(len(k) <= MAX_METADATA_KEY for k in metadata)
+        or not all(isinstance(v, str) and len(v) <= MAX_METADATA_VALUE for v in metadata.values())
+    ):
+        raise _bad(
+            f"'metadata' is an object of at most {MAX_METADATA_PAIRS} pairs: keys of at most {MAX_METADATA_KEY} "
+            f"characters, text values of at most {MAX_METADATA_VALUE}.",
+            "metadata",
+        )
+
+
+def _effective(echo: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as the response reports them: the sampling values in effect, numbers always."""
+    return {**echo, **{name: DEFAULT_SAMPLING if echo[name] is None else echo[name] for name in _RANGES}}
+
+
+def _tool_object(tool: ClientTool, sent: dict[str, Any]) -> dict[str, Any]:
+    """A client tool as the response lists it, with every field of OpenAI's function tool object."""
+    strict = sent.get("strict")
+    return {
+        "type": "function",
+        "name": tool.name,
+        "description": tool.description or None,
+        "parameters": tool.parameters,
+        "strict": strict,
+    }
 
 
 def _options(echo: dict[str, Any]) -> dict[str, Any]:

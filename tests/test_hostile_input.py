@@ -97,3 +97,36 @@ async def test_json_answers_problems_and_streams_tell_browsers_not_to_sniff(func
 
     for response in (created[2], problem[2], streamed, document[2]):
         assert response.headers["X-Content-Type-Options"] == "nosniff", response.media_type
+
+
+NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"]
+
+
+@pytest.mark.parametrize("literal", NON_FINITE)
+async def test_a_non_finite_number_anywhere_in_a_body_is_400_on_every_route_and_stores_nothing(
+    functions, model, session_id, literal
+):
+    sessions = request("POST", "/api/sessions", raw=f'{{"id": "{session_id}", "extra": [{literal}]}}'.encode())
+    messages = request(
+        "POST",
+        f"/api/sessions/{session_id}/messages",
+        raw=f'{{"message": "hi", "mode": "local", "x": {{"y": {literal}}}}}'.encode(),
+        route={"id": session_id},
+    )
+    approvals = request(
+        "POST",
+        f"/api/sessions/{session_id}/approvals",
+        raw=f'{{"approvals": [{{"id": "a", "approved": true}}], "n": {literal}}}'.encode(),
+        route={"id": session_id},
+    )
+
+    for name, req in (
+        ("create_session_route", sessions),
+        ("post_message_route", messages),
+        ("post_approvals_route", approvals),
+    ):
+        status, _, response = await call(functions, name, req)
+        problem = assert_problem(status, response, 400)
+        assert "NaN, Infinity" in problem["detail"], name
+    assert model.calls == []
+    assert (await get_session(functions, session_id))[0] == 404

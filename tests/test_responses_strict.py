@@ -334,3 +334,29 @@ def test_every_previous_response_id_that_resolves_to_none_of_the_callers_respons
         assert (status, error["param"], error["code"]) == (404, "previous_response_id", "response_not_found")
         wordings.add(error["message"].replace(repr(value), "<id>"))
     assert wordings == {"No response with id <id> was found."}
+
+
+# --- 3: numbers JSON cannot carry --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
+@pytest.mark.parametrize(
+    "template",
+    [
+        '{"model": "assistant", "input": "x", "conversation": "SESSION", "temperature": LITERAL}',
+        '{"model": "assistant", "input": "x", "conversation": "SESSION", "reasoning": {"n": [LITERAL]}}',
+        '{"model": "assistant", "input": "x", "conversation": "SESSION", "tools": [{"type": "function", "name": "f",'
+        ' "parameters": {"type": "object", "properties": {"a": {"type": "number", "maximum": LITERAL}}}}]}',
+    ],
+    ids=["parameter", "nested", "tool-schema"],
+)
+def test_a_non_finite_number_anywhere_in_a_request_is_a_400_and_nothing_is_stored(base, template, literal):
+    who, session = user(), f"strict-nan-{uuid.uuid4().hex[:8]}"
+    raw = template.replace("SESSION", session).replace("LITERAL", literal).encode()
+
+    answer = post(base, raw, who)
+
+    error = assert_openai_error(answer, 400)
+    assert error["type"] == "invalid_request_error" and "NaN" in error["message"]
+    assert answer.headers["x-should-retry"] == "false"
+    assert httpx.get(f"{base}/sessions/{session}", headers={"x-user-id": who}).status_code == 404

@@ -77,7 +77,7 @@ async def test_a_model_failing_mid_stream_ends_the_stream_with_response_failed(f
     failed = events[-1]
     assert failed["type"] == "response.failed" and failed["response"]["status"] == "failed"
     assert (
-        failed["response"]["error"]["code"] == "model_error" and "broke" not in failed["response"]["error"]["message"]
+        failed["response"]["error"]["code"] == "server_error" and "broke" not in failed["response"]["error"]["message"]
     )
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     assert await stored_document(runtime, "resp-midstream") == before

@@ -68,12 +68,10 @@ def complete(response: dict[str, Any], output: list[dict[str, Any]], usage: dict
 
 
 def failed(response: dict[str, Any], output: list[dict[str, Any]], error: ProblemError) -> dict[str, Any]:
-    return {
-        **response,
-        "status": "failed",
-        "output": output,
-        "error": {"code": error_code(error), "message": error.detail},
-    }
+    """A response that failed mid-way; its error's code is one of the codes OpenAI's response object defines
+    (``rate_limit_exceeded`` or ``server_error``), its message says what happened."""
+    code = "rate_limit_exceeded" if error.status == 429 else "server_error"
+    return {**response, "status": "failed", "output": output, "error": {"code": code, "message": error.detail}}
 
 
 def usage_object(usage: dict[str, int] | None) -> dict[str, Any] | None:

@@ -16,7 +16,10 @@ from openai.types.responses import Response
 
 from cosmos_history.http.openai.ids import response_id
 
+from .apphost import app_host
+from .fake_openai import FakeOpenAI, fake_openai_server
 from .http_calls import read_document
+from .test_approvals_e2e import model_env
 from .test_responses_api import REMINDER, WEATHER_TOOL, client, error_of, host
 
 pytestmark = pytest.mark.integration
@@ -26,6 +29,13 @@ pytestmark = pytest.mark.integration
 def base(cosmos_env: dict[str, str]) -> Iterator[str]:
     with host(cosmos_env) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def openai_path(cosmos_env: dict[str, str]) -> Iterator[tuple[str, FakeOpenAI]]:
+    """The app with its agents on the OpenAI model path (a fake OpenAI service behind the real client library)."""
+    with fake_openai_server() as fake, app_host({**cosmos_env, **model_env("openai-responses", fake)}) as url:
+        yield url, fake
 
 
 def user() -> str:
@@ -157,6 +167,27 @@ def test_out_of_range_or_malformed_parameters_are_400s_naming_the_field_before_a
     assert_openai_error(answer, 400, param)
     assert answer.headers["x-should-retry"] == "false"
     assert sessions_of(base, who) == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ('"temperature": 5', "temperature"),
+        ('"top_p": 1e30', "top_p"),
+        ('"tools": [{"type": "function", "name": "f", "parameters": {"type": "object", "maximum": NaN}}]', None),
+    ],
+    ids=["temperature", "top_p", "non-finite-schema"],
+)
+def test_on_the_openai_model_path_a_request_that_cannot_succeed_is_a_400_that_reaches_no_model(
+    openai_path, extra, param
+):
+    url, fake = openai_path
+
+    answer = post(url, f'{{"model": "assistant", "input": "x", {extra}}}'.encode())
+
+    assert assert_openai_error(answer, 400, param)["param"] == param
+    assert answer.headers["x-should-retry"] == "false"
+    assert fake.requests == []
 
 
 def test_the_limits_themselves_are_accepted(base):

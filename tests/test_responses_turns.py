@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from cosmos_history import load_settings
+from cosmos_history.http.openai.ids import parse_response_id
 
 from .apphost import registered_functions
 from .http_calls import call, request, stored_document
@@ -99,3 +100,22 @@ async def lines(response: Any):
         while "\n" in buffer:
             line, buffer = buffer.split("\n", 1)
             yield line
+
+
+async def test_a_retry_of_a_keyed_start_whose_key_expired_is_told_so_and_starts_no_second_turn(
+    functions, model, runtime
+):
+    headers = {"idempotency-key": "turns-expiring-key"}
+    body = {"model": "assistant", "input": "start under a key"}
+    status, first, _ = await create(functions, body, headers=headers)
+    session_id = parse_response_id(first["id"]).session_id
+    document = await stored_document(runtime, session_id)
+    document["recentKeys"] = []  # as the key's expiry leaves it
+    await runtime.store.container.replace_item(document["id"], document)
+    calls = len(model.calls)
+
+    status, error, response = await create(functions, body, headers=headers)
+
+    assert (status, error["error"]["code"]) == (409, "idempotent_result_gone")
+    assert response.headers["x-should-retry"] == "false"
+    assert len(model.calls) == calls and (await stored_document(runtime, session_id))["turns"] == 1

@@ -96,6 +96,8 @@ def test_every_response_object_and_event_of_every_kind_of_turn_is_valid_open_res
         call_id = next(item["call_id"] for item in called["output"] if item["type"] == "function_call")
         output = {"type": "function_call_output", "call_id": call_id, "output": "sunny"}
         send(model="assistant", input=[output], previous_response_id=called["id"], tools=[WEATHER_TOOL])
+        send(model="assistant", input="named", conversation={"id": f"schema-{uuid.uuid4().hex[:8]}"})
+        send(model="assistant", input="not kept", store=False, max_output_tokens=64, tool_choice="none")
     api.headers["Idempotency-Key"] = f"schema-{uuid.uuid4().hex}"
     api.create(model="assistant", input="replay me")
     api.create(model="assistant", input="replay me")

@@ -155,6 +155,8 @@ NAMED_TOOL = {"type": "function", "name": "ok_name", "parameters": {"type": "obj
         ({"metadata": {"k": "v" * 513}}, "metadata"),
         ({"conversation": {"x": 1}}, "conversation"),
         ({"conversation": {"id": "strict-c", "x": 1}}, "conversation"),
+        ({"conversation": {"id": None}}, "conversation"),
+        ({"conversation": {}}, "conversation"),
         ({"tools": [{**NAMED_TOOL, "name": "has space"}]}, "tools[0].name"),
         ({"tools": [{**NAMED_TOOL, "name": "dotted.name"}]}, "tools[0].name"),
     ],

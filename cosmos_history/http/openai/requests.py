@@ -115,10 +115,10 @@ def _continuation(body: dict[str, Any]) -> tuple[ResponseRef | None, str | None]
         if not isinstance(previous_id, str):
             raise _bad("'previous_response_id' must be a response id.", "previous_response_id")
         return parse_response_id(previous_id, param="previous_response_id"), None
-    if isinstance(conversation, dict) and set(conversation) == {"id"}:
-        conversation = conversation["id"]
     if conversation is None:
         return None, None
+    if isinstance(conversation, dict) and set(conversation) == {"id"}:
+        conversation = conversation["id"]
     if not isinstance(conversation, str):
         raise _bad('\'conversation\' must be a conversation id or {"id": "<conversation id>"}.', "conversation")
     try:

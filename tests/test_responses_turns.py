@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
-from cosmos_history import load_settings
+from cosmos_history import build_agents, load_settings
 from cosmos_history.http.openai.ids import parse_response_id
 
 from .apphost import registered_functions
+from .fakes import RecordingChatClient
 from .http_calls import call, request, stored_document
+from .test_agents import agent_package
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +121,26 @@ async def test_a_retry_of_a_keyed_start_whose_key_expired_is_told_so_and_starts_
     assert (status, error["error"]["code"]) == (409, "idempotent_result_gone")
     assert response.headers["x-should-retry"] == "false"
     assert len(model.calls) == calls and (await stored_document(runtime, session_id))["turns"] == 1
+
+
+TUNED_AGENT = """
+from agent_framework import Agent
+
+
+def create_agent(client):
+    return Agent(client=client, name="assistant", default_options={"temperature": 0.3, "top_p": 0.8})
+"""
+
+
+async def test_a_response_reports_the_sampling_in_effect_the_agents_own_unless_the_request_sets_it(
+    runtime, tmp_path, monkeypatch
+):
+    package = agent_package(tmp_path, monkeypatch, TUNED_AGENT, module="assistant")
+    agents = build_agents(load_settings({"AGENTS_PACKAGE": package}), RecordingChatClient())
+    functions = registered_functions(dataclasses.replace(runtime, agents=agents))
+
+    _, own, _ = await create(functions, {"model": "assistant", "input": "tuned"})
+    _, chosen, _ = await create(functions, {"model": "assistant", "input": "tuned", "temperature": 1.5})
+
+    assert (own["temperature"], own["top_p"]) == (0.3, 0.8)
+    assert (chosen["temperature"], chosen["top_p"]) == (1.5, 0.8)

@@ -71,6 +71,15 @@ class ServedAgent:
         except KeyError:
             raise ValidationError("History mode 'service' needs MODEL_API=responses on this deployment.") from None
 
+    def sampling(self) -> dict[str, float]:
+        """The ``temperature`` and ``top_p`` the agent's own options set (a request's values override them)."""
+        options = self.by_mode["local"].default_options
+        return {
+            name: float(options[name])
+            for name in ("temperature", "top_p")
+            if isinstance(options.get(name), (int, float)) and not isinstance(options.get(name), bool)
+        }
+
     def tools(self) -> list[ToolInfo]:
         """The agent's tools; an MCP server's tools once they were loaded (its first use), the server before."""
         agent = self.by_mode["local"]

@@ -8,6 +8,7 @@ API guarantees holds here too. Errors are OpenAI's error body (:func:`objects.er
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -33,7 +34,7 @@ from cosmos_history.http.calls import Call
 from cosmos_history.http.openai import objects
 from cosmos_history.http.openai.ids import not_found_message, parse_response_id, response_id, unstored_response_id
 from cosmos_history.http.openai.output import OutputBuilder
-from cosmos_history.http.openai.requests import CreateRequest, parse_create
+from cosmos_history.http.openai.requests import CreateRequest, in_effect, parse_create
 from cosmos_history.http.openai.run import Finish, ResponseRun, plain_response
 from cosmos_history.http.responses import json_response
 from cosmos_history.http.sse import EVENT_STREAM, sse_event
@@ -54,6 +55,7 @@ async def create_response_route(call: Call) -> Response:
             param="model",
         )
     _check_client_tools(call, request)
+    request = dataclasses.replace(request, echo=in_effect(request.echo, call.agents[request.model].sampling()))
     key = call.idempotency_key()
     if key is not None and not request.store:
         raise BadRequestError(

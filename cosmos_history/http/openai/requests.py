@@ -29,7 +29,8 @@ TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
 MIN_OUTPUT_TOKENS = 16
 DEFAULT_SAMPLING = 1.0
-"""The ``temperature`` and ``top_p`` a response reports when the request sets none (OpenAI reports 1.0)."""
+"""The ``temperature`` and ``top_p`` a response reports when neither the request nor the agent sets one (the
+model APIs' default, which OpenAI reports as 1.0)."""
 _RANGES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}
 _ECHOED_DEFAULTS: dict[str, Any] = {
     "instructions": None,
@@ -65,7 +66,7 @@ class CreateRequest:
     options: dict[str, Any] = field(default_factory=dict)
     """Chat options for this run only (the framework's names)."""
     echo: dict[str, Any] = field(default_factory=dict)
-    """The request's parameters as a response object repeats them."""
+    """The request's parameters as a response object repeats them (see :func:`in_effect`)."""
     input_items: tuple[dict[str, Any], ...] = ()
     """The input as items with ids, for ``GET /v1/responses/{id}/input_items``."""
 
@@ -102,7 +103,7 @@ def parse_create(body: dict[str, Any], settings: Settings) -> CreateRequest:
         store=store,
         stream=_flag(body, "stream", default=False),
         options=_options(echo),
-        echo={**_effective(echo), "tools": [_tool_object(tool, body["tools"][i]) for i, tool in enumerate(tools)]},
+        echo={**echo, "tools": [_tool_object(tool, body["tools"][i]) for i, tool in enumerate(tools)]},
         input_items=tuple(items),
     )
 
@@ -263,9 +264,13 @@ def _check_metadata(metadata: Any) -> None:
         )
 
 
-def _effective(echo: dict[str, Any]) -> dict[str, Any]:
-    """The parameters as the response reports them: the sampling values in effect, numbers always."""
-    return {**echo, **{name: DEFAULT_SAMPLING if echo[name] is None else echo[name] for name in _RANGES}}
+def in_effect(echo: dict[str, Any], defaults: dict[str, float]) -> dict[str, Any]:
+    """The parameters as the response reports them: the sampling values in effect, numbers always (the
+    request's, else the agent's own, else the model API's default)."""
+    return {
+        **echo,
+        **{name: echo[name] if echo[name] is not None else defaults.get(name, DEFAULT_SAMPLING) for name in _RANGES},
+    }
 
 
 def _tool_object(tool: ClientTool, sent: dict[str, Any]) -> dict[str, Any]:

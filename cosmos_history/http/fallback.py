@@ -28,10 +28,10 @@ def fallback_handler(routes: Iterable[tuple[str, str, ErrorRenderer]]) -> Callab
     An unknown path answers in the error shape of the routes that share its first segment (problem+json
     where none does).
     """
-    listed = list(routes)
-    table = [(method.upper(), _pattern(path)) for method, path, _ in listed]
+    served = list(routes)
+    table = [(method.upper(), _pattern(path)) for method, path, _ in served]
     shapes: dict[str, ErrorRenderer] = {}
-    for _, path, render in listed:
+    for _, path, render in served:
         shapes.setdefault(_first_segment(path), render)
 
     async def unknown_route(req: Request) -> Response:

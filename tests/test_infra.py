@@ -738,7 +738,14 @@ def test_azure_yaml_points_at_main_bicep():
 
 
 def test_azure_yaml_deploys_the_repo_as_a_python_function_app():
-    assert azure_yaml()["services"] == {"api": {"project": ".", "language": "python", "host": "function"}}
+    service = azure_yaml()["services"]["api"]
+    assert {k: service[k] for k in ("project", "language", "host")} == {
+        "project": ".",
+        "language": "python",
+        "host": "function",
+    }
+    # What is zipped is the folder the prepackage hook builds (tests/test_package.py).
+    assert set(service) == {"project", "language", "host", "dist", "hooks"}
 
 
 def test_azure_yaml_runs_the_hook_after_provisioning():

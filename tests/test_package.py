@@ -1,0 +1,110 @@
+"""The deployment package (infra/hooks/build_package.py, azd's prepackage hook): what ships, and that
+Python runs its bytecode from a read-only folder without compiling anything."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_builder() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("build_package", REPO / "infra" / "hooks" / "build_package.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+builder = load_builder()
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return builder.build_package(REPO, tmp_path_factory.mktemp("deploy") / "package", python=sys.executable)
+
+
+def files_of(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")}
+
+
+def test_every_module_of_the_package_has_unchecked_hash_bytecode(package: Path) -> None:
+    sources = sorted(package.rglob("*.py"))
+    assert package / "function_app.py" in sources and len(sources) > 40
+    for source in sources:
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        header = cached.read_bytes()[:8]
+        assert header[:4] == importlib.util.MAGIC_NUMBER, cached
+        # PEP 552 flags: bit 0 hash-based, bit 1 check_source; unchecked is 0b01.
+        assert int.from_bytes(header[4:8], "little") == 0b01, cached
+
+
+def test_the_package_is_the_project_without_what_funcignore_lists(package: Path) -> None:
+    top = {p.name for p in package.iterdir()}
+    assert {"function_app.py", "host.json", "requirements.txt", "cosmos_history", "agents"} <= top
+    assert not top & {"tests", "bench", "devtools", "infra", ".venv", "local.settings.json", ".build"}
+
+
+def test_the_package_keeps_funcignore_so_azd_does_not_drop_the_bytecode(package: Path) -> None:
+    # azd zips the dist folder with its .funcignore; without one it applies its Python defaults,
+    # which leave out every __pycache__.
+    assert (package / ".funcignore").read_bytes() == (REPO / ".funcignore").read_bytes()
+    assert "__pycache__" not in (package / ".funcignore").read_text(encoding="utf-8")
+
+
+def test_python_runs_the_shipped_bytecode_and_writes_nothing(package: Path) -> None:
+    # As after Oryx's copy or a zip round trip: the source's mtime and size no longer match. Timestamp
+    # bytecode would be recompiled; unchecked-hash bytecode is used as it is, so this line never runs.
+    source = package / "function_app.py"
+    source.write_text(source.read_text(encoding="utf-8") + "\nraise SystemExit('compiled from source')\n")
+    before = files_of(package)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import function_app; print(function_app.__file__, len(function_app.ROUTES))"],
+        cwd=package,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    path, routes = done.stdout.split()
+    assert Path(path) == source and int(routes) > 10
+    assert files_of(package) == before
+
+
+def test_an_ignore_pattern_the_hook_cannot_read_is_refused() -> None:
+    with pytest.raises(ValueError, match="unsupported pattern"):
+        builder.IgnoreRules("tests/\n!tests/keep.py\n")
+
+
+def test_ignore_rules_match_names_at_any_depth_and_folders_only_with_a_slash() -> None:
+    rules = builder.IgnoreRules("tests/\n*.log\n/Makefile\n")
+    assert rules.ignores(Path("tests"), is_dir=True) and rules.ignores(Path("a/tests"), is_dir=True)
+    assert not rules.ignores(Path("tests"), is_dir=False)
+    assert rules.ignores(Path("a/b/run.log"), is_dir=False)
+    assert rules.ignores(Path("Makefile"), is_dir=False) and not rules.ignores(Path("a/Makefile"), is_dir=False)
+
+
+def test_azd_packages_what_the_hook_builds_before_packaging() -> None:
+    service = yaml.safe_load((REPO / "azure.yaml").read_text(encoding="utf-8"))["services"]["api"]
+    assert Path(service["dist"]) == builder.DEFAULT_OUTPUT
+    for platform in ("posix", "windows"):
+        hook = service["hooks"]["prepackage"][platform]
+        assert hook["run"].endswith("infra/hooks/build_package.py") and hook["continueOnError"] is False
+
+
+def test_the_hook_compiles_with_the_python_version_azure_runs_or_refuses() -> None:
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert builder.deployed_python_version(REPO) == "3.11"  # infra/app/function-app.bicep
+    assert builder.python_for(running) == sys.executable
+    with pytest.raises(SystemExit, match=r"install python2\.9"):
+        builder.python_for("2.9")

@@ -67,8 +67,10 @@ $(CHECKOV_VENV)/.installed: infra/requirements-checkov.txt
 	@touch $@
 
 ## Measure this backend against the framework's CosmosHistoryProvider; writes docs/performance.md (~10 min).
+## `make bench PROFILE=1` instead prints the top functions by cumulative time of a steady local-mode turn
+## (options: `.venv/bin/python -m bench profile --help`).
 bench: install
-	$(PY) -m bench
+	$(PY) -m bench $(if $(PROFILE),profile)
 
 lint: install
 	$(PY) -m ruff check .

@@ -1,4 +1,5 @@
 """``python -m bench``: run every measurement, print the report and write docs/performance.md.
+``python -m bench profile``: profile turns instead (``bench/profile.py``; ``make bench PROFILE=1``).
 
 Starts its own local Cosmos DB (unless ``COSMOS_ENDPOINT`` names a real account) and its own
 local host processes on 127.0.0.1, and stops them all before exiting.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -39,6 +41,12 @@ async def _in_process(
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["profile"]:  # python -m bench profile: a turn's top functions by cumulative time
+        from .profile import main as profile
+
+        profile(argv[1:])
+        return
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--lengths", type=_ints, default=[1, 10, 100, 500], help="conversation lengths (turns)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the HTTP timing sample counts")

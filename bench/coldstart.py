@@ -1,8 +1,14 @@
-"""Cold start: what a fresh worker process pays before its first answer, in fresh subprocesses.
+"""Cold start: what a fresh worker process pays before its first answer, measured the way Azure runs it.
 
-    python -m bench.coldstart deps      # import the dependencies only
-    python -m bench.coldstart app       # import function_app, then answer one POST message
-    python -m bench.coldstart split     # import the dependencies, then function_app on top
+Azure runs the app from a read-only package, so Python never writes bytecode there. Each child runs in
+a copy of the deployment package (``infra/hooks/build_package.py``, what ``azd deploy`` zips) made
+read-only, with ``PYTHONDONTWRITEBYTECODE=1``; once with the package's unchecked-hash bytecode (as
+deployed) and once with the sources only (as deployed before: every module compiled at every start).
+
+    python -m bench.coldstart measure [--runs 5]   # build the packages, run the children, print the table
+    python -m bench.coldstart deps      # (child) import the dependencies only
+    python -m bench.coldstart app       # (child) import function_app, then answer one POST message
+    python -m bench.coldstart split     # (child) import the dependencies, then function_app on top
 
 Each child prints one JSON line of timings; :func:`measure_cold_start` runs several and takes medians.
 ``split`` isolates the project's own import cost: the dependencies are already loaded when
@@ -11,16 +17,24 @@ Each child prints one JSON line of timings; :func:`measure_cold_start` runs seve
 
 from __future__ import annotations
 
+import argparse
 import ast
 import importlib
+import importlib.util
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.machinery import SourceFileLoader
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Modules of the package that the function app never imports (local host, local Cosmos DB).
@@ -61,6 +75,19 @@ def _import_all(imports: list[tuple[str, tuple[str, ...]]]) -> float:
     return time.perf_counter() - started
 
 
+def _count_compiles() -> list[str]:
+    """Record every module compiled from source from now on (bytecode missing, stale or unusable)."""
+    compiled: list[str] = []
+    original = SourceFileLoader.source_to_code
+
+    def source_to_code(self: SourceFileLoader, data: bytes, path: str, *, _optimize: int = -1) -> Any:
+        compiled.append(path)
+        return original(self, data, path, _optimize=_optimize)
+
+    SourceFileLoader.source_to_code = source_to_code  # type: ignore[method-assign]
+    return compiled
+
+
 def _first_request() -> tuple[float, int]:
     """Call the registered post-message function once, as the Functions worker would; (seconds, Cosmos requests).
 
@@ -98,16 +125,24 @@ def _first_request() -> tuple[float, int]:
     return seconds, counter.requests
 
 
-def child(kind: str) -> dict[str, float]:
+def child(kind: str) -> dict[str, Any]:
     if kind == "deps":
         extra = list(OPTIONAL_DEPENDENCIES) if os.environ.get("BENCH_ALL_DEPS") else []
         return {"deps": _import_all(project_dependencies() + extra)}
     if kind == "split":
         deps = _import_all(project_dependencies())
-        return {"deps": deps, "project": _import_all([("function_app", ())])}
+        compiled = _count_compiles()
+        project = _import_all([("function_app", ())])
+        import function_app
+
+        return {"deps": deps, "project": project, "compiled": len(compiled), "app_file": function_app.__file__}
+    compiled = _count_compiles()
     imported = _import_all([("function_app", ())])
     first, requests = _first_request()
-    return {"import": imported, "first_request": first, "cosmos_requests": requests}
+    # The benchmark's own modules (imported to count the first request's Cosmos DB requests) do not count.
+    harness = str(ROOT / "bench")
+    app_compiled = [path for path in compiled if not path.startswith(harness)]
+    return {"import": imported, "compiled": len(app_compiled), "first_request": first, "cosmos_requests": requests}
 
 
 @dataclass(frozen=True)
@@ -116,6 +151,12 @@ class ColdStart:
     deps_import: float
     all_deps_import: float
     project_import: float
+    """The project's own import from the package with its bytecode (as deployed)."""
+    project_import_sources_only: float
+    """The same from the package without bytecode: every module compiled, as at every cold start before."""
+    modules_compiled: int
+    """Modules compiled from source while a fresh process imports ``function_app`` from the package."""
+    modules_compiled_sources_only: int
     app_import: float
     first_request: float
     first_request_cosmos_requests: int
@@ -125,33 +166,90 @@ class ColdStart:
     def project_overhead_pct(self) -> float:
         return 100 * self.project_import / self.deps_import
 
+    @property
+    def project_overhead_pct_sources_only(self) -> float:
+        return 100 * self.project_import_sources_only / self.deps_import
 
-def _run_child(kind: str, env: dict[str, str], extra: dict[str, str] | None = None) -> tuple[dict[str, float], float]:
+
+def _run_child(
+    kind: str, env: dict[str, str], package: Path, extra: dict[str, str] | None = None
+) -> tuple[dict[str, Any], float]:
+    """One fresh process in ``package`` (first on ``sys.path``; ``bench`` comes from the repository)."""
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "bench.coldstart", kind],
-        env={**os.environ, **env, **(extra or {})},
+        cwd=package,
+        env={**os.environ, **env, **(extra or {}), "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"},
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
-    return json.loads(done.stdout.strip().splitlines()[-1]), time.perf_counter() - started
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if "app_file" in result and Path(result["app_file"]).parent != package:
+        raise RuntimeError(f"function_app came from {result['app_file']}, not from the package {package}")
+    return result, time.perf_counter() - started
+
+
+def _load_builder() -> Any:
+    spec = importlib.util.spec_from_file_location("build_package", ROOT / "infra" / "hooks" / "build_package.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _snapshot(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")}
+
+
+def _set_writable(root: Path, writable: bool) -> None:
+    for path in [root, *root.rglob("*")]:
+        mode = path.stat().st_mode
+        path.chmod(mode | 0o200 if writable else mode & ~0o222)
+
+
+@contextmanager
+def read_only_packages() -> Iterator[tuple[Path, Path]]:
+    """(package with its bytecode, the same without), built by the deploy hook and made read-only.
+
+    Raises if a child wrote anything there (root may write to a read-only folder; nothing else stops it).
+    """
+    with tempfile.TemporaryDirectory(prefix="coldstart-") as tmp:
+        compiled = _load_builder().build_package(ROOT, Path(tmp) / "package", python=sys.executable)
+        sources_only = Path(tmp) / "sources-only"
+        shutil.copytree(compiled, sources_only, ignore=shutil.ignore_patterns("__pycache__"))
+        before = {p: _snapshot(p) for p in (compiled, sources_only)}
+        for package in before:
+            _set_writable(package, False)
+        try:
+            yield compiled, sources_only
+        finally:
+            for package in before:
+                _set_writable(package, True)
+        for package, files in before.items():
+            if _snapshot(package) != files:
+                raise RuntimeError(f"a cold start wrote to the read-only package {package}")
 
 
 def measure_cold_start(env: dict[str, str], runs: int) -> ColdStart:
-    """Medians over ``runs`` fresh processes of each kind (after one discarded run that warms .pyc files)."""
-    for kind in ("deps", "split", "app"):
-        _run_child(kind, env)
-    deps = [_run_child("deps", env)[0]["deps"] for _ in range(runs)]
-    all_deps = [_run_child("deps", env, {"BENCH_ALL_DEPS": "1"})[0]["deps"] for _ in range(runs)]
-    split = [_run_child("split", env)[0] for _ in range(runs)]
-    app = [_run_child("app", env) for _ in range(runs)]
+    """Medians over ``runs`` fresh processes of each kind (after one discarded run that warms the file cache)."""
+    with read_only_packages() as (package, sources_only):
+        for kind in ("deps", "split", "app"):
+            _run_child(kind, env, package)
+        deps = [_run_child("deps", env, package)[0]["deps"] for _ in range(runs)]
+        all_deps = [_run_child("deps", env, package, {"BENCH_ALL_DEPS": "1"})[0]["deps"] for _ in range(runs)]
+        split = [_run_child("split", env, package)[0] for _ in range(runs)]
+        uncompiled = [_run_child("split", env, sources_only)[0] for _ in range(runs)]
+        app = [_run_child("app", env, package) for _ in range(runs)]
     return ColdStart(
         runs=runs,
         deps_import=statistics.median(deps),
         all_deps_import=statistics.median(all_deps),
         project_import=statistics.median(s["project"] for s in split),
+        project_import_sources_only=statistics.median(s["project"] for s in uncompiled),
+        modules_compiled=max(a[0]["compiled"] for a in app),
+        modules_compiled_sources_only=max(s["compiled"] for s in uncompiled),
         app_import=statistics.median(a[0]["import"] for a in app),
         first_request=statistics.median(a[0]["first_request"] for a in app),
         first_request_cosmos_requests=int(statistics.median(a[0]["cosmos_requests"] for a in app)),
@@ -159,5 +257,23 @@ def measure_cold_start(env: dict[str, str], runs: int) -> ColdStart:
     )
 
 
+def main(argv: list[str] | None = None) -> None:
+    """``measure``: only the cold start, against a Cosmos DB of its own; prints the table and the targets."""
+    parser = argparse.ArgumentParser(prog="python -m bench.coldstart", description=__doc__)
+    parser.add_argument("kind", choices=["measure", "deps", "split", "app"])
+    parser.add_argument("--runs", type=int, default=5, help="fresh processes of each kind (measure)")
+    args = parser.parse_args(argv)
+    if args.kind != "measure":
+        print(json.dumps(child(args.kind)))
+        return
+    from .hosts import bench_cosmos
+    from .report import cold_start_lines
+    from .targets import cold_start_targets
+
+    with bench_cosmos() as bench:
+        cold = measure_cold_start(bench.env, args.runs)
+    print("\n".join([*cold_start_targets(cold), "", *cold_start_lines(cold)]))
+
+
 if __name__ == "__main__":
-    print(json.dumps(child(sys.argv[1])))
+    main()

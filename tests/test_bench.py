@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
+from bench.coldstart import ColdStart, _run_child, read_only_packages
 from bench.counting import RequestCounter, classify
 from bench.hosts import BenchEnv
 from bench.inprocess import variants
 from bench.measure import measure_counts
-from bench.report import Results, render, standard_notes
+from bench.profile import profile_turns, render, top_functions
+from bench.report import Results, standard_notes
+from bench.report import render as render_report
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +42,7 @@ async def test_a_steady_state_local_turn_is_one_point_read_one_lease_write_and_o
     assert provider.requests == 3 and provider.operations["query"] == 2 and provider.operations["upsert"] == 2
     assert steady.request_bytes > steady.written_bytes > 0 and steady.response_bytes > 0
 
-    report = render(
+    report = render_report(
         Results(False, [1, 2], rows, {}, {}, [], None, 0.0, standard_notes(real_account=False, scale=1, total=1))
     )
     assert "| backend, local mode | 2 | 3 | 1 create, 1 read, 1 replace |" in report
@@ -52,3 +59,62 @@ def test_operations_are_named_from_method_path_and_headers() -> None:
     with counter.pause():
         counter.record("read", 10, 10, 0, None)
     assert counter.requests == 0
+
+
+async def test_the_profile_lists_the_turn_path_by_cumulative_time(bench_env: BenchEnv) -> None:
+    async with variants(bench_env) as v:
+        stats = await profile_turns(v, "local", length=3, turns=2)
+
+    rows = top_functions(stats, turns=2, top=60)
+    assert len(rows) == 60
+    assert [r.cumulative_ms for r in rows] == sorted((r.cumulative_ms for r in rows), reverse=True)
+    functions = [r.function for r in rows]
+    assert any(f.startswith("cosmos_history/domain/turn.py:") and f.endswith("(run_turn)") for f in functions)
+    assert any(f.startswith("cosmos_history/http/handlers.py:") for f in functions)
+    lines = render(rows, variant="local", length=3, turns=2)
+    assert lines[0] == "## Profile of a local-mode turn at 3 turns (2 turns profiled; per turn)"
+    assert len(lines) == 2 + 2 + 60
+
+
+def test_a_cold_import_from_the_read_only_package_compiles_no_module_and_without_its_bytecode_every_one() -> None:
+    with read_only_packages() as (package, sources_only):
+        assert not list(sources_only.rglob("*.pyc")) and list(package.rglob("*.pyc"))
+        shipped, _ = _run_child("split", {}, package)
+        bare, _ = _run_child("split", {}, sources_only)
+
+    assert Path(shipped["app_file"]) == package / "function_app.py"
+    assert shipped["compiled"] == 0
+    assert bare["compiled"] > 40
+
+
+def test_a_cold_start_that_writes_into_the_package_fails_the_measurement() -> None:
+    with pytest.raises(RuntimeError, match="wrote to the read-only package"), read_only_packages() as (package, _):
+        pyc = next(package.rglob("*.pyc"))
+        os.utime(pyc, ns=(0, 0))  # what a rewritten .pyc would look like; the owner may, read-only or not
+
+
+COLD = ColdStart(
+    runs=5,
+    deps_import=1.0,
+    all_deps_import=1.5,
+    project_import=0.04,
+    project_import_sources_only=0.15,
+    modules_compiled=0,
+    modules_compiled_sources_only=49,
+    app_import=1.1,
+    first_request=0.2,
+    first_request_cosmos_requests=7,
+    process_wall=2.0,
+)
+
+
+def test_the_report_lists_the_cold_start_targets() -> None:
+    notes = standard_notes(real_account=False, scale=1, total=1)
+    report = render_report(Results(False, [1], [], {}, {}, [], COLD, 0.0, notes))
+    assert "from the read-only package | 0 (without the package's bytecode: 49) | met |" in report
+    assert "bytecode writing off) | 4.0% (without the package's bytecode: 15.0%) | met |" in report
+    assert "7 Cosmos DB requests) | 200.0 ms | reported |" in report
+    assert "| The same from the package without bytecode (every module compiled at every cold start) |" in report
+
+    slow = render_report(Results(False, [1], [], {}, {}, [], replace(COLD, project_import=0.06), 0.0, notes))
+    assert "bytecode writing off) | 6.0% (without the package's bytecode: 15.0%) | **not met** |" in slow

@@ -140,7 +140,7 @@ def child(kind: str) -> dict[str, Any]:
     imported = _import_all([("function_app", ())])
     first, requests = _first_request()
     # The benchmark's own modules (imported to count the first request's Cosmos DB requests) do not count.
-    harness = str(ROOT / "bench")
+    harness = tuple(f"{ROOT / folder}{os.sep}" for folder in ("bench", "devtools"))
     app_compiled = [path for path in compiled if not path.startswith(harness)]
     return {"import": imported, "compiled": len(app_compiled), "first_request": first, "cosmos_requests": requests}
 
@@ -154,6 +154,9 @@ class ColdStart:
     """The project's own import from the package with its bytecode (as deployed)."""
     project_import_sources_only: float
     """The same from the package without bytecode: every module compiled, as at every cold start before."""
+    project_share: float
+    """Median over processes of the project's own import over the dependencies' import in the same process."""
+    project_share_sources_only: float
     modules_compiled: int
     """Modules compiled from source while a fresh process imports ``function_app`` from the package."""
     modules_compiled_sources_only: int
@@ -164,11 +167,11 @@ class ColdStart:
 
     @property
     def project_overhead_pct(self) -> float:
-        return 100 * self.project_import / self.deps_import
+        return 100 * self.project_share
 
     @property
     def project_overhead_pct_sources_only(self) -> float:
-        return 100 * self.project_import_sources_only / self.deps_import
+        return 100 * self.project_share_sources_only
 
 
 def _run_child(
@@ -234,20 +237,28 @@ def read_only_packages() -> Iterator[tuple[Path, Path]]:
 
 def measure_cold_start(env: dict[str, str], runs: int) -> ColdStart:
     """Medians over ``runs`` fresh processes of each kind (after one discarded run that warms the file cache)."""
+    deps: list[float] = []
+    all_deps: list[float] = []
+    split: list[dict[str, Any]] = []
+    uncompiled: list[dict[str, Any]] = []
+    app: list[tuple[dict[str, Any], float]] = []
     with read_only_packages() as (package, sources_only):
         for kind in ("deps", "split", "app"):
             _run_child(kind, env, package)
-        deps = [_run_child("deps", env, package)[0]["deps"] for _ in range(runs)]
-        all_deps = [_run_child("deps", env, package, {"BENCH_ALL_DEPS": "1"})[0]["deps"] for _ in range(runs)]
-        split = [_run_child("split", env, package)[0] for _ in range(runs)]
-        uncompiled = [_run_child("split", env, sources_only)[0] for _ in range(runs)]
-        app = [_run_child("app", env, package) for _ in range(runs)]
+        for _ in range(runs):  # interleaved, so that a change of load on the machine hits every kind alike
+            deps.append(_run_child("deps", env, package)[0]["deps"])
+            all_deps.append(_run_child("deps", env, package, {"BENCH_ALL_DEPS": "1"})[0]["deps"])
+            split.append(_run_child("split", env, package)[0])
+            uncompiled.append(_run_child("split", env, sources_only)[0])
+            app.append(_run_child("app", env, package))
     return ColdStart(
         runs=runs,
         deps_import=statistics.median(deps),
         all_deps_import=statistics.median(all_deps),
         project_import=statistics.median(s["project"] for s in split),
         project_import_sources_only=statistics.median(s["project"] for s in uncompiled),
+        project_share=statistics.median(s["project"] / s["deps"] for s in split),
+        project_share_sources_only=statistics.median(s["project"] / s["deps"] for s in uncompiled),
         modules_compiled=max(a[0]["compiled"] for a in app),
         modules_compiled_sources_only=max(s["compiled"] for s in uncompiled),
         app_import=statistics.median(a[0]["import"] for a in app),

@@ -266,10 +266,14 @@ def cold_start_lines(cold: ColdStart) -> list[str]:
             "Import `function_app` with those already loaded (the project's own import), package with its bytecode",
             _ms(cold.project_import),
         ],
-        ["Project import overhead, package with its bytecode", f"{cold.project_overhead_pct:.1f}% of the baseline"],
+        [
+            "Project import overhead, package with its bytecode (median of each process's own ratio)",
+            f"{cold.project_overhead_pct:.1f}% of the dependencies' import",
+        ],
         [
             "The same from the package without bytecode (every module compiled at every cold start)",
-            f"{_ms(cold.project_import_sources_only)} ({cold.project_overhead_pct_sources_only:.1f}% of the baseline)",
+            f"{_ms(cold.project_import_sources_only)} ({cold.project_overhead_pct_sources_only:.1f}% of the "
+            "dependencies' import)",
         ],
         ["Import `function_app` in a fresh process (all of it)", _ms(cold.app_import)],
         [
@@ -289,8 +293,8 @@ def cold_start_lines(cold: ColdStart) -> list[str]:
     return [
         "## Cold start",
         "",
-        f"Medians over {cold.runs} fresh processes of each kind (`bench/coldstart.py`), after one discarded run "
-        "that warms the file cache, each in a read-only copy of the deployment package "
+        f"Medians over {cold.runs} fresh processes of each kind, interleaved (`bench/coldstart.py`), after one "
+        "discarded run that warms the file cache, each in a read-only copy of the deployment package "
         "(`infra/hooks/build_package.py`, what `azd deploy` zips, with its unchecked-hash bytecode) and with "
         "`PYTHONDONTWRITEBYTECODE=1`, as Azure runs the app; once more without the package's bytecode, as "
         "deployments were before. The baseline imports exactly the modules and names that `function_app` and "

@@ -5,11 +5,40 @@ Handlers live in ``cosmos_history/http/handlers.py``; :func:`cosmos_history.app.
 Public routes hold no data and are anonymous whatever ``HTTP_AUTH_LEVEL`` says.
 """
 
+import importlib
+
+from azurefunctions.extensions.http.fastapi import Response
+
 from cosmos_history.app import Route, create_app
+from cosmos_history.domain.errors import ProblemError
 from cosmos_history.http import handlers as api
-from cosmos_history.http.mcp import transport as mcp
-from cosmos_history.http.openai import handlers as openai
-from cosmos_history.http.openai.objects import error_response
+from cosmos_history.http.calls import Call, ErrorRenderer, Handler
+
+
+def _handler(module: str, name: str) -> Handler:
+    """The handler ``module.name``, imported on its first call: a cold start pays for the OpenAI-compatible
+    endpoint and the MCP server (and the MCP SDK) only when they are used; the native API's first request
+    needs none of them."""
+
+    async def handler(call: Call) -> Response:
+        return await getattr(importlib.import_module(module), name)(call)
+
+    handler.__name__ = handler.__qualname__ = name
+    return handler
+
+
+def _errors(module: str) -> ErrorRenderer:
+    """The error renderer ``module.error_response`` (an API's own error shape), imported on first use."""
+
+    def render(error: ProblemError) -> Response:
+        return importlib.import_module(module).error_response(error)
+
+    return render
+
+
+OPENAI = "cosmos_history.http.openai.handlers"
+OPENAI_ERRORS = _errors("cosmos_history.http.openai.objects")
+MCP = "cosmos_history.http.mcp.transport"
 
 ROUTES = (
     Route("POST", "sessions", api.create_session_route),
@@ -22,14 +51,14 @@ ROUTES = (
     Route("GET", "agents", api.list_agents_route),
     Route("GET", "health", api.health_route),
     # The OpenAI Responses-compatible endpoint: base_url .../api/v1 for the openai SDKs.
-    Route("POST", "v1/responses", openai.create_response_route, errors=error_response),
-    Route("GET", "v1/responses/{id}", openai.get_response_route, errors=error_response),
-    Route("DELETE", "v1/responses/{id}", openai.delete_response_route, errors=error_response),
-    Route("GET", "v1/responses/{id}/input_items", openai.list_input_items_route, errors=error_response),
-    Route("GET", "v1/models", openai.list_models_route, errors=error_response),
-    Route("GET", "v1/models/{id}", openai.get_model_route, errors=error_response),
+    Route("POST", "v1/responses", _handler(OPENAI, "create_response_route"), errors=OPENAI_ERRORS),
+    Route("GET", "v1/responses/{id}", _handler(OPENAI, "get_response_route"), errors=OPENAI_ERRORS),
+    Route("DELETE", "v1/responses/{id}", _handler(OPENAI, "delete_response_route"), errors=OPENAI_ERRORS),
+    Route("GET", "v1/responses/{id}/input_items", _handler(OPENAI, "list_input_items_route"), errors=OPENAI_ERRORS),
+    Route("GET", "v1/models", _handler(OPENAI, "list_models_route"), errors=OPENAI_ERRORS),
+    Route("GET", "v1/models/{id}", _handler(OPENAI, "get_model_route"), errors=OPENAI_ERRORS),
     # The MCP server (Streamable HTTP, stateless): every agent as a tool; errors are JSON-RPC errors.
-    Route("POST", "mcp", mcp.mcp_route, errors=mcp.error_response),
+    Route("POST", "mcp", _handler(MCP, "mcp_route"), errors=_errors(MCP)),
     Route("GET", "openapi.json", api.openapi_route, public=True),
     Route("GET", "chat", api.chat_page_route, public=True),
 )

@@ -6,6 +6,7 @@ read-only, with ``PYTHONDONTWRITEBYTECODE=1``; once with the package's unchecked
 deployed) and once with the sources only (as deployed before: every module compiled at every start).
 
     python -m bench.coldstart measure [--runs 5]   # build the packages, run the children, print the table
+    python -m bench.coldstart modules   # (child) list what import function_app loads outside the project
     python -m bench.coldstart deps      # (child) import the dependencies only
     python -m bench.coldstart app       # (child) import function_app, then answer one POST message
     python -m bench.coldstart split     # (child) import the dependencies, then function_app on top
@@ -18,7 +19,6 @@ Each child prints one JSON line of timings; :func:`measure_cold_start` runs seve
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib
 import importlib.util
 import json
@@ -37,32 +37,38 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Modules of the package that the function app never imports (local host, local Cosmos DB).
+#: The project's own top-level modules (the package, the agent modules, the app); everything else is a dependency.
+OWN = ("cosmos_history", "agents", "function_app")
 #: Imported by a deployment only when a real model provider or managed identity is configured.
 OPTIONAL_DEPENDENCIES = (("agent_framework_openai", ("OpenAIChatClient",)), ("azure.identity.aio", ()), ("aiohttp", ()))
 
 
 def project_dependencies() -> list[tuple[str, tuple[str, ...]]]:
-    """The ``import``/``from ... import`` statements (third-party and standard library) at module
-    level of the code ``function_app`` loads: everything it imports that is not the project's own.
+    """Every module outside the project that ``import function_app`` loads, in load order, as the
+    ``modules`` child recorded it (``BENCH_DEPENDENCIES`` names the file).
 
-    Read from the source, so the baseline follows the code as it changes. Names matter:
-    ``agent_framework`` loads most of itself lazily, on first access to a name.
+    Recorded rather than read from the source: the framework loads much of itself lazily, also while
+    the app builds its agents at start-up (``agent_framework._mcp`` from ``Agent()``), and those are
+    the dependencies' cost, not the project's.
     """
-    found: list[tuple[str, tuple[str, ...]]] = []
-    modules = sorted((ROOT / "cosmos_history").rglob("*.py"))
-    for path in [ROOT / "function_app.py", *modules]:
-        for node in ast.parse(path.read_text(encoding="utf-8")).body:
-            if isinstance(node, ast.Import):
-                found += [(alias.name, ()) for alias in node.names if not alias.name.startswith("cosmos_history")]
-            elif (
-                isinstance(node, ast.ImportFrom)
-                and node.level == 0
-                and node.module
-                and node.module.split(".")[0] not in ("cosmos_history", "__future__")
-            ):
-                found.append((node.module, tuple(alias.name for alias in node.names)))
-    return found
+    path = os.environ.get("BENCH_DEPENDENCIES")
+    if not path:
+        raise RuntimeError("BENCH_DEPENDENCIES is not set: run the children through measure_cold_start")
+    return [(name, ()) for name in json.loads(Path(path).read_text(encoding="utf-8"))]
+
+
+def _loaded_dependencies() -> list[str]:
+    """(child) What ``import function_app`` loads outside the project, in load order."""
+    before = set(sys.modules)
+    importlib.import_module("function_app")
+    return [name for name in sys.modules if name not in before and name.split(".")[0] not in OWN]
+
+
+def record_dependencies(env: dict[str, str], package: Path, into: Path) -> dict[str, str]:
+    """``env`` plus ``BENCH_DEPENDENCIES``: the dependency list of a fresh ``import function_app`` in ``package``."""
+    result, _ = _run_child("modules", env, package)
+    into.write_text(json.dumps(result["modules"]), encoding="utf-8")
+    return {**env, "BENCH_DEPENDENCIES": str(into)}
 
 
 def _import_all(imports: list[tuple[str, tuple[str, ...]]]) -> float:
@@ -126,6 +132,8 @@ def _first_request() -> tuple[float, int]:
 
 
 def child(kind: str) -> dict[str, Any]:
+    if kind == "modules":
+        return {"modules": _loaded_dependencies()}
     if kind == "deps":
         extra = list(OPTIONAL_DEPENDENCIES) if os.environ.get("BENCH_ALL_DEPS") else []
         return {"deps": _import_all(project_dependencies() + extra)}
@@ -242,7 +250,8 @@ def measure_cold_start(env: dict[str, str], runs: int) -> ColdStart:
     split: list[dict[str, Any]] = []
     uncompiled: list[dict[str, Any]] = []
     app: list[tuple[dict[str, Any], float]] = []
-    with read_only_packages() as (package, sources_only):
+    with read_only_packages() as (package, sources_only), tempfile.TemporaryDirectory() as tmp:
+        env = record_dependencies(env, package, Path(tmp) / "dependencies.json")
         for kind in ("deps", "split", "app"):
             _run_child(kind, env, package)
         for _ in range(runs):  # interleaved, so that a change of load on the machine hits every kind alike
@@ -271,7 +280,7 @@ def measure_cold_start(env: dict[str, str], runs: int) -> ColdStart:
 def main(argv: list[str] | None = None) -> None:
     """``measure``: only the cold start, against a Cosmos DB of its own; prints the table and the targets."""
     parser = argparse.ArgumentParser(prog="python -m bench.coldstart", description=__doc__)
-    parser.add_argument("kind", choices=["measure", "deps", "split", "app"])
+    parser.add_argument("kind", choices=["measure", "modules", "deps", "split", "app"])
     parser.add_argument("--runs", type=int, default=5, help="fresh processes of each kind (measure)")
     args = parser.parse_args(argv)
     if args.kind != "measure":

@@ -108,3 +108,33 @@ def test_the_hook_compiles_with_the_python_version_azure_runs_or_refuses() -> No
     assert builder.python_for(running) == sys.executable
     with pytest.raises(SystemExit, match=r"install python2\.9"):
         builder.python_for("2.9")
+
+
+def test_a_cold_import_loads_nothing_the_first_native_request_does_not_need() -> None:
+    # Offline model, no telemetry, no MCP server: no model SDK, no credential, no exporter, no MCP SDK
+    # and none of the OpenAI-compatible endpoint (its handlers load on their first call).
+    unused = (
+        "openai",
+        "agent_framework_openai",
+        "mcp",
+        "mcp_types",
+        "azure.identity",
+        "azure.monitor",
+        "opentelemetry.sdk",
+        "cosmos_history.http.openai",
+        "cosmos_history.http.mcp",
+    )
+    unset = ("PYTHONPATH", "MODEL_", "MCP_", "APPLICATIONINSIGHTS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(unset)} | {"MODEL_PROVIDER": "offline"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, function_app; print(' '.join(sys.modules))"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout.split()
+    assert "function_app" in loaded and "cosmos_history.http.handlers" in loaded
+    assert [m for m in loaded if any(m == u or m.startswith(u + ".") for u in unused)] == []

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from bench.coldstart import ColdStart, _run_child, read_only_packages
+from bench.coldstart import ColdStart, _run_child, read_only_packages, record_dependencies
 from bench.counting import RequestCounter, classify
 from bench.hosts import BenchEnv
 from bench.inprocess import variants
@@ -76,15 +77,20 @@ async def test_the_profile_lists_the_turn_path_by_cumulative_time(bench_env: Ben
     assert len(lines) == 2 + 2 + 60
 
 
-def test_a_cold_import_from_the_read_only_package_compiles_no_module_and_without_its_bytecode_every_one() -> None:
+def test_a_cold_import_from_the_read_only_package_compiles_no_module_and_without_its_bytecode_every_one(
+    tmp_path: Path,
+) -> None:
     with read_only_packages() as (package, sources_only):
         assert not list(sources_only.rglob("*.pyc")) and list(package.rglob("*.pyc"))
-        shipped, _ = _run_child("split", {}, package)
-        bare, _ = _run_child("split", {}, sources_only)
+        env = record_dependencies({}, package, tmp_path / "dependencies.json")
+        shipped, _ = _run_child("split", env, package)
+        bare, _ = _run_child("split", env, sources_only)
 
     assert Path(shipped["app_file"]) == package / "function_app.py"
     assert shipped["compiled"] == 0
     assert bare["compiled"] > 40
+    # The dependencies were loaded before function_app: what the child timed is the project's own code.
+    assert "agent_framework._mcp" in json.loads((tmp_path / "dependencies.json").read_text(encoding="utf-8"))
 
 
 def test_a_cold_start_that_writes_into_the_package_fails_the_measurement() -> None:

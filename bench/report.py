@@ -297,10 +297,11 @@ def cold_start_lines(cold: ColdStart) -> list[str]:
         "discarded run that warms the file cache, each in a read-only copy of the deployment package "
         "(`infra/hooks/build_package.py`, what `azd deploy` zips, with its unchecked-hash bytecode) and with "
         "`PYTHONDONTWRITEBYTECODE=1`, as Azure runs the app; once more without the package's bytecode, as "
-        "deployments were before. The baseline imports exactly the modules and names that `function_app` and "
-        "the package import at module level (read from the source), so `agent_framework`'s lazily loaded parts "
-        "count as dependencies, not project. The dependencies' own bytecode is this virtual environment's (pip "
-        "compiles it at install).",
+        "deployments were before. The baseline imports every module outside the project that a fresh "
+        "`import function_app` loads (recorded by a first process, in load order), so the framework's lazily "
+        "loaded parts, also those loaded while the app builds its agents at start-up, count as dependencies; "
+        "what remains is the project's own code: its modules and what they run at import (the route table, "
+        "the agents). The dependencies' own bytecode is this virtual environment's (pip compiles it at install).",
         "",
         *_table(["Step", "ms"], rows),
         "",

@@ -111,8 +111,8 @@ def test_the_hook_compiles_with_the_python_version_azure_runs_or_refuses() -> No
 
 
 def test_a_cold_import_loads_nothing_the_first_native_request_does_not_need() -> None:
-    # Offline model, no telemetry, no MCP server: no model SDK, no credential, no exporter, no MCP SDK
-    # and none of the OpenAI-compatible endpoint (its handlers load on their first call).
+    # Offline model, no telemetry, no MCP server to call: no model SDK, no credential, no exporter, no MCP
+    # SDK, and neither the OpenAI-compatible endpoint nor the MCP server (they load on their first call).
     unused = (
         "openai",
         "agent_framework_openai",

@@ -145,7 +145,7 @@ class Variants:
         with self.counter.pause():
             if variant == "provider":
                 return await (await self.provider(provider_container(session_id))).stored_bytes(session_id)
-            document = await self.runtime.store.container.read_item(session_id, partition_key=session_id)
+            document = await self.runtime.store.container.read_item(session_id, partition_key=[USER, session_id])
             return len(json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode())
 
 

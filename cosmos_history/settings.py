@@ -35,7 +35,7 @@ SETTING_NAMES: dict[str, str] = {
     "COSMOS_ENDPOINT": "Cosmos DB account endpoint (https://<account>.documents.azure.com:443/).",
     "COSMOS_KEY": "Account key; only for the local emulator. Unset in Azure: managed identity is used.",
     "COSMOS_DATABASE": "Database name (default conversations).",
-    "COSMOS_CONTAINER": "Container name (default sessions).",
+    "COSMOS_CONTAINER": "Container name (default user-sessions).",
     "AZURE_CLIENT_ID": "Client id of the user-assigned managed identity (read by DefaultAzureCredential).",
     "HISTORY_MODE": "Default history mode for new sessions: local or service (default local).",
     "SESSION_TTL_SECONDS": "Sliding retention of session items in seconds; unset keeps them forever.",
@@ -80,7 +80,7 @@ class CosmosSettings:
     endpoint: str = "https://127.0.0.1:8081"
     key: str | None = None
     database: str = "conversations"
-    container: str = "sessions"
+    container: str = "user-sessions"
 
     @property
     def is_local(self) -> bool:

@@ -1,7 +1,8 @@
 """Start and stop the local Cosmos DB stand-in (`@vercel/cosmosdb-server` from npm). Dev and tests only.
 
 The official emulator needs Docker; this one is a Node.js process installed by
-``npm ci`` into ``cosmos-emulator/`` (with the repo's patch for missing-item reads).
+``npm ci`` into ``cosmos-emulator/`` (with the repo's patch: missing-item reads, hierarchical
+partition keys).
 It speaks HTTPS with a self-signed certificate and accepts the emulator's
 well-known key. See the README for its limits.
 

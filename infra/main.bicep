@@ -36,7 +36,7 @@ param cosmosDatabaseName string = 'conversations'
 
 @description('Cosmos DB container name (COSMOS_CONTAINER).')
 @minLength(1)
-param cosmosContainerName string = 'sessions'
+param cosmosContainerName string = 'user-sessions'
 
 @description('Sliding retention of session items in seconds (SESSION_TTL_SECONDS); 0 keeps them until deleted.')
 @minValue(0)

@@ -68,13 +68,15 @@ async def post_message(functions, session_id: str, message: Any, **kwargs) -> tu
     return await call(functions, "post_message_route", req)
 
 
-async def stored_document(runtime, session_id: str) -> dict[str, Any]:
-    return await runtime.store.container.read_item(session_id, partition_key=session_id)
+async def stored_document(runtime, session_id: str, user: str = "alice") -> dict[str, Any]:
+    """The stored session document of ``user`` (``request``'s default caller unless told)."""
+    return await runtime.store.container.read_item(session_id, partition_key=[user, session_id])
 
 
-def read_document(env: dict[str, str], session_id: str) -> dict:
+def read_document(env: dict[str, str], session_id: str, user: str = "anonymous") -> dict:
+    """The stored session document of ``user`` (a caller sending no X-User-Id is "anonymous")."""
     from azure.cosmos import CosmosClient
 
     with CosmosClient(env["COSMOS_ENDPOINT"], env["COSMOS_KEY"], connection_verify=False) as client:
         container = client.get_database_client(env["COSMOS_DATABASE"]).get_container_client(env["COSMOS_CONTAINER"])
-        return container.read_item(session_id, partition_key=session_id)
+        return container.read_item(session_id, partition_key=[user, session_id])

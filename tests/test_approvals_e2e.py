@@ -94,7 +94,7 @@ def answer(base: str, session: str, approval_id: str, approved: bool, **options:
 
 def reminders(env: dict[str, str], session: str) -> list[Any]:
     """The reminders the tool recorded in the stored session (only an approved call records one)."""
-    return read_document(env, session)["session"]["state"].get("reminders", [])
+    return read_document(env, session, USER["x-user-id"])["session"]["state"].get("reminders", [])
 
 
 CASES = [
@@ -199,7 +199,7 @@ def test_a_denied_call_does_not_run_and_the_model_is_told_it_was_denied(cosmos_e
 
 def test_a_session_waiting_for_approval_refuses_new_messages_forged_ids_and_malformed_answers(cosmos_env, offline):
     session, approval = waiting_session(offline)
-    before = read_document(cosmos_env, session)
+    before = read_document(cosmos_env, session, USER["x-user-id"])
 
     message = send(offline, f"/sessions/{session}/messages", {"message": "hello?"})
     forged = send(offline, f"/sessions/{session}/approvals", answers("af-call-forged", True))
@@ -216,7 +216,7 @@ def test_a_session_waiting_for_approval_refuses_new_messages_forged_ids_and_malf
     assert message[0] == 409 and message[1]["type"].endswith("approval-pending")
     assert forged[0] == 409 and forged[1]["type"].endswith("approval-unknown")
     assert [status for status, _, _ in malformed] == [422, 422, 422, 422]
-    assert read_document(cosmos_env, session)["_etag"] == before["_etag"]
+    assert read_document(cosmos_env, session, USER["x-user-id"])["_etag"] == before["_etag"]
     assert answer(offline, session, approval, True)["status"] == "completed"
 
 

@@ -223,17 +223,29 @@ async def test_a_concurrent_modification_is_409_and_keeps_the_winner(functions, 
     assert document["title"] == "winner" and document["turns"] == 1
 
 
-async def test_another_users_session_is_404_for_read_continue_and_delete(functions, model, session_id):
+async def test_another_users_session_is_404_for_read_and_delete(functions, model, runtime, session_id):
     await post_message(functions, session_id, "alice only", user="alice")
-    calls = len(model.calls)
+    before = await stored_document(runtime, session_id, "alice")
 
     read = await call(functions, "get_session_route", request("GET", "/", route={"id": session_id}, user="bob"))
-    cont = await post_message(functions, session_id, "let me in", user="bob")
     delete = await call(functions, "delete_session_route", request("DELETE", "/", route={"id": session_id}, user="bob"))
 
-    for status, _, response in (read, cont, delete):
+    for status, _, response in (read, delete):
         assert_problem(status, response, 404)
-    assert len(model.calls) == calls
+    assert await stored_document(runtime, session_id, "alice") == before
+
+
+async def test_the_same_session_id_is_a_separate_session_per_user(functions, model, runtime, session_id):
+    await post_message(functions, session_id, "alice only", user="alice")
+    before = await stored_document(runtime, session_id, "alice")
+
+    status, body, _ = await post_message(functions, session_id, "bob here", user="bob")
+
+    assert status == 200 and body["turn"] == 1
+    assert all("alice only" not in message.text for message in model.calls[-1])
+    _, bobs, _ = await call(functions, "get_session_route", request("GET", "/", route={"id": session_id}, user="bob"))
+    assert "alice only" not in json.dumps(bobs)
+    assert await stored_document(runtime, session_id, "alice") == before
 
 
 async def test_the_easy_auth_principal_names_the_owner(functions, model, session_id):

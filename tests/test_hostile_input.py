@@ -62,7 +62,7 @@ async def test_a_stored_title_with_a_lone_surrogate_breaks_neither_the_listing_n
 ):
     user = f"poisoned-{session_id}"
     await call(functions, "create_session_route", request("POST", "/api/sessions", body={"id": session_id}, user=user))
-    document = await runtime.store.container.read_item(session_id, partition_key=session_id)
+    document = await runtime.store.container.read_item(session_id, partition_key=[user, session_id])
     document["title"] = "\udc00 stored before input was checked"
     await runtime.store.container.replace_item(session_id, document)
 

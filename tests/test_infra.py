@@ -22,8 +22,8 @@ import tree_sitter
 import tree_sitter_bicep
 import yaml
 
-from cosmos_history.adapters.cosmos.client import INDEXING_POLICY, PARTITION_KEY_PATH
-from cosmos_history.settings import SETTING_NAMES, load_settings
+from cosmos_history.adapters.cosmos.client import INDEXING_POLICY, PARTITION_KEY_KIND, PARTITION_KEY_PATHS
+from cosmos_history.settings import SETTING_NAMES, CosmosSettings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 INFRA = REPO / "infra"
@@ -542,11 +542,19 @@ def test_optional_settings_are_set_only_when_configured():
     assert condition == "sessionTtlSeconds > 0"
 
 
-def test_container_partition_key_matches_the_app():
+def test_container_partition_key_is_the_apps_hierarchical_key():
     container = only_resource(
         INFRA / "app" / "cosmos.bicep", "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers"
     )
-    assert literal(member(container, "properties.resource.partitionKey.paths")) == [PARTITION_KEY_PATH]
+    assert literal(member(container, "properties.resource.partitionKey")) == {
+        "paths": PARTITION_KEY_PATHS,
+        "kind": PARTITION_KEY_KIND,
+        "version": 2,
+    }
+
+
+def test_the_default_container_name_is_the_apps_so_an_old_layout_container_is_never_reused():
+    assert literal(param_default(INFRA / "main.bicep", "cosmosContainerName")) == CosmosSettings.container
 
 
 def test_container_indexing_policy_matches_the_app():

@@ -57,10 +57,10 @@ class Rig:
         )
 
     async def document(self, session_id: str) -> dict:
-        return await self.container.read_item(session_id, partition_key=session_id)
+        return await self.container.read_item(session_id, partition_key=[self.store.user_id, session_id])
 
     async def lease_item(self, session_id: str) -> dict:
-        return await self.container.read_item(lease_id(session_id), partition_key=session_id)
+        return await self.container.read_item(lease_id(session_id), partition_key=[self.store.user_id, session_id])
 
     async def wait_for_lease_renewals(self, session_id: str, *, count: int, after: dict) -> list[dict]:
         """The lease item's versions as the running turn renews it, until ``count`` renewals were seen."""
@@ -121,7 +121,7 @@ async def test_a_racing_turn_is_told_to_retry_in_seconds_not_minutes(rig, sessio
     await lease.claim(session_id, "holder", known_etag=None)
 
     with pytest.raises(TurnInProgressError) as refused:
-        await lease.claim(session_id, "racer", known_etag=None)
+        await lease.claim(session_id, "holder", known_etag=None)
 
     assert 1 <= (refused.value.retry_after or 0) <= 4
 
@@ -255,10 +255,11 @@ async def test_a_retry_whose_answer_expired_is_told_it_was_applied_not_run_twice
         async for i in rig.container.query_items(
             "SELECT * FROM c WHERE c.sessionId = @s AND c.type = 'idempotency'",
             parameters=[{"name": "@s", "value": session_id}],
-            partition_key=session_id,
+            partition_key=[rig.store.user_id, session_id],
         )
     ]
-    await rig.container.delete_item(cached[0]["id"], partition_key=session_id)  # as retention would
+    # as retention would:
+    await rig.container.delete_item(cached[0]["id"], partition_key=[rig.store.user_id, session_id])
     calls = len(rig.model.calls)
 
     with pytest.raises(IdempotentResultGoneError) as gone:
@@ -298,7 +299,7 @@ async def test_an_archive_chunk_from_a_failed_save_stays_invisible(rig, session_
     guards = TurnGuards()
     for n in range(30):
         await run_turn(rig.store, rig.agents, session_id=session_id, message=f"{n} " + "x" * 600, guards=guards)
-    committed = await archive_item_ids(rig.container, session_id)
+    committed = await archive_item_ids(rig, session_id)
     rig.transport.faults.append(Fault(lambda r: r.method == "PUT" and r.url.rstrip("/").endswith(session_id), 412, 50))
 
     for n in range(30, 40):  # each turn alone needs room: its save must archive older turns first
@@ -306,7 +307,7 @@ async def test_an_archive_chunk_from_a_failed_save_stays_invisible(rig, session_
             await run_turn(rig.store, rig.agents, session_id=session_id, message=f"{n} " + "x" * 20_000, guards=guards)
     rig.transport.faults.clear()
 
-    orphans = await archive_item_ids(rig.container, session_id) - committed
+    orphans = await archive_item_ids(rig, session_id) - committed
     assert orphans, "the failed saves wrote archive chunks before their session write was refused"
     record = await rig.store.load(session_id)
     assert record is not None
@@ -315,11 +316,11 @@ async def test_an_archive_chunk_from_a_failed_save_stays_invisible(rig, session_
     assert user_texts == [str(n) for n in range(30)]
 
 
-async def archive_item_ids(container: ContainerProxy, session_id: str) -> set[str]:
-    query = container.query_items(
+async def archive_item_ids(rig: Rig, session_id: str) -> set[str]:
+    query = rig.container.query_items(
         "SELECT c.id FROM c WHERE c.sessionId = @s AND c.type = 'archive'",
         parameters=[{"name": "@s", "value": session_id}],
-        partition_key=session_id,
+        partition_key=[rig.store.user_id, session_id],
     )
     return {item["id"] async for item in query}
 
@@ -329,7 +330,9 @@ async def test_every_item_of_a_session_carries_the_retention_ttl(rig, session_id
         await rig.turn(session_id, f"{n} " + "y" * 600, idempotency_key=f"k{n}")
 
     query = rig.container.query_items(
-        "SELECT c.id, c.type, c.ttl FROM c WHERE c.sessionId = @s", parameters=[{"name": "@s", "value": session_id}]
+        "SELECT c.id, c.type, c.ttl FROM c WHERE c.sessionId = @s",
+        parameters=[{"name": "@s", "value": session_id}],
+        partition_key=[rig.store.user_id, session_id],
     )
     items = [item async for item in query]
     kinds = {item["type"] for item in items}
@@ -345,7 +348,9 @@ async def test_deleting_a_session_removes_its_archive_lease_and_replay_items(rig
     assert await rig.store.delete(session_id)
 
     query = rig.container.query_items(
-        "SELECT c.id FROM c WHERE c.sessionId = @s", parameters=[{"name": "@s", "value": session_id}]
+        "SELECT c.id FROM c WHERE c.sessionId = @s",
+        parameters=[{"name": "@s", "value": session_id}],
+        partition_key=[rig.store.user_id, session_id],
     )
     assert [item async for item in query] == []
 
@@ -434,7 +439,7 @@ async def test_archive_retention_slides_with_the_sessions_activity(rig, session_
     first_chunk = record.archive.chunk_id(session_id, 0)
     await rig.container.patch_item(
         first_chunk,
-        partition_key=session_id,
+        partition_key=[rig.store.user_id, session_id],
         patch_operations=[
             {"op": "set", "path": "/ttl", "value": 5}  # as if it had almost expired
         ],
@@ -445,7 +450,7 @@ async def test_archive_retention_slides_with_the_sessions_activity(rig, session_
 
     await rig.turn(session_id, "keeps the conversation alive")
 
-    assert (await rig.container.read_item(first_chunk, partition_key=session_id))["ttl"] == 3600
+    assert (await rig.container.read_item(first_chunk, partition_key=[rig.store.user_id, session_id]))["ttl"] == 3600
 
 
 async def test_archive_chunks_of_different_saves_never_share_an_id(rig, session_id):

@@ -21,7 +21,7 @@ def test_defaults_run_offline_in_local_mode_against_the_local_emulator():
 
     assert settings.model.provider == "offline"
     assert settings.history_mode == "local"
-    assert settings.cosmos.database == "conversations" and settings.cosmos.container == "sessions"
+    assert settings.cosmos.database == "conversations" and settings.cosmos.container == "user-sessions"
     assert settings.cosmos.is_local and settings.http_auth_level == "function"
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 from agent_framework import AgentSession
 from azure.cosmos import exceptions as cosmos_errors
 
 from cosmos_history import SessionRecord
 from cosmos_history.adapters.cosmos import items
-from cosmos_history.adapters.cosmos.client import INDEXING_POLICY, PARTITION_KEY_PATH
+from cosmos_history.adapters.cosmos.client import INDEXING_POLICY, PARTITION_KEY_PATHS
 from cosmos_history.adapters.cosmos.sessions import CosmosSessions, CosmosSessionStore
 from cosmos_history.domain.errors import BadRequestError
 
@@ -22,13 +25,13 @@ def new_record(store: CosmosSessions, session_id: str, **kwargs) -> SessionRecor
 async def test_a_missing_item_read_answers_404_not_500(container):
     """The local server's patch: a point read of a missing item is a 404 (it answered 500 unpatched)."""
     with pytest.raises(cosmos_errors.CosmosResourceNotFoundError):
-        await container.read_item("no-such-item", partition_key="no-such-item")
+        await container.read_item("no-such-item", partition_key=["nobody", "no-such-item"])
 
 
 async def test_the_document_carries_the_metadata_queries_use(store, container, session_id):
     await store.save(new_record(store, session_id, title="T"), etag=None)
 
-    document = await container.read_item(session_id, partition_key=session_id)
+    document = await container.read_item(session_id, partition_key=[store.user_id, session_id])
 
     assert document["id"] == document["sessionId"] == session_id
     assert document["type"] == "session" and document["schemaVersion"] == 1
@@ -42,20 +45,32 @@ async def test_retention_writes_a_ttl_on_every_save(store, container, session_id
     saved = await retained.save(new_record(store, session_id), etag=None)
     await retained.save(saved, etag=saved.etag)
 
-    document = await container.read_item(session_id, partition_key=session_id)
+    document = await container.read_item(session_id, partition_key=[store.user_id, session_id])
 
     assert document["ttl"] == 3600
 
 
-async def test_a_garbled_continuation_token_is_a_bad_request(store):
+@pytest.mark.parametrize(
+    "token",
+    [
+        "%%%not-a-token",
+        base64.urlsafe_b64encode(b"2026-12-03T10:00:00.000000Z").decode(),  # a listing token of the former format
+        base64.urlsafe_b64encode(b"c1:").decode(),
+        base64.urlsafe_b64encode(b"c1:" + base64.b64encode(json.dumps({"v": 99}).encode())).decode(),
+    ],
+)
+async def test_a_continuation_token_the_store_did_not_issue_is_a_bad_request(store, token):
+    await store.save(new_record(store, "one"), etag=None)
+
     with pytest.raises(BadRequestError):
-        await store.list_sessions(limit=2, continuation_token="%%%not-a-token")
+        await store.list_sessions(limit=2, continuation_token=token)
 
 
-async def test_the_container_is_partitioned_by_session_id_and_indexes_only_query_fields(container):
+async def test_the_container_is_partitioned_by_user_then_session_and_indexes_only_query_fields(container):
     properties = await container.read()
 
-    assert properties["partitionKey"]["paths"] == [PARTITION_KEY_PATH]
+    assert properties["partitionKey"]["paths"] == ["/userId", "/sessionId"] == PARTITION_KEY_PATHS
+    assert properties["partitionKey"]["kind"] == "MultiHash"
     included = {p["path"] for p in properties["indexingPolicy"]["includedPaths"]}
     assert included == {p["path"] for p in INDEXING_POLICY["includedPaths"]}
 

@@ -188,9 +188,7 @@ def test_errors_found_before_the_stream_starts_are_plain_problem_answers(host):
     sse = {"accept": "text/event-stream"}
 
     answers = {
-        404: httpx.post(
-            f"{base}/sessions/{session}/messages", json={"message": "hi"}, headers={**sse, "x-user-id": "someone-else"}
-        ),
+        404: httpx.post(f"{base}/sessions/{new_id()}/messages", json={"message": "hi", "agent": "nobody"}, headers=sse),
         409: httpx.post(f"{base}/sessions/{session}/messages", json={"message": "hi", "mode": "service"}, headers=sse),
         422: httpx.post(f"{base}/sessions/{session}/messages", json={"message": "", "stream": True}),
     }

@@ -11,13 +11,13 @@ from agent_framework import Content
 
 from cosmos_history import (
     SessionConflictError,
-    SessionNotFoundError,
     build_agents,
     load_settings,
     run_turn,
     run_turn_stream,
 )
 from cosmos_history.adapters.memory import MemoryReplayCache, MemorySessions, MemoryTurnLease
+from cosmos_history.domain.archive import history_messages
 from cosmos_history.domain.errors import (
     ModeConflictError,
     ModelCallError,
@@ -132,15 +132,18 @@ async def test_service_mode_is_refused_when_the_model_api_is_chat_completions(st
         await run_turn(store, agents, session_id="s1", message="hi", mode="service")
 
 
-async def test_another_users_session_is_invisible_and_not_overwritten(agents, store, model):
+async def test_two_users_with_the_same_session_id_have_two_separate_sessions(agents, store, model):
     await run_turn(store, agents, session_id="s1", message="alice's secret")
     mallory = store.for_user("mallory")
 
-    with pytest.raises(SessionNotFoundError):
-        await run_turn(mallory, agents, session_id="s1", message="hijack")
-    assert len(model.calls) == 1, "the model must not be paid for a turn on someone else's session"
-    record = await store.load("s1")
-    assert record is not None and record.turns == 1
+    await run_turn(mallory, agents, session_id="s1", message="hijack")
+
+    assert all("alice's secret" not in message.text for message in model.calls[-1])
+    alices, mallorys = await store.load("s1"), await mallory.load("s1")
+    assert alices is not None and alices.turns == 1 and alices.user_id == store.user_id
+    assert mallorys is not None and mallorys.turns == 1 and mallorys.user_id == "mallory"
+    assert "alice's secret" in [m.text for m in history_messages(alices.session.state)]
+    assert "alice's secret" not in [m.text for m in history_messages(mallorys.session.state)]
 
 
 def test_title_is_the_first_words_cut_at_a_word_boundary():
@@ -296,4 +299,4 @@ async def test_a_turn_longer_than_its_lease_renews_it_and_a_racer_is_refused(sto
     result = await running
 
     assert result.turn == 1
-    assert (await store.load("s1")).lease_etag == store.database.leases["s1"][1]
+    assert (await store.load("s1")).lease_etag == store.database.leases[(store.user_id, "s1")][1]

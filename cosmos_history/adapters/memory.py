@@ -2,7 +2,9 @@
 for anyone putting the app on another store (``tests/contract`` holds both adapters to one contract).
 
 State is kept as JSON-shaped copies (``to_dict``), never as the caller's objects, so it behaves like
-a database: what was saved does not change when the caller changes its objects afterwards.
+a database: what was saved does not change when the caller changes its objects afterwards. Every
+entry is keyed by ``(user id, session id, ...)``, as Cosmos DB's items by their partition key
+``[userId, sessionId]``: another user's session is not there, and two users may share a session id.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from agent_framework import AgentSession, InMemoryHistoryProvider, Message
 
 from cosmos_history.domain.archive import keep_within_budget
 from cosmos_history.domain.errors import (
+    BadRequestError,
     SessionConflictError,
     SessionExistsError,
     SessionNotFoundError,
@@ -47,11 +50,11 @@ def _new_etag() -> str:
 class MemoryDatabase:
     """What several repositories, leases and caches share: the "container"."""
 
-    sessions: dict[str, tuple[SessionRecord, str]] = field(default_factory=dict)
-    chunks: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
-    leases: dict[str, tuple[float, str]] = field(default_factory=dict)
-    results: dict[tuple[str, str], tuple[str, int, float, dict[str, Any]]] = field(default_factory=dict)
-    responses: dict[tuple[str, int], tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    sessions: dict[tuple[str, str], tuple[SessionRecord, str]] = field(default_factory=dict)
+    chunks: dict[tuple[str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    leases: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+    results: dict[tuple[str, str, str], tuple[int, float, dict[str, Any]]] = field(default_factory=dict)
+    responses: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
 
 
 class MemoryArchive:
@@ -59,10 +62,11 @@ class MemoryArchive:
         self._db = database
 
     async def write(self, record: SessionRecord, chunk: int, messages: list[Message]) -> None:
-        self._db.chunks[(record.id, record.archive.chunk_id(record.id, chunk))] = [m.to_dict() for m in messages]
+        key = (record.user_id, record.id, record.archive.chunk_id(record.id, chunk))
+        self._db.chunks[key] = [m.to_dict() for m in messages]
 
     async def read(self, record: SessionRecord, chunk: int) -> list[Message] | None:
-        stored = self._db.chunks.get((record.id, record.archive.chunk_id(record.id, chunk)))
+        stored = self._db.chunks.get((record.user_id, record.id, record.archive.chunk_id(record.id, chunk)))
         return None if stored is None else [Message.from_dict(copy.deepcopy(m)) for m in stored]
 
     async def renew(self, record: SessionRecord) -> None:
@@ -103,19 +107,17 @@ class MemorySessions:
 
     async def load(self, session_id: str) -> SessionRecord | None:
         validate_session_id(session_id)
-        stored = self.database.sessions.get(session_id)
+        stored = self.database.sessions.get((self.user_id, session_id))
         if stored is None:
             return None
         record, etag = stored
-        if record.user_id != self.user_id:
-            raise SessionNotFoundError()
         return replace(_copy(record), etag=etag)
 
     async def save(self, record: SessionRecord, *, etag: str | None) -> SessionRecord:
         validate_session_id(record.id)
         if record.user_id != self.user_id:
             raise SessionNotFoundError()
-        current = self.database.sessions.get(record.id)
+        current = self.database.sessions.get((self.user_id, record.id))
         if etag is None and current is not None:
             raise SessionExistsError(f"A session with id {record.id!r} already exists; choose another id, or omit it.")
         if etag is not None and (current is None or current[1] != etag):
@@ -132,36 +134,38 @@ class MemorySessions:
             )
         stored = _copy(record, service=record.mode == "service")
         new_etag = _new_etag()
-        self.database.sessions[record.id] = (stored, new_etag)
+        self.database.sessions[(self.user_id, record.id)] = (stored, new_etag)
         self.saves += 1
         return replace(record, etag=new_etag, loaded_bytes=None, loaded_messages=0)
 
     async def delete(self, session_id: str) -> bool:
         if await self.load(session_id) is None:
             return False
-        del self.database.sessions[session_id]
-        for owned in [k for k in self.database.chunks if k[0] == session_id]:
-            del self.database.chunks[owned]
-        self.database.leases.pop(session_id, None)
-        for owned_result in [k for k in self.database.results if k[0] == session_id]:
-            del self.database.results[owned_result]
-        for owned_response in [k for k in self.database.responses if k[0] == session_id]:
-            del self.database.responses[owned_response]
+        partition = (self.user_id, session_id)
+        del self.database.sessions[partition]
+        self.database.leases.pop(partition, None)
+        for table in (self.database.chunks, self.database.results, self.database.responses):
+            for owned in [k for k in table if k[:2] == partition]:
+                del table[owned]
         return True
 
     async def list_sessions(self, *, limit: int = 20, continuation_token: str | None = None) -> SessionPage:
+        """Newest first; the token is the (updatedAt, id) of the last session shown, so sessions
+        updated in the same instant are neither skipped nor repeated."""
         limit = max(1, min(limit, MAX_LIST_LIMIT))
         mine = sorted(
-            (r for r, _ in self.database.sessions.values() if r.user_id == self.user_id),
-            key=lambda r: r.updated_at,
+            (r for (user, _), (r, _) in self.database.sessions.items() if user == self.user_id),
+            key=lambda r: (r.updated_at, r.id),
             reverse=True,
         )
         if continuation_token:
-            mine = [r for r in mine if r.updated_at < continuation_token]
+            after = _decode_cursor(continuation_token)
+            mine = [r for r in mine if (r.updated_at, r.id) < after]
         page = [
             SessionSummary(r.id, r.title, r.mode, r.created_at, r.updated_at, r.turns, r.agent) for r in mine[:limit]
         ]
-        return SessionPage(page, page[-1].updated_at if len(mine) > limit else None)
+        more = len(mine) > limit
+        return SessionPage(page, json.dumps([page[-1].updated_at, page[-1].id]) if more else None)
 
     async def ping(self) -> None:
         return None
@@ -182,7 +186,7 @@ class MemoryTurnLease:
         self.seconds = seconds
 
     async def claim(self, session_id: str, user_id: str, *, known_etag: str | None) -> str:
-        current = self._db.leases.get(session_id)
+        current = self._db.leases.get((user_id, session_id))
         if current is not None and current[1] != known_etag:
             remaining = current[0] - time.time()
             if remaining > 0:
@@ -191,19 +195,19 @@ class MemoryTurnLease:
                     retry_after=max(1, math.ceil(min(remaining, self.seconds / 3))),
                 )
         etag = _new_etag()
-        self._db.leases[session_id] = (time.time() + self.seconds, etag)
+        self._db.leases[(user_id, session_id)] = (time.time() + self.seconds, etag)
         return etag
 
     async def renew(self, session_id: str, user_id: str, lease_etag: str) -> str | None:
-        if self._db.leases.get(session_id, (0.0, ""))[1] != lease_etag:
+        if self._db.leases.get((user_id, session_id), (0.0, ""))[1] != lease_etag:
             return None  # taken over
         etag = _new_etag()
-        self._db.leases[session_id] = (time.time() + self.seconds, etag)
+        self._db.leases[(user_id, session_id)] = (time.time() + self.seconds, etag)
         return etag
 
     async def release(self, session_id: str, user_id: str, lease_etag: str) -> None:
-        if self._db.leases.get(session_id, (0.0, ""))[1] == lease_etag:
-            self._db.leases[session_id] = (0.0, _new_etag())
+        if self._db.leases.get((user_id, session_id), (0.0, ""))[1] == lease_etag:
+            self._db.leases[(user_id, session_id)] = (0.0, _new_etag())
 
 
 class MemoryReplayCache:
@@ -212,14 +216,13 @@ class MemoryReplayCache:
         self.ttl_seconds = ttl_seconds
 
     async def find(self, session_id: str, user_id: str, key_hash: str, *, turn: int) -> dict[str, Any] | None:
-        stored = self._db.results.get((session_id, key_hash))
-        if stored is None or stored[0] != user_id or stored[1] != turn or stored[2] < time.time():
+        stored = self._db.results.get((user_id, session_id, key_hash))
+        if stored is None or stored[0] != turn or stored[1] < time.time():
             return None
-        return copy.deepcopy(stored[3])
+        return copy.deepcopy(stored[2])
 
     async def record(self, session_id: str, user_id: str, key_hash: str, *, turn: int, result: dict[str, Any]) -> None:
-        self._db.results[(session_id, key_hash)] = (
-            user_id,
+        self._db.results[(user_id, session_id, key_hash)] = (
             turn,
             time.time() + self.ttl_seconds,
             copy.deepcopy(result),
@@ -231,17 +234,24 @@ class MemoryResponseLog:
         self._db = database
 
     async def record(self, session_id: str, user_id: str, turn: int, response: dict[str, Any]) -> None:
-        self._db.responses[(session_id, turn)] = (user_id, copy.deepcopy(response))
+        self._db.responses[(user_id, session_id, turn)] = copy.deepcopy(response)
 
     async def find(self, session_id: str, user_id: str, turn: int) -> dict[str, Any] | None:
-        owner, response = self._db.responses.get((session_id, turn), (None, None))
-        return copy.deepcopy(response) if owner == user_id else None
+        response = self._db.responses.get((user_id, session_id, turn))
+        return None if response is None else copy.deepcopy(response)
 
     async def delete(self, session_id: str, user_id: str, turn: int) -> bool:
-        if await self.find(session_id, user_id, turn) is None:
-            return False
-        del self._db.responses[(session_id, turn)]
-        return True
+        return self._db.responses.pop((user_id, session_id, turn), None) is not None
+
+
+def _decode_cursor(token: str) -> tuple[str, str]:
+    try:
+        cursor = json.loads(token)
+    except ValueError:
+        cursor = None
+    if not (isinstance(cursor, list) and len(cursor) == 2 and all(isinstance(part, str) for part in cursor)):
+        raise BadRequestError("The continuation token is not valid.")
+    return cursor[0], cursor[1]
 
 
 def _copy(record: SessionRecord, *, service: bool = False) -> SessionRecord:

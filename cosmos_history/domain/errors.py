@@ -60,7 +60,8 @@ class UnauthorizedError(ProblemError):
 
 
 class SessionNotFoundError(ProblemError):
-    """Also raised for another user's session, so ids leak nothing: the detail is the same for both."""
+    """No such session for this caller (another user's sessions are never reached: ids are per user); the
+    detail is the same whatever the cause."""
 
     status = 404
     title = "Session not found"

@@ -29,7 +29,11 @@ class ArchiveChunks(Protocol):
 
 
 class SessionRepository(Protocol):
-    """One user's sessions: etag-aware load and conditional save, listing and deletion."""
+    """One user's sessions: etag-aware load and conditional save, listing and deletion.
+
+    Session ids are per user: every item is stored under the key ``(user id, session id)``, so another
+    user's session is never reached (it loads as missing) and two users may use the same id.
+    """
 
     user_id: str
     default_mode: HistoryMode
@@ -38,10 +42,11 @@ class SessionRepository(Protocol):
     def for_user(self, user_id: str) -> SessionRepository: ...
 
     async def load(self, session_id: str) -> SessionRecord | None:
-        """The stored session, ``None`` when there is none.
+        """The caller's stored session, ``None`` when there is none (whatever other users have under this id).
 
         Raises:
-            SessionNotFoundError: the id belongs to another user (it must look exactly like a missing one).
+            SessionNotFoundError: what is stored under the caller's key is not a session of the caller
+                (never written by this app); it must look exactly like a missing one.
         """
         ...
 
@@ -57,7 +62,14 @@ class SessionRepository(Protocol):
         """Delete the session and everything stored for it; ``False`` when there was none."""
         ...
 
-    async def list_sessions(self, *, limit: int = 20, continuation_token: str | None = None) -> SessionPage: ...
+    async def list_sessions(self, *, limit: int = 20, continuation_token: str | None = None) -> SessionPage:
+        """The caller's sessions, newest first; following ``continuation_token`` never skips or repeats one
+        (sessions updated in the same instant included). A token may promise more and lead to an empty page.
+
+        Raises:
+            BadRequestError: the token is not one this repository issued.
+        """
+        ...
 
     async def ping(self) -> None: ...
 

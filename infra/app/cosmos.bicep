@@ -1,6 +1,6 @@
 // Cosmos DB for NoSQL: the account, the database and the container the app stores sessions in.
 // Keys are disabled (data-plane RBAC only, see role-assignments.bicep). The container's partition
-// key and indexing policy must stay equal to PARTITION_KEY_PATH and INDEXING_POLICY in
+// key and indexing policy must stay equal to PARTITION_KEY_PATHS and INDEXING_POLICY in
 // cosmos_history/adapters/cosmos/client.py (tests/test_infra.py checks it).
 
 @description('Name of the Cosmos DB account (3-44 lowercase letters, digits and hyphens).')
@@ -73,11 +73,15 @@ resource container 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/container
   properties: {
     resource: {
       id: containerName
+      // Hierarchical key: a user's sessions are one key prefix (listing them is a single-partition
+      // query), a session's items one logical partition (docs/adr-partitioning.md). A container's
+      // partition key cannot change: an older container is migrated (python -m cosmos_history.migrate).
       partitionKey: {
         paths: [
+          '/userId'
           '/sessionId'
         ]
-        kind: 'Hash'
+        kind: 'MultiHash'
         version: 2
       }
       indexingPolicy: {

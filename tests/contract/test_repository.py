@@ -7,7 +7,7 @@ import uuid
 import pytest
 from agent_framework import register_state_type
 
-from cosmos_history import SessionConflictError, SessionNotFoundError, SessionRecord
+from cosmos_history import SessionConflictError, SessionRecord
 from cosmos_history.domain.errors import SessionExistsError
 from cosmos_history.domain.ports import SessionRepository
 
@@ -73,15 +73,27 @@ async def test_creating_an_existing_session_is_a_conflict(repository, session_id
         await repository.save(new_record(repository, session_id), etag=None)
 
 
-async def test_another_users_session_is_not_found(repository, session_id):
-    await repository.save(new_record(repository, session_id), etag=None)
-    other = repository.for_user("someone-else")
+async def test_another_users_session_is_unreachable(repository, session_id):
+    await repository.save(new_record(repository, session_id, title="mine"), etag=None)
+    other = repository.for_user(f"someone-else-{session_id}")
 
-    with pytest.raises(SessionNotFoundError):
-        await other.load(session_id)
-    with pytest.raises(SessionNotFoundError):
-        await other.delete(session_id)
-    assert await repository.load(session_id) is not None
+    assert await other.load(session_id) is None
+    assert await other.delete(session_id) is False
+    assert (await other.list_sessions()).sessions == []
+    loaded = await repository.load(session_id)
+    assert loaded is not None and loaded.title == "mine"
+
+
+async def test_two_users_may_use_the_same_session_id_without_conflict(repository, session_id):
+    other = repository.for_user(f"someone-else-{session_id}")
+    await repository.save(new_record(repository, session_id, title="mine"), etag=None)
+    await other.save(new_record(other, session_id, title="theirs"), etag=None)
+
+    assert await other.delete(session_id) is True
+
+    loaded = await repository.load(session_id)
+    assert loaded is not None and loaded.title == "mine" and loaded.user_id == repository.user_id
+    assert await other.load(session_id) is None
 
 
 async def test_delete_removes_the_session(repository, session_id):

@@ -32,7 +32,13 @@ for _name in ("azure.core.pipeline.policies.http_logging_policy", "azure.cosmos.
 # fix are logged once instead (see access_error).
 logging.getLogger("azure.identity").setLevel(logging.ERROR)
 
-PARTITION_KEY_PATH = "/sessionId"
+#: Hierarchical partition key: a user's sessions share the prefix ``[userId]`` (listing them is a
+#: single-partition query) and each session's items share ``[userId, sessionId]`` (docs/adr-partitioning.md).
+PARTITION_KEY_PATHS = ["/userId", "/sessionId"]
+PARTITION_KEY_KIND = "MultiHash"
+#: The container layout before hierarchical keys; such a container must be migrated (MIGRATION_COMMAND).
+OLD_PARTITION_KEY_PATHS = ["/sessionId"]
+MIGRATION_COMMAND = "python -m cosmos_history.migrate"
 
 #: Only the fields queries filter or sort on are indexed; message bodies are not, so a
 #: write costs about the same request units at turn 1 and turn 1,000.
@@ -94,15 +100,45 @@ async def ensure_container(client: CosmosClient, settings: CosmosSettings) -> Co
     database = client.get_database_client(settings.database)
     container = database.get_container_client(settings.container)
     if not settings.key:
+        await check_layout(container, settings)
         return container
     database = await client.create_database_if_not_exists(settings.database)
     container = await database.create_container_if_not_exists(
         settings.container,
-        partition_key=PartitionKey(path=PARTITION_KEY_PATH),
+        partition_key=PartitionKey(path=PARTITION_KEY_PATHS, kind=PARTITION_KEY_KIND),
         indexing_policy=INDEXING_POLICY,
     )
+    await check_layout(container, settings)
     logger.info("Cosmos container %s/%s ready", settings.database, settings.container)
     return container
+
+
+class ContainerLayoutError(StoreAccessError):
+    """The container is partitioned otherwise than the app needs (a deployment made before hierarchical
+    keys): a 503 no retry can mend, whose detail names the migration. The app refuses to serve from it."""
+
+
+async def check_layout(container: ContainerProxy, settings: CosmosSettings) -> None:
+    """Refuse a container whose partition key is not ``PARTITION_KEY_PATHS``: every read would address
+    the wrong partition. A missing container is left to the caller (it is created, or reported later)."""
+    try:
+        properties = await container.read()
+    except cosmos_errors.CosmosResourceNotFoundError:
+        return
+    paths = list(properties.get("partitionKey", {}).get("paths", []))
+    if paths != PARTITION_KEY_PATHS:
+        raise layout_error(settings, paths)
+
+
+def layout_error(settings: CosmosSettings, paths: list[str]) -> ContainerLayoutError:
+    detail = (
+        f"Cosmos DB container {settings.database}/{settings.container} is partitioned by {paths}, but this "
+        f"version of the app needs the hierarchical key {PARTITION_KEY_PATHS}. Copy its items into a new "
+        f"container with `{MIGRATION_COMMAND} --source {settings.container} --target <new container>` and "
+        "point COSMOS_CONTAINER at the new one (README: Upgrading to per-user partitions)."
+    )
+    logger.error("%s", detail)
+    return ContainerLayoutError(detail)
 
 
 #: Cosmos DB's sub-status for "owner resource does not exist": the item's database or container is gone.

@@ -34,7 +34,9 @@ class CosmosReplayCache:
         partition = items.item_id(session_id)
         with store_errors():
             try:
-                item = await self._container.read_item(items.replay_id(partition, key_hash), partition_key=partition)
+                item = await self._container.read_item(
+                    items.replay_id(partition, key_hash), partition_key=items.partition_key(user_id, partition)
+                )
             except cosmos_errors.CosmosResourceNotFoundError:
                 return None
         if item.get("userId") != user_id or int(item.get("turn", 0)) != turn:

@@ -1,7 +1,12 @@
 """Every Cosmos DB item format of the app, in one place: ids, the common envelope, the session document.
 
-All items of a session share its partition (``/sessionId``) and an envelope (``id``, ``sessionId``,
-``type``, ``userId``, ``ttl``), so deleting a session finds them all with one single-partition query.
+The container is partitioned by the hierarchical key ``/userId`` then ``/sessionId`` (see
+``docs/adr-partitioning.md``). Every item of a session carries both in its envelope (``id``,
+``sessionId``, ``type``, ``userId``, ``ttl``) and lives in the logical partition
+``[userId, sessionId]`` (:func:`partition_key`): every read names the caller's user id, so another
+user's session is unreachable by construction, two users may use the same session id, and deleting a
+session finds its items with one single-partition query. A user's sessions share the key prefix
+``[userId]``, so listing them is a single-partition prefix query.
 
 Store keys are opaque strings (the ``SessionStore`` contract). Cosmos DB item ids cannot hold ``/``,
 ``\\``, ``?`` or ``#``, and the SDK normalises ``.`` and ``..`` in the URL it builds (``delete_item("..")``
@@ -56,6 +61,11 @@ def session_key(document_id: str) -> str:
         return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8", "surrogatepass")
     except (binascii.Error, UnicodeDecodeError):
         return document_id  # not written by this app: shown as it is stored
+
+
+def partition_key(user_id: str, partition: str) -> list[str]:
+    """The full hierarchical partition key of a session's items (``partition`` is :func:`item_id`'s value)."""
+    return [user_id, partition]
 
 
 def checked_path(document_id: str) -> str:

@@ -3,7 +3,7 @@
 Optimistic concurrency on the session document already guarantees that no turn is
 lost: of two racing turns only one save can succeed. The lease makes the loser fail
 *before* it pays for a model call. It is a small item of its own in the session's
-partition (id ``<sessionId>:lease``), so claiming it costs the same at turn 1 and
+partition ``[userId, sessionId]`` (id ``<sessionId>:lease``), so claiming it costs the same at turn 1 and
 turn 1,000.
 
 The claim needs no extra read in the steady state: each saved session document
@@ -94,7 +94,9 @@ class CosmosTurnLease:
 
     async def _take_over_if_expired(self, body: dict[str, Any]) -> str:
         try:
-            current = await self._container.read_item(body["id"], partition_key=body["sessionId"])
+            current = await self._container.read_item(
+                body["id"], partition_key=items.partition_key(body["userId"], body["sessionId"])
+            )
         except cosmos_errors.CosmosResourceNotFoundError:
             current = None
         if current is None:

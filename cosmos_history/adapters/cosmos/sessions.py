@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import re
 import time
 from dataclasses import replace
 from typing import Any
@@ -41,8 +40,6 @@ from cosmos_history.domain.records import (
 from cosmos_history.domain.session_store import RepositorySessionStore, check_durable
 from cosmos_history.settings import HistoryMode
 
-_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
-
 
 class CosmosArchive:
     """Archive chunks as items in the session's partition; retention slides with the session's activity."""
@@ -62,7 +59,8 @@ class CosmosArchive:
         with store_errors():
             try:
                 item = await self._container.read_item(
-                    items.checked_path(record.archive.chunk_id(partition, chunk)), partition_key=partition
+                    items.checked_path(record.archive.chunk_id(partition, chunk)),
+                    partition_key=items.partition_key(record.user_id, partition),
                 )
             except cosmos_errors.CosmosResourceNotFoundError:
                 return None
@@ -80,7 +78,7 @@ class CosmosArchive:
                 with contextlib.suppress(cosmos_errors.CosmosResourceNotFoundError):
                     await self._container.patch_item(
                         items.checked_path(archive.chunk_id(partition, chunk)),
-                        partition_key=partition,
+                        partition_key=items.partition_key(record.user_id, partition),
                         patch_operations=[{"op": "set", "path": "/ttl", "value": ttl}],
                         no_response=True,
                     )
@@ -88,10 +86,11 @@ class CosmosArchive:
 
 
 class CosmosSessions:
-    """Session documents in one container partitioned by ``/sessionId``, acting for one user.
+    """Session documents in one container partitioned by ``[/userId, /sessionId]``, acting for one user.
 
-    Another user's session is reported as missing, so ids reveal nothing. :meth:`for_user` makes a
-    copy for another caller that shares the container client.
+    Every request names the caller's user id in its partition key, so another user's session is
+    simply not there (and its id is free for this user). :meth:`for_user` makes a copy for another
+    caller that shares the container client.
     """
 
     def __init__(
@@ -127,17 +126,19 @@ class CosmosSessions:
         )
 
     async def load(self, session_id: str) -> SessionRecord | None:
-        """Point-read the session (one round trip); ``None`` when there is none.
+        """Point-read the caller's session (one round trip, in the partition ``[user, session]``);
+        ``None`` when there is none, including when another user has a session with this id.
 
         Raises:
-            SessionNotFoundError: the id belongs to another user. A turn must not create a
-                session there (nor pay for a model call first); clients see the same 404 as
-                for a missing session.
+            SessionNotFoundError: the item found is not a session document of this user (only an item
+                written by something else than this app could be): never served, never overwritten.
         """
         document_id = items.checked_path(items.item_id(session_id))
         with store_errors():
             try:
-                document = await self.container.read_item(document_id, partition_key=document_id)
+                document = await self.container.read_item(
+                    document_id, partition_key=items.partition_key(self.user_id, document_id)
+                )
             except cosmos_errors.CosmosResourceNotFoundError:
                 return None
         if document.get("type") != items.SESSION_TYPE or document.get("userId") != self.user_id:
@@ -215,18 +216,18 @@ class CosmosSessions:
         if record is None:
             return False
         partition = items.item_id(session_id)
+        key = items.partition_key(self.user_id, partition)
         with store_errors():
-            # (The WHERE on the partition-key field is redundant in Azure and required by the local server.)
             query = self.container.query_items(
-                "SELECT c.id, c._etag FROM c WHERE c.sessionId = @sessionId AND c.id != @sessionId",
+                "SELECT c.id, c._etag FROM c WHERE c.id != @sessionId",
                 parameters=[{"name": "@sessionId", "value": partition}],
-                partition_key=partition,
+                partition_key=key,
             )
             children = [item async for item in query]
             try:
                 await self.container.delete_item(
                     items.checked_path(partition),
-                    partition_key=partition,
+                    partition_key=key,
                     etag=record.etag,
                     match_condition=MatchConditions.IfNotModified,
                 )
@@ -244,7 +245,7 @@ class CosmosSessions:
                 ):
                     await self.container.delete_item(
                         items.checked_path(item["id"]),
-                        partition_key=partition,
+                        partition_key=key,
                         etag=item["_etag"],
                         match_condition=MatchConditions.IfNotModified,
                     )
@@ -253,28 +254,46 @@ class CosmosSessions:
     async def list_sessions(self, *, limit: int = 20, continuation_token: str | None = None) -> SessionPage:
         """The caller's sessions, newest first, one page at a time.
 
-        Pages are cut by ``updatedAt`` (the token is the last timestamp shown), not with the SDK's
-        continuation tokens, which the Python SDK does not support for cross-partition ORDER BY
-        queries once a container spans several physical partitions. Two of one user's sessions
-        saved in the same microsecond could straddle a page boundary; one of them would be skipped.
+        One query per page, scoped to the key prefix ``[userId]``: the SDK sends it to the one physical
+        partition holding the user's sessions (an effective-partition-key range), so its cost follows
+        the user's sessions, not the container's. Pages are cut with the SDK's continuation tokens,
+        which resume exactly after the last item shown, so no session is skipped or repeated, even
+        when many share one ``updatedAt``. A page may hold fewer than ``limit`` sessions while a token
+        says more may follow (Cosmos DB may end a page early); a few more requests fill it.
         """
         limit = max(1, min(limit, MAX_LIST_LIMIT))
-        parameters: list[dict[str, Any]] = [
-            {"name": "@userId", "value": self.user_id},
-            {"name": "@type", "value": items.SESSION_TYPE},
-        ]
-        cursor = ""
-        if continuation_token:
-            parameters.append({"name": "@before", "value": _decode_token(continuation_token)})
-            cursor = " AND c.updatedAt < @before"
-        query = self.container.query_items(
-            # TOP takes the validated integer; everything the caller sends is a parameter.
-            f"SELECT TOP {limit + 1} c.id, c.title, c.mode, c.agent, c.createdAt, c.updatedAt, c.turns FROM c "
-            f"WHERE c.userId = @userId AND c.type = @type{cursor} ORDER BY c.updatedAt DESC",
-            parameters=parameters,
-        )
+        token = _decode_token(continuation_token) if continuation_token else None
+        found: list[dict[str, Any]] = []
         with store_errors():
-            found = [item async for item in query]
+            try:
+                for _ in range(_MAX_PAGE_REQUESTS):
+                    pages = self.container.query_items(
+                        _LIST_QUERY,
+                        parameters=[
+                            {"name": "@userId", "value": self.user_id},
+                            {"name": "@type", "value": items.SESSION_TYPE},
+                        ],
+                        partition_key=[self.user_id],
+                        max_item_count=limit - len(found),
+                    ).by_page(token)
+                    async for page in pages:
+                        found.extend([item async for item in page])
+                        break
+                    token = pages.continuation_token
+                    if not token or len(found) >= limit:
+                        break
+            except cosmos_errors.CosmosResourceNotFoundError:
+                # The SDK reads the container's partition map first: a 404 there means the container is gone.
+                raise container_missing() from None
+            except cosmos_errors.CosmosHttpResponseError as error:
+                if error.status_code == 400 and continuation_token:
+                    raise BadRequestError("The continuation token is not valid.") from None
+                raise
+            except ValueError:
+                # The SDK refuses a token of its own format issued for another query or key range.
+                if continuation_token:
+                    raise BadRequestError("The continuation token is not valid.") from None
+                raise
         sessions = [
             SessionSummary(
                 id=items.session_key(item["id"]),
@@ -285,10 +304,9 @@ class CosmosSessions:
                 turns=item.get("turns", 0),
                 agent=item.get("agent"),
             )
-            for item in found[:limit]
+            for item in found
         ]
-        more = len(found) > limit
-        return SessionPage(sessions, _encode_token(sessions[-1].updated_at) if more else None)
+        return SessionPage(sessions, _encode_token(token) if token else None)
 
     async def ping(self) -> None:
         """One cheap read proving Cosmos DB answers (for the health endpoint)."""
@@ -306,16 +324,32 @@ class CosmosSessionStore(RepositorySessionStore):
         super().__init__(CosmosSessions(container, **options))
 
 
+#: The listing query. The partition key prefix scopes it; the ``userId`` filter is defence in depth
+#: (it costs nothing: the field is indexed and every item in the scope matches it).
+_LIST_QUERY = (
+    "SELECT c.id, c.title, c.mode, c.agent, c.createdAt, c.updatedAt, c.turns FROM c "
+    "WHERE c.userId = @userId AND c.type = @type ORDER BY c.updatedAt DESC"
+)
+#: Requests one listing page may make while Cosmos DB returns short pages (bounded, never a loop).
+_MAX_PAGE_REQUESTS = 5
+#: Our tokens wrap the SDK's: a version prefix (older timestamp tokens are refused, not misread).
+_TOKEN_PREFIX = "c1:"
+_MAX_TOKEN_CHARS = 8192
+
+
 def _encode_token(token: str) -> str:
-    return base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode((_TOKEN_PREFIX + token).encode()).decode().rstrip("=")
 
 
 def _decode_token(token: str) -> str:
-    """The timestamp inside a listing token; anything else is the client's error, not ours."""
+    """The SDK continuation inside a listing token; anything else is the client's error, not ours."""
     try:
-        value = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+        if len(token) > _MAX_TOKEN_CHARS:
+            raise ValueError
+        value = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadRequestError("The continuation token is not valid.") from None
-    if not _TIMESTAMP.match(value):
+    inner = value[len(_TOKEN_PREFIX) :]
+    if not value.startswith(_TOKEN_PREFIX) or not inner or not inner.isprintable():
         raise BadRequestError("The continuation token is not valid.")
-    return value
+    return inner

@@ -18,6 +18,7 @@ from pathlib import Path
 from .coldstart import measure_cold_start
 from .hosts import ROOT, BenchEnv, bench_cosmos
 from .inprocess import variants
+from .listing import measure_listing, measure_route_partitions, render_listing
 from .measure import CountRow, Latencies, measure_counts, measure_overhead, measure_throughput, overhead_plan
 from .report import Results, render, standard_notes
 from .tokens import measure_input_tokens
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cold-runs", type=int, default=5, help="fresh processes per cold-start measurement")
     parser.add_argument("--skip-http", action="store_true", help="only in-process counts (and cold start)")
     parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument("--listing-others", type=_ints, default=[10, 1000, 10000], help="other users' sessions")
+    parser.add_argument("--listing-samples", type=int, default=20, help="listings timed per cell")
+    parser.add_argument("--only-listing", action="store_true", help="only the listing part; prints, writes nothing")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -63,6 +67,13 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.perf_counter()
     with bench_cosmos() as bench:
+        print(f"Listing among {args.listing_others} other users' sessions; partitions per route ...", flush=True)
+        listing = asyncio.run(measure_listing(bench, args.listing_others, args.listing_samples))
+        routes = asyncio.run(measure_route_partitions(bench))
+        if args.only_listing:
+            ru_kind = "real `x-ms-request-charge`" if bench.real_account else "estimated RU"
+            print("\n".join(render_listing(listing, routes, ru_kind, bench.real_account)))
+            return
         counts, overhead = asyncio.run(_in_process(bench, args.lengths, args.scale, not args.skip_http))
         print(f"Model input tokens per turn at lengths {args.lengths} ...", flush=True)
         input_tokens = asyncio.run(measure_input_tokens(bench.env, args.lengths))
@@ -85,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
         seconds=time.perf_counter() - started,
         notes=standard_notes(bench.real_account, args.scale, args.total),
         input_tokens=input_tokens,
+        listing=listing,
+        routes=routes,
     )
     report = render(results)
     print(report)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +12,7 @@ from cosmos_history import Settings
 from .coldstart import ColdStart
 from .counting import QUERY_RU_BASE, WRITE_RU_PER_KB_FIRST
 from .inprocess import VARIANTS, Variant
+from .listing import ListingRow, RouteRow, render_listing
 from .markdown import kb as _kb
 from .markdown import ms as _ms
 from .markdown import table as _table
@@ -38,6 +39,10 @@ class Results:
     notes: list[str]
     input_tokens: dict[str, dict[int, int]] | None = None
     """Model input tokens of turn n per variant (``bench/tokens.py``)."""
+    listing: list[ListingRow] = field(default_factory=list)
+    """Listing one user's sessions among other users' sessions, before and after #26 (``bench/listing.py``)."""
+    routes: list[RouteRow] = field(default_factory=list)
+    """Partitions each storage route's requests touched (``bench/listing.py``)."""
 
 
 def render(results: Results) -> str:
@@ -61,6 +66,8 @@ def render(results: Results) -> str:
         *target_lines(results),
         "",
         *_counts(results, ru_kind),
+        "",
+        *render_listing(results.listing, results.routes, ru_kind, results.real_account),
         "",
         *_input_tokens(results),
         "",

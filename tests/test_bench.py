@@ -13,7 +13,9 @@ from bench.coldstart import ColdStart, _run_child, read_only_packages, record_de
 from bench.counting import RequestCounter, classify
 from bench.hosts import BenchEnv
 from bench.inprocess import variants
+from bench.listing import OWN_SESSIONS, measure_listing, measure_route_partitions
 from bench.measure import measure_counts
+from bench.partitions import EVERY_PARTITION, request_scope
 from bench.profile import profile_turns, render, top_functions
 from bench.report import Results, standard_notes
 from bench.report import render as render_report
@@ -126,3 +128,43 @@ def test_the_report_lists_the_cold_start_targets() -> None:
 
     slow = render_report(Results(False, [1], [], {}, {}, [], replace(COLD, project_share=0.06), 0.0, notes))
     assert "bytecode writing off) | 6.0% (without the package's bytecode: 15.0%) | **not met** |" in slow
+
+
+async def test_the_listing_bench_shows_one_partition_after_and_a_fan_out_before(bench_env: BenchEnv) -> None:
+    rows = await measure_listing(bench_env, [3, 12], samples=1)
+
+    cells = {(r.layout, r.others): r for r in rows}
+    assert set(cells) == {("before", 3), ("after", 3), ("before", 12), ("after", 12)}
+    assert all(r.listed == OWN_SESSIONS and r.requests == 1 for r in rows)
+    assert {r.partitions for r in rows if r.layout == "after"} == {1}
+    assert {r.partitions for r in rows if r.layout == "before"} == {EVERY_PARTITION}
+
+
+async def test_every_storage_route_touches_one_partition(bench_env: BenchEnv) -> None:
+    routes = await measure_route_partitions(bench_env)
+
+    assert len(routes) == 10 and all(r.status < 300 and r.requests >= 1 for r in routes)
+    assert {r.partitions for r in routes} == {1}
+
+
+def test_a_requests_partition_scope_is_read_from_its_routing_headers() -> None:
+    docs = "https://127.0.0.1:8081/dbs/d/colls/c/docs"
+    point = request_scope("GET", f"{docs}/s1", {"x-ms-documentdb-partitionkey": '["u","s1"]'})
+    prefix = request_scope(
+        "POST",
+        docs,
+        {
+            "x-ms-documentdb-isquery": "True",
+            "x-ms-documentdb-partitionkeyrangeid": "0",
+            "x-ms-start-epk": "AB",
+            "x-ms-end-epk": "ABFF",
+        },
+    )
+    fan_out = request_scope(
+        "POST", docs, {"x-ms-documentdb-isquery": "True", "x-ms-documentdb-query-enablecrosspartition": "True"}
+    )
+
+    assert point is not None and (point.kind, point.key) == ("logical", ("u", "s1"))
+    assert prefix is not None and (prefix.kind, prefix.epk) == ("range", ("AB", "ABFF"))
+    assert fan_out is not None and not fan_out.single_partition
+    assert request_scope("GET", "https://127.0.0.1:8081/dbs/d/colls/c/pkranges", {}) is None

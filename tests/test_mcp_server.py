@@ -134,14 +134,17 @@ async def test_another_user_gets_nothing_of_a_session_over_mcp(base, user):
     before = await native(base, user, f"/sessions/{session_id}")
     answer = {"sessionId": session_id, "approvals": [{"id": waiting["approvals"][0]["id"], "approved": True}]}
 
-    async with connected(base, "someone-else") as intruder:
+    intruder_id = f"someone-else-{user}"
+    async with connected(base, intruder_id) as intruder:
         approved = await intruder.call_tool("approve", answer)
-        continued = await intruder.call_tool("assistant", {"message": "What did Ada say?", "sessionId": session_id})
+        continued = await intruder.call_tool("assistant", {"message": "What was I told?", "sessionId": session_id})
 
-    for attempt in (approved, continued):
-        assert attempt.is_error and structured(attempt)["error"]["status"] == 404
-        assert "Ada" not in json.dumps(attempt.model_dump())
-    assert (await native(base, "someone-else", "/sessions"))["sessions"] == []
+    assert approved.is_error and structured(approved)["error"]["status"] == 404
+    assert "Ada" not in json.dumps(approved.model_dump())
+    # Session ids are per user: the same id names the intruder's own, new session, holding nothing of the owner's.
+    assert not continued.is_error and "Ada" not in json.dumps(continued.model_dump())
+    theirs = await native(base, intruder_id, f"/sessions/{session_id}/messages")
+    assert "Ada" not in json.dumps(theirs)
     assert await native(base, user, f"/sessions/{session_id}") == before
 
 

@@ -75,7 +75,8 @@ def assert_openai_error(answer: httpx.Response, status: int, param: str | None =
 
 
 def test_an_approval_answered_with_store_false_is_refused_and_the_tool_runs_once_when_answered(base, cosmos_env):
-    api, session = client(base, user=user(), max_retries=0), f"strict-approve-{uuid.uuid4().hex[:8]}"
+    who = user()
+    api, session = client(base, user=who, max_retries=0), f"strict-approve-{uuid.uuid4().hex[:8]}"
     asked = api.responses.create(model="assistant", input=REMINDER, conversation=session)
     answer = approval_answer(asked)
 
@@ -91,7 +92,7 @@ def test_an_approval_answered_with_store_false_is_refused_and_the_tool_runs_once
         assert "store" in error["message"]
     assert [item.type for item in done.output].count("mcp_call") == 1
     assert again[0] == 409
-    assert len(read_document(cosmos_env, session)["session"]["state"]["reminders"]) == 1
+    assert len(read_document(cosmos_env, session, who)["session"]["state"]["reminders"]) == 1
 
 
 # --- 2: a key replays a response that started a conversation -------------------------------------------

@@ -189,11 +189,8 @@ def _object_id(principal: str) -> str:
     raise UnauthorizedError("The client principal carries no object id.")
 
 
-async def read_json_object(req: Request, max_bytes: int, *, required: bool = True) -> dict[str, Any]:
-    """The request body as a JSON object, after size and content-type checks.
-
-    The body is read chunk by chunk and abandoned as soon as it passes ``max_bytes``.
-    """
+async def read_body(req: Request, max_bytes: int) -> bytes:
+    """The request body, read chunk by chunk and abandoned as soon as it passes ``max_bytes``."""
     too_large = PayloadTooLargeError(f"The request body is larger than {max_bytes} bytes.")
     declared = req.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
@@ -203,7 +200,12 @@ async def read_json_object(req: Request, max_bytes: int, *, required: bool = Tru
         chunks += chunk
         if len(chunks) > max_bytes:
             raise too_large
-    body = bytes(chunks)
+    return bytes(chunks)
+
+
+async def read_json_object(req: Request, max_bytes: int, *, required: bool = True) -> dict[str, Any]:
+    """The request body as a JSON object, after size and content-type checks."""
+    body = await read_body(req, max_bytes)
     if not body.strip():
         if required:
             raise BadRequestError("The request body must be a JSON object.")

@@ -20,11 +20,11 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-from azurefunctions.extensions.http.fastapi import Request, Response
+from azurefunctions.extensions.http.fastapi import Response
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-from cosmos_history.domain.errors import PayloadTooLargeError, ProblemError, StoreUnavailableError
-from cosmos_history.http.calls import Call
+from cosmos_history.domain.errors import ProblemError, StoreUnavailableError
+from cosmos_history.http.calls import Call, read_body
 from cosmos_history.http.mcp.tools import mcp_server
 from cosmos_history.http.responses import json_bytes
 
@@ -52,20 +52,6 @@ async def mcp_route(call: Call) -> Response:
     if outages:
         raise outages[0]  # answered as a JSON-RPC error with the 503 of every route (see error_response)
     return exchange.response()
-
-
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The request body, abandoned as soon as it passes ``max_bytes``."""
-    too_large = PayloadTooLargeError(f"The request body is larger than {max_bytes} bytes.")
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
-        raise too_large
-    chunks = bytearray()
-    async for chunk in request.stream():
-        chunks += chunk
-        if len(chunks) > max_bytes:
-            raise too_large
-    return bytes(chunks)
 
 
 class Exchange:

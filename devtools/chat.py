@@ -143,7 +143,7 @@ def print_reply(events: Iterator[tuple[str, Any]], out: TextIO, shown: set[str] 
     ``shown`` is not printed again (a turn continued after approval streams its approved calls again)."""
     shown = set() if shown is None else shown
     print("assistant> ", end="", file=out, flush=True)
-    done = None
+    done, shown = None, set()
     for event, data in events:
         if event == "delta":
             print(data["text"], end="", file=out, flush=True)
@@ -151,13 +151,22 @@ def print_reply(events: Iterator[tuple[str, Any]], out: TextIO, shown: set[str] 
             shown.add(data["id"])
             print(f"[tool] {data['name']}({json.dumps(data['arguments'])})", file=out, flush=True)
         elif event == "tool_result":
-            print(f"[tool result] {data['result']}", file=out, flush=True)
+            shown.add(data["id"])
+            print(f"{tool_result_label(data.get('status'))} {data['result']}", file=out, flush=True)
         elif event == "done":
             done = data
+            for call in data.get("toolCalls", []):  # calls a crashed attempt started that this turn did not run
+                if call["id"] not in shown:
+                    print(f"{tool_result_label(call.get('status'))} {call['name']}: {call['result']}", file=out)
             print(f"\n(turn {data['turn']}, {data['status'].replace('_', ' ')})", file=out, flush=True)
         elif event == "error":
             print(f"\n[error] {data['status']} {data['title']}: {data['detail']}", file=out, flush=True)
     return done
+
+
+def tool_result_label(status: str | None) -> str:
+    """How a tool's result is introduced: an unknown outcome (not run again after a crash) says so."""
+    return "[tool outcome unknown, not run again]" if status == "unknown" else "[tool result]"
 
 
 def ask_approvals(approvals: list[dict[str, Any]], stdin: TextIO, out: TextIO) -> list[dict[str, Any]] | None:
@@ -185,7 +194,8 @@ def print_history(session: dict[str, Any] | None, out: TextIO) -> None:
         print("(no messages stored here: the model service keeps this thread)", file=out, flush=True)
     for entry in session["messages"] if session else []:
         text = entry["text"] if "text" in entry else json.dumps({k: v for k, v in entry.items() if k != "role"})
-        print(f"{entry['role']}: {text}", file=out, flush=True)
+        unknown = " [outcome unknown, not run again]" if entry.get("status") == "unknown" else ""
+        print(f"{entry['role']}: {text}{unknown}", file=out, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

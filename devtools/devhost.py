@@ -217,6 +217,28 @@ def host_process(
     """Run this host in a separate process on a free port, as `make run` does, until the block ends;
     yields its base URL (…/api) once ``/health`` answers a status ``ready`` accepts (by default: 200,
     Cosmos DB answers). For end-to-end tests and benchmarks."""
+    with running_host(env, app=app, log_path=log_path, timeout=timeout, ready=ready) as host:
+        yield host.base
+
+
+@dataclass(frozen=True)
+class RunningHost:
+    """A host process started by :func:`running_host`: its base URL and the process (crash tests kill it)."""
+
+    base: str
+    process: Any
+
+
+@contextlib.contextmanager
+def running_host(
+    env: dict[str, str],
+    *,
+    app: str = "function_app",
+    log_path: Path | None = None,
+    timeout: float = 60.0,
+    ready: Callable[[int], bool] = lambda status: status == 200,
+) -> Iterator[RunningHost]:
+    """:func:`host_process`, yielding the process as well."""
     import subprocess
     import sys
     import time
@@ -248,7 +270,7 @@ def host_process(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the {app} host did not become healthy in time")
             time.sleep(0.2)
-        yield base
+        yield RunningHost(base, process)
     finally:
         stop_process(process, grace=15)
         if log is not subprocess.DEVNULL:

@@ -246,7 +246,8 @@ def test_a_streamed_turn_reports_tool_calls_their_results_and_the_approvals_it_w
     assert kinds[:2] == ["tool_call", "tool_result"] and kinds[-1] == "done" and "delta" in kinds
     call, result = timed_events[0][1], timed_events[1][1]
     assert call["name"] == "current_time" and call["arguments"] == {"time_zone": "UTC"} and result["id"] == call["id"]
-    assert timed["toolCalls"] == [{**call, "result": result["result"]}]
+    assert result["status"] == "completed"
+    assert timed["toolCalls"] == [{**call, "result": result["result"], "status": "completed"}]
     required = [data for event, data in waiting_events if event == "approval_required"]
     assert [(a["id"], a["name"]) for a in required] == [(waiting["approvals"][0]["id"], "schedule_reminder")]
 

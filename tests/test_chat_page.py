@@ -364,3 +364,28 @@ def test_a_new_conversation_talks_to_the_agent_picked_and_each_conversation_show
     errors = [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
     assert errors == [], errors
     browser.save_screenshot(str(ARTIFACTS / "chat-page-agents.png"))
+
+
+def test_a_tool_call_whose_outcome_is_unknown_after_a_crash_is_shown_as_unknown(browser, chat_base):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    unknown = "Outcome unknown: this tool call had started when the service stopped."
+    ring = {"id": "c1", "name": "ring", "arguments": {"times": 1}, "result": unknown, "status": "unknown"}
+    notify = {"id": "c0", "name": "notify", "arguments": None, "result": unknown, "status": "unknown"}
+    done = {"sessionId": "crashed", "reply": "I could not tell.", "turn": 2, "mode": "local", "agent": "ledger"}
+    done |= {"status": "completed", "toolCalls": [ring, notify], "approvals": []}
+    frames = [
+        f"event: tool_call\ndata: {json.dumps({k: ring[k] for k in ('id', 'name', 'arguments')})}\n\n",
+        f"event: tool_result\ndata: {json.dumps({k: ring[k] for k in ('id', 'result', 'status')})}\n\n",
+        'event: delta\ndata: {"text": "I could not tell."}\n\n',
+        f"event: done\ndata: {json.dumps(done)}\n\n",
+    ]
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _STREAMING_FETCH % json.dumps(frames)})
+    browser.get(f"{chat_base}/chat?code=stream-key")
+    box = wait_for(browser, lambda d: d.find_element(By.ID, "message"))
+    box.send_keys("/ring", Keys.ENTER)
+    wait_for(browser, shows_messages(2))
+
+    lines = [e.text for e in browser.find_elements(By.CSS_SELECTOR, '.tool[data-status="unknown"]')]
+    assert len(lines) == 2 and all(line.startswith("Tool outcome unknown") and unknown in line for line in lines)

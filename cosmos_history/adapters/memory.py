@@ -34,6 +34,7 @@ from cosmos_history.domain.records import (
     SessionPage,
     SessionRecord,
     SessionSummary,
+    empty_like,
     validate_session_id,
 )
 from cosmos_history.domain.session_store import RepositorySessionStore, check_durable
@@ -137,6 +138,22 @@ class MemorySessions:
         self.database.sessions[(self.user_id, record.id)] = (stored, new_etag)
         self.saves += 1
         return replace(record, etag=new_etag, loaded_bytes=None, loaded_messages=0)
+
+    async def note_started(self, record: SessionRecord) -> str:
+        if record.user_id != self.user_id:
+            raise SessionNotFoundError("No session with this id.")
+        current = self.database.sessions.get(record.id)
+        if record.etag is None:
+            if current is not None:
+                raise SessionExistsError(f"A session with id {record.id!r} already exists.", retry_after=1)
+            stored = empty_like(record)
+        elif current is None or current[1] != record.etag:
+            raise SessionConflictError("The session was changed by another request. Retry.", retry_after=1)
+        else:
+            stored = replace(_copy(current[0]), tool_journal=list(record.tool_journal))
+        new_etag = _new_etag()
+        self.database.sessions[record.id] = (stored, new_etag)
+        return new_etag
 
     async def delete(self, session_id: str) -> bool:
         if await self.load(session_id) is None:

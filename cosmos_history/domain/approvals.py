@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agent_framework import AgentResponse, AgentSession, Content, Message
 
 from cosmos_history.domain.errors import ApprovalUnknownError, ValidationError
+from cosmos_history.domain.tool_journal import UNKNOWN_RESULT, StartedCall, ToolStatus, outcome_of
 
 # The framework keeps its approval state under this key (``agent_framework._tools._TOOL_APPROVAL_STATE_KEY``,
 # a private name): read in this one place; tests/test_approvals.py fails if the framework moves it.
@@ -47,9 +48,17 @@ class ToolCall:
     name: str
     arguments: Any
     result: Any
+    status: ToolStatus = "completed"
+    """``unknown``: the call had started in an attempt that crashed and was not run again."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "arguments": self.arguments, "result": self.result}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "arguments": self.arguments,
+            "result": self.result,
+            "status": self.status,
+        }
 
 
 def pending_requests(session: AgentSession) -> list[Content]:
@@ -100,11 +109,25 @@ def tool_calls(response: AgentResponse, answered: Message | None = None) -> list
     calls = {c.call_id: c for c in [*earlier, *contents] if c.type == "function_call"}
     return [
         ToolCall(
-            r.call_id or "", calls[r.call_id].name or "", json_arguments(calls[r.call_id].arguments), json_result(r)
+            r.call_id or "",
+            calls[r.call_id].name or "",
+            json_arguments(calls[r.call_id].arguments),
+            json_result(r),
+            outcome_of(r),
         )
         for r in contents
         if r.type == "function_result" and r.call_id in calls
     ]
+
+
+def with_unknown(calls: list[ToolCall], unmet: list[StartedCall]) -> tuple[ToolCall, ...]:
+    """The turn's tool calls, with those a crashed attempt started and this one did not run again (declined,
+    or not asked for again) reported as unknown: they may or may not have taken effect."""
+    unmet_ids = {started.call_id for started in unmet}
+    shown = [replace(c, status="unknown") if c.id in unmet_ids else c for c in calls]
+    seen = {c.id for c in calls}
+    shown += [ToolCall(c.call_id, c.name, None, UNKNOWN_RESULT, "unknown") for c in unmet if c.call_id not in seen]
+    return tuple(shown)
 
 
 def requested_approvals(response: AgentResponse) -> list[PendingApproval]:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent_framework import InMemoryHistoryProvider, Message
 
+from cosmos_history.domain.entries import entry_count, message_entries
 from cosmos_history.domain.errors import TurnTooLargeError
 
 if TYPE_CHECKING:
@@ -60,9 +61,21 @@ class ArchiveIndex:
     """How many messages (the oldest ones) live in archive items rather than the document."""
     touched_at: float = 0.0
     """When the chunks' ``ttl`` was last renewed (retention slides with the session's activity)."""
+    entry_starts: list[int] = field(default_factory=list)
+    """The history entry (see :mod:`.entries`) each chunk starts at: pages count entries, not messages.
+    Shorter than ``starts`` in documents archived before entries were counted (then counted by reading)."""
+    entries: int = 0
+    """How many history entries the archived messages make."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"starts": self.starts, "tokens": self.tokens, "count": self.count, "touchedAt": self.touched_at}
+        return {
+            "starts": self.starts,
+            "tokens": self.tokens,
+            "count": self.count,
+            "touchedAt": self.touched_at,
+            "entryStarts": self.entry_starts,
+            "entries": self.entries,
+        }
 
     @classmethod
     def from_json(cls, value: dict[str, Any] | None) -> ArchiveIndex:
@@ -73,7 +86,14 @@ class ArchiveIndex:
             tokens=list(value.get("tokens", [])),
             count=int(value.get("count", 0)),
             touched_at=float(value.get("touchedAt", 0.0)),
+            entry_starts=[int(start) for start in value.get("entryStarts", [])],
+            entries=int(value.get("entries", 0)),
         )
+
+    @property
+    def counts_entries(self) -> bool:
+        """Whether every chunk's first entry is known (documents archived before that need a read)."""
+        return len(self.entry_starts) == len(self.starts)
 
     def chunk_id(self, session_id: str, chunk: int) -> str:
         return archive_id(session_id, chunk, self.tokens[chunk])
@@ -86,6 +106,15 @@ class ArchiveIndex:
 @dataclass(frozen=True)
 class HistoryPage:
     messages: list[tuple[int, Message]]
+    total: int
+    next_before: int | None
+
+
+@dataclass(frozen=True)
+class EntryPage:
+    """One page of history entries with their indexes; ``total`` and ``next_before`` count entries too."""
+
+    entries: list[tuple[int, dict[str, Any]]]
     total: int
     next_before: int | None
 
@@ -146,22 +175,27 @@ def plan_archive(
     chunk_budget = max_bytes * _HIGH_WATER - _ITEM_OVERHEAD
     current: list[Message] = []
     current_bytes = 0
-    position = index.count
     for message, message_bytes in zip(messages[:cut], sizes[:cut], strict=True):
         if current and current_bytes + message_bytes > chunk_budget:
-            chunks.append((len(index.starts), current))
-            index.starts.append(position)
-            index.tokens.append(uuid.uuid4().hex[:8])
-            position += len(current)
+            chunks.append(_add_chunk(index, current))
             current, current_bytes = [], 0
         current.append(message)
         current_bytes += message_bytes
-    chunks.append((len(index.starts), current))
-    index.starts.append(position)
-    index.tokens.append(uuid.uuid4().hex[:8])
-    index.count = position + len(current)
+    chunks.append(_add_chunk(index, current))
     state[InMemoryHistoryProvider.DEFAULT_SOURCE_ID]["messages"] = messages[cut:]
     return chunks
+
+
+def _add_chunk(index: ArchiveIndex, messages: list[Message]) -> tuple[int, list[Message]]:
+    """Commit ``messages`` as the index's next chunk (the caller writes it); keeps message and entry counts."""
+    chunk = len(index.starts)
+    if index.counts_entries:
+        index.entry_starts.append(index.entries)
+        index.entries += sum(entry_count(m) for m in messages)
+    index.starts.append(index.count)
+    index.tokens.append(uuid.uuid4().hex[:8])
+    index.count += len(messages)
+    return chunk, messages
 
 
 def starts_turn(message: Message) -> bool:
@@ -196,6 +230,13 @@ async def keep_within_budget(
     )
     if not chunks:
         return False
+    if not record.archive.counts_entries:
+        # A document archived before entries were counted: count the older chunks once, now.
+        moved = {chunk for chunk, _ in chunks}
+        record.archive.entry_starts, record.archive.entries = await _entry_starts(record, archive, skip=moved)
+        for _, messages in chunks:
+            record.archive.entry_starts.append(record.archive.entries)
+            record.archive.entries += sum(entry_count(m) for m in messages)
     if not record.archive.touched_at:
         record.archive.touched_at = time.time()
     for chunk, messages in chunks:
@@ -234,3 +275,45 @@ async def read_page(record: SessionRecord, archive: ArchiveChunks, *, before: in
             messages.extend((chunk_start + i, m) for i, m in enumerate(stored) if start <= chunk_start + i < end)
     messages.extend((index.count + i, m) for i, m in enumerate(in_document) if start <= index.count + i < end)
     return HistoryPage(messages, total, start if start > 0 else None)
+
+
+async def read_entries(record: SessionRecord, archive: ArchiveChunks, *, before: int | None, limit: int) -> EntryPage:
+    """History entries ``[before - limit, before)`` of the whole conversation, archive included, oldest first.
+
+    A chunk that retention removed leaves a gap: its entries keep their indexes but are not shown.
+    """
+    starts, archived = await _entry_starts(record, archive)
+    in_document = [entry for m in history_messages(record.session.state) for entry in message_entries(m)]
+    total = archived + len(in_document)
+    end = total if before is None else max(0, min(before, total))
+    start = max(0, end - limit)
+    entries: list[tuple[int, dict[str, Any]]] = []
+    if start < archived:
+        first_chunk = bisect.bisect_right(starts, start) - 1
+        last_chunk = bisect.bisect_right(starts, min(end, archived) - 1) - 1
+        for chunk in range(first_chunk, last_chunk + 1):
+            stored = await archive.read(record, chunk)
+            chunk_entries = [entry for m in stored or [] for entry in message_entries(m)]
+            entries.extend(
+                (starts[chunk] + i, e) for i, e in enumerate(chunk_entries) if start <= starts[chunk] + i < end
+            )
+    entries.extend((archived + i, e) for i, e in enumerate(in_document) if start <= archived + i < end)
+    return EntryPage(entries, total, start if start > 0 else None)
+
+
+async def _entry_starts(
+    record: SessionRecord, archive: ArchiveChunks, *, skip: set[int] | frozenset[int] = frozenset()
+) -> tuple[list[int], int]:
+    """Each committed chunk's first entry index and the archive's entry count; read from the chunks (all but
+    ``skip``) for a document archived before entries were counted (an expired chunk then counts none)."""
+    index = record.archive
+    if index.counts_entries:
+        return list(index.entry_starts), index.entries
+    starts, position = [], 0
+    for chunk in range(len(index.starts)):
+        if chunk in skip:
+            continue
+        starts.append(position)
+        stored = await archive.read(record, chunk)
+        position += sum(entry_count(m) for m in stored or [])
+    return starts, position

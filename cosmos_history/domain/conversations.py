@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from cosmos_history.agents.catalog import Agents
-from cosmos_history.domain.archive import HistoryPage, read_page
+from cosmos_history.domain.archive import EntryPage, HistoryPage, read_entries, read_page
 from cosmos_history.domain.errors import SessionNotFoundError
 from cosmos_history.domain.ports import SessionRepository
 from cosmos_history.domain.records import SessionPage, SessionRecord, validate_session_id
@@ -41,6 +41,11 @@ async def load_session(store: SessionRepository, session_id: str) -> SessionReco
 async def read_history(store: SessionRepository, session_id: str, *, before: int | None, limit: int) -> HistoryPage:
     """One page of the whole conversation, archive included."""
     return await read_page(await load_session(store, session_id), store.archive, before=before, limit=limit)
+
+
+async def read_entry_page(store: SessionRepository, session_id: str, *, before: int | None, limit: int) -> EntryPage:
+    """One page of the history entries the API shows (``limit`` and ``before`` count entries), archive included."""
+    return await read_entries(await load_session(store, session_id), store.archive, before=before, limit=limit)
 
 
 async def delete_session(store: SessionRepository, session_id: str) -> None:

@@ -58,6 +58,15 @@ class SessionRepository(Protocol):
         """
         ...
 
+    async def note_started(self, record: SessionRecord) -> str:
+        """Store ``record.tool_journal`` on the stored session, every other field left as stored, only if it
+        still has ``record.etag`` (``None``: create it as a new empty session); returns the new etag.
+
+        Raises:
+            SessionConflictError: someone else wrote first. SessionExistsError: a create found one.
+        """
+        ...
+
     async def delete(self, session_id: str) -> bool:
         """Delete the session and everything stored for it; ``False`` when there was none."""
         ...

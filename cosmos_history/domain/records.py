@@ -13,6 +13,7 @@ from agent_framework import AgentSession, Message
 
 from cosmos_history.domain.archive import ArchiveIndex
 from cosmos_history.domain.errors import InvalidSessionIdError
+from cosmos_history.domain.tool_journal import StartedCall
 from cosmos_history.settings import HistoryMode
 
 ANONYMOUS_USER = "anonymous"
@@ -93,6 +94,8 @@ class SessionRecord:
     """The agent the session belongs to (``None`` in documents older than agents: the default one)."""
     key: str | None = None
     """The store key, when it differs from ``session.session_id``."""
+    tool_journal: list[StartedCall] = field(default_factory=list)
+    """Calls with side effects a turn started and has not saved yet (see :mod:`.tool_journal`)."""
     loaded_bytes: int | None = field(default=None, compare=False, repr=False)
     """Size of the document as read; lets a save skip measuring a document far from its budget."""
     loaded_messages: int = field(default=0, compare=False, repr=False)
@@ -118,6 +121,14 @@ class SessionRecord:
         kept = [k for k in self.recent_keys if k.expires_at > now and k.key_hash != key_hash]
         kept.append(RecentKey(key_hash, fingerprint, self.turns, round(now + ttl_seconds, 3)))
         self.recent_keys = kept[-RECENT_KEYS:]
+
+
+def empty_like(record: SessionRecord) -> SessionRecord:
+    """``record`` as a session with no turn yet (what a first turn's tool journal is stored on)."""
+    empty = SessionRecord.new(record.id, user_id=record.user_id, mode=record.mode, agent=record.agent)
+    empty.created_at = empty.updated_at = record.created_at
+    empty.tool_journal = list(record.tool_journal)
+    return empty
 
 
 @dataclass(frozen=True)

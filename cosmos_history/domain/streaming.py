@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from agent_framework import Message
 
 from cosmos_history.domain.approvals import json_arguments, json_result
+from cosmos_history.domain.tool_journal import outcome_of
 
 if TYPE_CHECKING:
     from cosmos_history.domain.turn import TurnResult
@@ -138,7 +139,8 @@ class ToolEvents:
                 events += self._call(content)
             elif content.type == "function_result" and content.call_id:
                 events += self._announce(content.call_id)
-                events.append(("tool_result", {"id": content.call_id, "result": json_result(content)}))
+                result = {"id": content.call_id, "result": json_result(content), "status": outcome_of(content)}
+                events.append(("tool_result", result))
             elif content.type == "function_approval_request" and content.function_call is not None:
                 call = content.function_call
                 arguments = json_arguments(call.arguments)

@@ -24,7 +24,13 @@ from agent_framework import AgentResponse, Message
 
 from cosmos_history import telemetry
 from cosmos_history.agents.catalog import Agents
-from cosmos_history.domain.approvals import approval_answers, pending_approvals, requested_approvals, tool_calls
+from cosmos_history.domain.approvals import (
+    approval_answers,
+    pending_approvals,
+    requested_approvals,
+    tool_calls,
+    with_unknown,
+)
 from cosmos_history.domain.client_tools import check_outputs, client_calls, remember_client_calls
 from cosmos_history.domain.compaction import refresh_summary
 from cosmos_history.domain.errors import (
@@ -45,6 +51,7 @@ from cosmos_history.domain.records import SessionRecord, first_text, key_digest,
 from cosmos_history.domain.replay import replay
 from cosmos_history.domain.results import TurnRequest, TurnResult, usage_of
 from cosmos_history.domain.streaming import TextDeltas, ToolEvents, TurnStream
+from cosmos_history.domain.tool_journal import ToolJournal
 from cosmos_history.models.errors import model_call_error
 from cosmos_history.settings import HistoryMode
 
@@ -138,6 +145,8 @@ async def _call_model(turn: PreparedTurn, sink: TurnStream | None) -> AgentRespo
     run: dict[str, Any] = {"session": turn.record.session, "options": dict(request.options or {})}
     if request.client_tools:
         run["tools"] = [tool.declaration() for tool in request.client_tools]
+    if turn.journal is not None:
+        run["middleware"] = [turn.journal]
     if sink is None:
         return await turn.agent.run(turn.message, **run)
     text, tools = TextDeltas(), ToolEvents(turn.message)
@@ -162,6 +171,8 @@ class PreparedTurn:
     fingerprint: str
     lease_etag: str | None
     summary_prompt: str | None = None
+    journal: ToolJournal | None = None
+    """Notes each call with side effects before it runs, and hands keyed tools their key."""
 
     async def finish(self, response: AgentResponse) -> TurnResult:
         """Write the session the agent just advanced, conditional on the etag it was read with."""
@@ -171,6 +182,7 @@ class PreparedTurn:
                 raise ModelCallError("The model returned no text; the session was left unchanged.")
             record, replays, key = self.record, self.guards.replays, self.request.idempotency_key
             remember_client_calls(record.session, handed_out)
+            unmet = self.journal.settle() if self.journal is not None else []
             previous_etag = record.etag
             record.turns += 1
             record.updated_at = utc_now()
@@ -183,7 +195,9 @@ class PreparedTurn:
                 record.turns,
                 record.mode,
                 agent=record.agent,
-                tool_calls=tuple(tool_calls(response, self.message if isinstance(self.message, Message) else None)),
+                tool_calls=with_unknown(
+                    tool_calls(response, self.message if isinstance(self.message, Message) else None), unmet
+                ),
                 approvals=tuple(waiting),
                 client_calls=tuple(handed_out),
                 usage=usage_of(response),
@@ -282,6 +296,7 @@ async def begin_turn(
         fingerprint,
         lease_etag,
         agents.resolve(record.agent or agents.default).summary_prompt,
+        ToolJournal(store, record, durable=request.store),
     )
 
 

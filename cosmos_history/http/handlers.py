@@ -16,7 +16,7 @@ from cosmos_history.domain.conversations import (
     delete_session,
     list_sessions,
     load_session,
-    read_history,
+    read_entry_page,
 )
 from cosmos_history.domain.turn import run_turn, run_turn_stream
 from cosmos_history.http.bodies import (
@@ -91,7 +91,7 @@ async def list_agents_route(call: Call) -> Response:
 
 
 async def list_messages_route(call: Call) -> Response:
-    page = await read_history(
+    page = await read_entry_page(
         call.store,
         call.session_id(),
         before=parse_before(call.query("before")),

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agent_framework import Content, Message
+from agent_framework import Message
 from azurefunctions.extensions.http.fastapi import Response
 
 from cosmos_history.agents.catalog import Agents
-from cosmos_history.domain.approvals import json_arguments, json_result, pending_approvals
-from cosmos_history.domain.archive import HistoryPage, history_messages
+from cosmos_history.domain.approvals import pending_approvals
+from cosmos_history.domain.archive import EntryPage, history_messages
 from cosmos_history.domain.compaction import summary_of
+from cosmos_history.domain.entries import message_entries
 from cosmos_history.domain.errors import ProblemError
 from cosmos_history.domain.records import SessionPage, SessionRecord
 from cosmos_history.domain.turn import TurnResult
@@ -42,47 +43,6 @@ def recent_messages(record: SessionRecord) -> list[Message]:
     return [m for m in history_messages(record.session.state) if m.role in ("user", "assistant", "tool")]
 
 
-def message_entries(message: Message) -> list[dict[str, Any]]:
-    """A stored message as history entries: its text as ``{role, text}``, and each tool call, tool result,
-    approval request and approval answer as a structured entry of its own."""
-    entries: list[dict[str, Any]] = [{"role": message.role, "text": message.text}] if message.text else []
-    for content in message.contents:
-        entry = _tool_entry(content)
-        if entry is not None:
-            entries.append({"role": message.role, **entry})
-    return entries
-
-
-def _tool_entry(content: Content) -> dict[str, Any] | None:
-    call = content.function_call
-    if content.type == "function_call":
-        return {
-            "type": "tool_call",
-            "callId": content.call_id,
-            "name": content.name,
-            "arguments": json_arguments(content.arguments),
-        }
-    if content.type == "function_result":
-        return {"type": "tool_result", "callId": content.call_id, "result": json_result(content)}
-    if content.type == "function_approval_request" and call is not None:
-        return {
-            "type": "approval_request",
-            "id": content.id,
-            "callId": call.call_id,
-            "name": call.name,
-            "arguments": json_arguments(call.arguments),
-        }
-    if content.type == "function_approval_response" and call is not None:
-        return {
-            "type": "approval_response",
-            "id": content.id,
-            "callId": call.call_id,
-            "name": call.name,
-            "approved": bool(content.approved),
-        }
-    return None
-
-
 def session_page_json(page: SessionPage) -> dict[str, Any]:
     return {
         "sessions": [summary.to_json() for summary in page.sessions],
@@ -90,9 +50,9 @@ def session_page_json(page: SessionPage) -> dict[str, Any]:
     }
 
 
-def history_page_json(page: HistoryPage) -> dict[str, Any]:
+def history_page_json(page: EntryPage) -> dict[str, Any]:
     return {
-        "messages": [{"index": i, **entry} for i, m in page.messages for entry in message_entries(m)],
+        "messages": [{"index": i, **entry} for i, entry in page.entries],
         "total": page.total,
         "before": page.next_before,
     }

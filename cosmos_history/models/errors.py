@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from agent_framework import MiddlewareFailure
+
 from cosmos_history.domain.errors import ModelCallError, ProblemError, ThreadExpiredError
 from cosmos_history.domain.records import SessionRecord
 
@@ -35,6 +37,8 @@ def model_call_error(error: BaseException, record: SessionRecord) -> BaseExcepti
     Cancellation is passed through unchanged."""
     if isinstance(error, ProblemError) or not isinstance(error, Exception):
         return error
+    if isinstance(error, MiddlewareFailure) and isinstance(error.__cause__, ProblemError):
+        return error.__cause__  # a tool's journal write failed (a conflict, an outage): that is the answer
     if isinstance(error, TimeoutError):
         return ModelCallError("The model did not answer in time; the session was left unchanged.")
     if record.session.service_session_id and is_unknown_thread(error):

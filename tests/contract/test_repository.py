@@ -10,6 +10,7 @@ from agent_framework import register_state_type
 from cosmos_history import SessionConflictError, SessionRecord
 from cosmos_history.domain.errors import SessionExistsError
 from cosmos_history.domain.ports import SessionRepository
+from cosmos_history.domain.tool_journal import StartedCall
 
 pytestmark = pytest.mark.integration
 
@@ -129,3 +130,36 @@ async def test_saving_a_session_deleted_meanwhile_is_a_conflict_not_a_resurrecti
         await repository.save(saved, etag=saved.etag)
 
     assert await repository.load(session_id) is None
+
+
+async def test_noting_a_started_tool_call_changes_only_the_journal_and_is_conditional(repository, session_id):
+    stored = await repository.save(new_record(repository, session_id, title="Pay"), etag=None)
+    running = await repository.load(session_id)
+    running.turns, running.title = 7, "changed in memory only"
+    running.tool_journal = [StartedCall("call-1", "pay", "digest", "key-1")]
+
+    noted = await repository.note_started(running)
+    again = await repository.load(session_id)
+    stale = await repository.load(session_id)
+    stale.etag = stored.etag
+    with pytest.raises(SessionConflictError):
+        await repository.note_started(stale)
+
+    assert noted == again.etag != stored.etag
+    assert again.tool_journal == running.tool_journal and (again.turns, again.title) == (0, "Pay")
+    assert (await repository.load(session_id)).etag == noted
+
+
+async def test_noting_a_started_call_on_a_first_turn_creates_the_empty_session_once(repository, session_id):
+    record = new_record(repository, session_id, agent="ledger")
+    record.tool_journal = [StartedCall("call-1", "ring", "digest", "key-1")]
+    record.session.state["partly run"] = True
+
+    await repository.note_started(record)
+    created = await repository.load(session_id)
+    record.etag = None
+    with pytest.raises(SessionExistsError):
+        await repository.note_started(record)
+
+    assert created.tool_journal == record.tool_journal and created.turns == 0 and created.agent == "ledger"
+    assert "partly run" not in created.session.state

@@ -26,6 +26,7 @@ from agent_framework import AgentSession, InMemoryHistoryProvider, Message
 
 from cosmos_history.domain.archive import ArchiveIndex
 from cosmos_history.domain.records import RecentKey, SessionRecord, validate_session_id
+from cosmos_history.domain.tool_journal import StartedCall
 
 SCHEMA_VERSION = 1
 SESSION_TYPE = "session"
@@ -102,8 +103,13 @@ def session_document(record: SessionRecord, ttl: int | None) -> dict[str, Any]:
         "leaseEtag": record.lease_etag,
         "archive": record.archive.to_json(),
         "recentKeys": [k.to_json() for k in record.recent_keys],
+        **({"toolJournal": journal_json(record)} if record.tool_journal else {}),
         "session": session,
     }
+
+
+def journal_json(record: SessionRecord) -> list[dict[str, str]]:
+    return [started.to_json() for started in record.tool_journal]
 
 
 def session_record(document: dict[str, Any]) -> SessionRecord:
@@ -123,6 +129,7 @@ def session_record(document: dict[str, Any]) -> SessionRecord:
         recent_keys=[RecentKey.from_json(k) for k in document.get("recentKeys", [])],
         agent=document.get("agent"),
         key=key if key != session.session_id else None,
+        tool_journal=[StartedCall.from_json(c) for c in document.get("toolJournal", [])],
     )
 
 

@@ -36,6 +36,7 @@ from cosmos_history.domain.records import (
     SessionPage,
     SessionRecord,
     SessionSummary,
+    empty_like,
 )
 from cosmos_history.domain.session_store import RepositorySessionStore, check_durable
 from cosmos_history.settings import HistoryMode
@@ -204,6 +205,38 @@ class CosmosSessions:
                     "The session was deleted while this request ran; nothing was saved.", retry_after=1
                 ) from None
         return replace(record, etag=written_etag(stored), loaded_bytes=None, loaded_messages=0)
+
+    async def note_started(self, record: SessionRecord) -> str:
+        """One conditional write of the turn's tool journal: a patch of that one field (If-Match), or, for a
+        session not stored yet, the create of an empty one carrying it. See :meth:`SessionRepository.note_started`."""
+        if record.user_id != self.user_id:
+            raise SessionNotFoundError("No session with this id.")
+        with store_errors():
+            try:
+                if record.etag is None:
+                    document = items.session_document(empty_like(record), self.ttl_seconds)
+                    stored = await self.container.create_item(document, no_response=True)
+                else:
+                    document_id = items.checked_path(items.item_id(record.id))
+                    stored = await self.container.patch_item(
+                        document_id,
+                        partition_key=document_id,
+                        patch_operations=[{"op": "set", "path": "/toolJournal", "value": items.journal_json(record)}],
+                        etag=record.etag,
+                        match_condition=MatchConditions.IfNotModified,
+                        no_response=True,
+                    )
+            except cosmos_errors.CosmosAccessConditionFailedError:
+                raise SessionConflictError(
+                    "The session was changed by another request; the tool did not run. Retry.", retry_after=1
+                ) from None
+            except cosmos_errors.CosmosResourceExistsError:
+                raise SessionExistsError(f"A session with id {record.id!r} already exists.", retry_after=1) from None
+            except cosmos_errors.CosmosResourceNotFoundError:
+                raise SessionConflictError(
+                    "The session was deleted while this request ran; the tool did not run.", retry_after=1
+                ) from None
+        return written_etag(stored)
 
     async def delete(self, session_id: str) -> bool:
         """Delete the caller's session and everything stored for it; ``False`` when there was none.

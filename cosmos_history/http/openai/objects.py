@@ -101,19 +101,23 @@ def text_part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def tool_call_item(call_id: str, name: str, arguments: Any, result: Any, server: str) -> dict[str, Any]:
+def tool_call_item(
+    call_id: str, name: str, arguments: Any, result: Any, server: str, *, unknown: bool = False
+) -> dict[str, Any]:
     """A tool that ran on the server (an agent's own or an MCP server's) as OpenAI's ``mcp_call`` item:
-    a ``function_call`` would tell the client to run it."""
+    a ``function_call`` would tell the client to run it. A call whose outcome is unknown (it had started when
+    the service stopped, and was not run again) is ``incomplete``, with that said in ``error``."""
+    text = result if isinstance(result, str) else _json_text(result)
     return {
         "id": item_id("mcp", call_id),
         "type": "mcp_call",
         "server_label": server,
         "name": name,
         "arguments": _json_text(arguments),
-        "output": result if isinstance(result, str) else _json_text(result),
-        "error": None,
+        "output": None if unknown else text,
+        "error": text if unknown else None,
         "approval_request_id": None,
-        "status": "completed",
+        "status": "incomplete" if unknown else "completed",
     }
 
 

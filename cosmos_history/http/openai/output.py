@@ -45,7 +45,8 @@ class OutputBuilder:
             self._calls[data["id"]] = (data["name"], data["arguments"])
         elif kind == "tool_result":
             name, arguments = self._calls.get(data["id"], ("", {}))
-            item = objects.tool_call_item(data["id"], name, arguments, data["result"], self._server)
+            unknown = data.get("status") == "unknown"
+            item = objects.tool_call_item(data["id"], name, arguments, data["result"], self._server, unknown=unknown)
             events += self._whole(item, data["id"])
         elif kind == "approval_required":
             approval = PendingApproval(data["id"], data["name"], data["arguments"])

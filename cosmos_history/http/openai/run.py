@@ -35,7 +35,7 @@ def plain_response(
     """A turn that was not streamed, built from its result: its tools' calls, then its text."""
     for call in result.tool_calls:
         builder.feed("tool_call", {"id": call.id, "name": call.name, "arguments": call.arguments})
-        builder.feed("tool_result", {"id": call.id, "result": call.result})
+        builder.feed("tool_result", {"id": call.id, "result": call.result, "status": call.status})
     if result.reply:
         builder.feed("delta", {"text": result.reply})
     builder.close(result)

@@ -143,7 +143,7 @@ def print_reply(events: Iterator[tuple[str, Any]], out: TextIO, shown: set[str] 
     ``shown`` is not printed again (a turn continued after approval streams its approved calls again)."""
     shown = set() if shown is None else shown
     print("assistant> ", end="", file=out, flush=True)
-    done, shown = None, set()
+    done = None
     for event, data in events:
         if event == "delta":
             print(data["text"], end="", file=out, flush=True)

@@ -12,8 +12,9 @@ from cosmos_history import build_agents, load_settings, run_turn
 from cosmos_history.adapters.memory import MemoryDatabase, MemorySessions, MemoryTurnLease
 from cosmos_history.domain.errors import StoreUnavailableError
 from cosmos_history.domain.records import SessionRecord
+from cosmos_history.domain.results import TurnRequest
 from cosmos_history.domain.tool_journal import UNKNOWN_RESULT
-from cosmos_history.domain.turn import TurnGuards
+from cosmos_history.domain.turn import TurnGuards, run_request
 
 from .crash_agents.ledger import lines
 from .fakes import RecordingChatClient
@@ -133,3 +134,16 @@ async def test_only_turns_that_run_a_tool_with_side_effects_write_the_journal_on
     assert (
         store.notes == 1 and record.tool_journal == [] and lines("notifications.jsonl") == [{"ref": "n", "text": "hi"}]
     )
+
+
+async def test_a_turn_that_stores_nothing_writes_no_journal(model, ledger, session_id):
+    store = FailingSaves(MemoryDatabase(), user_id="alice")
+    agents = build_agents(load_settings({"AGENTS_PACKAGE": "tests.crash_agents", "DEFAULT_AGENT": "ledger"}), model)
+    model.tool_call = ("notify", {"text": "hi", "ref": "n"})
+
+    result = await run_request(store, agents, TurnRequest(session_id, "tell them", store=False))
+
+    assert [c.name for c in result.tool_calls] == ["notify"] and lines("notifications.jsonl") == [
+        {"ref": "n", "text": "hi"}
+    ]
+    assert store.notes == 0 and await store.load(session_id) is None

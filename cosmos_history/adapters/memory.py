@@ -142,7 +142,7 @@ class MemorySessions:
     async def note_started(self, record: SessionRecord) -> str:
         if record.user_id != self.user_id:
             raise SessionNotFoundError("No session with this id.")
-        current = self.database.sessions.get(record.id)
+        current = self.database.sessions.get((self.user_id, record.id))
         if record.etag is None:
             if current is not None:
                 raise SessionExistsError(f"A session with id {record.id!r} already exists.", retry_after=1)
@@ -152,7 +152,7 @@ class MemorySessions:
         else:
             stored = replace(_copy(current[0]), tool_journal=list(record.tool_journal))
         new_etag = _new_etag()
-        self.database.sessions[record.id] = (stored, new_etag)
+        self.database.sessions[(self.user_id, record.id)] = (stored, new_etag)
         return new_etag
 
     async def delete(self, session_id: str) -> bool:

@@ -220,7 +220,7 @@ class CosmosSessions:
                     document_id = items.checked_path(items.item_id(record.id))
                     stored = await self.container.patch_item(
                         document_id,
-                        partition_key=document_id,
+                        partition_key=items.partition_key(self.user_id, document_id),
                         patch_operations=[{"op": "set", "path": "/toolJournal", "value": items.journal_json(record)}],
                         etag=record.etag,
                         match_condition=MatchConditions.IfNotModified,

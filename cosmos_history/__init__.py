@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     )
     from cosmos_history.domain.records import SessionRecord
     from cosmos_history.domain.results import TurnResult
-    from cosmos_history.domain.turn import run_turn, run_turn_stream
+    from cosmos_history.domain.service import run_turn, run_turn_stream
     from cosmos_history.runtime import Runtime, build_runtime
     from cosmos_history.settings import Settings, load_settings
 
@@ -43,8 +43,8 @@ _EXPORTS = {
     "build_runtime": "cosmos_history.runtime",
     "create_app": "cosmos_history.app",
     "load_settings": "cosmos_history.settings",
-    "run_turn": "cosmos_history.domain.turn",
-    "run_turn_stream": "cosmos_history.domain.turn",
+    "run_turn": "cosmos_history.domain.service",
+    "run_turn_stream": "cosmos_history.domain.service",
 }
 
 try:

@@ -26,6 +26,7 @@ from cosmos_history.adapters.cosmos.sessions import CosmosSessions
 from cosmos_history.agents.catalog import Agents, build_agents
 from cosmos_history.domain.errors import AgentsUnavailableError, SettingsError
 from cosmos_history.domain.ports import ResponseLog, SessionRepository
+from cosmos_history.domain.service import Turns
 from cosmos_history.domain.streaming import wait_for_running_turns
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards
 from cosmos_history.settings import Settings
@@ -47,6 +48,11 @@ class Runtime:
     responses: ResponseLog | None = None
     """Stored objects of the OpenAI-compatible endpoint; ``None`` keeps none (it then stores no turn)."""
     _repairing: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    turns: Turns = field(init=False, repr=False)
+    """The one turn service every trigger and protocol calls, built once from the store, agents and guards."""
+
+    def __post_init__(self) -> None:
+        self.turns = Turns(self.store, self.agents, self.guards)
 
     async def recover(self, error: BaseException) -> None:
         """Give the runtime a chance to mend what made a request fail: a database or container deleted

@@ -13,8 +13,9 @@ from cosmos_history.adapters.memory import MemoryDatabase, MemorySessions, Memor
 from cosmos_history.domain.errors import StoreUnavailableError
 from cosmos_history.domain.records import SessionRecord
 from cosmos_history.domain.results import TurnRequest
+from cosmos_history.domain.service import Turns
 from cosmos_history.domain.tool_journal import UNKNOWN_RESULT
-from cosmos_history.domain.turn import TurnGuards, run_request
+from cosmos_history.domain.turn import TurnGuards
 
 from .crash_agents.ledger import lines
 from .fakes import RecordingChatClient
@@ -141,7 +142,7 @@ async def test_a_turn_that_stores_nothing_writes_no_journal(model, ledger, sessi
     agents = build_agents(load_settings({"AGENTS_PACKAGE": "tests.crash_agents", "DEFAULT_AGENT": "ledger"}), model)
     model.tool_call = ("notify", {"text": "hi", "ref": "n"})
 
-    result = await run_request(store, agents, TurnRequest(session_id, "tell them", store=False))
+    result = await Turns(store, agents).run(TurnRequest(session_id, "tell them", store=False), caller=store.user_id)
 
     assert [c.name for c in result.tool_calls] == ["notify"] and lines("notifications.jsonl") == [
         {"ref": "n", "text": "hi"}

@@ -1,5 +1,8 @@
 """One conversation turn: load the session, run the agent once, save it conditionally.
 
+Callers reach it only through the turn service (:class:`cosmos_history.domain.service.Turns`): a plain
+and a streamed turn share the same preparation (:func:`prepare_turn`: load, checks, replay, lease), the
+same model call (:func:`execute_turn`) and the same ending (:meth:`PreparedTurn.finish`: one conditional save).
 :func:`run_turn` answers with the whole reply; :func:`run_turn_stream` streams it. Both share
 the same preparation (:func:`begin_turn`: load, checks, replay, lease) and the same ending
 (:meth:`PreparedTurn.finish`: one conditional save).
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,44 +73,8 @@ class TurnGuards:
 NO_GUARDS = TurnGuards()
 
 
-async def run_turn(
-    store: SessionRepository,
-    agents: Agents,
-    *,
-    session_id: str,
-    message: str,
-    mode: HistoryMode | None = None,
-    agent: str | None = None,
-    idempotency_key: str | None = None,
-    approvals: Sequence[tuple[str, bool]] | None = None,
-    guards: TurnGuards = NO_GUARDS,
-) -> TurnResult:
-    """Run exactly one agent turn on ``session_id``, creating the session (for ``agent``) if it does not exist.
-
-    With ``approvals`` (``(id, approved)`` for every pending approval) the turn continues the one that
-    ended awaiting approval instead of taking a new message.
-
-    Raises:
-        ModeConflictError: ``mode`` differs from the existing session's mode.
-        AgentNotFoundError: no agent is called ``agent``. AgentMismatchError: the session has another agent.
-        TurnInProgressError: another turn holds the session's lease (no model call was made).
-        ModelCallError: the model failed, timed out or returned nothing; the stored session is unchanged.
-        ThreadExpiredError: the service no longer knows the session's thread; the session is unchanged.
-        SessionConflictError: another request changed the session during this turn.
-    """
-    request = TurnRequest(session_id, message, mode, agent, idempotency_key, approvals)
-    return await run_request(store, agents, request, guards=guards)
-
-
-async def run_request(
-    store: SessionRepository, agents: Agents, request: TurnRequest, *, guards: TurnGuards = NO_GUARDS
-) -> TurnResult:
-    """:func:`run_turn` for a request with every option (client tools, run options, no storing, ...)."""
-    return await _turn(store, agents, request, guards=guards)
-
-
 @telemetry.traced_turn
-async def _turn(
+async def execute_turn(
     store: SessionRepository,
     agents: Agents,
     request: TurnRequest,
@@ -119,7 +86,7 @@ async def _turn(
 
     With a ``sink`` the model's reply streams into it as it is written; the session is saved the same way.
     """
-    turn = await begin_turn(store, agents, request, guards=guards)
+    turn = await prepare_turn(store, agents, request, guards=guards)
     if isinstance(turn, TurnResult):
         if sink is not None:
             sink.deliver([("delta", {"text": turn.reply})] if turn.reply else [])
@@ -249,7 +216,7 @@ class PreparedTurn:
             ) from None
 
 
-async def begin_turn(
+async def prepare_turn(
     store: SessionRepository, agents: Agents, request: TurnRequest, *, guards: TurnGuards = NO_GUARDS
 ) -> PreparedTurn | TurnResult:
     """Every step before the model call: load (or start) the session, check the mode, replay a
@@ -364,42 +331,3 @@ def agent_of(agents: Agents, record: SessionRecord, *, named: str | None) -> Any
     if named is not None and named != own:
         raise AgentMismatchError(f"This session belongs to agent {own!r}; a turn cannot switch it to {named!r}.")
     return agents.resolve(own).for_mode(record.mode)
-
-
-# --- streaming ------------------------------------------------------------------------------------
-
-
-async def run_turn_stream(
-    store: SessionRepository,
-    agents: Agents,
-    *,
-    session_id: str,
-    message: str,
-    mode: HistoryMode | None = None,
-    agent: str | None = None,
-    idempotency_key: str | None = None,
-    approvals: Sequence[tuple[str, bool]] | None = None,
-    guards: TurnGuards = NO_GUARDS,
-) -> TurnStream:
-    """Start exactly one agent turn whose reply streams; return once the model has started answering.
-
-    Everything :func:`run_turn` checks is checked before the model is called, and a turn that fails
-    before the model's first update (a lease conflict, an unreachable service, an expired thread)
-    raises here, so callers can still answer with a plain HTTP error. The session is written once,
-    after the stream completed. A replayed (idempotent) turn streams its stored reply as one piece.
-
-    Raises:
-        The errors of :func:`run_turn`, when they happen before the model's first update.
-    """
-    request = TurnRequest(session_id, message, mode, agent, idempotency_key, approvals)
-    return await stream_request(store, agents, request, guards=guards)
-
-
-async def stream_request(
-    store: SessionRepository, agents: Agents, request: TurnRequest, *, guards: TurnGuards = NO_GUARDS
-) -> TurnStream:
-    """:func:`run_turn_stream` for a request with every option."""
-    stream = TurnStream()
-    stream.start(_turn(store, agents, request, guards=guards, sink=stream))
-    await stream.started()
-    return stream

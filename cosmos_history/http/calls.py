@@ -37,7 +37,7 @@ from cosmos_history.domain.errors import (
 )
 from cosmos_history.domain.ports import ResponseLog, SessionRepository
 from cosmos_history.domain.records import ANONYMOUS_USER
-from cosmos_history.domain.turn import TurnGuards
+from cosmos_history.domain.service import Turns
 from cosmos_history.http.bodies import parse_idempotency_key, parse_session_id
 from cosmos_history.http.responses import problem_response
 from cosmos_history.runtime import Runtime, RuntimeSource
@@ -54,14 +54,14 @@ _USER_ID = re.compile(r"^[A-Za-z0-9._:@+-]{1,256}$")
 
 @dataclass(frozen=True)
 class Call:
-    """One authenticated request: the caller's store view and the process's agents."""
+    """One authenticated request: the caller's store view, the process's agents and its turn service."""
 
     request: Request
     user_id: str
     store: SessionRepository
     agents: Agents
     settings: Settings
-    guards: TurnGuards
+    turns: Turns
     responses: ResponseLog | None = None
 
     def route(self, name: str) -> str:
@@ -151,7 +151,7 @@ def invocation_id(context: func.Context | None) -> str:
 def make_call(req: Request, runtime: Runtime) -> Call:
     user_id = caller_identity(req, runtime.settings)
     store = runtime.store.for_user(user_id)
-    return Call(req, user_id, store, runtime.agents, runtime.settings, runtime.guards, runtime.responses)
+    return Call(req, user_id, store, runtime.agents, runtime.settings, runtime.turns, runtime.responses)
 
 
 def caller_identity(req: Request, settings: Settings) -> str:

@@ -18,7 +18,7 @@ from cosmos_history.domain.conversations import (
     load_session,
     read_entry_page,
 )
-from cosmos_history.domain.turn import run_turn, run_turn_stream
+from cosmos_history.domain.results import TurnRequest
 from cosmos_history.http.bodies import (
     parse_approvals,
     parse_before,
@@ -79,10 +79,10 @@ async def post_approvals_route(call: Call) -> Response:
 
 
 async def _turn_response(call: Call, stream: bool, **turn: Any) -> Response:
-    turn.update(session_id=call.session_id(), idempotency_key=call.idempotency_key(), guards=call.guards)
+    request = TurnRequest(call.session_id(), idempotency_key=call.idempotency_key(), **turn)
     if wants_event_stream(call.request, stream):
-        return event_stream_response(await run_turn_stream(call.store, call.agents, **turn))
-    result = await run_turn(call.store, call.agents, **turn)
+        return event_stream_response(await call.turns.stream(request, caller=call.user_id))
+    result = await call.turns.run(request, caller=call.user_id)
     return json_response(turn_json(result), headers={"Idempotent-Replayed": "true"} if result.replayed else None)
 
 

@@ -28,7 +28,6 @@ from cosmos_history.domain.errors import (
 )
 from cosmos_history.domain.ports import ResponseLog
 from cosmos_history.domain.results import TurnRequest, TurnResult
-from cosmos_history.domain.turn import run_request, stream_request
 from cosmos_history.http.bodies import parse_limit
 from cosmos_history.http.calls import Call
 from cosmos_history.http.openai import objects
@@ -78,10 +77,10 @@ async def create_response_route(call: Call) -> Response:
     finish = _finisher(call, request, session_id)
     try:
         if not request.stream:
-            result = await run_request(call.store, call.agents, turn_request, guards=call.guards)
+            result = await call.turns.run(turn_request, caller=call.user_id)
             body = await plain_response(builder, response, result, finish)
             return json_response(body, headers=_replayed(result.replayed))
-        stream = await stream_request(call.store, call.agents, turn_request, guards=call.guards)
+        stream = await call.turns.stream(turn_request, caller=call.user_id)
     except NotLatestResponseError as error:
         if request.previous is not None:
             raise

@@ -1,0 +1,91 @@
+"""The turn service: the one way into a turn for every trigger and protocol.
+
+The runtime builds one :class:`Turns` (store, agents, guards) at start-up; HTTP handlers, the
+OpenAI-compatible adapter, the MCP server and any other trigger only build a
+:class:`~cosmos_history.domain.results.TurnRequest` and hand it over with the caller's user id.
+Nothing but this module calls into :mod:`cosmos_history.domain.turn`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cosmos_history.agents.catalog import Agents
+from cosmos_history.domain.ports import SessionRepository
+from cosmos_history.domain.results import TurnRequest, TurnResult
+from cosmos_history.domain.streaming import TurnStream
+from cosmos_history.domain.turn import NO_GUARDS, TurnGuards, execute_turn
+from cosmos_history.settings import HistoryMode
+
+
+@dataclass(frozen=True)
+class Turns:
+    """Runs turns on the sessions of ``repository`` with the app's agents and guards."""
+
+    repository: SessionRepository
+    agents: Agents
+    guards: TurnGuards = NO_GUARDS
+
+    def sessions_of(self, caller: str) -> SessionRepository:
+        """The caller's view of the sessions: the repository itself when it is already theirs."""
+        return self.repository if self.repository.user_id == caller else self.repository.for_user(caller)
+
+    async def run(self, request: TurnRequest, *, caller: str) -> TurnResult:
+        """Run exactly one turn for ``caller`` and answer with the whole reply.
+
+        Raises:
+            ModeConflictError: ``mode`` differs from the existing session's mode.
+            AgentNotFoundError: no agent is called ``agent``. AgentMismatchError: the session has another agent.
+            TurnInProgressError: another turn holds the session's lease (no model call was made).
+            ModelCallError: the model failed, timed out or returned nothing; the stored session is unchanged.
+            ThreadExpiredError: the service no longer knows the session's thread; the session is unchanged.
+            SessionConflictError: another request changed the session during this turn.
+        """
+        return await execute_turn(self.sessions_of(caller), self.agents, request, guards=self.guards)
+
+    async def stream(self, request: TurnRequest, *, caller: str) -> TurnStream:
+        """Start exactly one turn whose reply streams; return once the model has started answering.
+
+        Everything :meth:`run` checks is checked before the model is called, and a turn that fails before
+        the model's first update raises here, so callers can still answer with a plain error. The session
+        is written once, after the stream completed. A replayed turn streams its stored reply as one piece.
+        """
+        stream = TurnStream()
+        stream.start(execute_turn(self.sessions_of(caller), self.agents, request, guards=self.guards, sink=stream))
+        await stream.started()
+        return stream
+
+
+async def run_turn(
+    store: SessionRepository,
+    agents: Agents,
+    *,
+    session_id: str,
+    message: str,
+    mode: HistoryMode | None = None,
+    agent: str | None = None,
+    idempotency_key: str | None = None,
+    approvals: Sequence[tuple[str, bool]] | None = None,
+    guards: TurnGuards = NO_GUARDS,
+) -> TurnResult:
+    """One turn on ``store``'s user's session, for scripts and the library API (:meth:`Turns.run`)."""
+    request = TurnRequest(session_id, message, mode, agent, idempotency_key, approvals)
+    return await Turns(store, agents, guards).run(request, caller=store.user_id)
+
+
+async def run_turn_stream(
+    store: SessionRepository,
+    agents: Agents,
+    *,
+    session_id: str,
+    message: str,
+    mode: HistoryMode | None = None,
+    agent: str | None = None,
+    idempotency_key: str | None = None,
+    approvals: Sequence[tuple[str, bool]] | None = None,
+    guards: TurnGuards = NO_GUARDS,
+) -> TurnStream:
+    """One streamed turn, for scripts and the library API (:meth:`Turns.stream`)."""
+    request = TurnRequest(session_id, message, mode, agent, idempotency_key, approvals)
+    return await Turns(store, agents, guards).stream(request, caller=store.user_id)

@@ -27,7 +27,7 @@ from cosmos_history.agents.catalog import Agents, build_agents
 from cosmos_history.domain.errors import AgentsUnavailableError, SettingsError
 from cosmos_history.domain.ports import ResponseLog, SessionRepository
 from cosmos_history.domain.service import Turns
-from cosmos_history.domain.streaming import wait_for_running_turns
+from cosmos_history.domain.supervisor import TurnSupervisor
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards
 from cosmos_history.settings import Settings
 from cosmos_history.telemetry import configure_telemetry
@@ -48,11 +48,13 @@ class Runtime:
     responses: ResponseLog | None = None
     """Stored objects of the OpenAI-compatible endpoint; ``None`` keeps none (it then stores no turn)."""
     _repairing: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    supervisor: TurnSupervisor = field(default_factory=TurnSupervisor, repr=False)
+    """The turns (and the work that follows them) running in this runtime; drained as the host shuts down."""
     turns: Turns = field(init=False, repr=False)
     """The one turn service every trigger and protocol calls, built once from the store, agents and guards."""
 
     def __post_init__(self) -> None:
-        self.turns = Turns(self.store, self.agents, self.guards)
+        self.turns = Turns(self.store, self.agents, self.guards, supervisor=self.supervisor)
 
     async def recover(self, error: BaseException) -> None:
         """Give the runtime a chance to mend what made a request fail: a database or container deleted
@@ -209,11 +211,12 @@ class LazyRuntime:
 
     async def close(self, *, drain_seconds: float = 30.0) -> None:
         """Let streamed turns whose clients left finish saving (within ``drain_seconds``), then close."""
-        try:
-            async with asyncio.timeout(drain_seconds):
-                await wait_for_running_turns()
-        except TimeoutError:
-            pass
+        if self._runtime is not None:
+            try:
+                async with asyncio.timeout(drain_seconds):
+                    await self._runtime.supervisor.drain()
+            except TimeoutError:
+                pass
         runtime, self._runtime = self._runtime, None
         if runtime is not None:
             await runtime.close()

@@ -1,7 +1,7 @@
 """Traces, metrics and structured logs: one span per turn, with the cost of each step.
 
 Everything observable about a turn lives here so the turn logic stays readable:
-``run_turn`` is wrapped by :func:`traced_turn` and marks its four steps (load, lease, model,
+Each turn runs inside :func:`traced_turn` and marks its four steps (load, lease, model,
 save) with :func:`phase`. Spans and instruments come from the OpenTelemetry API, which is a
 no-op until a provider is installed; :func:`configure_telemetry` installs one
 (Azure Monitor) only when ``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set, and
@@ -14,14 +14,13 @@ a hash of the user id, counts, sizes, durations and request charges.
 from __future__ import annotations
 
 import contextvars
-import functools
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, Status, StatusCode
@@ -56,9 +55,6 @@ DOCUMENT_SIZE = _meter.create_histogram(
 )
 
 USER_HASH_CHARS = 16
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
 
 
 # --- process set-up ----------------------------------------------------------------------------
@@ -176,53 +172,53 @@ _current_turn: contextvars.ContextVar[_Turn | None] = contextvars.ContextVar("tu
 _current_step: contextvars.ContextVar[_Step | None] = contextvars.ContextVar("turn_step", default=None)
 
 
-def traced_turn(run: Callable[_P, Awaitable[_R]]) -> Callable[_P, Awaitable[_R]]:
-    """Run each call of ``run`` (the turn) inside a ``turn`` span and record its metrics.
+class TurnTrace:
+    """The turn being traced: tell it the result, so the span and metrics know its number and outcome."""
 
-    The turn's outcome is the error's problem slug (``session-conflict``,
-    ``model-error``...), ``replayed`` for a result with a true ``replayed`` attribute (an
-    idempotent retry answered from the stored result), or ``ok``. A conflict also counts in
-    ``turn.conflicts``, a replay in ``turn.idempotent_replays``.
+    def __init__(self, turn: _Turn) -> None:
+        self._turn = turn
+        self.outcome = "ok"
+
+    def completed(self, result: Any) -> None:
+        """Record a finished turn: its mode, number, and ``replayed`` when it was answered from a stored result."""
+        turn = self._turn
+        turn.mode = result.mode or turn.mode
+        turn.span.set_attribute("turn.number", result.turn)
+        if result.replayed:
+            self.outcome = "replayed"
+            record_idempotent_replay(turn.mode)
+
+
+@asynccontextmanager
+async def traced_turn(*, session_id: str, user_id: str | None) -> AsyncIterator[TurnTrace]:
+    """A ``turn`` span around one turn of ``session_id`` for ``user_id`` (stored hashed), and its metrics.
+
+    The turn's outcome is the error's problem slug (``session-conflict``, ``model-error``...),
+    ``replayed`` for a result answered from the stored result of an idempotent retry (see
+    :meth:`TurnTrace.completed`), or ``ok``. A conflict also counts in ``turn.conflicts``, a replay in
+    ``turn.idempotent_replays``.
     """
-
-    @functools.wraps(run)
-    async def traced(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        request = next((a for a in (*args, *kwargs.values()) if hasattr(a, "session_id")), None)
-        session_id = str(kwargs.get("session_id", getattr(request, "session_id", "")))
-        store = args[0] if args else kwargs.get("store")
-        user_id = getattr(store, "user_id", None)
-        attributes: dict[str, Any] = {"session.id": session_id}
-        if user_id is not None:
-            attributes["enduser.hash"] = hash_user_id(str(user_id))
-        started = time.perf_counter()
-        with _tracer.start_as_current_span(
-            "turn", attributes=attributes, record_exception=False, set_status_on_exception=False
-        ) as span:
-            turn = _Turn(span)
-            token = _current_turn.set(turn)
-            outcome = "ok"
-            try:
-                result = await run(*args, **kwargs)
-                mode, number = getattr(result, "mode", None), getattr(result, "turn", None)
-                turn.mode = mode or turn.mode
-                if number is not None:
-                    span.set_attribute("turn.number", number)
-                if getattr(result, "replayed", False):
-                    outcome = "replayed"
-                    record_idempotent_replay(turn.mode)
-                return result
-            except Exception as error:
-                outcome = getattr(error, "slug", None) or "internal-error"
-                # The type only: exception messages may quote user input.
-                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                span.set_attribute("error.type", type(error).__name__)
-                raise
-            finally:
-                _current_turn.reset(token)
-                duration = time.perf_counter() - started
-                _finish(turn, outcome, duration)
-
-    return traced
+    attributes: dict[str, Any] = {"session.id": session_id}
+    if user_id is not None:
+        attributes["enduser.hash"] = hash_user_id(user_id)
+    started = time.perf_counter()
+    with _tracer.start_as_current_span(
+        "turn", attributes=attributes, record_exception=False, set_status_on_exception=False
+    ) as span:
+        turn = _Turn(span)
+        token = _current_turn.set(turn)
+        trace = TurnTrace(turn)
+        try:
+            yield trace
+        except Exception as error:
+            trace.outcome = getattr(error, "slug", None) or "internal-error"
+            # The type only: exception messages may quote user input.
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            span.set_attribute("error.type", type(error).__name__)
+            raise
+        finally:
+            _current_turn.reset(token)
+            _finish(turn, trace.outcome, time.perf_counter() - started)
 
 
 def _finish(turn: _Turn, outcome: str, duration: float) -> None:

@@ -260,13 +260,10 @@ async def test_a_turn_answered_from_a_stored_result_counts_as_a_replay(telemetry
         mode: str = "local"
         replayed: bool = True
 
-    @_telemetry.traced_turn
-    async def replaying_turn(store: Any, agents: Any, *, session_id: str, message: str) -> Replayed:
-        return Replayed()
-
     before = telemetry.total("cosmos_history.turn.idempotent_replays", mode="local")
 
-    await replaying_turn(None, None, session_id="replay-1", message="again")
+    async with _telemetry.traced_turn(session_id="replay-1", user_id=None) as trace:
+        trace.completed(Replayed())
 
     assert telemetry.turn_span("replay-1").attributes["turn.outcome"] == "replayed"
     assert telemetry.total("cosmos_history.turn.idempotent_replays", mode="local") == before + 1

@@ -26,8 +26,11 @@ from cosmos_history.domain.errors import (
     TurnInProgressError,
     ValidationError,
 )
+from cosmos_history.domain.events import TextDelta
 from cosmos_history.domain.records import title_from
-from cosmos_history.domain.streaming import TextDeltas, wait_for_running_turns
+from cosmos_history.domain.results import TurnRequest
+from cosmos_history.domain.service import Turns
+from cosmos_history.domain.streaming import TextDeltas
 from cosmos_history.domain.turn import TurnGuards
 from cosmos_history.models.errors import model_call_error
 
@@ -158,7 +161,7 @@ def test_title_is_the_first_words_cut_at_a_word_boundary():
 async def test_a_streamed_turn_yields_deltas_that_add_up_to_the_saved_reply(store, agents, model):
     turn = await run_turn_stream(store, agents, session_id="s1", message="Hello")
 
-    pieces = [data["text"] async for event, data in turn.events() if event == "delta"]
+    pieces = [event.text async for event in turn.events() if isinstance(event, TextDelta)]
     result = await turn.result()
 
     assert "".join(pieces) == result.reply == "reply 1" and len(pieces) == 2
@@ -170,7 +173,8 @@ async def test_a_streamed_turn_yields_deltas_that_add_up_to_the_saved_reply(stor
 
 async def test_a_streamed_turn_is_saved_even_when_its_reader_is_cancelled(store, agents, model):
     model.delay = 0.05
-    turn = await run_turn_stream(store, agents, session_id="s1", message="Hello")
+    turns = Turns(store, agents)
+    turn = await turns.stream(TurnRequest("s1", "Hello"), caller=store.user_id)
 
     async def read_then_leave() -> None:
         async for _ in turn.events():
@@ -180,7 +184,7 @@ async def test_a_streamed_turn_is_saved_even_when_its_reader_is_cancelled(store,
     await asyncio.sleep(0.01)
     reader.cancel()
     async with asyncio.timeout(5):
-        await wait_for_running_turns()
+        await turns.supervisor.drain()
 
     stored = await store.load("s1")
     assert stored is not None and stored.turns == 1

@@ -9,23 +9,32 @@ Nothing but this module calls into :mod:`cosmos_history.domain.turn`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from cosmos_history import telemetry
 from cosmos_history.agents.catalog import Agents
+from cosmos_history.domain.events import EventSink, Fanout, TurnCompleted, TurnFailed
 from cosmos_history.domain.ports import SessionRepository
 from cosmos_history.domain.results import TurnRequest, TurnResult
 from cosmos_history.domain.streaming import TurnStream
+from cosmos_history.domain.supervisor import TurnSupervisor
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards, execute_turn
 from cosmos_history.settings import HistoryMode
 
 
 @dataclass(frozen=True)
 class Turns:
-    """Runs turns on the sessions of ``repository`` with the app's agents and guards."""
+    """Runs turns on the sessions of ``repository`` with the app's agents and guards.
+
+    Every turn's events go to ``events`` too (with a streamed turn's live reader): the place for a durable
+    event log. Streamed turns run under ``supervisor``, which the runtime drains as it shuts down.
+    """
 
     repository: SessionRepository
     agents: Agents
     guards: TurnGuards = NO_GUARDS
+    events: EventSink | None = None
+    supervisor: TurnSupervisor = field(default_factory=TurnSupervisor)
 
     def sessions_of(self, caller: str) -> SessionRepository:
         """The caller's view of the sessions: the repository itself when it is already theirs."""
@@ -42,7 +51,7 @@ class Turns:
             ThreadExpiredError: the service no longer knows the session's thread; the session is unchanged.
             SessionConflictError: another request changed the session during this turn.
         """
-        return await execute_turn(self.sessions_of(caller), self.agents, request, guards=self.guards)
+        return await self._turn(request, caller, self.events, streamed=False)
 
     async def stream(self, request: TurnRequest, *, caller: str) -> TurnStream:
         """Start exactly one turn whose reply streams; return once the model has started answering.
@@ -52,9 +61,27 @@ class Turns:
         is written once, after the stream completed. A replayed turn streams its stored reply as one piece.
         """
         stream = TurnStream()
-        stream.start(execute_turn(self.sessions_of(caller), self.agents, request, guards=self.guards, sink=stream))
+        sink = stream if self.events is None else Fanout([stream, self.events])
+        stream.start(self._turn(request, caller, sink, streamed=True), self.supervisor, session_id=request.session_id)
         await stream.started()
         return stream
+
+    async def _turn(self, request: TurnRequest, caller: str, sink: EventSink | None, *, streamed: bool) -> TurnResult:
+        """One traced turn; ``sink`` hears its events (all of them when ``streamed``, else how it ended)."""
+        store = self.sessions_of(caller)
+        async with telemetry.traced_turn(session_id=request.session_id, user_id=caller) as trace:
+            try:
+                result = await execute_turn(
+                    store, self.agents, request, guards=self.guards, sink=sink if streamed else None
+                )
+            except BaseException as error:
+                if sink is not None:
+                    await sink.publish(TurnFailed(error))
+                raise
+            trace.completed(result)
+        if sink is not None:
+            await sink.publish(TurnCompleted(result))
+        return result
 
 
 async def run_turn(

@@ -1,4 +1,4 @@
-"""A streamed turn's plumbing: the turn runs in a task of its own and hands its text to a reader.
+"""A streamed turn's plumbing: the turn runs in a task of its own and publishes typed events to a reader.
 
 The turn logic itself is the same for plain and streamed turns (:mod:`cosmos_history.domain.turn`);
 this module only decouples the reader (an HTTP response that may go away) from the turn (which must
@@ -16,33 +16,32 @@ from typing import TYPE_CHECKING, Any
 from agent_framework import Message
 
 from cosmos_history.domain.approvals import json_arguments, json_result
+from cosmos_history.domain.events import ApprovalRequired, ModelAnswering, ToolCalled, ToolResult, TurnEvent
 from cosmos_history.domain.tool_journal import outcome_of
 
 if TYPE_CHECKING:
-    from cosmos_history.domain.turn import TurnResult
+    from cosmos_history.domain.results import TurnResult
+    from cosmos_history.domain.supervisor import TurnSupervisor
 
 logger = logging.getLogger(__name__)
 
-StreamEvent = tuple[str, dict[str, Any]]
-"""One event of a streamed turn: ``("delta", {"text"})``, ``("tool_call", ...)``, ``("tool_result", ...)``
-or ``("approval_required", ...)``."""
-
 
 class TurnStream:
-    """One turn running in a task of its own, so a reader that goes away (a client disconnecting
-    mid-stream cancels the response) never cancels the turn: the model was paid for, so its reply
-    is saved all the same. Read :meth:`deltas` once, then :meth:`result`.
+    """The live subscriber of one turn running in a task of its own (started by the runtime's
+    :class:`~cosmos_history.domain.supervisor.TurnSupervisor`), so a reader that goes away (a client
+    disconnecting mid-stream cancels the response) never cancels the turn: the model was paid for, so its
+    reply is saved all the same. Read :meth:`events` once (it ends with :class:`TurnCompleted` or
+    :class:`TurnFailed`), then :meth:`result` if needed.
     """
 
     def __init__(self) -> None:
-        self._events: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
+        self._events: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
         self._first_update: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._updates = 0
+        self._answering = False
         self._task: asyncio.Task[TurnResult] | None = None
 
-    def start(self, turn: Coroutine[Any, Any, TurnResult]) -> None:
-        self._task = asyncio.create_task(self._run(turn), name="streamed turn")
-        keep_running(self._task)
+    def start(self, turn: Coroutine[Any, Any, TurnResult], supervisor: TurnSupervisor, *, session_id: str) -> None:
+        self._task = supervisor.start(self._run(turn), name="streamed turn", session_id=session_id)
 
     async def _run(self, turn: Coroutine[Any, Any, TurnResult]) -> TurnResult:
         try:
@@ -51,12 +50,13 @@ class TurnStream:
             self._signal_started()
             self._events.put_nowait(None)
 
-    def deliver(self, events: Iterable[StreamEvent]) -> None:
-        """One update from the model: what it adds (new text, tool activity), possibly nothing."""
-        self._updates += 1
-        self._signal_started()
-        for event in events:
-            self._events.put_nowait(event)
+    async def publish(self, event: TurnEvent) -> None:
+        """One event of the turn (:class:`~cosmos_history.domain.events.EventSink`)."""
+        if isinstance(event, ModelAnswering):
+            self._answering = True
+            self._signal_started()
+            return
+        self._events.put_nowait(event)
 
     def _signal_started(self) -> None:
         if not self._first_update.done():
@@ -66,7 +66,7 @@ class TurnStream:
         """Wait for the model's first update; raise the turn's error if it ended before any."""
         await asyncio.shield(self._first_update)
         assert self._task is not None
-        if self._updates == 0 and self._task.done():
+        if not self._answering and self._task.done():
             self._task.result()
 
     def replayed(self) -> bool:
@@ -77,8 +77,8 @@ class TurnStream:
             return False
         return task.result().replayed
 
-    async def events(self) -> AsyncIterator[StreamEvent]:
-        """The turn's events as they arrive; the ``delta`` texts add up to the reply exactly once."""
+    async def events(self) -> AsyncIterator[TurnEvent]:
+        """The turn's events as they arrive; the :class:`TextDelta` texts add up to the reply exactly once."""
         while (event := await self._events.get()) is not None:
             yield event
 
@@ -132,22 +132,21 @@ class ToolEvents:
                 arguments = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments or {})
                 self._calls[call.call_id or ""] = (call.name or "", arguments)
 
-    def feed(self, contents: Iterable[Any]) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
+    def feed(self, contents: Iterable[Any]) -> list[TurnEvent]:
+        events: list[TurnEvent] = []
         for content in contents:
             if content.type == "function_call" and content.call_id:
                 events += self._call(content)
             elif content.type == "function_result" and content.call_id:
                 events += self._announce(content.call_id)
-                result = {"id": content.call_id, "result": json_result(content), "status": outcome_of(content)}
-                events.append(("tool_result", result))
+                events.append(ToolResult(content.call_id, json_result(content), outcome_of(content)))
             elif content.type == "function_approval_request" and content.function_call is not None:
                 call = content.function_call
                 arguments = json_arguments(call.arguments)
-                events.append(("approval_required", {"id": content.id, "name": call.name, "arguments": arguments}))
+                events.append(ApprovalRequired(content.id or "", call.name or "", arguments))
         return events
 
-    def _call(self, content: Any) -> list[StreamEvent]:
+    def _call(self, content: Any) -> list[TurnEvent]:
         name, arguments = self._calls.get(content.call_id, ("", ""))
         if isinstance(content.arguments, str):
             arguments += content.arguments
@@ -160,33 +159,9 @@ class ToolEvents:
             return []  # more pieces of the arguments are coming
         return self._announce(content.call_id)
 
-    def _announce(self, call_id: str) -> list[StreamEvent]:
+    def _announce(self, call_id: str) -> list[TurnEvent]:
         if call_id in self._announced:
             return []
         self._announced.add(call_id)
         name, arguments = self._calls.get(call_id, ("", "{}"))
-        return [("tool_call", {"id": call_id, "name": name, "arguments": json_arguments(arguments or "{}")})]
-
-
-_RUNNING_TURNS: set[asyncio.Task[Any]] = set()
-"""Streamed turns (and the work that follows them) still running: a strong reference, so none is
-garbage-collected mid-turn."""
-
-
-def keep_running(task: asyncio.Task[Any]) -> None:
-    """Hold ``task`` until it ends, whoever reads it, and let hosts wait for it when they shut down."""
-    _RUNNING_TURNS.add(task)
-    task.add_done_callback(_turn_done)
-
-
-def _turn_done(task: asyncio.Task[Any]) -> None:
-    _RUNNING_TURNS.discard(task)
-    if not task.cancelled() and (error := task.exception()) is not None:
-        logger.info("Streamed %s ended without saving: %s", task.get_name(), type(error).__name__)
-
-
-async def wait_for_running_turns() -> None:
-    """Let streamed turns whose clients went away finish saving (for hosts that shut down cleanly;
-    bound it with ``asyncio.timeout``: cancelling this wait leaves the turns running)."""
-    if _RUNNING_TURNS:
-        await asyncio.wait(set(_RUNNING_TURNS))
+        return [ToolCalled(call_id, name, json_arguments(arguments or "{}"))]

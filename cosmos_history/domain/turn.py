@@ -48,12 +48,13 @@ from cosmos_history.domain.errors import (
     SessionNotFoundError,
     TurnNotReachedError,
 )
+from cosmos_history.domain.events import EventSink, ModelAnswering, TextDelta
 from cosmos_history.domain.heartbeat import keep_renewed
 from cosmos_history.domain.ports import ReplayCache, SessionRepository, TurnLease
 from cosmos_history.domain.records import SessionRecord, first_text, key_digest, title_from, utc_now
 from cosmos_history.domain.replay import replay
 from cosmos_history.domain.results import TurnRequest, TurnResult, usage_of
-from cosmos_history.domain.streaming import TextDeltas, ToolEvents, TurnStream
+from cosmos_history.domain.streaming import TextDeltas, ToolEvents
 from cosmos_history.domain.tool_journal import ToolJournal
 from cosmos_history.models.errors import model_call_error
 from cosmos_history.settings import HistoryMode
@@ -73,23 +74,25 @@ class TurnGuards:
 NO_GUARDS = TurnGuards()
 
 
-@telemetry.traced_turn
 async def execute_turn(
     store: SessionRepository,
     agents: Agents,
     request: TurnRequest,
     *,
     guards: TurnGuards,
-    sink: TurnStream | None = None,
+    sink: EventSink | None = None,
 ) -> TurnResult:
     """The one turn skeleton: prepare (load, checks, replay, lease), call the model, save.
 
-    With a ``sink`` the model's reply streams into it as it is written; the session is saved the same way.
+    With a ``sink`` the model's reply streams into it as typed events as it is written; the session is
+    saved the same way.
     """
     turn = await prepare_turn(store, agents, request, guards=guards)
     if isinstance(turn, TurnResult):
         if sink is not None:
-            sink.deliver([("delta", {"text": turn.reply})] if turn.reply else [])
+            await sink.publish(ModelAnswering())
+            if turn.reply:
+                await sink.publish(TextDelta(turn.reply))
         return turn
     try:
         with telemetry.phase("model"):
@@ -106,7 +109,7 @@ async def execute_turn(
     return await turn.finish(response)
 
 
-async def _call_model(turn: PreparedTurn, sink: TurnStream | None) -> AgentResponse:
+async def _call_model(turn: PreparedTurn, sink: EventSink | None) -> AgentResponse:
     """One agent run on the session; streamed into ``sink`` when there is one."""
     request = turn.request
     run: dict[str, Any] = {"session": turn.record.session, "options": dict(request.options or {})}
@@ -118,10 +121,13 @@ async def _call_model(turn: PreparedTurn, sink: TurnStream | None) -> AgentRespo
         return await turn.agent.run(turn.message, **run)
     text, tools = TextDeltas(), ToolEvents(turn.message)
     stream = turn.agent.run(turn.message, stream=True, **run)
+    answering = False
     async for update in stream:
-        sink.deliver(
-            [*(("delta", {"text": piece}) for piece in text.feed(update.contents)), *tools.feed(update.contents)]
-        )
+        if not answering:
+            answering = True
+            await sink.publish(ModelAnswering())
+        for event in [*(TextDelta(piece) for piece in text.feed(update.contents)), *tools.feed(update.contents)]:
+            await sink.publish(event)
     return await stream.get_final_response()
 
 

@@ -1,7 +1,8 @@
 """Server-Sent Events for a streamed turn: ``delta`` events (and ``tool_call``, ``tool_result`` and
-``approval_required`` as tools work), then one ``done`` or ``error`` event.
+``approval_required`` as tools work), then one ``done`` or ``error`` event, each encoded from the turn's
+typed events (:mod:`cosmos_history.domain.events`).
 
-The response starts only after :func:`run_turn_stream` returned, so every error found before
+The response starts only after :meth:`Turns.stream` returned, so every error found before
 the model's first update is still a plain problem+json answer with its status. Errors after that
 can only travel inside the stream: ``event: error`` carries the same problem+json document.
 """
@@ -15,6 +16,15 @@ from typing import Any
 from azurefunctions.extensions.http.fastapi import Request, StreamingResponse
 
 from cosmos_history.domain.errors import ProblemError
+from cosmos_history.domain.events import (
+    ApprovalRequired,
+    TextDelta,
+    ToolCalled,
+    ToolResult,
+    TurnCompleted,
+    TurnEvent,
+    TurnFailed,
+)
 from cosmos_history.domain.streaming import TurnStream
 from cosmos_history.http.responses import json_bytes, problem_body, turn_json
 
@@ -42,20 +52,33 @@ def event_stream_response(turn: TurnStream) -> StreamingResponse:
 
 
 async def turn_events(turn: TurnStream) -> AsyncIterator[str]:
-    async for event, data in turn.events():
-        yield sse_event(event, data)
-    try:
-        result = await turn.result()
-    except ProblemError as error:
-        yield sse_event("error", problem_body(error))
-        return
-    except Exception as error:
-        # Types only at the default level: an exception's text may quote the user's message.
-        logger.error("Unhandled %s in a streamed turn", type(error).__name__)
-        logger.debug("Streamed turn failure details", exc_info=error)
-        yield sse_event("error", problem_body(ProblemError("The server failed to handle this request.")))
-        return
-    yield sse_event("done", turn_json(result))
+    """The turn's typed events as SSE, in the order the turn published them; the last is ``done`` or ``error``."""
+    async for event in turn.events():
+        if (encoded := encode(event)) is not None:
+            yield encoded
+
+
+def encode(event: TurnEvent) -> str | None:
+    """One typed event as the native API's SSE event; ``None`` for events this stream does not show."""
+    match event:
+        case TextDelta(text=text):
+            return sse_event("delta", {"text": text})
+        case ToolCalled(id=call_id, name=name, arguments=arguments):
+            return sse_event("tool_call", {"id": call_id, "name": name, "arguments": arguments})
+        case ToolResult(id=call_id, result=result, status=status):
+            return sse_event("tool_result", {"id": call_id, "result": result, "status": status})
+        case ApprovalRequired(id=approval_id, name=name, arguments=arguments):
+            return sse_event("approval_required", {"id": approval_id, "name": name, "arguments": arguments})
+        case TurnCompleted(result=result):
+            return sse_event("done", turn_json(result))
+        case TurnFailed(error=ProblemError() as error):
+            return sse_event("error", problem_body(error))
+        case TurnFailed(error=error):
+            # Types only at the default level: an exception's text may quote the user's message.
+            logger.error("Unhandled %s in a streamed turn", type(error).__name__)
+            logger.debug("Streamed turn failure details", exc_info=error)
+            return sse_event("error", problem_body(ProblemError("The server failed to handle this request.")))
+    return None
 
 
 def sse_event(event: str, data: Any) -> str:

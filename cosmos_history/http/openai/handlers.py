@@ -93,7 +93,7 @@ async def create_response_route(call: Call) -> Response:
         if request.previous is None:
             raise
         raise ResponseNotFoundError(not_found_message(request.previous.id), param="previous_response_id") from error
-    run = ResponseRun(stream, builder, response, finish)
+    run = ResponseRun(stream, builder, response, finish, call.turns.supervisor)
     return StreamingResponse(
         (sse_event(event["type"], event) async for event in run.events()),
         media_type=EVENT_STREAM,

@@ -13,6 +13,7 @@ from typing import Any
 
 from cosmos_history.domain.approvals import PendingApproval
 from cosmos_history.domain.client_tools import ClientCall
+from cosmos_history.domain.events import ApprovalRequired, TextDelta, ToolCalled, ToolResult, TurnEvent
 from cosmos_history.domain.results import TurnResult
 from cosmos_history.http.openai import objects
 from cosmos_history.http.openai.ids import item_id
@@ -21,8 +22,8 @@ Event = dict[str, Any]
 
 
 class OutputBuilder:
-    """Output items built from a turn's events (``delta``, ``tool_call``, ``tool_result``,
-    ``approval_required``); :meth:`feed` and :meth:`close` return the streaming events they make."""
+    """Output items built from a turn's typed events (the encoder subscribed to a streamed turn);
+    :meth:`feed` and :meth:`close` return the streaming events they make."""
 
     def __init__(self, server_label: str, client_tools: set[str]) -> None:
         self.output: list[dict[str, Any]] = []
@@ -33,24 +34,27 @@ class OutputBuilder:
         self._text: tuple[int, str, str] | None = None
         """The open message item: its output index, id and text so far."""
 
-    def feed(self, kind: str, data: dict[str, Any]) -> list[Event]:
-        if kind == "delta":
-            return self._delta(data["text"])
+    def feed(self, event: TurnEvent) -> list[Event]:
+        """The streaming events one of the turn's typed events makes (none for how the turn ended)."""
+        if isinstance(event, TextDelta):
+            return self._delta(event.text)
+        if not isinstance(event, ToolCalled | ToolResult | ApprovalRequired):
+            return []
         events = self._close_text()
-        if kind == "tool_call" and data["name"] in self._client_tools:
-            arguments = data["arguments"]
+        if isinstance(event, ToolCalled) and event.name in self._client_tools:
+            arguments = event.arguments
             text = arguments if isinstance(arguments, str) else json.dumps(arguments)
-            events += self._whole(objects.function_call_item(ClientCall(data["id"], data["name"], text)), data["id"])
-        elif kind == "tool_call":
-            self._calls[data["id"]] = (data["name"], data["arguments"])
-        elif kind == "tool_result":
-            name, arguments = self._calls.get(data["id"], ("", {}))
-            unknown = data.get("status") == "unknown"
-            item = objects.tool_call_item(data["id"], name, arguments, data["result"], self._server, unknown=unknown)
-            events += self._whole(item, data["id"])
-        elif kind == "approval_required":
-            approval = PendingApproval(data["id"], data["name"], data["arguments"])
-            events += self._whole(objects.approval_item(approval, self._server), data["id"])
+            events += self._whole(objects.function_call_item(ClientCall(event.id, event.name, text)), event.id)
+        elif isinstance(event, ToolCalled):
+            self._calls[event.id] = (event.name, event.arguments)
+        elif isinstance(event, ToolResult):
+            name, arguments = self._calls.get(event.id, ("", {}))
+            unknown = event.status == "unknown"
+            item = objects.tool_call_item(event.id, name, arguments, event.result, self._server, unknown=unknown)
+            events += self._whole(item, event.id)
+        else:
+            approval = PendingApproval(event.id, event.name, event.arguments)
+            events += self._whole(objects.approval_item(approval, self._server), event.id)
         return events
 
     def close(self, result: TurnResult) -> list[Event]:

@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from cosmos_history.domain.errors import ProblemError
+from cosmos_history.domain.events import TextDelta, ToolCalled, ToolResult, TurnCompleted, TurnFailed
 from cosmos_history.domain.results import TurnResult
-from cosmos_history.domain.streaming import TurnStream, keep_running
+from cosmos_history.domain.streaming import TurnStream
+from cosmos_history.domain.supervisor import TurnSupervisor
 from cosmos_history.http.openai import objects
 from cosmos_history.http.openai.output import Event, OutputBuilder
 
@@ -34,10 +36,10 @@ def plain_response(
 ) -> Awaitable[dict[str, Any]]:
     """A turn that was not streamed, built from its result: its tools' calls, then its text."""
     for call in result.tool_calls:
-        builder.feed("tool_call", {"id": call.id, "name": call.name, "arguments": call.arguments})
-        builder.feed("tool_result", {"id": call.id, "result": call.result, "status": call.status})
+        builder.feed(ToolCalled(call.id, call.name, call.arguments))
+        builder.feed(ToolResult(call.id, call.result, call.status))
     if result.reply:
-        builder.feed("delta", {"text": result.reply})
+        builder.feed(TextDelta(result.reply))
     builder.close(result)
     return finished(builder, response, result, finish)
 
@@ -45,21 +47,32 @@ def plain_response(
 class ResponseRun:
     """A streamed response: read :meth:`events`; the work goes on if the reader goes away."""
 
-    def __init__(self, turn: TurnStream, builder: OutputBuilder, response: dict[str, Any], finish: Finish) -> None:
+    def __init__(
+        self,
+        turn: TurnStream,
+        builder: OutputBuilder,
+        response: dict[str, Any],
+        finish: Finish,
+        supervisor: TurnSupervisor,
+    ) -> None:
         self._turn, self._builder, self._response, self._finish = turn, builder, response, finish
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
-        self._task = asyncio.create_task(self._run(), name="response")
-        keep_running(self._task)
+        self._task = supervisor.start(self._run(), name="response")
 
     async def _run(self) -> dict[str, Any]:
         try:
-            async for kind, data in self._turn.events():
-                self._publish(self._builder.feed(kind, data))
-            try:
+            result = None
+            async for event in self._turn.events():
+                if isinstance(event, TurnFailed) and isinstance(event.error, ProblemError):
+                    self._publish([{"type": "response.failed", "response": self._failed(event.error)}])
+                    raise event.error
+                if isinstance(event, TurnFailed):
+                    raise event.error
+                if isinstance(event, TurnCompleted):
+                    result = event.result
+                self._publish(self._builder.feed(event))
+            if result is None:  # the events end with how the turn ended; this is the turn's own error
                 result = await self._turn.result()
-            except ProblemError as error:
-                self._publish([{"type": "response.failed", "response": self._failed(error)}])
-                raise
             self._publish(self._builder.close(result))
             final = await finished(self._builder, self._response, result, self._finish)
             self._publish([{"type": "response.completed", "response": final}])

@@ -1,0 +1,89 @@
+"""What a running turn tells its subscribers: a closed set of typed events, published asynchronously.
+
+The turn publishes them to an :class:`EventSink` as they happen. The live SSE stream
+(:mod:`cosmos_history.http.sse`) and the OpenAI-compatible stream encoder (:mod:`cosmos_history.http.openai.run`)
+read the same events; a durable event log is one more sink (:class:`Fanout`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from cosmos_history.domain.results import TurnResult
+
+
+@dataclass(frozen=True)
+class ModelAnswering:
+    """The model's first update arrived (it may carry nothing to show yet): the turn's checks all passed."""
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New text of the reply; the deltas of a turn add up to its reply exactly once."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCalled:
+    """A tool call whose arguments are complete."""
+
+    id: str
+    name: str
+    arguments: Any
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A tool ran: its result and its outcome (``ok``, ``error`` or ``unknown``)."""
+
+    id: str
+    result: Any
+    status: str
+
+
+@dataclass(frozen=True)
+class ApprovalRequired:
+    """The turn ends waiting for the client to approve this call."""
+
+    id: str
+    name: str
+    arguments: Any
+
+
+@dataclass(frozen=True)
+class TurnCompleted:
+    """The turn is saved (or replayed): its result. Always the last event of a turn that succeeded."""
+
+    result: TurnResult
+
+
+@dataclass(frozen=True)
+class TurnFailed:
+    """The turn ended without saving. Always the last event of a turn that failed."""
+
+    error: BaseException
+
+
+TurnEvent = ModelAnswering | TextDelta | ToolCalled | ToolResult | ApprovalRequired | TurnCompleted | TurnFailed
+"""Every event a turn publishes."""
+
+
+class EventSink(Protocol):
+    """Where a turn publishes its events; ``publish`` may wait (a durable log writes before it returns)."""
+
+    async def publish(self, event: TurnEvent) -> None: ...
+
+
+class Fanout:
+    """Publishes each event to several sinks, in order."""
+
+    def __init__(self, sinks: Iterable[EventSink]) -> None:
+        self._sinks = tuple(sinks)
+
+    async def publish(self, event: TurnEvent) -> None:
+        for sink in self._sinks:
+            await sink.publish(event)

@@ -14,16 +14,19 @@ from typing import Literal, TypeVar
 from urllib.parse import urlparse
 
 from cosmos_history.domain.errors import SettingsError
+from cosmos_history.domain.modes import (  # noqa: F401 (re-exported: settings name them)
+    COMPACTIONS,
+    HISTORY_MODES,
+    Compaction,
+    CompactionSettings,
+    HistoryMode,
+)
 
-HistoryMode = Literal["local", "service"]
 ModelProvider = Literal["offline", "azure_openai", "openai"]
 ModelApi = Literal["responses", "chat"]
 AuthLevel = Literal["anonymous", "function", "admin"]
 _Choice = TypeVar("_Choice", bound=str)
 
-HISTORY_MODES: tuple[HistoryMode, ...] = ("local", "service")
-Compaction = Literal["summarize", "window", "none"]
-COMPACTIONS: tuple[Compaction, ...] = ("summarize", "window", "none")
 MODEL_PROVIDERS: tuple[ModelProvider, ...] = ("offline", "azure_openai", "openai")
 MODEL_APIS: tuple[ModelApi, ...] = ("responses", "chat")
 AUTH_LEVELS: tuple[AuthLevel, ...] = ("anonymous", "function", "admin")
@@ -116,25 +119,6 @@ class TelemetrySettings:
     @property
     def enabled(self) -> bool:
         return self.connection_string is not None
-
-
-@dataclass(frozen=True)
-class CompactionSettings:
-    """How local-mode history is kept short (see ``cosmos_history/domain/compaction.py``)."""
-
-    strategy: Compaction = "summarize"
-    max_input_tokens: int = 8000
-
-    @property
-    def document_tokens(self) -> int | None:
-        """The token bound of a document's history: 60% of the input budget (the rest is room for the summary,
-        the new message and the turn's tool rounds); ``None`` for ``none`` (message count only)."""
-        return None if self.strategy == "none" else int(self.max_input_tokens * 0.6)
-
-    @property
-    def summary_chars(self) -> int:
-        """The longest running summary kept: 15% of the input budget, at 4 characters a token."""
-        return int(self.max_input_tokens * 0.15) * 4
 
 
 @dataclass(frozen=True)

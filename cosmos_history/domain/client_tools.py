@@ -16,7 +16,7 @@ from typing import Any
 
 from agent_framework import AgentResponse, AgentSession, FunctionTool, Message
 
-from cosmos_history.domain.errors import ClientCallPendingError, ValidationError
+from cosmos_history.domain.errors import BadRequestError, ClientCallPendingError, ValidationError
 
 CLIENT_CALLS_STATE = "client_calls"
 
@@ -67,6 +67,22 @@ def remember_client_calls(session: AgentSession, calls: Sequence[ClientCall]) ->
         session.state.pop(CLIENT_CALLS_STATE, None)
 
 
+def check_tool_names(own: Iterable[str], tools: Sequence[ClientTool]) -> None:
+    """A client tool may not take the name of one of the agent's own tools (the framework refuses a run with
+    two tools of one name, which no retry would fix).
+
+    Raises:
+        BadRequestError: a client tool is named like one of ``own``.
+    """
+    names = set(own)
+    for index, tool in enumerate(tools):
+        if tool.name in names:
+            raise BadRequestError(
+                f"The agent already has a tool named {tool.name!r}; name the client's tool otherwise.",
+                param=f"client_tools[{index}].name",
+            )
+
+
 def check_outputs(session: AgentSession, inputs: Iterable[Message]) -> None:
     """A turn's input must hold the output of every client call the session waits for, and no other.
 
@@ -78,13 +94,13 @@ def check_outputs(session: AgentSession, inputs: Iterable[Message]) -> None:
     answered = [c.call_id for m in inputs for c in m.contents if c.type == "function_result"]
     unknown = [call_id for call_id in answered if call_id not in pending]
     if unknown:
-        raise ValidationError(f"No function call {unknown[0]!r} is waiting for its output.", param="input")
+        raise ValidationError(f"No function call {unknown[0]!r} is waiting for its output.", param="inputs")
     missing = [call_id for call_id in pending if call_id not in answered]
     if missing:
         raise ClientCallPendingError(
             f"This conversation waits for the output of function call {missing[0]!r}; "
-            "send it as a function_call_output input item.",
-            param="input",
+            "send its output with the next turn.",
+            param="inputs",
         )
 
 

@@ -44,7 +44,7 @@ from agent_framework import (
 
 from cosmos_history import telemetry
 from cosmos_history.domain.archive import read_page
-from cosmos_history.settings import CompactionSettings
+from cosmos_history.domain.modes import CompactionSettings
 
 if TYPE_CHECKING:
     from cosmos_history.domain.ports import ArchiveChunks

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import uuid
 
-from cosmos_history.agents.catalog import Agents
 from cosmos_history.domain.archive import EntryPage, HistoryPage, read_entries, read_page
 from cosmos_history.domain.errors import SessionNotFoundError
-from cosmos_history.domain.ports import SessionRepository
+from cosmos_history.domain.modes import HistoryMode
+from cosmos_history.domain.ports import AgentCatalog, SessionRepository
 from cosmos_history.domain.records import SessionPage, SessionRecord, validate_session_id
-from cosmos_history.settings import HistoryMode
 
 
 async def create_session(
     store: SessionRepository,
-    agents: Agents,
+    agents: AgentCatalog,
     *,
     session_id: str | None = None,
     mode: HistoryMode | None = None,

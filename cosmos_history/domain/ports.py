@@ -6,12 +6,49 @@ reference for another store). One contract suite (``tests/contract``) runs again
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from agent_framework import Message
 
+from cosmos_history.domain.modes import CompactionSettings, HistoryMode
 from cosmos_history.domain.records import SessionPage, SessionRecord
-from cosmos_history.settings import HistoryMode
+
+
+class CatalogAgent(Protocol):
+    """One agent the app serves, as a turn needs it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def summary_prompt(self) -> str | None: ...
+
+    def for_mode(self, mode: HistoryMode) -> Any:
+        """The agent instance that keeps its history the ``mode`` way."""
+        ...
+
+    def tools(self) -> Sequence[Any]:
+        """The agent's own tools (each has a ``name``)."""
+        ...
+
+
+class AgentCatalog(Protocol):
+    """The app's agents (:class:`cosmos_history.agents.catalog.Agents` implements it)."""
+
+    @property
+    def default(self) -> str: ...
+
+    @property
+    def compaction(self) -> CompactionSettings: ...
+
+    def resolve(self, name: str | None) -> CatalogAgent:
+        """The agent called ``name`` (the default for ``None``).
+
+        Raises:
+            AgentNotFoundError: no agent is called ``name``.
+        """
+        ...
 
 
 class ArchiveChunks(Protocol):

@@ -13,8 +13,8 @@ from agent_framework import AgentSession, Message
 
 from cosmos_history.domain.archive import ArchiveIndex
 from cosmos_history.domain.errors import InvalidSessionIdError
+from cosmos_history.domain.modes import HistoryMode
 from cosmos_history.domain.tool_journal import StartedCall
-from cosmos_history.settings import HistoryMode
 
 ANONYMOUS_USER = "anonymous"
 MAX_LIST_LIMIT = 100

@@ -10,8 +10,8 @@ from agent_framework import AgentResponse, Message
 
 from cosmos_history.domain.approvals import PendingApproval, ToolCall
 from cosmos_history.domain.client_tools import ClientCall, ClientTool
+from cosmos_history.domain.modes import HistoryMode
 from cosmos_history.domain.records import request_fingerprint
-from cosmos_history.settings import HistoryMode
 
 TurnStatus = Literal["completed", "awaiting_approval"]
 

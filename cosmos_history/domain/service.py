@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cosmos_history import telemetry
-from cosmos_history.agents.catalog import Agents
+from cosmos_history.domain.client_tools import ClientTool, check_tool_names
 from cosmos_history.domain.events import EventSink, Fanout, TurnCompleted, TurnFailed
-from cosmos_history.domain.ports import SessionRepository
+from cosmos_history.domain.modes import HistoryMode
+from cosmos_history.domain.ports import AgentCatalog, SessionRepository
 from cosmos_history.domain.results import TurnRequest, TurnResult
 from cosmos_history.domain.streaming import TurnStream
 from cosmos_history.domain.supervisor import TurnSupervisor
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards, execute_turn
-from cosmos_history.settings import HistoryMode
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Turns:
     """
 
     repository: SessionRepository
-    agents: Agents
+    agents: AgentCatalog
     guards: TurnGuards = NO_GUARDS
     events: EventSink | None = None
     supervisor: TurnSupervisor = field(default_factory=TurnSupervisor)
@@ -39,6 +39,20 @@ class Turns:
     def sessions_of(self, caller: str) -> SessionRepository:
         """The caller's view of the sessions: the repository itself when it is already theirs."""
         return self.repository if self.repository.user_id == caller else self.repository.for_user(caller)
+
+    def check_client_tools(self, agent: str | None, tools: Sequence[ClientTool]) -> None:
+        """The client's tools may not shadow the agent's own (see :func:`check_tool_names`).
+
+        Raises:
+            AgentNotFoundError: no agent is called ``agent``. BadRequestError: a tool takes an own tool's name.
+        """
+        check_tool_names((tool.name for tool in self.agents.resolve(agent).tools()), tools)
+
+    async def latest_turn(self, session_id: str, *, caller: str) -> int:
+        """The number of the caller's session's latest turn (0 for a session that does not exist yet), for a
+        client that names the turn it continues before it starts."""
+        record = await self.sessions_of(caller).load(session_id)
+        return record.turns if record is not None else 0
 
     async def run(self, request: TurnRequest, *, caller: str) -> TurnResult:
         """Run exactly one turn for ``caller`` and answer with the whole reply.
@@ -86,7 +100,7 @@ class Turns:
 
 async def run_turn(
     store: SessionRepository,
-    agents: Agents,
+    agents: AgentCatalog,
     *,
     session_id: str,
     message: str,
@@ -103,7 +117,7 @@ async def run_turn(
 
 async def run_turn_stream(
     store: SessionRepository,
-    agents: Agents,
+    agents: AgentCatalog,
     *,
     session_id: str,
     message: str,

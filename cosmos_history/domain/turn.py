@@ -26,7 +26,6 @@ from typing import Any
 from agent_framework import AgentResponse, Message
 
 from cosmos_history import telemetry
-from cosmos_history.agents.catalog import Agents
 from cosmos_history.domain.approvals import (
     approval_answers,
     pending_approvals,
@@ -50,14 +49,14 @@ from cosmos_history.domain.errors import (
 )
 from cosmos_history.domain.events import EventSink, ModelAnswering, TextDelta
 from cosmos_history.domain.heartbeat import keep_renewed
-from cosmos_history.domain.ports import ReplayCache, SessionRepository, TurnLease
+from cosmos_history.domain.model_errors import model_call_error
+from cosmos_history.domain.modes import HistoryMode
+from cosmos_history.domain.ports import AgentCatalog, ReplayCache, SessionRepository, TurnLease
 from cosmos_history.domain.records import SessionRecord, first_text, key_digest, title_from, utc_now
 from cosmos_history.domain.replay import replay
 from cosmos_history.domain.results import TurnRequest, TurnResult, usage_of
 from cosmos_history.domain.streaming import TextDeltas, ToolEvents
 from cosmos_history.domain.tool_journal import ToolJournal
-from cosmos_history.models.errors import model_call_error
-from cosmos_history.settings import HistoryMode
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ NO_GUARDS = TurnGuards()
 
 async def execute_turn(
     store: SessionRepository,
-    agents: Agents,
+    agents: AgentCatalog,
     request: TurnRequest,
     *,
     guards: TurnGuards,
@@ -223,7 +222,7 @@ class PreparedTurn:
 
 
 async def prepare_turn(
-    store: SessionRepository, agents: Agents, request: TurnRequest, *, guards: TurnGuards = NO_GUARDS
+    store: SessionRepository, agents: AgentCatalog, request: TurnRequest, *, guards: TurnGuards = NO_GUARDS
 ) -> PreparedTurn | TurnResult:
     """Every step before the model call: load (or start) the session, check the mode, replay a
     retried request's stored result, claim the lease. A replay is returned as the final result."""
@@ -243,13 +242,13 @@ async def prepare_turn(
         turns = f"{record.turns} turn" + ("" if record.turns == 1 else "s")
         raise TurnNotReachedError(
             f"The conversation has {turns}; it has not reached turn {request.expected_turn}.",
-            param="previous_response_id",
+            param="expected_turn",
         )
     if request.expected_turn is not None and request.expected_turn != record.turns:
         raise NotLatestResponseError(
             f"The conversation has moved on to turn {record.turns}; continue from its latest response "
             "(branching from an older one is not supported).",
-            param="previous_response_id",
+            param="expected_turn",
         )
     message = turn_input(record, request)
     lease_etag = None
@@ -325,7 +324,7 @@ async def load_or_new(store: SessionRepository, session_id: str, mode: HistoryMo
     return record
 
 
-def agent_of(agents: Agents, record: SessionRecord, *, named: str | None) -> Any:
+def agent_of(agents: AgentCatalog, record: SessionRecord, *, named: str | None) -> Any:
     """The agent instance serving ``record``: the session's own agent, in the session's history mode.
 
     Raises:

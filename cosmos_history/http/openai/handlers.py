@@ -53,7 +53,7 @@ async def create_response_route(call: Call) -> Response:
             f"The model {request.model!r} does not exist: models are this app's agents (GET /v1/models).",
             param="model",
         )
-    _check_client_tools(call, request)
+    call.turns.check_client_tools(request.model, request.client_tools)
     request = dataclasses.replace(request, echo=in_effect(request.echo, call.agents[request.model].sampling()))
     key = call.idempotency_key()
     if key is not None and not request.store:
@@ -106,18 +106,6 @@ def _replayed(replayed: bool) -> dict[str, str]:
     return {"Idempotent-Replayed": "true"} if replayed else {}
 
 
-def _check_client_tools(call: Call, request: CreateRequest) -> None:
-    """A client tool may not take the name of one of the agent's own tools (the framework refuses a run with
-    two tools of one name, which no retry would fix)."""
-    own = {tool.name for tool in call.agents[request.model].tools()}
-    for index, tool in enumerate(request.client_tools):
-        if tool.name in own:
-            raise BadRequestError(
-                f"The agent already has a tool named {tool.name!r}; name the client's tool otherwise.",
-                param=f"tools[{index}].name",
-            )
-
-
 def _turn_request(call: Call, request: CreateRequest, session_id: str, expected: int, key: str | None) -> TurnRequest:
     """The domain's turn for this request; it must still be at ``expected`` unless it is a new session
     (one started under a key must still be new: its retries find it, and the key's answer, by the key)."""
@@ -148,8 +136,7 @@ async def _continued_turn(call: Call, request: CreateRequest, key: str | None) -
     if request.previous is not None:
         return request.previous.session_id, request.previous.turn
     if request.conversation is not None and request.stream:
-        record = await call.store.load(request.conversation)
-        return request.conversation, record.turns if record is not None else 0
+        return request.conversation, await call.turns.latest_turn(request.conversation, caller=call.user_id)
     if request.conversation is not None:
         return request.conversation, 0
     if key is not None:

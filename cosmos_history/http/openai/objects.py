@@ -173,7 +173,20 @@ def error_body(error: ProblemError) -> dict[str, Any]:
     """OpenAI's error body: what the ``openai`` SDKs parse into their exception types."""
     status = error_status(error)
     kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"message": error.detail, "type": kind, "param": error.param, "code": error_code(error)}}
+    param = request_field(error.param)
+    return {"error": {"message": error.detail, "type": kind, "param": param, "code": error_code(error)}}
+
+
+_REQUEST_FIELDS = {"expected_turn": "previous_response_id", "inputs": "input", "client_tools": "tools"}
+"""The turn request's fields the domain names in its errors, as the fields of a Responses request."""
+
+
+def request_field(field: str | None) -> str | None:
+    """The Responses request's name of a turn request's ``field`` (``client_tools[0].name``: ``tools[0].name``)."""
+    if field is None:
+        return None
+    head, sep, rest = field.partition("[")
+    return _REQUEST_FIELDS.get(head, head) + sep + rest
 
 
 def error_response(error: ProblemError) -> Response:

@@ -20,6 +20,7 @@ from cosmos_history.http.fallback import CATCH_ALL, fallback_handler
 from cosmos_history.http.responses import problem_response
 from cosmos_history.runtime import LazyRuntime, ReadyRuntime, Runtime, RuntimeSource
 from cosmos_history.settings import Settings, load_settings
+from cosmos_history.triggers import QueueTrigger, queue_function
 
 PublicHandler = Callable[[Request], Awaitable[Response]]
 
@@ -50,9 +51,14 @@ class ConversationApp(func.FunctionApp):
 
 
 def create_app(
-    routes: Iterable[Route], *, runtime: Runtime | RuntimeSource | None = None, settings: Settings | None = None
+    routes: Iterable[Route],
+    *,
+    triggers: Iterable[QueueTrigger] = (),
+    runtime: Runtime | RuntimeSource | None = None,
+    settings: Settings | None = None,
 ) -> ConversationApp:
-    """Register ``routes`` on a new app whose functions share one runtime.
+    """Register ``routes`` (HTTP functions) and ``triggers`` (queue functions, see :mod:`cosmos_history.triggers`)
+    on a new app whose functions share one runtime and its error handling.
 
     Without ``runtime`` the agents are built now and the rest of the runtime from ``settings`` (default: the
     environment) on the first request, on the worker's running event loop, as the async Cosmos client needs.
@@ -81,6 +87,10 @@ def create_app(
             function = endpoint(route.handler, source, route.errors)  # type: ignore[arg-type]
             register = app.route(route=route.path, methods=[route.method])
         register(function)
+    for trigger in triggers:
+        app.queue_trigger(arg_name="message", queue_name=trigger.queue, connection=trigger.connection)(
+            queue_function(trigger, source)
+        )
     # Every other path under the prefix: links at the root, problem+json pointing to the OpenAPI document elsewhere
     # (OpenAI's error body under v1/, whose routes answer in it).
     app.route(route=CATCH_ALL, methods=list(ALL_METHODS), auth_level=func.AuthLevel.ANONYMOUS)(

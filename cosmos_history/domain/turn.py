@@ -3,9 +3,6 @@
 Callers reach it only through the turn service (:class:`cosmos_history.domain.service.Turns`): a plain
 and a streamed turn share the same preparation (:func:`prepare_turn`: load, checks, replay, lease), the
 same model call (:func:`execute_turn`) and the same ending (:meth:`PreparedTurn.finish`: one conditional save).
-:func:`run_turn` answers with the whole reply; :func:`run_turn_stream` streams it. Both share
-the same preparation (:func:`begin_turn`: load, checks, replay, lease) and the same ending
-(:meth:`PreparedTurn.finish`: one conditional save).
 
 The store and agents are parameters, so unit tests pass fakes and integration tests the real
 Cosmos store. Nothing is written unless the model succeeded, and the write is conditional on

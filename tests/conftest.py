@@ -16,6 +16,7 @@ from cosmos_history.adapters.cosmos.sessions import CosmosSessions
 from devtools.local_cosmos import EMULATOR_KEY, free_port, local_cosmos
 
 from .apphost import registered_functions
+from .fake_openai import FakeOpenAI, fake_openai_server
 from .fakes import RecordingChatClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,14 +70,16 @@ def model(runtime: Runtime) -> Iterator[RecordingChatClient]:
     """The runtime's recording model, reset for each test."""
     client = runtime.agents["assistant"].by_mode["local"].client
     assert isinstance(client, RecordingChatClient)
-    client.calls.clear()
-    client.options.clear()
-    client.fail_with = None
+    client.reset()
     yield client
-    client.fail_with = None
-    client.fail_after = 0
-    client.tool_call = None
-    client.usage = None
+    client.reset()
+
+
+@pytest.fixture(scope="module")
+def fake_model() -> Iterator[FakeOpenAI]:
+    """The fake OpenAI service (the only thing mocked end to end), one per test module."""
+    with fake_openai_server() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -46,6 +46,21 @@ class RecordingChatClient(FunctionInvocationLayer[Any], BaseChatClient[Any]):
         self.tool_call_always = False
         """With ``tool_call``: answer every request with the call, tool results included (a runaway model)."""
 
+    def reset(self) -> None:
+        """Forget every call and every setting a test made: the next test starts with a model that answers
+        at once and never fails (fixtures call it before and after each test)."""
+        self.calls.clear()
+        self.options.clear()
+        self.reply_template = None
+        self.fail_with = None
+        self.fail_after = 0
+        self.delay = 0.0
+        self.usage = None
+        self.gate = None
+        self.entered = asyncio.Event()
+        self.tool_call = None
+        self.tool_call_always = False
+
     def texts(self, call: int = -1) -> list[tuple[str, str]]:
         return [(m.role, m.text) for m in self.calls[call]]
 

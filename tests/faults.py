@@ -9,7 +9,8 @@ size of every request body, so tests can assert no item over a budget was ever s
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,3 +95,35 @@ def is_item_write(request: Any) -> bool:
         and "/docs" in request.url
         and "x-ms-documentdb-isquery" not in request.headers
     )
+
+
+Wrap = Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]
+"""Makes the faulty version of a port's method from the real one."""
+
+
+@contextmanager
+def intercept(target: Any, method: str, wrap: Wrap) -> Iterator[None]:
+    """The one way tests break a port object (a repository, a lease): ``method`` of ``target`` behaves as
+    ``wrap(real method)`` inside the ``with``, and is the real one again after it, whatever happened."""
+    own = method in vars(target)
+    original = getattr(target, method)
+    setattr(target, method, wrap(original))
+    try:
+        yield
+    finally:
+        if own:
+            setattr(target, method, original)
+        else:
+            delattr(target, method)
+
+
+def raising(error: BaseException) -> Wrap:
+    """A method that fails with ``error`` without doing anything."""
+
+    def wrap(real: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def failing(*args: Any, **kwargs: Any) -> Any:
+            raise error
+
+        return failing
+
+    return wrap

@@ -20,7 +20,7 @@ from devtools.chat import read_events
 
 from .apphost import app_host
 from .conftest import ARTIFACTS
-from .fake_openai import FakeOpenAI, fake_openai_server
+from .fake_openai import FakeOpenAI
 from .http_calls import read_document
 
 pytestmark = pytest.mark.integration
@@ -28,12 +28,6 @@ pytestmark = pytest.mark.integration
 USER = {"x-user-id": "approver"}
 REMINDER = '/schedule_reminder {"text": "call Ada", "at": "2026-12-01T09:00"}'
 Events = list[tuple[str, Any]]
-
-
-@pytest.fixture(scope="module")
-def fake_model() -> Iterator[FakeOpenAI]:
-    with fake_openai_server() as fake:
-        yield fake
 
 
 def model_env(model: str, fake: FakeOpenAI) -> dict[str, str]:

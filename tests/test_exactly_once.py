@@ -31,7 +31,6 @@ from devtools.devhost import RunningHost, running_host
 
 from .conftest import ARTIFACTS
 from .crash_agents.ledger import lines
-from .fake_openai import FakeOpenAI, fake_openai_server
 
 pytestmark = pytest.mark.integration
 
@@ -245,12 +244,6 @@ def check(crashes: Crashes, call: Call, base: str) -> str:
         assert [e["status"] for e in history if e.get("type") == "tool_result"] == [outcome], (call.kind, history)
         assert ("outcome unknown" in terminal_history(base, call.session)) == (outcome == "unknown")
     return outcome
-
-
-@pytest.fixture(scope="module")
-def fake_model() -> Iterator[FakeOpenAI]:
-    with fake_openai_server() as fake:
-        yield fake
 
 
 def test_a_kill_between_a_tools_effect_and_the_save_never_runs_it_twice(cosmos_env, fake_model, tmp_path):

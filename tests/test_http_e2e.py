@@ -12,16 +12,10 @@ import pytest
 
 from .apphost import app_host
 from .conftest import ARTIFACTS
-from .fake_openai import FakeOpenAI, fake_openai_server, request_texts
+from .fake_openai import request_texts
 from .http_calls import read_document
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def fake_model() -> Iterator[FakeOpenAI]:
-    with fake_openai_server() as fake:
-        yield fake
 
 
 @pytest.fixture(scope="module")

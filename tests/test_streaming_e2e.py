@@ -20,18 +20,12 @@ from devtools.chat import read_events
 
 from .apphost import ROOT, app_host
 from .conftest import ARTIFACTS
-from .fake_openai import FakeOpenAI, fake_openai_server, request_texts
+from .fake_openai import FakeOpenAI, request_texts
 from .http_calls import COMPLETED, read_document
 
 pytestmark = pytest.mark.integration
 
 Events = list[tuple[str, Any]]
-
-
-@pytest.fixture(scope="module")
-def fake_model() -> Iterator[FakeOpenAI]:
-    with fake_openai_server() as fake:
-        yield fake
 
 
 @pytest.fixture(autouse=True)

@@ -35,6 +35,7 @@ from cosmos_history.domain.turn import TurnGuards
 from cosmos_history.models.errors import model_call_error
 
 from .fakes import RecordingChatClient
+from .faults import intercept, raising
 
 
 @pytest.fixture
@@ -106,18 +107,19 @@ async def test_failed_first_turn_creates_nothing(store, agents, model):
 
 async def test_a_turn_racing_another_is_rejected_not_merged(store, agents, model):
     await run_turn(store, agents, session_id="s1", message="first")
-    original_load = store.load
 
-    async def load_then_someone_else_writes(session_id: str):
-        record = await original_load(session_id)
-        other = await original_load(session_id)
-        assert other is not None
-        other.turns += 1
-        await store.save(other, etag=other.etag)
-        return record
+    def someone_else_writes_after(load):
+        async def load_then_someone_else_writes(session_id: str):
+            record = await load(session_id)
+            other = await load(session_id)
+            assert other is not None
+            other.turns += 1
+            await store.save(other, etag=other.etag)
+            return record
 
-    store.load = load_then_someone_else_writes  # type: ignore[method-assign]
-    with pytest.raises(SessionConflictError):
+        return load_then_someone_else_writes
+
+    with intercept(store, "load", someone_else_writes_after), pytest.raises(SessionConflictError):
         await run_turn(store, agents, session_id="s1", message="loser")
 
 
@@ -167,7 +169,8 @@ async def test_a_streamed_turn_yields_deltas_that_add_up_to_the_saved_reply(stor
     assert "".join(pieces) == result.reply == "reply 1" and len(pieces) == 2
     stored = await store.load("s1")
     assert stored is not None and stored.turns == 1
-    assert await run_turn(store, agents, session_id="s1", message="again")
+    again = await run_turn(store, agents, session_id="s1", message="again")
+    assert (again.session_id, again.turn, again.reply) == ("s1", 2, "reply 2")
     assert model.texts(-1) == [("user", "Hello"), ("assistant", "reply 1"), ("user", "again")]
 
 
@@ -266,15 +269,8 @@ async def test_a_keyed_retry_replays_only_the_turn_its_own_request_made(store, a
 
 async def test_a_keyed_turn_whose_save_failed_runs_again_on_retry(store, agents, model, guards):
     await run_turn(store, agents, session_id="s1", message="hello", guards=guards)
-    real_save = store.save
-
-    async def failing_save(*args, **kwargs):
-        raise StoreUnavailableError("injected")
-
-    store.save = failing_save  # type: ignore[method-assign]
-    with pytest.raises(StoreUnavailableError):
+    with intercept(store, "save", raising(StoreUnavailableError("injected"))), pytest.raises(StoreUnavailableError):
         await run_turn(store, agents, session_id="s1", message="important", idempotency_key="K", guards=guards)
-    store.save = real_save  # type: ignore[method-assign]
     await run_turn(store, agents, session_id="s1", message="follow-up", guards=guards)
 
     retry = await run_turn(store, agents, session_id="s1", message="important", idempotency_key="K", guards=guards)
@@ -284,23 +280,25 @@ async def test_a_keyed_turn_whose_save_failed_runs_again_on_retry(store, agents,
 
 async def test_a_turn_longer_than_its_lease_renews_it_and_a_racer_is_refused(store, agents, model, guards):
     renewals, enough = [], asyncio.Event()
-    renew = guards.lease.renew
 
-    async def counted_renew(*args):
-        renewals.append(await renew(*args))
-        if len(renewals) == 4:  # 4 renewals a second apart: longer than the 3 s lease
-            enough.set()
-        return renewals[-1]
+    def counted(renew):
+        async def counted_renew(*args):
+            renewals.append(await renew(*args))
+            if len(renewals) == 4:  # 4 renewals a second apart: longer than the 3 s lease
+                enough.set()
+            return renewals[-1]
 
-    guards.lease.renew = counted_renew
+        return counted_renew
+
     model.gate = asyncio.Event()
-    running = asyncio.create_task(run_turn(store, agents, session_id="s1", message="slow", guards=guards))
-    await enough.wait()
+    with intercept(guards.lease, "renew", counted):
+        running = asyncio.create_task(run_turn(store, agents, session_id="s1", message="slow", guards=guards))
+        await enough.wait()
 
-    with pytest.raises(TurnInProgressError):
-        await run_turn(store, agents, session_id="s1", message="racer", guards=guards)
-    model.gate.set()
-    result = await running
+        with pytest.raises(TurnInProgressError):
+            await run_turn(store, agents, session_id="s1", message="racer", guards=guards)
+        model.gate.set()
+        result = await running
 
     assert result.turn == 1
     assert (await store.load("s1")).lease_etag == store.database.leases[(store.user_id, "s1")][1]

@@ -15,6 +15,7 @@ import json
 import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -49,13 +50,15 @@ def _new_etag() -> str:
 
 @dataclass
 class MemoryDatabase:
-    """What several repositories, leases and caches share: the "container"."""
+    """What several repositories, leases and caches share: the "container", and the clock its expiries read
+    (tests pass a clock they move by hand, so expiry is instant and deterministic)."""
 
     sessions: dict[tuple[str, str], tuple[SessionRecord, str]] = field(default_factory=dict)
     chunks: dict[tuple[str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
     leases: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     results: dict[tuple[str, str, str], tuple[int, float, dict[str, Any]]] = field(default_factory=dict)
     responses: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
 
 
 class MemoryArchive:
@@ -205,21 +208,21 @@ class MemoryTurnLease:
     async def claim(self, session_id: str, user_id: str, *, known_etag: str | None) -> str:
         current = self._db.leases.get((user_id, session_id))
         if current is not None and current[1] != known_etag:
-            remaining = current[0] - time.time()
+            remaining = current[0] - self._db.clock()
             if remaining > 0:
                 raise TurnInProgressError(
                     "Another turn on this session is in progress; retry when it has finished.",
                     retry_after=max(1, math.ceil(min(remaining, self.seconds / 3))),
                 )
         etag = _new_etag()
-        self._db.leases[(user_id, session_id)] = (time.time() + self.seconds, etag)
+        self._db.leases[(user_id, session_id)] = (self._db.clock() + self.seconds, etag)
         return etag
 
     async def renew(self, session_id: str, user_id: str, lease_etag: str) -> str | None:
         if self._db.leases.get((user_id, session_id), (0.0, ""))[1] != lease_etag:
             return None  # taken over
         etag = _new_etag()
-        self._db.leases[(user_id, session_id)] = (time.time() + self.seconds, etag)
+        self._db.leases[(user_id, session_id)] = (self._db.clock() + self.seconds, etag)
         return etag
 
     async def release(self, session_id: str, user_id: str, lease_etag: str) -> None:
@@ -234,14 +237,14 @@ class MemoryReplayCache:
 
     async def find(self, session_id: str, user_id: str, key_hash: str, *, turn: int) -> dict[str, Any] | None:
         stored = self._db.results.get((user_id, session_id, key_hash))
-        if stored is None or stored[0] != turn or stored[1] < time.time():
+        if stored is None or stored[0] != turn or stored[1] < self._db.clock():
             return None
         return copy.deepcopy(stored[2])
 
     async def record(self, session_id: str, user_id: str, key_hash: str, *, turn: int, result: dict[str, Any]) -> None:
         self._db.results[(user_id, session_id, key_hash)] = (
             turn,
-            time.time() + self.ttl_seconds,
+            self._db.clock() + self.ttl_seconds,
             copy.deepcopy(result),
         )
 

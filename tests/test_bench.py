@@ -72,7 +72,7 @@ async def test_the_profile_lists_the_turn_path_by_cumulative_time(bench_env: Ben
     assert len(rows) == 60
     assert [r.cumulative_ms for r in rows] == sorted((r.cumulative_ms for r in rows), reverse=True)
     functions = [r.function for r in rows]
-    assert any(f.startswith("cosmos_history/domain/turn.py:") and f.endswith("(run_turn)") for f in functions)
+    assert any(f.startswith("cosmos_history/domain/service.py:") and f.endswith("(run)") for f in functions)
     assert any(f.startswith("cosmos_history/http/handlers.py:") for f in functions)
     lines = render(rows, variant="local", length=3, turns=2)
     assert lines[0] == "## Profile of a local-mode turn at 3 turns (2 turns profiled; per turn)"

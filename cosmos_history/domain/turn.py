@@ -210,9 +210,8 @@ class PreparedTurn:
             with telemetry.phase("save"):
                 await self.store.save(self.record, etag=previous_etag)
         except SessionExistsError:
-            # A first turn raced another request creating the same id. If that was another user,
-            # load raises SessionNotFoundError: their session must look exactly like a missing one.
-            await self.store.load(self.record.id)
+            # A first turn raced another request of the same caller creating the same id (another
+            # user's session with this id lives under another partition key and never collides).
             raise SessionConflictError(
                 "The session was created by another request at the same time. Retry.", retry_after=1
             ) from None

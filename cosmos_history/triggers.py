@@ -5,8 +5,9 @@ A :class:`QueueTrigger` names a queue and a handler of :class:`Job`; :func:`cosm
 registers it with the v2 model's ``queue_trigger``. The handler gets the message and the runtime's turn
 service, not the store: like every adapter it only builds a :class:`~cosmos_history.domain.results.TurnRequest`.
 Errors follow what a retry can achieve: the host retries a message whose handler raised (and moves it to the
-poison queue after ``maxDequeueCount`` tries), so a 5xx-kind :class:`ProblemError` or an unexpected error is
-raised again, while a client-kind one (bad input, a conflict no retry fixes) is logged and the message dropped.
+poison queue after ``maxDequeueCount`` tries), so an unexpected error, or a :class:`ProblemError` that is not the
+caller's fault, is raised again, while the caller's (bad input, a conflict no retry fixes) is logged and the
+message dropped.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def queue_function(trigger: QueueTrigger, runtime: RuntimeSource) -> Callable[..
         except ProblemError as error:
             if built is not None:
                 await built.recover(error)
-            if error.status < 500 and error.retry_after is None:
+            if error.kind.caller_fault and error.retry_after is None:
                 # No retry can succeed: dropping the message is the answer (types only, never its text).
                 logger.warning("%s dropped a message: %s", trigger.name, error.title)
                 return

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from cosmos_history.domain.errors import ErrorKind, ProblemError
+from cosmos_history.http.responses import HTTP_STATUS
+
 
 def test_the_domain_and_the_memory_adapter_import_nothing_from_azure():
     probe = (
@@ -71,3 +74,18 @@ def test_the_layer_check_lets_the_domain_import_itself_and_telemetry():
     source = "from cosmos_history.domain.records import SessionRecord\nfrom cosmos_history import telemetry\n"
 
     assert higher_layer_imports(source) == []
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls, *(sub for direct in cls.__subclasses__() for sub in _subclasses(direct))]
+
+
+def test_domain_errors_name_a_kind_and_no_http_status():
+    errors = _subclasses(ProblemError)
+
+    assert [error.__name__ for error in errors if hasattr(error, "status")] == []
+    assert all(isinstance(error.kind, ErrorKind) for error in errors)
+
+
+def test_every_kind_of_error_has_one_http_status():
+    assert set(HTTP_STATUS) == set(ErrorKind)

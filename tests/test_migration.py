@@ -25,6 +25,7 @@ from cosmos_history.adapters.cosmos.client import (
     ContainerLayoutError,
     create_client,
 )
+from cosmos_history.domain.errors import ErrorKind
 from cosmos_history.migrate import Checkpoint, copy_items, count_by_type, migrate
 
 from .apphost import registered_functions
@@ -113,7 +114,7 @@ async def test_the_app_refuses_an_old_layout_container_and_names_the_migration(c
     with pytest.raises(ContainerLayoutError) as refused:
         await build_runtime(settings, agents=build_agents(settings, RecordingChatClient()))
 
-    assert MIGRATION_COMMAND in refused.value.detail and refused.value.status == 503
+    assert MIGRATION_COMMAND in refused.value.detail and refused.value.kind is ErrorKind.UNAVAILABLE
     assert refused.value.retry_after is None
 
 

@@ -1,13 +1,44 @@
-"""The app's exception hierarchy: each error knows the HTTP status it becomes.
+"""The app's exception hierarchy: each error knows what kind of failure it is, in no protocol's words.
 
-Errors are raised where the problem is found and turned into problem+json in
-exactly one place (:mod:`cosmos_history.http.calls`), so routes never repeat guards.
+Errors are raised where the problem is found and mapped at each edge: to an HTTP status and problem+json in
+exactly one place (:mod:`cosmos_history.http.responses`), to OpenAI's error body by the OpenAI-compatible
+adapter, to JSON-RPC errors by the protocol adapters, to a retry or a drop by the queue trigger. So routes never
+repeat guards, and the domain speaks no HTTP.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 from typing import Any, ClassVar
+
+
+class ErrorKind(StrEnum):
+    """What went wrong, for every edge to map to its own protocol."""
+
+    INVALID = "invalid"
+    """The request is malformed: fixing it is the caller's job."""
+    UNAUTHENTICATED = "unauthenticated"
+    NOT_FOUND = "not_found"
+    NOT_SUPPORTED = "not_supported"
+    """The operation exists, not in the form asked (a method a route does not serve)."""
+    CONFLICT = "conflict"
+    """The request is well formed, but the session's state refuses it now (another turn, another version)."""
+    UNPROCESSABLE = "unprocessable"
+    """The request is well formed, but its content cannot be used."""
+    TOO_LARGE = "too_large"
+    UNSUPPORTED_MEDIA = "unsupported_media"
+    UPSTREAM_FAILED = "upstream_failed"
+    """The model failed; nothing was saved."""
+    UNAVAILABLE = "unavailable"
+    """A dependency (the store, the agents) cannot serve now."""
+    INTERNAL = "internal"
+
+    @property
+    def caller_fault(self) -> bool:
+        """Whether the caller must change something: repeating the same request unchanged cannot succeed
+        (unless the error says when to retry)."""
+        return self not in (ErrorKind.UPSTREAM_FAILED, ErrorKind.UNAVAILABLE, ErrorKind.INTERNAL)
 
 
 class SettingsError(ValueError):
@@ -17,7 +48,7 @@ class SettingsError(ValueError):
 class ProblemError(Exception):
     """Base of every error a client may see; ``detail`` must be safe to show."""
 
-    status: ClassVar[int] = 500
+    kind: ClassVar[ErrorKind] = ErrorKind.INTERNAL
     title: ClassVar[str] = "Internal error"
     slug: ClassVar[str] = "internal-error"
     log_each: ClassVar[bool] = True
@@ -41,7 +72,7 @@ class ProblemError(Exception):
 
 
 class BadRequestError(ProblemError):
-    status = 400
+    kind = ErrorKind.INVALID
     title = "Bad request"
     slug = "bad-request"
 
@@ -54,7 +85,7 @@ class InvalidSessionIdError(BadRequestError, ValueError):
 
 
 class UnauthorizedError(ProblemError):
-    status = 401
+    kind = ErrorKind.UNAUTHENTICATED
     title = "Unauthorized"
     slug = "unauthorized"
 
@@ -63,7 +94,7 @@ class SessionNotFoundError(ProblemError):
     """No such session for this caller (another user's sessions are never reached: ids are per user); the
     detail is the same whatever the cause."""
 
-    status = 404
+    kind = ErrorKind.NOT_FOUND
     title = "Session not found"
     slug = "session-not-found"
 
@@ -80,7 +111,7 @@ class SessionNotFoundError(ProblemError):
 class RouteNotFoundError(ProblemError):
     """No route of the API has this path."""
 
-    status = 404
+    kind = ErrorKind.NOT_FOUND
     title = "No such route"
     slug = "route-not-found"
 
@@ -88,7 +119,7 @@ class RouteNotFoundError(ProblemError):
 class MethodNotAllowedError(ProblemError):
     """A route of the API, asked with a method it does not serve."""
 
-    status = 405
+    kind = ErrorKind.NOT_SUPPORTED
     title = "Method not allowed"
     slug = "method-not-allowed"
 
@@ -96,7 +127,7 @@ class MethodNotAllowedError(ProblemError):
 class AgentNotFoundError(ProblemError):
     """A request names an agent the app does not serve."""
 
-    status = 404
+    kind = ErrorKind.NOT_FOUND
     title = "Agent not found"
     slug = "agent-not-found"
 
@@ -104,7 +135,7 @@ class AgentNotFoundError(ProblemError):
 class AgentMismatchError(ProblemError):
     """A turn names another agent than the one its session belongs to."""
 
-    status = 409
+    kind = ErrorKind.CONFLICT
     title = "Session belongs to another agent"
     slug = "agent-mismatch"
 
@@ -112,7 +143,7 @@ class AgentMismatchError(ProblemError):
 class ResponseNotFoundError(ProblemError):
     """No stored response has this id for this caller (unknown, deleted, never stored, or another user's)."""
 
-    status = 404
+    kind = ErrorKind.NOT_FOUND
     title = "Response not found"
     slug = "response-not-found"
 
@@ -124,7 +155,7 @@ class TurnNotReachedError(ResponseNotFoundError):
 class NotLatestResponseError(ProblemError):
     """A turn continues from an older response than the session's latest: branching is not supported."""
 
-    status = 409
+    kind = ErrorKind.CONFLICT
     title = "Not the latest response"
     slug = "not-latest-response"
 
@@ -132,7 +163,7 @@ class NotLatestResponseError(ProblemError):
 class ClientCallPendingError(ProblemError):
     """The session waits for the outputs of calls to the client's own tools."""
 
-    status = 400
+    kind = ErrorKind.INVALID
     title = "Function call output missing"
     slug = "function-output-missing"
 
@@ -141,7 +172,7 @@ class _ApprovalProblem(ProblemError):
     """A request that does not fit the approvals a session waits for: the problem lists the pending ids
     (``pendingApprovals``) and says where to read and answer them."""
 
-    status = 409
+    kind = ErrorKind.CONFLICT
 
     def __init__(self, detail: str, *, session_id: str, pending: Sequence[str]) -> None:
         where = f"/api/sessions/{session_id}"
@@ -170,7 +201,7 @@ class ApprovalUnknownError(_ApprovalProblem):
 class SessionConflictError(ProblemError):
     """The session changed since it was read (etag mismatch) or was created concurrently."""
 
-    status = 409
+    kind = ErrorKind.CONFLICT
     title = "Concurrent modification"
     slug = "session-conflict"
 
@@ -185,7 +216,7 @@ class TurnInProgressError(SessionConflictError):
 class IdempotencyKeyReusedError(ProblemError):
     """The same Idempotency-Key came with a different request body."""
 
-    status = 422
+    kind = ErrorKind.UNPROCESSABLE
     title = "Idempotency key reused"
     slug = "idempotency-key-reused"
 
@@ -211,25 +242,25 @@ class ThreadExpiredError(ProblemError):
     """The model service no longer knows the session's thread (``service`` mode): retrying cannot help,
     so this is not a :class:`SessionConflictError` and carries no ``Retry-After``."""
 
-    status = 409
+    kind = ErrorKind.CONFLICT
     title = "Thread expired"
     slug = "thread-expired"
 
 
 class PayloadTooLargeError(ProblemError):
-    status = 413
+    kind = ErrorKind.TOO_LARGE
     title = "Request body too large"
     slug = "payload-too-large"
 
 
 class UnsupportedMediaTypeError(ProblemError):
-    status = 415
+    kind = ErrorKind.UNSUPPORTED_MEDIA
     title = "Unsupported media type"
     slug = "unsupported-media-type"
 
 
 class ValidationError(ProblemError):
-    status = 422
+    kind = ErrorKind.UNPROCESSABLE
     title = "Invalid request content"
     slug = "validation-error"
 
@@ -253,30 +284,30 @@ class UnstorableTypeError(ValidationError, TypeError):
 class ModelCallError(ProblemError):
     """The model failed; the session was not written."""
 
-    status = 502
+    kind = ErrorKind.UPSTREAM_FAILED
     title = "Model call failed"
     slug = "model-error"
 
 
 class TurnTooLargeError(ModelCallError):
     """Even this turn alone does not fit one session item (an enormous reply): a storage limit, not a
-    model failure, answered like one (502, nothing saved) because the client cannot shrink the reply."""
+    model failure, answered like one (nothing saved) because the client cannot shrink the reply."""
 
 
 class StoreUnavailableError(ProblemError):
     """Cosmos DB could not be reached or kept throttling after the SDK's retries."""
 
-    status = 503
+    kind = ErrorKind.UNAVAILABLE
     title = "Session store unavailable"
     slug = "store-unavailable"
 
 
 class AgentsUnavailableError(ProblemError):
     """The app's agents could not be built at start-up (a broken agent module, a ``DEFAULT_AGENT`` that names
-    none): every request that needs them answers 503 with the cause, so a misconfigured deployment can be
+    none): every request that needs them is refused as unavailable, with the cause, so a misconfigured deployment can be
     diagnosed from outside. Retrying cannot mend it (no ``Retry-After``); it is logged once, at start-up."""
 
-    status = 503
+    kind = ErrorKind.UNAVAILABLE
     title = "Agents unavailable"
     slug = "agents-unavailable"
     log_each: ClassVar[bool] = False

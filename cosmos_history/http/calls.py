@@ -119,7 +119,7 @@ def endpoint(
         except ProblemError as error:
             if built is not None:
                 await built.recover(error)
-            if error.status >= 500 and error.log_each:
+            if not error.kind.caller_fault and error.log_each:
                 # Types only at the default level: an upstream error's message may quote the user's text.
                 cause = type(error.__cause__).__name__ if error.__cause__ is not None else "-"
                 logger.warning("%s failed: %s (caused by %s)", handler.__name__, error.title, cause)

@@ -13,11 +13,30 @@ from cosmos_history.domain.approvals import pending_approvals
 from cosmos_history.domain.archive import EntryPage, history_messages
 from cosmos_history.domain.compaction import summary_of
 from cosmos_history.domain.entries import message_entries
-from cosmos_history.domain.errors import ProblemError
+from cosmos_history.domain.errors import ErrorKind, ProblemError
 from cosmos_history.domain.records import SessionPage, SessionRecord
 from cosmos_history.domain.turn import TurnResult
 
 PROBLEM_TYPE_BASE = "urn:cosmos-history:problem:"
+
+HTTP_STATUS: dict[ErrorKind, int] = {
+    ErrorKind.INVALID: 400,
+    ErrorKind.UNAUTHENTICATED: 401,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.NOT_SUPPORTED: 405,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.TOO_LARGE: 413,
+    ErrorKind.UNSUPPORTED_MEDIA: 415,
+    ErrorKind.UNPROCESSABLE: 422,
+    ErrorKind.INTERNAL: 500,
+    ErrorKind.UPSTREAM_FAILED: 502,
+    ErrorKind.UNAVAILABLE: 503,
+}
+"""The HTTP status of each kind of error: the one place the domain's errors become HTTP."""
+
+
+def http_status(error: ProblemError) -> int:
+    return HTTP_STATUS[error.kind]
 
 
 def session_json(record: SessionRecord, *, with_messages: bool = False) -> dict[str, Any]:
@@ -104,7 +123,7 @@ def problem_body(error: ProblemError) -> dict[str, Any]:
         **error.extensions,
         "type": PROBLEM_TYPE_BASE + error.slug,
         "title": error.title,
-        "status": error.status,
+        "status": http_status(error),
         "detail": error.detail,
     }
 
@@ -113,7 +132,7 @@ def problem_response(error: ProblemError) -> Response:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     return Response(
         json_bytes(problem_body(error)),
-        status_code=error.status,
+        status_code=http_status(error),
         media_type="application/problem+json",
         headers=headers,
     )

@@ -155,7 +155,7 @@ async def run_tool(
     except ProblemError as error:
         if isinstance(error, StoreUnavailableError):
             return tool_error(error), error  # raised by the route after the exchange (and logged there)
-        if error.status >= 500 and error.log_each:  # as the HTTP routes log them: types only, no user text
+        if not error.kind.caller_fault and error.log_each:  # as the HTTP routes log them: types only, no user text
             cause = type(error.__cause__).__name__ if error.__cause__ is not None else "-"
             logger.warning("MCP tool call failed: %s (caused by %s)", error.title, cause)
         return tool_error(error), None

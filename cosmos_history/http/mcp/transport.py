@@ -26,7 +26,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from cosmos_history.domain.errors import ProblemError, StoreUnavailableError
 from cosmos_history.http.calls import Call, read_body
 from cosmos_history.http.mcp.tools import mcp_server
-from cosmos_history.http.responses import json_bytes
+from cosmos_history.http.responses import http_status, json_bytes
 
 JSON = "application/json"
 
@@ -109,11 +109,11 @@ def jsonrpc_error(code: int, message: str) -> bytes:
 def error_response(error: ProblemError) -> Response:
     """The app's errors before the SDK runs (the caller's identity, a body too large, the store or runtime
     unavailable) in JSON-RPC's shape, with the HTTP status (and Retry-After) the native API would answer."""
-    code = types.INTERNAL_ERROR if error.status >= 500 else types.INVALID_REQUEST
+    code = types.INVALID_REQUEST if error.kind.caller_fault else types.INTERNAL_ERROR
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     return Response(
         jsonrpc_error(code, f"{error.title}: {error.detail}"),
-        status_code=error.status,
+        status_code=http_status(error),
         media_type=JSON,
         headers=headers,
     )

@@ -14,9 +14,9 @@ from azurefunctions.extensions.http.fastapi import Response
 from cosmos_history.agents.catalog import Agents
 from cosmos_history.domain.approvals import PendingApproval
 from cosmos_history.domain.client_tools import ClientCall
-from cosmos_history.domain.errors import ProblemError
+from cosmos_history.domain.errors import ErrorKind, ProblemError
 from cosmos_history.http.openai.ids import item_id
-from cosmos_history.http.responses import json_bytes
+from cosmos_history.http.responses import http_status, json_bytes
 
 OWNER = "cosmos-history"
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error"}
@@ -68,10 +68,10 @@ def complete(response: dict[str, Any], output: list[dict[str, Any]], usage: dict
 
 
 def failed(response: dict[str, Any], output: list[dict[str, Any]], error: ProblemError) -> dict[str, Any]:
-    """A response that failed mid-way; its error's code is one of the codes OpenAI's response object defines
-    (``rate_limit_exceeded`` or ``server_error``), its message says what happened."""
-    code = "rate_limit_exceeded" if error.status == 429 else "server_error"
-    return {**response, "status": "failed", "output": output, "error": {"code": code, "message": error.detail}}
+    """A response that failed mid-way; its error's code is ``server_error`` (of the codes OpenAI's response object
+    defines, the only one a turn that failed after it started can have), its message says what happened."""
+    error_object = {"code": "server_error", "message": error.detail}
+    return {**response, "status": "failed", "output": output, "error": error_object}
 
 
 def usage_object(usage: dict[str, int] | None) -> dict[str, Any] | None:
@@ -166,7 +166,7 @@ def error_code(error: ProblemError) -> str:
 
 def error_status(error: ProblemError) -> int:
     """OpenAI answers every invalid request with a 400, where the native API distinguishes a 422."""
-    return 400 if error.status == 422 else error.status
+    return 400 if error.kind is ErrorKind.UNPROCESSABLE else http_status(error)
 
 
 def error_body(error: ProblemError) -> dict[str, Any]:
@@ -192,7 +192,7 @@ def request_field(field: str | None) -> str | None:
 def error_response(error: ProblemError) -> Response:
     """The error as the ``openai`` SDKs expect it; ``x-should-retry`` stops their automatic retries of
     client errors that no retry can fix (they retry every 409 otherwise)."""
-    headers = {"x-should-retry": "false"} if error.status < 500 else {}
+    headers = {"x-should-retry": "false"} if error.kind.caller_fault else {}
     if error.retry_after is not None:
         headers = {"x-should-retry": "true", "Retry-After": str(error.retry_after)}
     body = json_bytes(error_body(error))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from cosmos_history.domain.errors import IdempotencyKeyReusedError, IdempotentResultGoneError
 from cosmos_history.domain.ports import ReplayCache
 from cosmos_history.domain.records import SessionRecord, key_digest
+from cosmos_history.domain.result_codec import UnknownResultVersionError, decode
 from cosmos_history.domain.results import TurnResult
 
 
@@ -23,9 +24,12 @@ async def replay(
     if committed.fingerprint != fingerprint:
         raise IdempotencyKeyReusedError("This Idempotency-Key was already used with a different request body.")
     stored = await replays.find(record.id, user_id, committed.key_hash, turn=committed.turn)
-    if stored is None:
-        raise IdempotentResultGoneError(
-            f"This request was already applied as turn {committed.turn}; its answer is no longer kept. "
-            "Read the session to see it."
-        )
-    return TurnResult.from_json(stored, replayed=True)
+    try:
+        if stored is not None:
+            return decode(stored)
+    except UnknownResultVersionError:
+        pass  # stored by a newer version of the app (a rolling deployment): as good as gone for this one
+    raise IdempotentResultGoneError(
+        f"This request was already applied as turn {committed.turn}; its answer is no longer kept. "
+        "Read the session to see it."
+    )

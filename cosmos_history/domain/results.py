@@ -79,6 +79,7 @@ class TurnResult:
         return "awaiting_approval" if self.approvals else "completed"
 
     def to_json(self) -> dict[str, Any]:
+        """The turn answer's body (stored results have a format of their own: :mod:`.result_codec`)."""
         return {
             "sessionId": self.session_id,
             "reply": self.reply,
@@ -89,22 +90,6 @@ class TurnResult:
             "approvals": [a.to_json() for a in self.approvals],
             **({"clientCalls": [c.to_json() for c in self.client_calls]} if self.client_calls else {}),
         }
-
-    @classmethod
-    def from_json(cls, value: dict[str, Any], *, replayed: bool = False) -> TurnResult:
-        return cls(
-            value["sessionId"],
-            value["reply"],
-            value["turn"],
-            value["mode"],
-            agent=value.get("agent"),
-            tool_calls=tuple(ToolCall(**c) for c in value.get("toolCalls", [])),
-            approvals=tuple(PendingApproval(**a) for a in value.get("approvals", [])),
-            client_calls=tuple(
-                ClientCall(c["callId"], c["name"], c["arguments"]) for c in value.get("clientCalls", [])
-            ),
-            replayed=replayed,
-        )
 
 
 def usage_of(response: AgentResponse) -> dict[str, int] | None:

@@ -23,6 +23,7 @@ from typing import Any
 from agent_framework import AgentResponse, Message
 
 from cosmos_history import telemetry
+from cosmos_history.domain import result_codec
 from cosmos_history.domain.approvals import (
     approval_answers,
     pending_approvals,
@@ -180,7 +181,7 @@ class PreparedTurn:
                 key_hash = key_digest(key)
                 record.commit_key(key_hash, self.fingerprint, ttl_seconds=replays.ttl_seconds)
                 await replays.record(
-                    record.id, self.store.user_id, key_hash, turn=record.turns, result=result.to_json()
+                    record.id, self.store.user_id, key_hash, turn=record.turns, result=result_codec.encode(result)
                 )
             await self._save(previous_etag)
             return result

@@ -39,6 +39,7 @@ def _errors(module: str) -> ErrorRenderer:
 OPENAI = "cosmos_history.http.openai.handlers"
 OPENAI_ERRORS = _errors("cosmos_history.http.openai.objects")
 MCP = "cosmos_history.http.mcp.transport"
+AGUI = "cosmos_history.http.agui.route"
 
 ROUTES = (
     Route("POST", "sessions", api.create_session_route),
@@ -59,6 +60,8 @@ ROUTES = (
     Route("GET", "v1/models/{id}", _handler(OPENAI, "get_model_route"), errors=OPENAI_ERRORS),
     # The MCP server (Streamable HTTP, stateless): every agent as a tool; errors are JSON-RPC errors.
     Route("POST", "mcp", _handler(MCP, "mcp_route"), errors=_errors(MCP)),
+    # AG-UI (SSE): threadId is the session, a run is a turn; errors before the stream are problem+json.
+    Route("POST", "ag-ui/{agent}", _handler(AGUI, "agui_route")),
     Route("GET", "openapi.json", api.openapi_route, public=True),
     Route("GET", "chat", api.chat_page_route, public=True),
 )

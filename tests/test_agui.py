@@ -28,7 +28,7 @@ EVENTS: TypeAdapter[Any] = TypeAdapter(Event)
 
 @pytest.fixture(scope="module")
 def env(cosmos_env) -> dict[str, str]:
-    return {**cosmos_env, "MODEL_PROVIDER": "offline"}
+    return {**cosmos_env, "MODEL_PROVIDER": "offline", "AGENTS_PACKAGE": "tests.sample_agents"}
 
 
 @pytest.fixture(scope="module")
@@ -245,3 +245,17 @@ async def test_another_user_gets_nothing_of_a_thread(env, base, user):
     after = read_document(env, thread, user)
     assert (after["_etag"], after["session"]) == (before["_etag"], before["session"])
     assert reminders(env, thread, user) == []
+
+
+async def test_a_thread_belongs_to_its_agent_a_run_of_another_is_a_run_error(base, user):
+    thread = new_thread()
+    async with agui(base, user) as client:
+        await client.get_response("Hello", options=on(thread))
+    again = {"threadId": thread, "runId": "other", "messages": [{"id": "m", "role": "user", "content": "Add 2 and 3"}]}
+
+    refused = run_events(base, user, again, agent="helper")
+    joined = run_events(base, user, {**again, "messages": []}, agent="helper")
+
+    for events in (refused, joined):
+        assert types(events) == ["RUN_STARTED", "RUN_ERROR"] and events[-1].code == "agent-mismatch"
+    assert native(base, user, "/sessions")["sessions"][0]["turns"] == 1

@@ -48,6 +48,19 @@ async def test_a_message_with_a_lone_surrogate_is_400_and_calls_no_model(functio
     assert (await get_session(functions, session_id))[0] == 404
 
 
+async def test_an_ag_ui_run_with_a_lone_surrogate_is_400_and_calls_no_model(functions, model, session_id):
+    body = raw_json(
+        f'{{"threadId": "{session_id}", "runId": "r", "messages": [{{"id": "m", "role": "user", "content": LONE}}]}}'
+    )
+    req = request("POST", "/api/ag-ui/assistant", raw=body, route={"agent": "assistant"})
+
+    status, _, response = await call(functions, "agui_route", req)
+
+    assert_problem(status, response, 400)
+    assert model.calls == []
+    assert (await get_session(functions, session_id))[0] == 404
+
+
 async def test_a_principal_whose_object_id_is_a_lone_surrogate_is_401(functions, session_id):
     principal = b'{"auth_typ": "aad", "claims": [{"typ": "oid", "val": "\\udc00"}]}'
     headers = {"x-ms-client-principal": base64.b64encode(principal).decode()}
@@ -120,10 +133,18 @@ async def test_a_non_finite_number_anywhere_in_a_body_is_400_on_every_route_and_
         route={"id": session_id},
     )
 
+    agui_run = request(
+        "POST",
+        "/api/ag-ui/assistant",
+        raw=f'{{"threadId": "{session_id}", "runId": "r", "messages": [], "state": {{"n": {literal}}}}}'.encode(),
+        route={"agent": "assistant"},
+    )
+
     for name, req in (
         ("create_session_route", sessions),
         ("post_message_route", messages),
         ("post_approvals_route", approvals),
+        ("agui_route", agui_run),
     ):
         status, _, response = await call(functions, name, req)
         problem = assert_problem(status, response, 400)

@@ -39,13 +39,13 @@ async def agui_route(call: Call) -> Response:
     body = await read_json_object(call.request, call.settings.max_request_bytes * HISTORY_FACTOR)
     run = parse_run(body, call.settings)
     call.turns.check_client_tools(agent, run.client_tools)
-    thread = None
-    if run.joins or not run.holds_history:  # the client may not know the thread's history: show it
-        thread = await load_thread(call.store, run.thread_id, agent=agent, default_agent=call.agents.default)
     encoder = RunEncoder(run.thread_id, run.run_id)
-    if run.joins:
-        return _sse(_joined(encoder, thread, agent))
     try:
+        thread = None
+        if run.joins or not run.holds_history:  # the client may not know the thread's history: show it
+            thread = await load_thread(call.store, run.thread_id, agent=agent, default_agent=call.agents.default)
+        if run.joins:
+            return _sse(_joined(encoder, thread, agent))
         stream = await call.turns.stream(run.turn_request(agent), caller=call.user_id)
     except StoreUnavailableError:
         raise  # a 503 with Retry-After, and the runtime's chance to recreate a deleted container

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -16,7 +19,7 @@ from agent_framework import Agent, tool
 from agent_framework_ag_ui import AGUIChatClient
 from pydantic import TypeAdapter
 
-from .apphost import app_host
+from .apphost import ROOT, app_host
 from .conftest import ARTIFACTS
 from .http_calls import read_document
 
@@ -259,3 +262,31 @@ async def test_a_thread_belongs_to_its_agent_a_run_of_another_is_a_run_error(bas
     for events in (refused, joined):
         assert types(events) == ["RUN_STARTED", "RUN_ERROR"] and events[-1].code == "agent-mismatch"
     assert native(base, user, "/sessions")["sessions"][0]["turns"] == 1
+
+
+def readme_snippet() -> str:
+    """The Python block of the README's AG-UI section, as written."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Put a CopilotKit-style front end on them (AG-UI)", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    return block
+
+
+def test_the_readme_snippet_works_as_written_against_make_run(base):
+    snippet = readme_snippet()
+    assert "http://127.0.0.1:7071/api/ag-ui/assistant" in snippet  # make run's default port
+
+    run = subprocess.run(
+        [sys.executable, "-c", snippet.replace("http://127.0.0.1:7071/api", base)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+
+    assert run.returncode == 0, run.stderr[-2000:]
+    said, scheduled = run.stdout.strip().splitlines()
+    assert said.endswith("You said: Hello, I am Ada")
+    assert "schedule_reminder returned Reminder 1 scheduled for 2026-12-01T09:00." in scheduled
+    assert [s["id"] for s in native(base, "ada", "/sessions")["sessions"]] == ["ada-first-thread"]

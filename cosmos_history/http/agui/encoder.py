@@ -100,7 +100,7 @@ def run_result(result: TurnResult) -> dict[str, Any]:
 
 def run_error(error: BaseException) -> RunErrorEvent:
     """A failed run: the problem's title and detail (never an exception's text), its slug as the code."""
-    if isinstance(error, ProblemError) and error.status >= 500 and error.log_each:
+    if isinstance(error, ProblemError) and not error.kind.caller_fault and error.log_each:
         # As the HTTP routes log them: types only, no user text.
         cause = type(error.__cause__).__name__ if error.__cause__ is not None else "-"
         logger.warning("AG-UI run failed: %s (caused by %s)", error.title, cause)

@@ -17,6 +17,7 @@ import pytest
 from ag_ui.core import Event
 from agent_framework import Agent, tool
 from agent_framework_ag_ui import AGUIChatClient
+from azure.cosmos import CosmosClient
 from pydantic import TypeAdapter
 
 from .apphost import ROOT, app_host
@@ -290,3 +291,30 @@ def test_the_readme_snippet_works_as_written_against_make_run(base):
     assert said.endswith("You said: Hello, I am Ada")
     assert "schedule_reminder returned Reminder 1 scheduled for 2026-12-01T09:00." in scheduled
     assert [s["id"] for s in native(base, "ada", "/sessions")["sessions"]] == ["ada-first-thread"]
+
+
+@pytest.fixture
+def own_database(env) -> Iterator[dict[str, str]]:
+    """Settings naming a database of this test's own, which it deletes."""
+    own = {**env, "COSMOS_DATABASE": f"agui-outage-{uuid.uuid4().hex[:8]}"}
+    yield own
+    with CosmosClient(own["COSMOS_ENDPOINT"], own["COSMOS_KEY"], connection_verify=False) as client:
+        if any(db["id"] == own["COSMOS_DATABASE"] for db in client.list_databases()):
+            client.delete_database(own["COSMOS_DATABASE"])
+
+
+def test_a_run_on_a_deleted_container_is_a_503_problem_and_the_next_run_lands(own_database):
+    body = {"threadId": "outage", "runId": "r", "messages": [{"id": "m", "role": "user", "content": "Hi"}]}
+    headers = {"x-user-id": "outage-user"}
+    with app_host(own_database, log_path=ARTIFACTS / "apphost-agui.log") as base:
+        first = run_events(base, "outage-user", {**body, "threadId": "before"})
+        with CosmosClient(own_database["COSMOS_ENDPOINT"], own_database["COSMOS_KEY"], connection_verify=False) as c:
+            c.get_database_client(own_database["COSMOS_DATABASE"]).delete_container(own_database["COSMOS_CONTAINER"])
+
+        refused = httpx.post(f"{base}/ag-ui/assistant", json=body, headers=headers, timeout=60)
+        landed = run_events(base, "outage-user", {**body, "runId": "r-2"})
+
+    assert first[-1].result["turn"] == 1
+    assert refused.status_code == 503 and refused.headers["retry-after"].isdigit()
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert landed[-1].type.value == "RUN_FINISHED" and landed[-1].result["turn"] == 1

@@ -3,6 +3,7 @@ what the model is given, replays of a run, failures inside a run, and bad input 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -197,3 +198,19 @@ async def test_an_unknown_agent_is_404(functions, model, user):
     response = await functions["agui_route"](agui_request(run_body("t", user_message("hi")), user=user, agent="nobody"))
 
     assert_problem(response.status_code, response, 404)
+
+
+async def test_a_run_while_another_turn_runs_on_the_thread_is_a_turn_in_progress_run_error(
+    functions, model, user, thread
+):
+    model.gate, model.entered = asyncio.Event(), asyncio.Event()
+    running = asyncio.create_task(run(functions, run_body(thread, user_message("Slow")), user=user))
+    await model.entered.wait()
+
+    second = await run(functions, run_body(thread, user_message("Meanwhile"), run_id="run-2"), user=user)
+    model.gate.set()
+    first = await running
+
+    assert kinds(second) == ["RUN_STARTED", "RUN_ERROR"] and second[-1].code == "turn-in-progress"
+    assert kinds(first)[-1] == "RUN_FINISHED" and first[-1].result["turn"] == 1
+    assert [s["turns"] for s in await sessions_of(functions, user)] == [1]

@@ -112,7 +112,7 @@ def test_the_hook_compiles_with_the_python_version_azure_runs_or_refuses() -> No
 
 def test_a_cold_import_loads_nothing_the_first_native_request_does_not_need() -> None:
     # Offline model, no telemetry, no MCP server to call: no model SDK, no credential, no exporter, no MCP
-    # SDK, and neither the OpenAI-compatible endpoint nor the MCP server (they load on their first call).
+    # SDK, and neither the OpenAI-compatible endpoint, the MCP server nor AG-UI (they load on their first call).
     unused = (
         "openai",
         "agent_framework_openai",
@@ -123,6 +123,8 @@ def test_a_cold_import_loads_nothing_the_first_native_request_does_not_need() ->
         "opentelemetry.sdk",
         "cosmos_history.http.openai",
         "cosmos_history.http.mcp",
+        "ag_ui",
+        "cosmos_history.http.agui",
     )
     unset = ("PYTHONPATH", "MODEL_", "MCP_", "APPLICATIONINSIGHTS_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(unset)} | {"MODEL_PROVIDER": "offline"}

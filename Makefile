@@ -5,12 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EMULATOR := cosmos-emulator
 CHECKOV_VENV := .venv-checkov
+AGUI_CLIENT := tests/agui_client
 ## Ports of `make run` and `make cosmos`: `make run PORT=7072 COSMOS_PORT=8082`. (A STORAGE_PORT for the
 ## local storage emulator comes with the queue trigger; nothing here uses storage yet.)
 PORT ?= 7071
 COSMOS_PORT ?= 8081
 
-.PHONY: install browser run cosmos test lint format bench clean checkov
+.PHONY: install browser run cosmos test lint format bench clean checkov agui-client
 
 ## What running needs (Python packages, the local Cosmos DB); `make test` adds the browser and checkov.
 install: $(VENV)/.installed $(EMULATOR)/node_modules/.installed
@@ -25,6 +26,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 $(EMULATOR)/node_modules/.installed: $(EMULATOR)/package.json $(EMULATOR)/package-lock.json $(wildcard $(EMULATOR)/patches/*)
 	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 18+ and npm (Debian: the nodejs and npm packages)"; exit 1; }
 	npm ci --prefix $(EMULATOR) --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## The official AG-UI TypeScript client, for tests/test_agui.py (`make test` only; never deployed).
+agui-client: $(AGUI_CLIENT)/node_modules/.installed
+
+$(AGUI_CLIENT)/node_modules/.installed: $(AGUI_CLIENT)/package.json $(AGUI_CLIENT)/package-lock.json
+	npm ci --prefix $(AGUI_CLIENT) --no-audit --no-fund --loglevel=error
 	@touch $@
 
 ## Debian's chromium and its matching chromedriver, for the chat page's browser test (`make test` only; never
@@ -52,7 +60,7 @@ cosmos: install
 	$(PY) -m devtools.local_cosmos --port $(COSMOS_PORT)
 
 ## The whole suite; the tests start (and stop) their own local Cosmos DB and app hosts.
-test: install browser checkov
+test: install browser checkov agui-client
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
@@ -81,4 +89,4 @@ format: install
 	$(PY) -m ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) $(EMULATOR)/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(EMULATOR)/node_modules $(AGUI_CLIENT)/node_modules .pytest_cache .ruff_cache

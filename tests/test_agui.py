@@ -318,3 +318,30 @@ def test_a_run_on_a_deleted_container_is_a_503_problem_and_the_next_run_lands(ow
     assert refused.status_code == 503 and refused.headers["retry-after"].isdigit()
     assert refused.headers["content-type"] == "application/problem+json"
     assert landed[-1].type.value == "RUN_FINISHED" and landed[-1].result["turn"] == 1
+
+
+def test_the_official_typescript_client_holds_a_conversation_answers_an_interrupt_and_joins(env, base, user):
+    """``@ag-ui/client``'s ``HttpAgent`` (what CopilotKit runs on) validates every event it reads."""
+    thread = new_thread()
+    run = subprocess.run(
+        ["node", str(ROOT / "tests" / "agui_client" / "client.mjs"), f"{base}/ag-ui/assistant", thread, user],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert run.returncode == 0, "make agui-client installs @ag-ui/client\n" + run.stderr[-2000:]
+    said, waiting, approved, joined = (json.loads(line) for line in run.stdout.splitlines())
+    assert said["result"] == {"sessionId": thread, "turn": 1, "status": "completed", "agent": "assistant"}
+    assert said["messages"][-1]["content"].endswith("You said: Hello from TypeScript")
+    (interrupt,) = waiting["outcome"]["interrupts"]
+    assert waiting["types"][-4:] == ["TOOL_CALL_START", "TOOL_CALL_ARGS", "TOOL_CALL_END", "RUN_FINISHED"]
+    assert interrupt["toolCallId"] == waiting["messages"][-1]["toolCalls"][0]["id"]
+    assert "TOOL_CALL_RESULT" in approved["types"] and approved["result"]["turn"] == 3
+    assert reminders(env, thread, user) == [{"text": "call Ada", "at": "2026-12-01T09:00"}]
+    assert joined["types"] == ["RUN_STARTED", "MESSAGES_SNAPSHOT", "RUN_FINISHED"]
+    assert [m["content"] for m in joined["messages"] if m["role"] == "user"] == [
+        "Hello from TypeScript",
+        '/schedule_reminder {"text": "call Ada", "at": "2026-12-01T09:00"}',
+    ]

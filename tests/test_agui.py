@@ -345,3 +345,28 @@ def test_the_official_typescript_client_holds_a_conversation_answers_an_interrup
         "Hello from TypeScript",
         '/schedule_reminder {"text": "call Ada", "at": "2026-12-01T09:00"}',
     ]
+
+
+def test_with_a_responses_api_model_the_interrupt_names_the_call_the_run_announced(cosmos_env, fake_model):
+    """The Responses API gives a call an item id (``fc_…``, the approval's id) and a call id (``call_…``)."""
+    env = {
+        **cosmos_env,
+        "MODEL_PROVIDER": "openai",
+        "MODEL_API": "responses",
+        "OPENAI_BASE_URL": fake_model.base_url,
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_MODEL": "fake-model",
+    }
+    thread, user = new_thread(), f"agui-{uuid.uuid4().hex[:8]}"
+    ask = {"threadId": thread, "runId": "ask", "messages": [{"id": "m", "role": "user", "content": REMINDER}]}
+    with app_host(env, log_path=ARTIFACTS / "apphost-agui.log") as base:
+        waiting = run_events(base, user, ask)
+        (interrupt,) = waiting[-1].outcome.interrupts
+        answer = [{"interruptId": interrupt.id, "status": "resolved", "payload": {"approved": True}}]
+        done = run_events(base, user, {"threadId": thread, "runId": "answer", "messages": [], "resume": answer})
+
+    (started,) = [e for e in waiting if e.type.value == "TOOL_CALL_START"]
+    assert started.tool_call_name == "schedule_reminder" and interrupt.tool_call_id == started.tool_call_id
+    assert interrupt.id != interrupt.tool_call_id  # the approval's id is the item's, not the call's
+    (result,) = [e for e in done if e.type.value == "TOOL_CALL_RESULT"]
+    assert result.tool_call_id == started.tool_call_id and "Reminder 1 scheduled" in result.content

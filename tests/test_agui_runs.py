@@ -4,6 +4,8 @@ what the model is given, replays of a run, failures inside a run, and bad input 
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import json
 import uuid
 from typing import Any
@@ -12,8 +14,10 @@ import pytest
 from ag_ui.core import Event
 from pydantic import TypeAdapter
 
+from cosmos_history import load_settings
 from cosmos_history.domain.errors import ModelCallError
 
+from .apphost import registered_functions
 from .http_calls import assert_problem, call, request
 
 pytestmark = pytest.mark.integration
@@ -214,3 +218,26 @@ async def test_a_run_while_another_turn_runs_on_the_thread_is_a_turn_in_progress
     assert kinds(second) == ["RUN_STARTED", "RUN_ERROR"] and second[-1].code == "turn-in-progress"
     assert kinds(first)[-1] == "RUN_FINISHED" and first[-1].result["turn"] == 1
     assert [s["turns"] for s in await sessions_of(functions, user)] == [1]
+
+
+async def test_an_anonymous_level_app_refuses_a_run_without_the_easy_auth_principal(cosmos_env, runtime, model):
+    settings = load_settings({**cosmos_env, "HTTP_AUTH_LEVEL": "anonymous"})
+    easy_auth = registered_functions(dataclasses.replace(runtime, settings=settings))
+
+    response = await easy_auth["agui_route"](agui_request(run_body("t", user_message("hi")), user="someone"))
+
+    assert_problem(response.status_code, response, 401)
+    assert model.calls == []
+
+
+async def test_the_easy_auth_principal_names_the_caller_whose_thread_it_is(functions, model, thread):
+    claims = [{"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": f"oid-{thread}"}]
+    principal = base64.b64encode(json.dumps({"auth_typ": "aad", "claims": claims}).encode()).decode()
+    headers = {"x-ms-client-principal": principal}
+    req = agui_request(run_body(thread, user_message("Hello")), user="not-the-caller", headers=headers)
+
+    response = await functions["agui_route"](req)
+    [chunk async for chunk in response.body_iterator]  # the run ends with the stream
+
+    assert [s["id"] for s in await sessions_of(functions, f"oid-{thread}")] == [thread]
+    assert await sessions_of(functions, "not-the-caller") == []

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from agent_framework import Agent, BaseChatClient, HistoryProvider, InMemoryHistoryProvider, SupportsChatGetResponse
 
 from cosmos_history.agents.arguments import ArgumentErrors
-from cosmos_history.agents.discovery import agent_modules
+from cosmos_history.agents.discovery import AgentLoadError, agent_modules
+from cosmos_history.domain.delegation import delegate_target
 from cosmos_history.domain.compaction import InputBudget, RunningSummary
 from cosmos_history.domain.errors import AgentNotFoundError, SettingsError, ValidationError
 from cosmos_history.settings import CompactionSettings, HistoryMode, ModelSettings, Settings
@@ -159,15 +161,49 @@ def build_agents(settings: Settings, client: SupportsChatGetResponse | BaseChatC
     if isinstance(invocation, dict):
         invocation["max_iterations"] = settings.max_tool_rounds  # bounds the tool rounds of one turn
     modes: list[HistoryMode] = ["local", "service"] if settings.model.api == "responses" else ["local"]
+    modules = agent_modules(settings.agents_package)
+    built = {name: {mode: m.create(chat_client) for mode in modes} for name, m in modules.items() if not m.declarative}
+    if any(m.declarative for m in modules.values()):
+        from cosmos_history.agents.declarative import create_declarative_agent
+
+        tools = app_tools(built)
+        for name, module in modules.items():
+            if module.declarative is not None and module.path is not None:
+                built[name] = {
+                    mode: create_declarative_agent(module.path, module.declarative, chat_client, tools, set(modules))
+                    for mode in modes
+                }
+    for name, by_mode in built.items():
+        _check_delegations(modules[name].path, by_mode[modes[0]], set(modules))
     served = {
         name: ServedAgent(
-            name,
-            {mode: _for_mode(module.create(chat_client), mode, settings) for mode in modes},
-            module.summary_prompt,
+            name, {mode: _for_mode(agent, mode, settings) for mode, agent in built[name].items()}, module.summary_prompt
         )
-        for name, module in agent_modules(settings.agents_package).items()
+        for name, module in modules.items()
     }
     return Agents(served, settings.default_agent, settings.compaction)
+
+
+def app_tools(built: Mapping[str, Mapping[HistoryMode, Agent]]) -> dict[str, Any]:
+    """The tools of the Python agents by name, for YAML agents to use (the first agent's, for a shared name)."""
+    tools: dict[str, Any] = {}
+    for by_mode in built.values():
+        for tool in by_mode["local"].default_options.get("tools") or []:
+            name = getattr(tool, "name", None)
+            if isinstance(name, str) and delegate_target(tool) is None:
+                tools.setdefault(name, tool)
+    return tools
+
+
+def _check_delegations(path: Path | None, agent: Agent, agents: set[str]) -> None:
+    """Every agent a delegation tool names must be one of the app's."""
+    for tool in agent.default_options.get("tools") or []:
+        target = delegate_target(tool)
+        if target is not None and target not in agents:
+            raise AgentLoadError(
+                f"{path}: the tool {getattr(tool, 'name', '?')!r} delegates to {target!r}, which is not an agent of "
+                f"the app ({', '.join(sorted(agents))})."
+            )
 
 
 def _for_mode(agent: Agent, mode: HistoryMode, settings: Settings) -> Agent:

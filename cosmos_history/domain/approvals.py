@@ -23,6 +23,11 @@ from agent_framework import AgentResponse, AgentSession, Content, Message
 from cosmos_history.domain.errors import ApprovalUnknownError, ValidationError
 from cosmos_history.domain.tool_journal import UNKNOWN_RESULT, StartedCall, ToolStatus, outcome_of
 
+DELEGATION = "delegation"
+"""``additional_properties`` key of an approval request that stands for a child session's pending approvals
+(:mod:`cosmos_history.domain.delegation`): ``{"agent", "sessionId", "approvals": [{"id","name","arguments"}]}``;
+its answer adds ``"answers": {id: approved}``."""
+
 # The framework keeps its approval state under this key (``agent_framework._tools._TOOL_APPROVAL_STATE_KEY``,
 # a private name): read in this one place; tests/test_approvals.py fails if the framework moves it.
 TOOL_APPROVAL_STATE = "tool_approval"
@@ -35,9 +40,12 @@ class PendingApproval:
     id: str
     name: str
     arguments: Any
+    session_id: str | None = None
+    """The child session that asks, for an approval inside a delegation (``None``: this session's own)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+        own = {"id": self.id, "name": self.name, "arguments": self.arguments}
+        return own if self.session_id is None else {**own, "sessionId": self.session_id}
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,14 @@ def pending_requests(session: AgentSession) -> list[Content]:
 
 
 def pending_approvals(session: AgentSession) -> list[PendingApproval]:
-    return [_pending(request) for request in pending_requests(session)]
+    """What the session's caller answers: its own pending calls, and the pending calls of its delegations."""
+    return [approval for request in pending_requests(session) for approval in _expanded(request)]
+
+
+def delegation_of(request: Content) -> dict[str, Any] | None:
+    """The child approvals an approval request stands for, when it is a delegation's."""
+    marker = request.additional_properties.get(DELEGATION) if request.additional_properties else None
+    return marker if isinstance(marker, dict) and isinstance(marker.get("approvals"), list) else None
 
 
 def approval_answers(session: AgentSession, answers: Sequence[tuple[str, bool]], *, session_id: str) -> Message:
@@ -81,7 +96,8 @@ def approval_answers(session: AgentSession, answers: Sequence[tuple[str, bool]],
         ApprovalUnknownError: an id is not pending (unknown, forged, or answered already).
         ValidationError: an id is answered twice, or a pending request is left unanswered.
     """
-    pending = {request.id: request for request in pending_requests(session)}
+    requests = pending_requests(session)
+    pending = {approval.id: request for request in requests for approval in _expanded(request)}
     decided: dict[str, bool] = {}
     for approval_id, approved in answers:
         if approval_id not in pending:
@@ -94,8 +110,18 @@ def approval_answers(session: AgentSession, answers: Sequence[tuple[str, bool]],
     missing = [approval_id for approval_id in pending if approval_id not in decided]
     if missing:
         raise ValidationError(f"Answer every pending approval; unanswered: {', '.join(missing)}.")
-    contents = [pending[i].to_function_approval_response(approved=decided[i]) for i in pending]
-    return Message(role="user", contents=contents)
+    return Message(role="user", contents=[_answer(request, decided) for request in requests])
+
+
+def _answer(request: Content, decided: dict[str, bool]) -> Content:
+    """The framework's answer to one request; a delegation's is "continue", carrying the child's answers."""
+    marker = delegation_of(request)
+    if marker is None:
+        return request.to_function_approval_response(approved=decided[request.id or ""])
+    response = request.to_function_approval_response(approved=True)
+    answers = {str(a["id"]): decided[str(a["id"])] for a in marker["approvals"]}
+    response.additional_properties = {**(response.additional_properties or {}), DELEGATION: {**marker, "answers": answers}}
+    return response
 
 
 def tool_calls(response: AgentResponse, answered: Message | None = None) -> list[ToolCall]:
@@ -132,8 +158,19 @@ def with_unknown(calls: list[ToolCall], unmet: list[StartedCall]) -> tuple[ToolC
 
 def requested_approvals(response: AgentResponse) -> list[PendingApproval]:
     return [
-        _pending(request) for request in response.user_input_requests if request.type == "function_approval_request"
+        approval
+        for request in response.user_input_requests
+        if request.type == "function_approval_request"
+        for approval in _expanded(request)
     ]
+
+
+def _expanded(request: Content) -> list[PendingApproval]:
+    marker = delegation_of(request)
+    if marker is None:
+        return [_pending(request)]
+    child = str(marker.get("sessionId") or "")
+    return [PendingApproval(str(a["id"]), str(a["name"]), a.get("arguments"), child) for a in marker["approvals"]]
 
 
 def _pending(request: Content) -> PendingApproval:

@@ -31,7 +31,8 @@ def encode(result: TurnResult) -> dict[str, Any]:
         "mode": result.mode,
         "agent": result.agent,
         "tools": [[c.id, c.name, c.arguments, c.result, c.status] for c in result.tool_calls],
-        "approvals": [[a.id, a.name, a.arguments] for a in result.approvals],
+        # A child session's approval (a delegation's) carries that session's id as a fourth item.
+        "approvals": [[a.id, a.name, a.arguments, *([a.session_id] if a.session_id else [])] for a in result.approvals],
         "clientCalls": [[c.call_id, c.name, c.arguments] for c in result.client_calls],
     }
 

@@ -80,13 +80,17 @@ class Turns:
         await stream.started()
         return stream
 
+    async def _child(self, request: TurnRequest, caller: str) -> TurnResult:
+        """A sub-agent's turn in its child session (see :mod:`cosmos_history.domain.delegation`)."""
+        return await self.run(request, caller=caller)
+
     async def _turn(self, request: TurnRequest, caller: str, sink: EventSink | None, *, streamed: bool) -> TurnResult:
         """One traced turn; ``sink`` hears its events (all of them when ``streamed``, else how it ended)."""
         store = self.sessions_of(caller)
         async with telemetry.traced_turn(session_id=request.session_id, user_id=caller) as trace:
             try:
                 result = await execute_turn(
-                    store, self.agents, request, guards=self.guards, sink=sink if streamed else None
+                    store, self.agents, request, guards=self.guards, sink=sink if streamed else None, delegate=self._child
                 )
             except BaseException as error:
                 if sink is not None:

@@ -33,6 +33,7 @@ from cosmos_history.domain.approvals import (
 )
 from cosmos_history.domain.client_tools import check_outputs, client_calls, remember_client_calls
 from cosmos_history.domain.compaction import refresh_summary
+from cosmos_history.domain.delegation import ChildTurns, Delegations
 from cosmos_history.domain.errors import (
     AgentMismatchError,
     ApprovalPendingError,
@@ -78,11 +79,12 @@ async def execute_turn(
     *,
     guards: TurnGuards,
     sink: EventSink | None = None,
+    delegate: ChildTurns | None = None,
 ) -> TurnResult:
     """The one turn skeleton: prepare (load, checks, replay, lease), call the model, save.
 
     With a ``sink`` the model's reply streams into it as typed events as it is written; the session is
-    saved the same way.
+    saved the same way. ``delegate`` runs the turns of the agent's delegation tools (sub-agents).
     """
     turn = await prepare_turn(store, agents, request, guards=guards)
     if isinstance(turn, TurnResult):
@@ -98,7 +100,7 @@ async def execute_turn(
                     await refresh_summary(
                         turn.record, store.archive, turn.agent.client, agents.compaction, turn.summary_prompt
                     )
-                response = await _call_model(turn, sink)
+                response = await _call_model(turn, sink, delegate)
     except BaseException as error:  # any failure of the model call: nothing has been written
         await turn.abandon()
         raise model_call_error(error, turn.record) from error
@@ -106,14 +108,18 @@ async def execute_turn(
     return await turn.finish(response)
 
 
-async def _call_model(turn: PreparedTurn, sink: EventSink | None) -> AgentResponse:
+async def _call_model(turn: PreparedTurn, sink: EventSink | None, delegate: ChildTurns | None) -> AgentResponse:
     """One agent run on the session; streamed into ``sink`` when there is one."""
     request = turn.request
     run: dict[str, Any] = {"session": turn.record.session, "options": dict(request.options or {})}
     if request.client_tools:
         run["tools"] = [tool.declaration() for tool in request.client_tools]
-    if turn.journal is not None:
-        run["middleware"] = [turn.journal]
+    middleware: list[Any] = [turn.journal] if turn.journal is not None else []
+    if delegate is not None:  # after the journal, which hands a delegation its idempotency key
+        record = turn.record
+        middleware.append(Delegations(delegate, parent_id=record.id, session=record.session, caller=turn.store.user_id))
+    if middleware:
+        run["middleware"] = middleware
     if sink is None:
         return await turn.agent.run(turn.message, **run)
     text, tools = TextDeltas(), ToolEvents(turn.message)

@@ -12,6 +12,7 @@ from cosmos_history.agents.catalog import Agents
 from cosmos_history.domain.approvals import pending_approvals
 from cosmos_history.domain.archive import EntryPage, history_messages
 from cosmos_history.domain.compaction import summary_of
+from cosmos_history.domain.delegation import children_of
 from cosmos_history.domain.entries import message_entries
 from cosmos_history.domain.errors import ErrorKind, ProblemError
 from cosmos_history.domain.records import SessionPage, SessionRecord
@@ -53,6 +54,7 @@ def session_json(record: SessionRecord, *, with_messages: bool = False) -> dict[
         body["archivedMessages"] = record.archive.count
         body["messages"] = [entry for m in recent_messages(record) for entry in message_entries(m)]
         body["pendingApprovals"] = [approval.to_json() for approval in pending_approvals(record.session)]
+        body["children"] = children_of(record.session)
         body["summary"] = summary_of(record)
     return body
 

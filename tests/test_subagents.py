@@ -28,11 +28,12 @@ from cosmos_history.domain.results import TurnRequest
 from cosmos_history.domain.service import Turns
 from cosmos_history.domain.turn import TurnGuards
 from cosmos_history.models.offline import OfflineChatClient
+from devtools.chat import read_events
 
 from .apphost import app_host
 from .conftest import ARTIFACTS
-from .faults import intercept, raising
 from .fakes import RecordingChatClient
+from .faults import intercept
 from .http_calls import read_document
 
 USER = {"x-user-id": "delegator"}
@@ -83,8 +84,9 @@ def test_an_approval_inside_a_child_is_answered_through_the_parent_after_a_resta
 
     with host(env) as base:  # another process: only the stored sessions carry the delegation and its approval
         child_shown = ok(base, "GET", f"/sessions/{child}")
-        done = ok(base, "POST", f"/sessions/{parent}/approvals", {"approvals": [{"id": asked["id"], "approved": True}]})
-        again = send(base, "POST", f"/sessions/{parent}/approvals", {"approvals": [{"id": asked["id"], "approved": True}]})
+        approve = {"approvals": [{"id": asked["id"], "approved": True}]}
+        done = ok(base, "POST", f"/sessions/{parent}/approvals", approve)
+        again = send(base, "POST", f"/sessions/{parent}/approvals", approve)
         history = ok(base, "GET", f"/sessions/{parent}/messages")["messages"]
         after = ok(base, "GET", f"/sessions/{parent}")
 
@@ -229,7 +231,7 @@ async def test_an_agent_delegating_to_itself_stops_at_the_nesting_limit(tmp_path
         depth, session = depth + 1, await store.load(children_of(session.session)[0])
     assert depth == MAX_DEPTH and done.status == "completed"
     assert session is not None and pending_approvals(session.session) == []
-    innermost_result = [r for m in model.calls for r in m[-1].contents if r.type == "function_result"][0]
+    innermost_result = next(r for m in model.calls for r in m[-1].contents if r.type == "function_result")
     assert "nest at most" in str(innermost_result.result)
 
 
@@ -247,3 +249,18 @@ def test_a_delegation_to_an_agent_the_app_lacks_is_a_start_up_error_naming_the_f
         build_agents(load_settings({"AGENTS_PACKAGE": package, "DEFAULT_AGENT": "boss"}), RecordingChatClient())
 
     assert "boss.py" in str(raised.value) and "'asistant'" in str(raised.value)
+
+
+@pytest.mark.integration
+def test_a_streamed_parent_turn_reports_the_childs_approval_as_the_one_to_answer(offline):
+    parent = new_session()
+    headers = {**USER, "accept": "text/event-stream"}
+    body = {"message": DELEGATE, "agent": "coordinator"}
+    url = f"{offline}/sessions/{parent}/messages"
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=60) as answer:
+        events = list(read_events(answer.iter_lines()))
+
+    [(_, required)] = [(kind, data) for kind, data in events if kind == "approval_required"]
+    [asked] = events[-1][1]["approvals"]
+    assert events[-1][0] == "done" and required == {k: asked[k] for k in ("id", "name", "arguments")}
+    assert asked["name"] == "schedule_reminder" and asked["sessionId"].startswith("sub-")

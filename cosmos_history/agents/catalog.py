@@ -19,8 +19,8 @@ from agent_framework import Agent, BaseChatClient, HistoryProvider, InMemoryHist
 
 from cosmos_history.agents.arguments import ArgumentErrors
 from cosmos_history.agents.discovery import AgentLoadError, agent_modules
-from cosmos_history.domain.delegation import delegate_target
 from cosmos_history.domain.compaction import InputBudget, RunningSummary
+from cosmos_history.domain.delegation import delegate_target
 from cosmos_history.domain.errors import AgentNotFoundError, SettingsError, ValidationError
 from cosmos_history.settings import CompactionSettings, HistoryMode, ModelSettings, Settings
 

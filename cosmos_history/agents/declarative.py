@@ -114,13 +114,13 @@ def _tool(path: Path, index: int, entry: dict[str, Any], tools: Mapping[str, Any
     if entry["kind"] == "function":
         if name not in tools:
             known = ", ".join(sorted(tools)) or "none"
-            raise DeclarativeAgentError(f"{path}: tools[{index}] names {name!r}, which is not a tool of the app ({known}).")
+            raise DeclarativeAgentError(f"{path}: tools[{index}] names {name!r}, not a tool of the app ({known}).")
         return tools[name]
     if entry["kind"] == "agent":
         from cosmos_history.agents.delegate import delegate
 
         if name not in agents:
-            raise DeclarativeAgentError(f"{path}: tools[{index}] delegates to {name!r}, which is not an agent of the app.")
+            raise DeclarativeAgentError(f"{path}: tools[{index}] delegates to {name!r}, not an agent of the app.")
         return delegate(name, description=entry.get("description"))
     return _mcp_server(path, index, entry)
 

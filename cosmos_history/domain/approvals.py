@@ -79,7 +79,7 @@ def pending_requests(session: AgentSession) -> list[Content]:
 
 def pending_approvals(session: AgentSession) -> list[PendingApproval]:
     """What the session's caller answers: its own pending calls, and the pending calls of its delegations."""
-    return [approval for request in pending_requests(session) for approval in _expanded(request)]
+    return [approval for request in pending_requests(session) for approval in expanded_approvals(request)]
 
 
 def delegation_of(request: Content) -> dict[str, Any] | None:
@@ -97,7 +97,7 @@ def approval_answers(session: AgentSession, answers: Sequence[tuple[str, bool]],
         ValidationError: an id is answered twice, or a pending request is left unanswered.
     """
     requests = pending_requests(session)
-    pending = {approval.id: request for request in requests for approval in _expanded(request)}
+    pending = {approval.id: request for request in requests for approval in expanded_approvals(request)}
     decided: dict[str, bool] = {}
     for approval_id, approved in answers:
         if approval_id not in pending:
@@ -120,7 +120,8 @@ def _answer(request: Content, decided: dict[str, bool]) -> Content:
         return request.to_function_approval_response(approved=decided[request.id or ""])
     response = request.to_function_approval_response(approved=True)
     answers = {str(a["id"]): decided[str(a["id"])] for a in marker["approvals"]}
-    response.additional_properties = {**(response.additional_properties or {}), DELEGATION: {**marker, "answers": answers}}
+    properties = dict(response.additional_properties or {})
+    response.additional_properties = {**properties, DELEGATION: {**marker, "answers": answers}}
     return response
 
 
@@ -161,11 +162,12 @@ def requested_approvals(response: AgentResponse) -> list[PendingApproval]:
         approval
         for request in response.user_input_requests
         if request.type == "function_approval_request"
-        for approval in _expanded(request)
+        for approval in expanded_approvals(request)
     ]
 
 
-def _expanded(request: Content) -> list[PendingApproval]:
+def expanded_approvals(request: Content) -> list[PendingApproval]:
+    """What the caller answers for one approval request: its call, or the child approvals a delegation's stands for."""
     marker = delegation_of(request)
     if marker is None:
         return [_pending(request)]

@@ -90,7 +90,12 @@ class Turns:
         async with telemetry.traced_turn(session_id=request.session_id, user_id=caller) as trace:
             try:
                 result = await execute_turn(
-                    store, self.agents, request, guards=self.guards, sink=sink if streamed else None, delegate=self._child
+                    store,
+                    self.agents,
+                    request,
+                    guards=self.guards,
+                    sink=sink if streamed else None,
+                    delegate=self._child,
                 )
             except BaseException as error:
                 if sink is not None:

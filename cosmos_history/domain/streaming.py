@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent_framework import Message
 
-from cosmos_history.domain.approvals import json_arguments, json_result
+from cosmos_history.domain.approvals import expanded_approvals, json_arguments, json_result
 from cosmos_history.domain.events import ApprovalRequired, ModelAnswering, ToolCalled, ToolResult, TurnEvent
 from cosmos_history.domain.tool_journal import outcome_of
 
@@ -141,9 +141,8 @@ class ToolEvents:
                 events += self._announce(content.call_id)
                 events.append(ToolResult(content.call_id, json_result(content), outcome_of(content)))
             elif content.type == "function_approval_request" and content.function_call is not None:
-                call = content.function_call
-                arguments = json_arguments(call.arguments)
-                events.append(ApprovalRequired(content.id or "", call.name or "", arguments))
+                # A delegation's request stands for its child's approvals: those are what the caller answers.
+                events += [ApprovalRequired(a.id, a.name, a.arguments) for a in expanded_approvals(content)]
         return events
 
     def _call(self, content: Any) -> list[TurnEvent]:

@@ -1,0 +1,1 @@
+"""An agents package with a YAML agent (``planner.yaml``, the README's example) beside the Python ``assistant``."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from openai import OpenAI
 
 from cosmos_history import build_agents, load_settings
 from cosmos_history.adapters.memory import MemoryDatabase, MemoryReplayCache, MemorySessions, MemoryTurnLease
@@ -264,3 +265,18 @@ def test_a_streamed_parent_turn_reports_the_childs_approval_as_the_one_to_answer
     [asked] = events[-1][1]["approvals"]
     assert events[-1][0] == "done" and required == {k: asked[k] for k in ("id", "name", "arguments")}
     assert asked["name"] == "schedule_reminder" and asked["sessionId"].startswith("sub-")
+
+
+@pytest.mark.integration
+def test_the_openai_endpoint_surfaces_a_childs_approval_and_its_answer_continues_the_delegation(cosmos_env, offline):
+    client = OpenAI(base_url=f"{offline}/v1", api_key="unused", default_headers=USER)
+
+    waiting = client.responses.create(model="coordinator", input=DELEGATE)
+    [asked] = [item for item in waiting.output if item.type == "mcp_approval_request"]
+    answer = {"type": "mcp_approval_response", "approval_request_id": asked.id, "approve": True}
+    done = client.responses.create(model="coordinator", previous_response_id=waiting.id, input=[answer])
+
+    assert asked.name == "schedule_reminder" and json.loads(asked.arguments) == REMINDER
+    [call] = [item for item in done.output if item.type == "mcp_call"]
+    child = json.loads(call.output or "{}")["sessionId"]
+    assert call.name == "ask_assistant" and reminders(cosmos_env, child) == [REMINDER]

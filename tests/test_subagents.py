@@ -280,3 +280,15 @@ def test_the_openai_endpoint_surfaces_a_childs_approval_and_its_answer_continues
     [call] = [item for item in done.output if item.type == "mcp_call"]
     child = json.loads(call.output or "{}")["sessionId"]
     assert call.name == "ask_assistant" and reminders(cosmos_env, child) == [REMINDER]
+
+
+@pytest.mark.integration
+def test_deleting_a_parent_deletes_its_child_sessions(offline):
+    parent = new_session()
+    child = delegate(offline, parent)["approvals"][0]["sessionId"]
+
+    deleted = httpx.delete(f"{offline}/sessions/{parent}", headers=USER, timeout=30)
+
+    assert deleted.status_code == 204
+    assert send(offline, "GET", f"/sessions/{child}")[0] == 404
+    assert send(offline, "GET", f"/sessions/{parent}")[0] == 404

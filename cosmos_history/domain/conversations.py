@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 from cosmos_history.domain.archive import EntryPage, HistoryPage, read_entries, read_page
+from cosmos_history.domain.delegation import children_of
 from cosmos_history.domain.errors import SessionNotFoundError
 from cosmos_history.domain.modes import HistoryMode
 from cosmos_history.domain.ports import AgentCatalog, SessionRepository
@@ -48,6 +50,14 @@ async def read_entry_page(store: SessionRepository, session_id: str, *, before: 
 
 
 async def delete_session(store: SessionRepository, session_id: str) -> None:
+    """Delete the session and, first, the child sessions of its delegations (theirs too): a retry after a
+    failure finds the parent still there, naming the children left."""
+    record = await store.load(session_id)
+    if record is None:
+        raise SessionNotFoundError()
+    for child in children_of(record.session):
+        with contextlib.suppress(SessionNotFoundError):
+            await delete_session(store, child)
     if not await store.delete(session_id):
         raise SessionNotFoundError()
 

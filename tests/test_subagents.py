@@ -292,3 +292,14 @@ def test_deleting_a_parent_deletes_its_child_sessions(offline):
     assert deleted.status_code == 204
     assert send(offline, "GET", f"/sessions/{child}")[0] == 404
     assert send(offline, "GET", f"/sessions/{parent}")[0] == 404
+
+
+async def test_a_retried_delegation_with_its_idempotency_key_replays_the_childs_approval_and_its_session():
+    turns, store = memory_turns()
+    first = await turns.run(TurnRequest("p", DELEGATE, agent="coordinator", idempotency_key="k-1"), caller="u")
+
+    again = await turns.run(TurnRequest("p", DELEGATE, agent="coordinator", idempotency_key="k-1"), caller="u")
+
+    parent = await store.load("p")
+    assert again.replayed and again.approvals == first.approvals and first.approvals[0].session_id
+    assert parent is not None and children_of(parent.session) == [first.approvals[0].session_id]

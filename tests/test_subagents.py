@@ -303,3 +303,15 @@ async def test_a_retried_delegation_with_its_idempotency_key_replays_the_childs_
     parent = await store.load("p")
     assert again.replayed and again.approvals == first.approvals and first.approvals[0].session_id
     assert parent is not None and children_of(parent.session) == [first.approvals[0].session_id]
+
+
+async def test_a_service_mode_parents_children_keep_no_text_either_and_their_approvals_work():
+    turns, store = memory_turns()
+    waiting = await turns.run(TurnRequest("p", DELEGATE, mode="service", agent="coordinator"), caller="u")
+    [asked] = waiting.approvals
+
+    done = await turns.run(TurnRequest("p", "", approvals=[(asked.id, True)]), caller="u")
+
+    child = await store.load(asked.session_id or "")
+    assert child is not None and child.mode == "service" and child.session.state["reminders"] == [REMINDER]
+    assert done.status == "completed" and done.tool_calls[0].name == "ask_assistant"

@@ -31,6 +31,7 @@ from agent_framework import AgentSession, Content, FunctionInvocationContext, Fu
 from agent_framework.exceptions import UserInputRequiredException
 
 from cosmos_history.domain.approvals import DELEGATION
+from cosmos_history.domain.modes import HistoryMode
 from cosmos_history.domain.results import TurnRequest, TurnResult
 from cosmos_history.domain.tool_journal import IDEMPOTENCY_KEY
 
@@ -78,9 +79,13 @@ class Delegations(FunctionMiddleware):
     It must come after the turn's tool journal, which notes the call and hands out its idempotency key.
     """
 
-    def __init__(self, run_child: ChildTurns, *, parent_id: str, session: AgentSession, caller: str) -> None:
+    def __init__(
+        self, run_child: ChildTurns, *, parent_id: str, session: AgentSession, caller: str, mode: HistoryMode
+    ) -> None:
         self.run_child = run_child
         self.parent_id = parent_id
+        self.mode = mode
+        """The parent's history mode, which its children keep (a ``service`` parent keeps no text; nor do they)."""
         self.session = session
         self.caller = caller
 
@@ -105,7 +110,8 @@ class Delegations(FunctionMiddleware):
             request = TurnRequest(child_id, "", agent=agent, idempotency_key=key, approvals=decisions)
         else:
             child_id = child_session_id(self.parent_id, key or call_id)
-            request = TurnRequest(child_id, str(arguments.get(TASK) or ""), agent=agent, idempotency_key=key)
+            task = str(arguments.get(TASK) or "")
+            request = TurnRequest(child_id, task, mode=self.mode, agent=agent, idempotency_key=key)
         token = _depth.set(depth + 1)
         try:
             result = await self.run_child(request, self.caller)

@@ -116,8 +116,9 @@ async def _call_model(turn: PreparedTurn, sink: EventSink | None, delegate: Chil
         run["tools"] = [tool.declaration() for tool in request.client_tools]
     middleware: list[Any] = [turn.journal] if turn.journal is not None else []
     if delegate is not None:  # after the journal, which hands a delegation its idempotency key
-        record = turn.record
-        middleware.append(Delegations(delegate, parent_id=record.id, session=record.session, caller=turn.store.user_id))
+        record, caller = turn.record, turn.store.user_id
+        children = Delegations(delegate, parent_id=record.id, session=record.session, caller=caller, mode=record.mode)
+        middleware.append(children)
     if middleware:
         run["middleware"] = middleware
     if sink is None:

@@ -177,15 +177,7 @@ async def test_a_parent_whose_save_failed_after_its_childs_turn_landed_reuses_th
     [asked] = waiting.approvals
     answer = TurnRequest("p", "", approvals=[(asked.id, True)])
 
-    def failing_for_the_parent(real: Any) -> Any:
-        async def save(record: Any, **kwargs: Any) -> Any:
-            if record.id == "p":
-                raise SessionConflictError("injected: the parent's save is lost", retry_after=1)
-            return await real(record, **kwargs)
-
-        return save
-
-    with intercept(store, "save", failing_for_the_parent), pytest.raises(SessionConflictError):
+    with intercept(store, "save", failing_for("p")), pytest.raises(SessionConflictError):
         await turns.run(answer, caller="u")
     child = await store.load(asked.session_id or "")
     assert child is not None and child.session.state["reminders"] == [REMINDER]  # the child's turn landed
@@ -195,6 +187,35 @@ async def test_a_parent_whose_save_failed_after_its_childs_turn_landed_reuses_th
     child = await store.load(asked.session_id or "")
     assert done.status == "completed" and "Reminder 1 scheduled" in done.tool_calls[0].result
     assert child is not None and child.session.state["reminders"] == [REMINDER] and child.turns == 2
+
+
+async def test_a_delegation_retried_after_a_lost_save_reaches_the_same_child_though_the_model_calls_anew():
+    turns, store = memory_turns()
+    ask = TurnRequest("p", "/ask_assistant " + json.dumps({"task": "hello"}), agent="coordinator")
+
+    with intercept(store, "save", failing_for("p")), pytest.raises(SessionConflictError):
+        await turns.run(ask, caller="u")
+    done = await turns.run(ask, caller="u")  # the offline model issues the call again, with a new call id
+
+    parent = await store.load("p")
+    assert parent is not None and len(children_of(parent.session)) == 1
+    child = await store.load(children_of(parent.session)[0])
+    assert child is not None and child.turns == 1, "the child's turn was replayed, not run again"
+    assert json.loads(done.tool_calls[0].result)["sessionId"] == child.id
+
+
+def failing_for(session_id: str) -> Any:
+    """A repository's ``save`` that loses ``session_id``'s writes (as a process killed before them would)."""
+
+    def wrap(real: Any) -> Any:
+        async def save(record: Any, **kwargs: Any) -> Any:
+            if record.id == session_id:
+                raise SessionConflictError("injected: the save is lost", retry_after=1)
+            return await real(record, **kwargs)
+
+        return save
+
+    return wrap
 
 
 async def test_each_delegation_call_has_its_own_child_and_the_parent_lists_them_in_order():

@@ -197,8 +197,9 @@ async def test_a_delegation_retried_after_a_lost_save_reaches_the_same_child_tho
         await turns.run(ask, caller="u")
     done = await turns.run(ask, caller="u")  # the offline model issues the call again, with a new call id
 
-    parent = await store.load("p")
+    parent, stored = await store.load("p"), await store.list_sessions(limit=100, continuation_token=None)
     assert parent is not None and len(children_of(parent.session)) == 1
+    assert sorted(s.id for s in stored.sessions) == sorted(["p", *children_of(parent.session)]), "no second child"
     child = await store.load(children_of(parent.session)[0])
     assert child is not None and child.turns == 1, "the child's turn was replayed, not run again"
     assert json.loads(done.tool_calls[0].result)["sessionId"] == child.id

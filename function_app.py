@@ -17,8 +17,8 @@ from cosmos_history.http.calls import Call, ErrorRenderer, Handler
 
 def _handler(module: str, name: str) -> Handler:
     """The handler ``module.name``, imported on its first call: a cold start pays for the OpenAI-compatible
-    endpoint and the MCP server (and the MCP SDK) only when they are used; the native API's first request
-    needs none of them."""
+    endpoint, the MCP server, AG-UI and A2A (and their SDKs) only when they are used; the native API's first
+    request needs none of them."""
 
     async def handler(call: Call) -> Response:
         return await getattr(importlib.import_module(module), name)(call)
@@ -40,6 +40,7 @@ OPENAI = "cosmos_history.http.openai.handlers"
 OPENAI_ERRORS = _errors("cosmos_history.http.openai.objects")
 MCP = "cosmos_history.http.mcp.transport"
 AGUI = "cosmos_history.http.agui.route"
+A2A = "cosmos_history.http.a2a.transport"
 
 ROUTES = (
     Route("POST", "sessions", api.create_session_route),
@@ -62,6 +63,9 @@ ROUTES = (
     Route("POST", "mcp", _handler(MCP, "mcp_route"), errors=_errors(MCP)),
     # AG-UI (SSE): threadId is the session, a run is a turn; errors before the stream are problem+json.
     Route("POST", "ag-ui/{agent}", _handler(AGUI, "agui_route")),
+    # A2A (JSON-RPC, A2A 1.0): each agent's card, and its messages and tasks over the caller's sessions.
+    Route("GET", "a2a/{agent}/.well-known/agent-card.json", _handler(A2A, "agent_card_route")),
+    Route("POST", "a2a/{agent}", _handler(A2A, "a2a_route"), errors=_errors(A2A)),
     Route("GET", "openapi.json", api.openapi_route, public=True),
     Route("GET", "chat", api.chat_page_route, public=True),
 )

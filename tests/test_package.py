@@ -112,7 +112,8 @@ def test_the_hook_compiles_with_the_python_version_azure_runs_or_refuses() -> No
 
 def test_a_cold_import_loads_nothing_the_first_native_request_does_not_need() -> None:
     # Offline model, no telemetry, no MCP server to call: no model SDK, no credential, no exporter, no MCP
-    # SDK, and neither the OpenAI-compatible endpoint, the MCP server nor AG-UI (they load on their first call).
+    # SDK, and neither the OpenAI-compatible endpoint, the MCP server, AG-UI nor A2A (they load on their first
+    # call).
     unused = (
         "openai",
         "agent_framework_openai",
@@ -125,6 +126,9 @@ def test_a_cold_import_loads_nothing_the_first_native_request_does_not_need() ->
         "cosmos_history.http.mcp",
         "ag_ui",
         "cosmos_history.http.agui",
+        "a2a",
+        "agent_framework_a2a",
+        "cosmos_history.http.a2a",
     )
     unset = ("PYTHONPATH", "MODEL_", "MCP_", "APPLICATIONINSIGHTS_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(unset)} | {"MODEL_PROVIDER": "offline"}

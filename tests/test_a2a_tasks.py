@@ -1,0 +1,148 @@
+"""Reading A2A tasks back from a stored session (cosmos_history/http/a2a/tasks.py), on the memory adapter:
+which turn starts a task, what it holds, and that a history it cannot count never yields another turn's task;
+and the request handler never names a task after a turn another request made."""
+
+from __future__ import annotations
+
+import pytest
+from a2a.server.context import ServerCallContext
+from a2a.types import Message as A2AMessage
+from a2a.types import Part, Role, SendMessageRequest, TaskState
+from a2a.utils.errors import InvalidParamsError
+from agent_framework import Message
+from google.protobuf.json_format import MessageToDict
+
+from cosmos_history.adapters.memory import MemorySessions
+from cosmos_history.agents.catalog import build_agents
+from cosmos_history.domain.archive import history_messages
+from cosmos_history.domain.results import TurnRequest
+from cosmos_history.domain.service import Turns
+from cosmos_history.http.a2a.handler import SessionTaskHandler
+from cosmos_history.http.a2a.tasks import parse_task_id, read_task, stored_task, struct
+from cosmos_history.http.calls import Call
+from cosmos_history.settings import load_settings
+
+REMINDER = '/schedule_reminder {"text": "call Ada", "at": "2026-12-01T09:00"}'
+
+
+@pytest.fixture
+def store() -> MemorySessions:
+    return MemorySessions(user_id="ada", max_history_messages=4)
+
+
+SETTINGS = load_settings({"MODEL_PROVIDER": "offline", "HISTORY_COMPACTION": "window"})
+
+
+@pytest.fixture
+def turns(store) -> Turns:
+    return Turns(store, build_agents(SETTINGS))
+
+
+async def say(turns: Turns, text: str, **fields) -> None:
+    await turns.run(TurnRequest("s", text, **fields), caller="ada")
+
+
+def texts(task) -> list[str]:
+    return [part.text for message in task.history for part in message.parts if part.text]
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [("s:1", ("s", 1)), ("a:b:12", ("a:b", 12)), ("s:0", None), ("s:x", None), ("s", None), (":1", None)],
+)
+def test_a_task_id_names_a_session_and_a_turn_from_one(value, parsed):
+    assert parse_task_id(value) == parsed
+
+
+def test_numbers_protobuf_cannot_hold_are_sent_as_their_digits():
+    huge = 10**400
+
+    assert MessageToDict(struct({"result": [huge, 2**53, 1.5, True]})) == {"result": [str(huge), 2.0**53, 1.5, True]}
+
+
+async def test_each_message_turn_starts_a_task_and_an_approval_turn_continues_the_one_that_asked(store, turns):
+    await say(turns, "Hello")
+    waiting = await turns.run(TurnRequest("s", REMINDER), caller="ada")
+    await turns.run(TurnRequest("s", "", approvals=((waiting.approvals[0].id, True),)), caller="ada")
+    record = await store.load("s")
+
+    first, reminder, answer = [await read_task(store, record, turn) for turn in (1, 2, 3)]
+
+    assert answer is None and first is not None and reminder is not None
+    assert (first.latest, reminder.latest) == (False, True)
+    task = stored_task(reminder, record)
+    assert texts(task)[0] == REMINDER and task.status.state == TaskState.TASK_STATE_COMPLETED
+    assert task.artifacts[0].parts[0].text.endswith("Reminder 1 scheduled for 2026-12-01T09:00.")
+
+
+async def test_a_turn_of_several_user_messages_counts_once(store, turns):
+    await say(turns, "one")
+    await say(turns, "two", inputs=(Message(role="user", contents=["and a half"]),))
+    await say(turns, "three")
+    record = await store.load("s")
+
+    second, third = [stored_task(await read_task(store, record, turn), record) for turn in (2, 3)]
+
+    assert texts(second)[:2] == ["two", "and a half"] and texts(third)[0] == "three"
+
+
+async def test_turns_in_the_archive_are_read_from_it(store, turns):
+    for text in ("one", "two", "three", "four"):
+        await say(turns, text)
+    record = await store.load("s")
+    assert record.archive.count > 0
+
+    assert [texts(stored_task(await read_task(store, record, n), record))[0] for n in (1, 2, 3, 4)] == [
+        "one",
+        "two",
+        "three",
+        "four",
+    ]
+
+
+async def test_a_history_with_a_removed_archive_chunk_never_yields_another_turns_messages(store, turns):
+    words = ("one", "two", "three", "four", "five", "six")
+    for text in words:
+        await say(turns, text)
+    record = await store.load("s")
+    chunks = sorted(store.database.chunks)
+    assert len(chunks) >= 2
+    del store.database.chunks[chunks[-1]]  # as retention removes an expired chunk: a gap before the document
+
+    read = {n: await read_task(store, record, n) for n in range(1, 7)}
+
+    assert all(task is not None for task in read.values())
+    found = {n: texts(stored_task(task, record))[0] for n, task in read.items() if task.messages is not None}
+    assert found == {n: words[n - 1] for n in found} and found[6] == "six"
+    assert {n for n, task in read.items() if task.messages is None} >= {1, 2}  # before the gap: state only
+    assert {stored_task(task, record).status.state for task in read.values()} == {TaskState.TASK_STATE_COMPLETED}
+
+
+async def test_no_task_is_read_beyond_the_latest_turn_or_before_the_first(store, turns):
+    await say(turns, "one")
+    record = await store.load("s")
+
+    assert await read_task(store, record, 0) is None and await read_task(store, record, 2) is None
+
+
+class RacingTurns(Turns):
+    """The turn service, with another request's turn landing on the session right after its latest turn is read."""
+
+    async def latest_turn(self, session_id: str, *, caller: str) -> int:
+        latest = await super().latest_turn(session_id, caller=caller)
+        await self.run(TurnRequest(session_id, "meanwhile"), caller=caller)
+        return latest
+
+
+async def test_a_streamed_message_racing_another_turn_is_refused_not_named_after_that_turn(store):
+    racing = RacingTurns(store, build_agents(SETTINGS))
+    await racing.run(TurnRequest("s", "Hello"), caller="ada")
+    call = Call(None, "ada", store, racing.agents, SETTINGS, racing)  # type: ignore[arg-type]  # no HTTP here
+    sent = A2AMessage(role=Role.ROLE_USER, parts=[Part(text="Late")], message_id="m-late", context_id="s")
+    handler = SessionTaskHandler(call, "assistant", [])
+
+    with pytest.raises(InvalidParamsError, match="answered meanwhile"):
+        [event async for event in handler.on_message_send_stream(SendMessageRequest(message=sent), ServerCallContext())]
+
+    record = await store.load("s")
+    assert record.turns == 2 and "Late" not in [m.text for m in history_messages(record.session.state)]

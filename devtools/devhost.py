@@ -144,8 +144,17 @@ def create_host(app: func.FunctionApp, prefix: str = "api") -> Starlette:
             # Streamed turns whose clients left are still saving: the runtime lets them, within reason.
             await app.runtime.close()
 
+    async def unrouted(scope: Any, receive: Any, send: Any) -> None:
+        """Paths Starlette's own routing cannot match (its ``{path:path}`` stops at a newline, which a
+        percent-encoded ``%0A`` becomes) still reach the functions, as they do in the Functions host."""
+        if scope["type"] == "http":
+            response = await dispatch(Request(scope, receive))
+            await response(scope, receive, send)
+
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-    return Starlette(routes=[Route("/{path:path}", dispatch, methods=methods)], lifespan=lifespan)
+    host = Starlette(routes=[Route("/{path:path}", dispatch, methods=methods)], lifespan=lifespan)
+    host.router.default = unrouted
+    return host
 
 
 async def _invoke(function: HttpFunction, request: Request, route_params: dict[str, str]) -> Response:

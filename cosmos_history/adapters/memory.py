@@ -39,6 +39,7 @@ from cosmos_history.domain.records import (
     validate_session_id,
 )
 from cosmos_history.domain.session_store import RepositorySessionStore, check_durable
+from cosmos_history.domain.turn_records import EventBatch, StoredEvent, TurnRecord
 from cosmos_history.settings import HistoryMode
 
 _etags = itertools.count(1)
@@ -58,6 +59,10 @@ class MemoryDatabase:
     leases: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     results: dict[tuple[str, str, str], tuple[int, float, dict[str, Any]]] = field(default_factory=dict)
     responses: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
+    turns: dict[tuple[str, str, int], tuple[dict[str, Any], str]] = field(default_factory=dict)
+    event_batches: dict[tuple[str, str, int, str, int], tuple[float, list[dict[str, Any]]]] = field(
+        default_factory=dict
+    )
     clock: Callable[[], float] = time.time
 
 
@@ -164,7 +169,8 @@ class MemorySessions:
         partition = (self.user_id, session_id)
         del self.database.sessions[partition]
         self.database.leases.pop(partition, None)
-        for table in (self.database.chunks, self.database.results, self.database.responses):
+        tables: list[dict[Any, Any]] = [self.database.chunks, self.database.results, self.database.responses]
+        for table in (*tables, self.database.turns, self.database.event_batches):
             for owned in [k for k in table if k[:2] == partition]:
                 del table[owned]
         return True
@@ -262,6 +268,44 @@ class MemoryResponseLog:
 
     async def delete(self, session_id: str, user_id: str, turn: int) -> bool:
         return self._db.responses.pop((user_id, session_id, turn), None) is not None
+
+
+class MemoryTurnLog:
+    """Turn records and event batches; a batch expires ``event_ttl_seconds`` after it was written, by the
+    database's clock (Cosmos DB's ``ttl``, which the local emulator stores but never enforces)."""
+
+    def __init__(self, database: MemoryDatabase, *, event_ttl_seconds: int = 86400) -> None:
+        self._db = database
+        self.event_ttl_seconds = event_ttl_seconds
+
+    async def put(self, record: TurnRecord) -> TurnRecord:
+        record.etag = _new_etag()
+        key = (record.user_id, record.session_id, record.turn)
+        self._db.turns[key] = (copy.deepcopy(record.to_json()), record.etag)
+        return record
+
+    async def replace(self, record: TurnRecord) -> TurnRecord | None:
+        stored = self._db.turns.get((record.user_id, record.session_id, record.turn))
+        if stored is None or stored[1] != record.etag:
+            return None
+        return await self.put(record)
+
+    async def find(self, session_id: str, user_id: str, turn: int) -> TurnRecord | None:
+        stored = self._db.turns.get((user_id, session_id, turn))
+        if stored is None:
+            return None
+        return TurnRecord.from_json(session_id, user_id, copy.deepcopy(stored[0]), stored[1])
+
+    async def append(self, record: TurnRecord, batch: EventBatch) -> None:
+        key = (record.user_id, record.session_id, record.turn, record.attempt, batch.number)
+        expires = self._db.clock() + self.event_ttl_seconds
+        self._db.event_batches[key] = (expires, [event.to_json() for event in batch.events])
+
+    async def batch(self, record: TurnRecord, number: int) -> EventBatch | None:
+        stored = self._db.event_batches.get((record.user_id, record.session_id, record.turn, record.attempt, number))
+        if stored is None or stored[0] <= self._db.clock():
+            return None
+        return EventBatch(number, tuple(StoredEvent.from_json(copy.deepcopy(e)) for e in stored[1]))
 
 
 def _decode_cursor(token: str) -> tuple[str, str]:

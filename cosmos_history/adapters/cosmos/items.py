@@ -34,6 +34,8 @@ ARCHIVE_TYPE = "archive"
 LEASE_TYPE = "lease"
 IDEMPOTENCY_TYPE = "idempotency"
 RESPONSE_TYPE = "response"
+TURN_TYPE = "turn"
+EVENTS_TYPE = "events"
 
 _PLAIN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ENCODED_PREFIX = "~"
@@ -154,3 +156,11 @@ def replay_id(partition: str, key_hash: str) -> str:
 
 def response_item_id(partition: str, turn: int) -> str:
     return f"{partition}:response:{turn}"
+
+
+def turn_item_id(partition: str, turn: int) -> str:
+    return f"{partition}:turn:{turn}"
+
+
+def events_item_id(partition: str, turn: int, attempt: str, batch: int) -> str:
+    return f"{partition}:events:{turn}:{attempt}:{batch}"

@@ -12,6 +12,7 @@ from azurefunctions.extensions.http.fastapi import Response
 from cosmos_history.app import Route, create_app
 from cosmos_history.domain.errors import ProblemError
 from cosmos_history.http import handlers as api
+from cosmos_history.http import turns
 from cosmos_history.http.calls import Call, ErrorRenderer, Handler
 
 
@@ -50,6 +51,9 @@ ROUTES = (
     Route("POST", "sessions/{id}/messages", api.post_message_route),
     Route("GET", "sessions/{id}/messages", api.list_messages_route),
     Route("POST", "sessions/{id}/approvals", api.post_approvals_route),
+    Route("GET", "sessions/{id}/turns/{turn}", turns.get_turn_route),
+    Route("GET", "sessions/{id}/turns/{turn}/events", turns.turn_events_route),
+    Route("POST", "sessions/{id}/turns/{turn}/cancel", turns.cancel_turn_route),
     Route("GET", "agents", api.list_agents_route),
     Route("GET", "health", api.health_route),
     # The OpenAI Responses-compatible endpoint: base_url .../api/v1 for the openai SDKs.

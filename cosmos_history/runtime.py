@@ -23,12 +23,14 @@ from cosmos_history.adapters.cosmos.idempotency import CosmosReplayCache
 from cosmos_history.adapters.cosmos.lease import CosmosTurnLease
 from cosmos_history.adapters.cosmos.responses import CosmosResponseLog
 from cosmos_history.adapters.cosmos.sessions import CosmosSessions
+from cosmos_history.adapters.cosmos.turns import CosmosTurnLog
 from cosmos_history.agents.catalog import Agents, build_agents
 from cosmos_history.domain.errors import AgentsUnavailableError, SettingsError
 from cosmos_history.domain.ports import ResponseLog, SessionRepository
 from cosmos_history.domain.service import Turns
 from cosmos_history.domain.supervisor import TurnSupervisor
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards
+from cosmos_history.domain.turn_records import TurnLog
 from cosmos_history.settings import Settings
 from cosmos_history.telemetry import configure_telemetry
 
@@ -47,6 +49,8 @@ class Runtime:
     """Recreates the database and container; ``None`` where the app may not create them (Azure RBAC)."""
     responses: ResponseLog | None = None
     """Stored objects of the OpenAI-compatible endpoint; ``None`` keeps none (it then stores no turn)."""
+    turn_log: TurnLog | None = None
+    """Records and events of streamed (and queued) turns; ``None`` keeps none (they are then not addressable)."""
     _repairing: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     supervisor: TurnSupervisor = field(default_factory=TurnSupervisor, repr=False)
     """The turns (and the work that follows them) running in this runtime; drained as the host shuts down."""
@@ -54,7 +58,15 @@ class Runtime:
     """The one turn service every trigger and protocol calls, built once from the store, agents and guards."""
 
     def __post_init__(self) -> None:
-        self.turns = Turns(self.store, self.agents, self.guards, supervisor=self.supervisor)
+        self.turns = Turns(
+            self.store,
+            self.agents,
+            self.guards,
+            supervisor=self.supervisor,
+            log=self.turn_log,
+            flush_seconds=self.settings.events_flush_ms / 1000,
+            poll_seconds=self.settings.events_poll_ms / 1000,
+        )
 
     async def recover(self, error: BaseException) -> None:
         """Give the runtime a chance to mend what made a request fail: a database or container deleted
@@ -101,7 +113,12 @@ async def build_runtime(
     repair = functools.partial(ensure_container, cosmos, settings.cosmos) if settings.cosmos.key else None
     responses = CosmosResponseLog(container, ttl_seconds=settings.session_ttl_seconds)
     owner = cosmos if owned else None
-    return Runtime(settings, store, agents, guards, cosmos_client=owner, repair=repair, responses=responses)
+    turn_log = CosmosTurnLog(
+        container, ttl_seconds=settings.session_ttl_seconds, event_ttl_seconds=settings.events_ttl_seconds
+    )
+    return Runtime(
+        settings, store, agents, guards, cosmos_client=owner, repair=repair, responses=responses, turn_log=turn_log
+    )
 
 
 def session_services(container: ContainerProxy, settings: Settings) -> tuple[CosmosSessions, TurnGuards]:

@@ -64,6 +64,9 @@ SETTING_NAMES: dict[str, str] = {
     "TURN_LEASE_SECONDS": "Length of a turn's session lease, renewed every third of it while the turn runs; a "
     "crashed turn's lease runs out after it (default 10, at least 3).",
     "IDEMPOTENCY_TTL_SECONDS": "How long Idempotency-Key results are kept for replay (default 86400).",
+    "EVENTS_FLUSH_MS": "How often a streamed turn stores its buffered events, in ms (default 1000, at least 50).",
+    "EVENTS_POLL_MS": "How often a resumed stream looks for a running turn's next events, ms (default 500, min 50).",
+    "EVENTS_TTL_SECONDS": "How long a streamed turn's stored events are kept for resuming (default 86400).",
     "LOCAL_DEV_ALLOW_ANONYMOUS": "Local development only: let anonymous-level calls through without Easy Auth.",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "Application Insights connection string; unset exports no telemetry.",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=AAD[;ClientId=<id>]: export with the managed identity.",
@@ -141,6 +144,9 @@ class Settings:
     turn_timeout_seconds: int = 120
     turn_lease_seconds: int = 10
     idempotency_ttl_seconds: int = 86400
+    events_flush_ms: int = 1000
+    events_poll_ms: int = 500
+    events_ttl_seconds: int = 86400
     local_dev_allow_anonymous: bool = False
     log_level: LogLevel | None = None
     """``None`` leaves the loggers at the level the host gives them."""
@@ -192,6 +198,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         turn_lease_seconds=_at_least(3, _positive_int(env, "TURN_LEASE_SECONDS"), "TURN_LEASE_SECONDS")
         or defaults.turn_lease_seconds,
         idempotency_ttl_seconds=_positive_int(env, "IDEMPOTENCY_TTL_SECONDS") or defaults.idempotency_ttl_seconds,
+        events_flush_ms=_at_least(50, _positive_int(env, "EVENTS_FLUSH_MS"), "EVENTS_FLUSH_MS")
+        or defaults.events_flush_ms,
+        events_poll_ms=_at_least(50, _positive_int(env, "EVENTS_POLL_MS"), "EVENTS_POLL_MS") or defaults.events_poll_ms,
+        events_ttl_seconds=_positive_int(env, "EVENTS_TTL_SECONDS") or defaults.events_ttl_seconds,
         local_dev_allow_anonymous=_boolean(env, "LOCAL_DEV_ALLOW_ANONYMOUS"),
         log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "info") if "LOG_LEVEL" in env else None,
         telemetry=_load_telemetry_settings(env),

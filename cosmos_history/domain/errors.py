@@ -26,6 +26,8 @@ class ErrorKind(StrEnum):
     """The request is well formed, but the session's state refuses it now (another turn, another version)."""
     UNPROCESSABLE = "unprocessable"
     """The request is well formed, but its content cannot be used."""
+    GONE = "gone"
+    """What was asked for existed and has passed its retention."""
     TOO_LARGE = "too_large"
     UNSUPPORTED_MEDIA = "unsupported_media"
     UPSTREAM_FAILED = "upstream_failed"
@@ -320,3 +322,58 @@ class StoreAccessError(StoreUnavailableError):
     title = "Session store access denied"
     slug = "store-access-denied"
     log_each: ClassVar[bool] = False
+
+
+class TurnNotFoundError(ProblemError):
+    """The caller's session has no such turn (or keeps no record of what was asked about it)."""
+
+    kind = ErrorKind.NOT_FOUND
+    title = "Turn not found"
+    slug = "turn-not-found"
+
+
+class TurnFinishedError(ProblemError):
+    """A cancel arrived for a turn that had already ended: nothing is left to stop."""
+
+    kind = ErrorKind.CONFLICT
+    title = "Turn already finished"
+    slug = "turn-finished"
+
+
+class TurnCancelledError(ProblemError):
+    """The turn was stopped by a cancel request: its number is used up, the conversation is as before it."""
+
+    kind = ErrorKind.CONFLICT
+    title = "Turn cancelled"
+    slug = "turn-cancelled"
+
+
+class EventsGoneError(ProblemError):
+    """The turn's stored events passed their retention (``EVENTS_TTL_SECONDS``); the turn itself is still readable."""
+
+    kind = ErrorKind.GONE
+    title = "Turn events expired"
+    slug = "events-gone"
+
+
+class TurnLostError(ProblemError):
+    """A turn's process stopped (a crash, a scale-in) before the turn ended: nothing of it was saved."""
+
+    kind = ErrorKind.UNAVAILABLE
+    title = "Turn lost"
+    slug = "turn-lost"
+
+
+def error_fields(error: BaseException) -> dict[str, Any]:
+    """How a turn's error is stored (in its record and its ``error`` event), in no protocol's words: each edge
+    renders it (:func:`cosmos_history.http.responses.stored_problem`). Anything but a :class:`ProblemError` is
+    stored as an internal error, its text never."""
+    if not isinstance(error, ProblemError):
+        error = ProblemError("The server failed to handle this request.")
+    return {
+        "kind": error.kind.value,
+        "slug": error.slug,
+        "title": error.title,
+        "detail": error.detail,
+        "extensions": dict(error.extensions),
+    }

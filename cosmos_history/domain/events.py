@@ -16,6 +16,17 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class TurnStarted:
+    """The turn passed its checks and holds the session (or is a replay): its number is known. Shown by no stream."""
+
+    session_id: str
+    turn: int
+    mode: str
+    agent: str | None
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
 class ModelAnswering:
     """The model's first update arrived (it may carry nothing to show yet): the turn's checks all passed."""
 
@@ -68,8 +79,15 @@ class TurnFailed:
     error: BaseException
 
 
-TurnEvent = ModelAnswering | TextDelta | ToolCalled | ToolResult | ApprovalRequired | TurnCompleted | TurnFailed
+TurnEvent = (
+    TurnStarted | ModelAnswering | TextDelta | ToolCalled | ToolResult | ApprovalRequired | TurnCompleted | TurnFailed
+)
 """Every event a turn publishes."""
+
+
+def shown(event: TurnEvent) -> bool:
+    """Whether a stream shows ``event`` (and numbers it): all but the turn's start and the model's first update."""
+    return not isinstance(event, TurnStarted | ModelAnswering)
 
 
 class EventSink(Protocol):

@@ -8,11 +8,16 @@ Nothing but this module calls into :mod:`cosmos_history.domain.turn`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cosmos_history import telemetry
+from cosmos_history.domain import turn_reads
+from cosmos_history.domain.cancel import TurnControl
 from cosmos_history.domain.client_tools import ClientTool, check_tool_names
+from cosmos_history.domain.event_log import TurnRecorder
 from cosmos_history.domain.events import EventSink, Fanout, TurnCompleted, TurnFailed
 from cosmos_history.domain.modes import HistoryMode
 from cosmos_history.domain.ports import AgentCatalog, SessionRepository
@@ -20,6 +25,7 @@ from cosmos_history.domain.results import TurnRequest, TurnResult
 from cosmos_history.domain.streaming import TurnStream
 from cosmos_history.domain.supervisor import TurnSupervisor
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards, execute_turn
+from cosmos_history.domain.turn_records import StoredEvent, TurnLog
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,12 @@ class Turns:
     guards: TurnGuards = NO_GUARDS
     events: EventSink | None = None
     supervisor: TurnSupervisor = field(default_factory=TurnSupervisor)
+    log: TurnLog | None = None
+    """Where streamed turns keep their records and events (``None``: nowhere; they are then not addressable)."""
+    flush_seconds: float = 1.0
+    """How often a streamed turn's buffered events are stored (and its cancel flag looked at)."""
+    poll_seconds: float = 0.5
+    """How often a follower of a turn running elsewhere looks for its next stored batch."""
 
     def sessions_of(self, caller: str) -> SessionRepository:
         """The caller's view of the sessions: the repository itself when it is already theirs."""
@@ -75,8 +87,15 @@ class Turns:
         is written once, after the stream completed. A replayed turn streams its stored reply as one piece.
         """
         stream = TurnStream()
-        sink = stream if self.events is None else Fanout([stream, self.events])
-        stream.start(self._turn(request, caller, sink, streamed=True), self.supervisor, session_id=request.session_id)
+        control = TurnControl(self.supervisor)
+        sinks: list[EventSink] = [stream]
+        if self.log is not None and request.store:
+            sinks.append(self._recorder(caller, control))
+        if self.events is not None:
+            sinks.append(self.events)
+        sink = stream if len(sinks) == 1 else Fanout(sinks)
+        turn = self._turn(request, caller, sink, streamed=True, control=control)
+        stream.start(turn, self.supervisor, session_id=request.session_id)
         await stream.started()
         return stream
 
@@ -84,7 +103,49 @@ class Turns:
         """A sub-agent's turn in its child session (see :mod:`cosmos_history.domain.delegation`)."""
         return await self.run(request, caller=caller)
 
-    async def _turn(self, request: TurnRequest, caller: str, sink: EventSink | None, *, streamed: bool) -> TurnResult:
+    def _recorder(self, caller: str, control: TurnControl) -> TurnRecorder:
+        assert self.log is not None
+        timeout = self.guards.model_timeout_seconds or 0
+        lease = self.guards.lease.seconds if self.guards.lease is not None else 0
+        return TurnRecorder(
+            self.log,
+            user_id=caller,
+            control=control,
+            flush_seconds=self.flush_seconds,
+            # Past this a turn still in progress was lost with its process (its lease ran out too).
+            deadline_seconds=timeout + 2 * lease + 10 * self.flush_seconds + 30,
+        )
+
+    async def read_turn(self, session_id: str, turn: int, *, caller: str) -> dict[str, Any]:
+        """The caller's turn in the turn answer's shape plus ``status`` (see :func:`turn_reads.read_turn`)."""
+        return await turn_reads.read_turn(self.sessions_of(caller), self.log, session_id, turn)
+
+    async def follow(self, session_id: str, turn: int, *, caller: str, after: int) -> AsyncIterator[StoredEvent]:
+        """The turn's stored events after ``after``, then its live ones to its end (see :func:`turn_reads.follow`).
+
+        Raises (before the first event): TurnNotFoundError, EventsGoneError, SessionNotFoundError."""
+        record = await turn_reads.streamed_record(self.sessions_of(caller), self.log, session_id, turn)
+        assert self.log is not None
+        return turn_reads.follow(self.log, record, after=after, poll_seconds=self.poll_seconds)
+
+    async def cancel(self, session_id: str, turn: int, *, caller: str) -> dict[str, Any]:
+        """Stop the caller's queued or running turn (see :func:`turn_reads.cancel`).
+
+        Raises: TurnNotFoundError, TurnFinishedError (it had ended)."""
+        stop_here = functools.partial(self.supervisor.cancel_turn, (caller, session_id, turn))
+        return await turn_reads.cancel(
+            self.sessions_of(caller), self.log, session_id, turn, stop_here=stop_here, poll_seconds=self.poll_seconds
+        )
+
+    async def _turn(
+        self,
+        request: TurnRequest,
+        caller: str,
+        sink: EventSink | None,
+        *,
+        streamed: bool,
+        control: TurnControl | None = None,
+    ) -> TurnResult:
         """One traced turn; ``sink`` hears its events (all of them when ``streamed``, else how it ended)."""
         store = self.sessions_of(caller)
         async with telemetry.traced_turn(session_id=request.session_id, user_id=caller) as trace:
@@ -96,6 +157,7 @@ class Turns:
                     guards=self.guards,
                     sink=sink if streamed else None,
                     delegate=self._child,
+                    control=control,
                 )
             except BaseException as error:
                 if sink is not None:

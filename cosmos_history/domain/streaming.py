@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 from agent_framework import Message
 
 from cosmos_history.domain.approvals import expanded_approvals, json_arguments, json_result
-from cosmos_history.domain.events import ApprovalRequired, ModelAnswering, ToolCalled, ToolResult, TurnEvent
+from cosmos_history.domain.events import (
+    ApprovalRequired,
+    ModelAnswering,
+    ToolCalled,
+    ToolResult,
+    TurnEvent,
+    TurnStarted,
+)
 from cosmos_history.domain.tool_journal import outcome_of
 
 if TYPE_CHECKING:
@@ -39,6 +46,8 @@ class TurnStream:
         self._first_update: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._answering = False
         self._task: asyncio.Task[TurnResult] | None = None
+        self.turn: int | None = None
+        """The turn's number, known once it started (before :meth:`started` returns for a turn that runs)."""
 
     def start(self, turn: Coroutine[Any, Any, TurnResult], supervisor: TurnSupervisor, *, session_id: str) -> None:
         self._task = supervisor.start(self._run(turn), name="streamed turn", session_id=session_id)
@@ -52,6 +61,9 @@ class TurnStream:
 
     async def publish(self, event: TurnEvent) -> None:
         """One event of the turn (:class:`~cosmos_history.domain.events.EventSink`)."""
+        if isinstance(event, TurnStarted):
+            self.turn = event.turn
+            return
         if isinstance(event, ModelAnswering):
             self._answering = True
             self._signal_started()
@@ -78,7 +90,9 @@ class TurnStream:
         return task.result().replayed
 
     async def events(self) -> AsyncIterator[TurnEvent]:
-        """The turn's events as they arrive; the :class:`TextDelta` texts add up to the reply exactly once."""
+        """The turn's events as they arrive; the :class:`TextDelta` texts add up to the reply exactly once.
+        They are the events streams show (:func:`~cosmos_history.domain.events.shown`): the n-th is event n
+        of the turn's stored events too."""
         while (event := await self._events.get()) is not None:
             yield event
 

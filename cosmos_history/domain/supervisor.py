@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from cosmos_history.domain.cancel import TurnControl
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +26,7 @@ class TurnSupervisor:
 
     def __init__(self) -> None:
         self._running: dict[asyncio.Task[Any], str | None] = {}
+        self._controls: dict[tuple[str, str, int], TurnControl] = {}
 
     def start(self, work: Coroutine[Any, Any, _T], *, name: str, session_id: str | None = None) -> asyncio.Task[_T]:
         """Run ``work`` in a task of its own, held until it ends whoever reads it."""
@@ -41,6 +45,22 @@ class TurnSupervisor:
         for task in tasks:
             task.cancel()
         return len(tasks)
+
+    def register(self, key: tuple[str, str, int], control: TurnControl) -> None:
+        """A running turn's stop switch, by ``(user id, session id, turn)``."""
+        self._controls[key] = control
+
+    def unregister(self, key: tuple[str, str, int], control: TurnControl) -> None:
+        if self._controls.get(key) is control:
+            del self._controls[key]
+
+    def cancel_turn(self, key: tuple[str, str, int]) -> bool:
+        """Stop the turn ``key`` if it runs here; returns whether it was running here."""
+        control = self._controls.get(key)
+        if control is None:
+            return False
+        control.cancel()
+        return True
 
     async def drain(self) -> None:
         """Wait for every running task (bound it with ``asyncio.timeout``: cancelling the wait leaves them running)."""

@@ -31,6 +31,7 @@ from cosmos_history.domain.approvals import (
     tool_calls,
     with_unknown,
 )
+from cosmos_history.domain.cancel import TurnControl, stop_turn
 from cosmos_history.domain.client_tools import check_outputs, client_calls, remember_client_calls
 from cosmos_history.domain.compaction import refresh_summary
 from cosmos_history.domain.delegation import ChildTurns, Delegations
@@ -46,7 +47,7 @@ from cosmos_history.domain.errors import (
     SessionNotFoundError,
     TurnNotReachedError,
 )
-from cosmos_history.domain.events import EventSink, ModelAnswering, TextDelta
+from cosmos_history.domain.events import EventSink, ModelAnswering, TextDelta, TurnStarted
 from cosmos_history.domain.heartbeat import keep_renewed
 from cosmos_history.domain.model_errors import model_call_error
 from cosmos_history.domain.modes import HistoryMode
@@ -80,28 +81,38 @@ async def execute_turn(
     guards: TurnGuards,
     sink: EventSink | None = None,
     delegate: ChildTurns | None = None,
+    control: TurnControl | None = None,
 ) -> TurnResult:
     """The one turn skeleton: prepare (load, checks, replay, lease), call the model, save.
 
     With a ``sink`` the model's reply streams into it as typed events as it is written; the session is
-    saved the same way. ``delegate`` runs the turns of the agent's delegation tools (sub-agents).
+    saved the same way. ``delegate`` runs the turns of the agent's delegation tools (sub-agents). A ``control``
+    can stop the turn while the model and its tools work (:mod:`.cancel`).
     """
     turn = await prepare_turn(store, agents, request, guards=guards)
     if isinstance(turn, TurnResult):
         if sink is not None:
+            await sink.publish(TurnStarted(turn.session_id, turn.turn, turn.mode, turn.agent, replayed=True))
             await sink.publish(ModelAnswering())
             if turn.reply:
                 await sink.publish(TextDelta(turn.reply))
         return turn
+    working = control.working() if control is not None else contextlib.nullcontext()
     try:
+        if sink is not None:
+            record = turn.record
+            await sink.publish(TurnStarted(record.id, record.turns + 1, record.mode, record.agent))
         with telemetry.phase("model"):
             async with turn.holding_lease(), asyncio.timeout(guards.model_timeout_seconds):
-                if turn.record.mode == "local":
-                    await refresh_summary(
-                        turn.record, store.archive, turn.agent.client, agents.compaction, turn.summary_prompt
-                    )
-                response = await _call_model(turn, sink, delegate)
+                with working:
+                    if turn.record.mode == "local":
+                        await refresh_summary(
+                            turn.record, store.archive, turn.agent.client, agents.compaction, turn.summary_prompt
+                        )
+                    response = await _call_model(turn, sink, delegate)
     except BaseException as error:  # any failure of the model call: nothing has been written
+        if control is not None and control.stopped(error):
+            raise await stop_turn(turn) from None
         await turn.abandon()
         raise model_call_error(error, turn.record) from error
     telemetry.note_model_response(response)

@@ -88,7 +88,7 @@ class TurnRecord:
     result: dict[str, Any] | None = None
     """The turn's answer (the turn answer's JSON, without ``status``) once it completed or awaits approval."""
     error: dict[str, Any] | None = None
-    """Why it failed or was cancelled: the problem fields (``type`` slug, ``title``, ``status``, ``detail``)."""
+    """Why it failed or was cancelled (:func:`~cosmos_history.domain.errors.error_fields`)."""
     cancel_requested: bool = False
     batches: int = 0
     """Event batches stored so far (all of them once the turn ended)."""
@@ -132,7 +132,7 @@ class TurnRecord:
         }
         body["status"] = status
         if status in ("failed", "cancelled"):
-            body["reason"] = self.reason or "The turn's process stopped before it ended (it was not saved)."
+            body["reason"] = self.reason or "The turn's process stopped before the turn ended; nothing of it was saved."
         return body
 
     def to_json(self) -> dict[str, Any]:

@@ -81,7 +81,8 @@ async def post_approvals_route(call: Call) -> Response:
 async def _turn_response(call: Call, stream: bool, **turn: Any) -> Response:
     request = TurnRequest(call.session_id(), idempotency_key=call.idempotency_key(), **turn)
     if wants_event_stream(call.request, stream):
-        return event_stream_response(await call.turns.stream(request, caller=call.user_id))
+        stream = await call.turns.stream(request, caller=call.user_id)
+        return event_stream_response(stream, location=f"/api/sessions/{request.session_id}/turns")
     result = await call.turns.run(request, caller=call.user_id)
     return json_response(turn_json(result), headers={"Idempotent-Replayed": "true"} if result.replayed else None)
 

@@ -26,6 +26,7 @@ HTTP_STATUS: dict[ErrorKind, int] = {
     ErrorKind.NOT_FOUND: 404,
     ErrorKind.NOT_SUPPORTED: 405,
     ErrorKind.CONFLICT: 409,
+    ErrorKind.GONE: 410,
     ErrorKind.TOO_LARGE: 413,
     ErrorKind.UNSUPPORTED_MEDIA: 415,
     ErrorKind.UNPROCESSABLE: 422,
@@ -127,6 +128,17 @@ def problem_body(error: ProblemError) -> dict[str, Any]:
         "title": error.title,
         "status": http_status(error),
         "detail": error.detail,
+    }
+
+
+def stored_problem(fields: dict[str, Any]) -> dict[str, Any]:
+    """The problem document of an error as a turn stored it (:func:`~cosmos_history.domain.errors.error_fields`)."""
+    return {
+        **fields.get("extensions", {}),
+        "type": PROBLEM_TYPE_BASE + fields["slug"],
+        "title": fields["title"],
+        "status": HTTP_STATUS.get(ErrorKind(fields["kind"]), 500),
+        "detail": fields["detail"],
     }
 
 

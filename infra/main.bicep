@@ -138,6 +138,15 @@ param turnLeaseSeconds string = ''
 @description('IDEMPOTENCY_TTL_SECONDS: how long Idempotency-Key results are kept; empty: 86400.')
 param idempotencyTtlSeconds string = ''
 
+@description('EVENTS_FLUSH_MS: how often a streamed turn stores its buffered events; empty: 1000.')
+param eventsFlushMs string = ''
+
+@description('EVENTS_POLL_MS: how often a resumed stream looks for a running turn\'s next events; empty: 500.')
+param eventsPollMs string = ''
+
+@description('EVENTS_TTL_SECONDS: how long a streamed turn\'s stored events are kept; empty: 86400.')
+param eventsTtlSeconds string = ''
+
 @description('ENABLE_SENSITIVE_DATA: true records message text in model spans (development deployments only).')
 param enableSensitiveData bool = false
 
@@ -292,6 +301,9 @@ module functionApp 'app/function-app.bicep' = {
     turnTimeoutSeconds: turnTimeoutSeconds
     turnLeaseSeconds: turnLeaseSeconds
     idempotencyTtlSeconds: idempotencyTtlSeconds
+    eventsFlushMs: eventsFlushMs
+    eventsPollMs: eventsPollMs
+    eventsTtlSeconds: eventsTtlSeconds
     enableSensitiveData: enableSensitiveData
     logLevel: logLevel
     mcpServerUrl: mcpServerUrl

@@ -45,6 +45,11 @@ class RecordingChatClient(FunctionInvocationLayer[Any], BaseChatClient[Any]):
         """When set, a request ending with the user's message is answered with this call of the agent's tool."""
         self.tool_call_always = False
         """With ``tool_call``: answer every request with the call, tool results included (a runaway model)."""
+        self.pause_after: int | None = None
+        """When set, a streamed reply stops after this many words until ``resume`` is set (a slow model mid-reply)."""
+        self.paused = asyncio.Event()
+        """Set when a streamed reply has paused at ``pause_after``."""
+        self.resume = asyncio.Event()
 
     def reset(self) -> None:
         """Forget every call and every setting a test made: the next test starts with a model that answers
@@ -60,6 +65,9 @@ class RecordingChatClient(FunctionInvocationLayer[Any], BaseChatClient[Any]):
         self.entered = asyncio.Event()
         self.tool_call = None
         self.tool_call_always = False
+        self.pause_after = None
+        self.paused = asyncio.Event()
+        self.resume = asyncio.Event()
 
     def texts(self, call: int = -1) -> list[tuple[str, str]]:
         return [(m.role, m.text) for m in self.calls[call]]
@@ -100,6 +108,9 @@ class RecordingChatClient(FunctionInvocationLayer[Any], BaseChatClient[Any]):
         await self._wait_at_gate()
         words = text.split(" ")
         for index, word in enumerate(words):
+            if index == self.pause_after:
+                self.paused.set()
+                await self.resume.wait()
             if self.delay:
                 await asyncio.sleep(self.delay)
             if self.fail_with is not None and index >= self.fail_after:

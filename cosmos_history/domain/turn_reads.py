@@ -48,15 +48,16 @@ async def read_turn(store: SessionRepository, log: TurnLog | None, session_id: s
         SessionNotFoundError: the caller has no such session. TurnNotFoundError: it has no such turn.
     """
     record = await log.find(session_id, store.user_id, turn) if log is not None and turn > 0 else None
-    if record is not None and record.status in ("queued", "completed", "awaiting_approval", "cancelled"):
-        return record.answer_json(time.time())
+    now = time.time()
+    if record is not None and record.status != "failed" and not record.lost(now):
+        return record.answer_json(now)
     # A record that failed (or was lost) describes an attempt that saved nothing: a later plain turn may
     # have taken its number, and then the session knows better.
     session = await store.load(session_id)
+    if record is not None and (session is None or turn > session.turns):
+        return record.answer_json(now)
     if session is None:
         raise SessionNotFoundError()
-    if record is not None and turn > session.turns:
-        return record.answer_json(time.time())
     if not 1 <= turn <= session.turns:
         raise TurnNotFoundError(_no_turn(session, turn))
     return plain_turn_json(session, turn)
@@ -79,6 +80,7 @@ def plain_turn_json(session: SessionRecord, turn: int) -> dict[str, Any]:
         "toolCalls": [],
         "approvals": [approval.to_json() for approval in waiting],
         "status": "awaiting_approval" if waiting else "completed",
+        "reason": None,
         "recorded": False,
     }
 
@@ -163,7 +165,7 @@ async def cancel(
     """Cancel the caller's queued or running turn: a queued one at once; a running one through the runtime
     when it runs here (``stop_here``) and through the flag on its record for any other instance, waiting up
     to :data:`CANCEL_WAIT_SECONDS` for it to stop. Returns the turn; ``status`` is still ``in_progress``
-    (with ``cancelRequested``) when it has not stopped by then.
+    when it has not stopped by then (its flag stays set: it stops at its next beat).
 
     Raises:
         SessionNotFoundError, TurnNotFoundError: no such turn (a plain turn keeps no record: it cannot be
@@ -205,4 +207,4 @@ async def _wait_until_stopped(
         await asyncio.sleep(poll_seconds)
         current = await log.find(record.session_id, record.user_id, record.turn)
     current = current or record
-    return current.answer_json(clock()) | ({} if current.finished else {"cancelRequested": True})
+    return current.answer_json(clock())

@@ -118,7 +118,8 @@ class TurnRecord:
         return replace(self, status=status, updated_at=utc_now(), **changes)
 
     def answer_json(self, now: float) -> dict[str, Any]:
-        """The turn answer's shape plus ``status`` (and ``reason`` when it failed or was cancelled)."""
+        """The turn answer's shape plus ``status``, ``reason`` (why it failed or was cancelled, else ``None``)
+        and ``recorded`` (true: the answer comes from this record)."""
         status: TurnStatus = "failed" if self.lost(now) else self.status
         body: dict[str, Any] = {
             "sessionId": self.session_id,
@@ -131,8 +132,10 @@ class TurnRecord:
             **(self.result or {}),
         }
         body["status"] = status
+        body["reason"] = None
         if status in ("failed", "cancelled"):
             body["reason"] = self.reason or "The turn's process stopped before the turn ended; nothing of it was saved."
+        body["recorded"] = True
         return body
 
     def to_json(self) -> dict[str, Any]:

@@ -118,6 +118,15 @@ param turnLeaseSeconds string
 @description('IDEMPOTENCY_TTL_SECONDS.')
 param idempotencyTtlSeconds string
 
+@description('EVENTS_FLUSH_MS.')
+param eventsFlushMs string
+
+@description('EVENTS_POLL_MS.')
+param eventsPollMs string
+
+@description('EVENTS_TTL_SECONDS.')
+param eventsTtlSeconds string
+
 @description('ENABLE_SENSITIVE_DATA (development deployments only).')
 param enableSensitiveData bool
 
@@ -180,6 +189,9 @@ var requiredSettings = {
   TURN_TIMEOUT_SECONDS: turnTimeoutSeconds
   TURN_LEASE_SECONDS: turnLeaseSeconds
   IDEMPOTENCY_TTL_SECONDS: idempotencyTtlSeconds
+  EVENTS_FLUSH_MS: eventsFlushMs
+  EVENTS_POLL_MS: eventsPollMs
+  EVENTS_TTL_SECONDS: eventsTtlSeconds
   ENABLE_SENSITIVE_DATA: string(enableSensitiveData)
   LOG_LEVEL: logLevel
   AzureFunctionsJobHost__logging__logLevel__Function: hostLogLevels[logLevel]

@@ -6,6 +6,8 @@
 Type a message and press Enter. Commands: ``/new`` (a new session), ``/history`` (the stored
 messages), ``/quit`` (or end of input); any other line goes to the agent (the offline model calls a tool
 for ``/<tool> {"arg": "value"}``). When the agent asks to run a tool that needs approval, answer y or n.
+A reply whose stream breaks (a dropped connection) is resumed where it stopped: the turn goes on on the
+server, and its missing events are read from ``GET /api/sessions/{id}/turns/{turn}/events``.
 Without ``--session`` the server chooses a new session id. ``--agent`` names the agent new sessions talk to
 (``GET /api/agents`` lists them; without it, the app's default agent).
 """
@@ -63,11 +65,55 @@ class ChatClient:
         return self._turn(f"/sessions/{session_id}/approvals", {"approvals": answers})
 
     def _turn(self, path: str, body: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+        """The turn's events; a stream that breaks before its ``done`` or ``error`` is resumed where it stopped
+        (``GET .../turns/{turn}/events`` with ``Last-Event-ID``: the turn goes on on the server meanwhile)."""
+        last = Resume()
         with self.http.stream("POST", path, json=body, headers={"accept": "text/event-stream"}) as response:
             if response.status_code != 200:
                 response.read()
                 _raise_for_problem(response)
-            yield from read_events(response.iter_lines())
+            last.location = response.headers.get("content-location")
+            try:
+                yield from last.track(response.iter_lines())
+            except httpx.TransportError:
+                if last.location is None or last.finished:
+                    raise
+        yield from self._resume(last)
+
+    def _resume(self, last: Resume) -> Iterator[tuple[str, Any]]:
+        for _ in range(RESUME_ATTEMPTS):
+            if last.finished or last.location is None:
+                return
+            url = last.location.removeprefix("/api") + "/events"
+            try:
+                with self.http.stream("GET", url, headers={"last-event-id": last.event_id or "0"}) as response:
+                    if response.status_code != 200:
+                        response.read()
+                        _raise_for_problem(response)
+                    yield from last.track(response.iter_lines())
+            except httpx.TransportError:
+                continue
+        if not last.finished:
+            raise ProblemAnswer(f"The stream broke {RESUME_ATTEMPTS} times; the turn goes on at {last.location}.")
+
+
+RESUME_ATTEMPTS = 5
+"""Reconnections of one turn's stream before the client gives up (the turn itself goes on)."""
+
+
+class Resume:
+    """Where a turn's stream got to: its address, the id of the last event read, and whether it ended."""
+
+    def __init__(self) -> None:
+        self.location: str | None = None
+        self.event_id: str | None = None
+        self.finished = False
+
+    def track(self, lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
+        for event_id, event, data in read_sse(lines):
+            self.event_id = event_id or self.event_id
+            self.finished = event in ("done", "error")
+            yield event, data
 
 
 class ProblemAnswer(Exception):
@@ -87,18 +133,26 @@ def _raise_for_problem(response: httpx.Response) -> None:
 
 def read_events(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
     """Parse Server-Sent Events: ``event:`` names the event, ``data:`` lines carry its JSON."""
-    event, data = "message", []
+    for _, event, data in read_sse(lines):
+        yield event, data
+
+
+def read_sse(lines: Iterator[str]) -> Iterator[tuple[str | None, str, Any]]:
+    """Server-Sent Events as ``(id, event, data)``: ``id:`` (``None`` when absent), ``event:``, JSON ``data:``."""
+    event_id, event, data = None, "message", []
     for line in lines:
         if not line:
             if data:
-                yield event, json.loads("\n".join(data))
-            event, data = "message", []
+                yield event_id, event, json.loads("\n".join(data))
+            event_id, event, data = None, "message", []
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
         elif line.startswith("event:"):
             event = line[6:].strip()
         elif line.startswith("data:"):
             data.append(line[5:].strip())
     if data:
-        yield event, json.loads("\n".join(data))
+        yield event_id, event, json.loads("\n".join(data))
 
 
 def chat(client: ChatClient, session_id: str | None, stdin: TextIO, out: TextIO) -> None:

@@ -15,6 +15,7 @@ import asyncio
 import itertools
 import json
 import re
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -42,6 +43,9 @@ class FakeOpenAI:
     fail_mid_stream: int = 0
     expired_status: int = 404
     streams_finished: int = 0
+    pause_after: int | None = None
+    """When set, a streamed reply stops after this many pieces until ``released`` is set (at most a minute)."""
+    released: threading.Event = field(default_factory=threading.Event)
     base_url: str = ""
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -155,6 +159,8 @@ class FakeOpenAI:
             seq,
         )
         for index, piece in enumerate(_pieces(text)):
+            if index == self.pause_after:
+                await self._wait_for_release()
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
             if index == 1 and self._take_mid_stream_failure():
@@ -172,6 +178,12 @@ class FakeOpenAI:
         yield _sse("response.output_item.done", {"output_index": 0, "item": message}, seq)
         yield _sse("response.completed", {"response": _response_object(response_id, body, [message], "completed")}, seq)
         self.streams_finished += 1
+
+    async def _wait_for_release(self) -> None:
+        for _ in range(6000):  # bounded: a test that never releases ends the reply after a minute
+            if self.released.is_set():
+                return
+            await asyncio.sleep(0.01)
 
     def _take_mid_stream_failure(self) -> bool:
         if self.fail_mid_stream:

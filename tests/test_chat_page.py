@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 
 from .apphost import app_host
 from .conftest import ARTIFACTS
+from .fake_openai import FakeOpenAI
 from .http_calls import request
 
 pytestmark = pytest.mark.integration
@@ -389,3 +391,79 @@ def test_a_tool_call_whose_outcome_is_unknown_after_a_crash_is_shown_as_unknown(
 
     lines = [e.text for e in browser.find_elements(By.CSS_SELECTOR, '.tool[data-status="unknown"]')]
     assert len(lines) == 2 and all(line.startswith("Tool outcome unknown") and unknown in line for line in lines)
+
+
+# --- durable turns: reattach after a reload, Stop ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slow_base(cosmos_env: dict[str, str], fake_model: FakeOpenAI) -> Iterator[str]:
+    """The local host on the fake OpenAI service, whose replies can stream slowly."""
+    env = {
+        **cosmos_env,
+        "COSMOS_DATABASE": f"chat-durable-{uuid.uuid4().hex[:8]}",
+        "MODEL_PROVIDER": "openai",
+        "OPENAI_BASE_URL": fake_model.base_url,
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_MODEL": "fake-model",
+        "EVENTS_FLUSH_MS": "100",
+        "EVENTS_POLL_MS": "100",
+    }
+    try:
+        with app_host(env, log_path=ARTIFACTS / "chat-page-durable-host.log") as base:
+            yield base
+    finally:
+        fake_model.pause_after = None
+        fake_model.released.set()
+
+
+def partial_reply(driver: Any) -> str | None:
+    return driver.execute_script(
+        "const m = document.querySelector('#messages .message.assistant.pending');"
+        "return m && m.textContent.length ? m.textContent : null"
+    )
+
+
+def test_a_reload_reattaches_to_the_running_reply_which_keeps_appearing(browser, slow_base, fake_model):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    fake_model.pause_after, fake_model.released = 3, threading.Event()  # the reply stops after three words
+    browser.get(f"{slow_base}/chat?code=page-test-key")
+    box = wait_for(browser, lambda d: d.find_element(By.ID, "message"))
+    box.send_keys("please write a reply of a good many words", Keys.ENTER)
+    wait_for(browser, partial_reply)
+    session_id = browser.execute_script("return new URLSearchParams(location.hash.slice(1)).get('s')")
+
+    browser.refresh()
+    reattached = wait_for(browser, partial_reply)  # the reply shows again while it is still being written
+    fake_model.released.set()
+    shown = wait_for(browser, shows_messages(2))
+
+    with httpx.Client(base_url=slow_base, timeout=10) as client:
+        stored = client.get(f"/sessions/{session_id}").json()["messages"]
+    assert shown == [(m["role"], m["text"]) for m in stored]
+    assert stored[1]["text"].startswith(reattached) and reattached != stored[1]["text"]
+
+
+def test_the_stop_button_cancels_the_running_turn_and_the_next_message_works(browser, slow_base, fake_model):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    fake_model.pause_after, fake_model.released = 1, threading.Event()  # never released: only Stop ends it
+    browser.get(f"{slow_base}/chat?code=page-test-key")
+    box = wait_for(browser, lambda d: d.find_element(By.ID, "message"))
+    box.send_keys("a long story please", Keys.ENTER)
+    wait_for(browser, partial_reply)
+    stop = browser.find_element(By.ID, "stop")
+    assert stop.is_displayed()
+    stop.click()
+    status = wait_for(browser, lambda d: "cancelled" in d.find_element(By.ID, "status").text and d)
+    fake_model.pause_after = None
+    session_id = browser.execute_script("return new URLSearchParams(location.hash.slice(1)).get('s')")
+
+    assert not status.find_element(By.ID, "stop").is_displayed()
+    with httpx.Client(base_url=slow_base, timeout=10) as client:
+        assert client.get(f"/sessions/{session_id}/turns/1").json()["status"] == "cancelled"
+    shown = send(browser, "and now a short one", 3)
+    assert shown[-1][0] == "assistant" and "and now a short one" in shown[-1][1]

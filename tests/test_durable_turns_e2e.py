@@ -5,7 +5,9 @@ service streams slowly (or stops mid-reply until the test lets it go on)."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,8 +16,11 @@ import httpx
 import pytest
 from azure.cosmos import CosmosClient
 
+from devtools.chat import ChatClient, print_reply
+
 from .apphost import app_host
 from .conftest import ARTIFACTS
+from .dropping_proxy import dropping_proxy
 from .fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.integration
@@ -46,6 +51,8 @@ def hosts(cosmos_env, fake_model) -> Iterator[tuple[str, str]]:
 def calm_model(fake_model: FakeOpenAI) -> Iterator[None]:
     yield
     fake_model.chunk_delay = 0.0
+    fake_model.pause_after = None
+    fake_model.released.set()
 
 
 def new_id() -> str:
@@ -136,7 +143,7 @@ def test_a_turn_is_the_owners_only(hosts):
 def test_cancel_on_another_process_stops_a_running_turn_and_the_next_message_works(hosts, fake_model):
     here, there = hosts
     session = new_id()
-    fake_model.chunk_delay = 2.0  # a reply of many words takes far longer than the test
+    fake_model.pause_after, fake_model.released = 1, threading.Event()  # never released: only the cancel ends it
 
     url = f"{here}/sessions/{session}/messages"
     with httpx.stream("POST", url, json={"message": "a long answer please", "stream": True}, headers=USER) as live:
@@ -144,7 +151,7 @@ def test_cancel_on_another_process_stops_a_running_turn_and_the_next_message_wor
         first = next(events)
         cancelled = httpx.post(f"{there}/sessions/{session}/turns/1/cancel", headers=USER, timeout=30)
         rest = list(events)
-    fake_model.chunk_delay = 0.0
+    fake_model.pause_after = None
 
     assert first[1] == "delta"
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
@@ -208,3 +215,20 @@ def remove_event_batches(env: dict[str, str], user: str, session: str) -> int:
         for item in batches:
             container.delete_item(item["id"], partition_key=[user, session])
     return len(batches)
+
+
+def test_the_terminal_client_resumes_a_dropped_stream_and_prints_the_whole_reply(hosts, fake_model):
+    here, _ = hosts
+    fake_model.chunk_delay = 0.1
+    session = new_id()
+    with dropping_proxy(here, events=2) as proxy:
+        client = ChatClient(proxy.url.removesuffix("/api"), user="ada")
+        try:
+            out = io.StringIO()
+            done = print_reply(client.send(session, "one two three four five six"), out)
+        finally:
+            client.close()
+
+    assert proxy.dropped == 1, "the first stream was cut after two events"
+    assert done is not None and done["status"] == "completed"
+    assert done["reply"] in out.getvalue() and done["reply"] == stored_reply(here, session)

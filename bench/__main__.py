@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from .coldstart import measure_cold_start
+from .durable import measure_durable
 from .hosts import ROOT, BenchEnv, bench_cosmos
 from .inprocess import variants
 from .listing import measure_listing, measure_route_partitions, render_listing
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cold-runs", type=int, default=5, help="fresh processes per cold-start measurement")
     parser.add_argument("--skip-http", action="store_true", help="only in-process counts (and cold start)")
     parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument("--skip-durable", action="store_true", help="no durable-turns section (bench/durable.py)")
     parser.add_argument("--listing-others", type=_ints, default=[10, 1000, 10000], help="other users' sessions")
     parser.add_argument("--listing-samples", type=int, default=20, help="listings timed per cell")
     parser.add_argument("--only-listing", action="store_true", help="only the listing part; prints, writes nothing")
@@ -85,6 +87,10 @@ def main(argv: list[str] | None = None) -> None:
         if not args.skip_cold:
             print(f"Cold start ({args.cold_runs} processes of each kind) ...", flush=True)
             cold = measure_cold_start(bench.env, args.cold_runs)
+        durable: list[str] = []
+        if not args.skip_durable:
+            print("Durable turns: extra writes per streamed turn, resume latency ...", flush=True)
+            durable = asyncio.run(measure_durable(bench))
     results = Results(
         real_account=bench.real_account,
         lengths=args.lengths,
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         listing=listing,
         routes=routes,
     )
-    report = render(results)
+    report = render(results) + ("\n" + "\n".join(durable) if durable else "")
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report, encoding="utf-8")

@@ -267,3 +267,18 @@ async def _started_waiting(turns: Turns, model: RecordingChatClient) -> TurnStre
     async with asyncio.timeout(HANG_GUARD):
         await model.paused.wait()
     return stream
+
+
+async def test_a_queued_turn_keeps_its_record_and_attempt_when_it_runs_so_a_follower_goes_on(database, model):
+    turns = instance(database, model)
+    queued = await turns.log.put(TurnRecord("s1", USER, 1, "queued", request={"message": "later"}))  # type: ignore[union-attr]
+    follower = asyncio.create_task(followed(turns, "s1", 1))  # started while the turn waits in its queue
+
+    stream = await turns.stream(TurnRequest("s1", "later"), caller=USER, queued=queued)
+    live = parsed(await live_events(stream))
+    events = await follower
+
+    stored = await turns.log.find("s1", USER, 1)  # type: ignore[union-attr]
+    assert stored is not None and stored.attempt == queued.attempt and stored.status == "completed"
+    assert stored.request == {"message": "later"}
+    assert [(f"1:{e.seq}", e.name) for e in events] == [(i, n) for i, n, _ in live]

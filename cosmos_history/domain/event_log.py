@@ -67,6 +67,7 @@ class TurnRecorder:
         control: TurnControl,
         flush_seconds: float,
         deadline_seconds: float,
+        queued: TurnRecord | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._log = log
@@ -75,6 +76,7 @@ class TurnRecorder:
         self._flush_seconds = flush_seconds
         self._deadline_seconds = deadline_seconds
         self._clock = clock
+        self._queued = queued
         self._record: TurnRecord | None = None
         self._buffer: list[StoredEvent] = []
         self._seq = 0
@@ -102,16 +104,21 @@ class TurnRecorder:
         """Written before the model is called, so the turn is addressable (and cancellable) from any instance."""
         if event.replayed:
             return
-        record = TurnRecord(
-            event.session_id,
-            self._user_id,
-            event.turn,
-            "in_progress",
-            mode=event.mode,
-            agent=event.agent,
-            streamed=True,
-            deadline=round(self._clock() + self._deadline_seconds, 3),
-        )
+        deadline = round(self._clock() + self._deadline_seconds, 3)
+        queued = self._queued
+        if queued is not None and queued.turn == event.turn:  # a queued turn starts: same record, same attempt
+            record = queued.ended("in_progress", mode=event.mode, agent=event.agent, streamed=True, deadline=deadline)
+        else:
+            record = TurnRecord(
+                event.session_id,
+                self._user_id,
+                event.turn,
+                "in_progress",
+                mode=event.mode,
+                agent=event.agent,
+                streamed=True,
+                deadline=deadline,
+            )
         self._record = await self._log.put(record)
         self._control.started(self._user_id, event.session_id, event.turn)
         self._beats = asyncio.create_task(self._beat(), name="turn event log")

@@ -25,7 +25,7 @@ from cosmos_history.domain.results import TurnRequest, TurnResult
 from cosmos_history.domain.streaming import TurnStream
 from cosmos_history.domain.supervisor import TurnSupervisor
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards, execute_turn
-from cosmos_history.domain.turn_records import StoredEvent, TurnLog
+from cosmos_history.domain.turn_records import StoredEvent, TurnLog, TurnRecord
 
 
 @dataclass(frozen=True)
@@ -79,18 +79,19 @@ class Turns:
         """
         return await self._turn(request, caller, self.events, streamed=False)
 
-    async def stream(self, request: TurnRequest, *, caller: str) -> TurnStream:
+    async def stream(self, request: TurnRequest, *, caller: str, queued: TurnRecord | None = None) -> TurnStream:
         """Start exactly one turn whose reply streams; return once the model has started answering.
 
         Everything :meth:`run` checks is checked before the model is called, and a turn that fails before
         the model's first update raises here, so callers can still answer with a plain error. The session
         is written once, after the stream completed. A replayed turn streams its stored reply as one piece.
+        ``queued``: the record of the queued turn this runs (it keeps its attempt, so followers go on).
         """
         stream = TurnStream()
         control = TurnControl(self.supervisor)
         sinks: list[EventSink] = [stream]
         if self.log is not None and request.store:
-            sinks.append(self._recorder(caller, control))
+            sinks.append(self._recorder(caller, control, queued))
         if self.events is not None:
             sinks.append(self.events)
         sink = stream if len(sinks) == 1 else Fanout(sinks)
@@ -103,7 +104,7 @@ class Turns:
         """A sub-agent's turn in its child session (see :mod:`cosmos_history.domain.delegation`)."""
         return await self.run(request, caller=caller)
 
-    def _recorder(self, caller: str, control: TurnControl) -> TurnRecorder:
+    def _recorder(self, caller: str, control: TurnControl, queued: TurnRecord | None) -> TurnRecorder:
         assert self.log is not None
         timeout = self.guards.model_timeout_seconds or 0
         lease = self.guards.lease.seconds if self.guards.lease is not None else 0
@@ -114,6 +115,7 @@ class Turns:
             flush_seconds=self.flush_seconds,
             # Past this a turn still in progress was lost with its process (its lease ran out too).
             deadline_seconds=timeout + 2 * lease + 10 * self.flush_seconds + 30,
+            queued=queued,
         )
 
     async def read_turn(self, session_id: str, turn: int, *, caller: str) -> dict[str, Any]:

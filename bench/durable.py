@@ -22,7 +22,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from agent_framework import BaseChatClient, ChatResponse, ChatResponseUpdate, Content, Message, ResponseStream
+from agent_framework import (
+    BaseChatClient,
+    ChatResponse,
+    ChatResponseUpdate,
+    Content,
+    FunctionInvocationLayer,
+    Message,
+    ResponseStream,
+)
 
 from cosmos_history import Runtime, build_agents, build_runtime, load_settings
 from cosmos_history.domain.results import TurnRequest
@@ -38,7 +46,7 @@ STREAM_SECONDS = 3.0
 SAMPLES = 10
 
 
-class PacedChatClient(BaseChatClient[Any]):
+class PacedChatClient(FunctionInvocationLayer[Any], BaseChatClient[Any]):
     """Streams the stand-in's reply a word at a time over ``seconds``, as a model writes it."""
 
     def __init__(self, seconds: float = STREAM_SECONDS) -> None:

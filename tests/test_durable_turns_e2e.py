@@ -232,3 +232,39 @@ def test_the_terminal_client_resumes_a_dropped_stream_and_prints_the_whole_reply
     assert proxy.dropped == 1, "the first stream was cut after two events"
     assert done is not None and done["status"] == "completed"
     assert done["reply"] in out.getvalue() and done["reply"] == stored_reply(here, session)
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/turns/0", {}),
+        ("/turns/abc", {}),
+        ("/turns/1/events?after=-1", {}),
+        ("/turns/1/events", {"last-event-id": "2:5"}),  # an event of another turn
+        ("/turns/1/events", {"last-event-id": "not-an-id"}),
+    ],
+)
+def test_a_malformed_turn_or_event_id_is_a_400_problem(hosts, path, headers):
+    here, _ = hosts
+    session = new_id()
+    httpx.post(f"{here}/sessions/{session}/messages", json={"message": "hi", "stream": True}, headers=USER).read()
+
+    answer = httpx.get(f"{here}/sessions/{session}{path}", headers={**USER, **headers})
+
+    assert answer.status_code == 400 and answer.headers["content-type"] == "application/problem+json"
+
+
+def test_after_resumes_like_last_event_id(hosts):
+    here, there = hosts
+    session = new_id()
+    with httpx.stream(
+        "POST", f"{here}/sessions/{session}/messages", json={"message": "hi there", "stream": True}, headers=USER
+    ) as response:
+        live = list(sse(response.iter_lines()))
+
+    by_query = list(
+        sse(iter(httpx.get(f"{there}/sessions/{session}/turns/1/events?after=1", headers=USER).text.split("\n")))
+    )
+    by_header = httpx.get(f"{there}/sessions/{session}/turns/1/events", headers={**USER, "last-event-id": "1"}).text
+
+    assert by_query == live[1:] and list(sse(iter(by_header.split("\n")))) == live[1:]

@@ -13,6 +13,7 @@ from cosmos_history.adapters.memory import MemoryDatabase, MemorySessions, Memor
 from cosmos_history.domain.errors import (
     EventsGoneError,
     SessionNotFoundError,
+    StoreUnavailableError,
     TurnCancelledError,
     TurnFinishedError,
     TurnNotFoundError,
@@ -260,10 +261,12 @@ async def test_a_queued_turn_is_cancelled_at_once(database, model):
     assert stored is not None and stored.status == "cancelled" and stored.request == {"message": "later"}
 
 
-async def _started_waiting(turns: Turns, model: RecordingChatClient) -> TurnStream:
+async def _started_waiting(turns: Turns, model: RecordingChatClient, turn: int = 1) -> TurnStream:
     """A streamed turn whose model sent its first word and then waits (until the test resumes it)."""
     model.reply_template, model.pause_after = "first second third", 1
+    model.paused.clear()
     stream = await turns.stream(TurnRequest("s1", "hello"), caller=USER)
+    assert stream.turn == turn
     async with asyncio.timeout(HANG_GUARD):
         await model.paused.wait()
     return stream
@@ -282,3 +285,58 @@ async def test_a_queued_turn_keeps_its_record_and_attempt_when_it_runs_so_a_foll
     assert stored is not None and stored.attempt == queued.attempt and stored.status == "completed"
     assert stored.request == {"message": "later"}
     assert [(f"1:{e.seq}", e.name) for e in events] == [(i, n) for i, n, _ in live]
+
+
+async def test_a_cancelled_later_turn_leaves_the_earlier_conversation_as_it_was(database, model):
+    turns = instance(database, model)
+    await turns.run(TurnRequest("s1", "first"), caller=USER)
+    before = await turns.repository.load("s1")
+    stream = await _started_waiting(turns, model, turn=2)
+
+    await turns.cancel("s1", 2, caller=USER)
+    await live_events(stream)
+
+    after = await turns.repository.load("s1")
+    assert before is not None and after is not None and after.turns == 2
+    assert after.session.to_dict()["state"] == before.session.to_dict()["state"], "the history is as before the turn"
+    model.pause_after = None
+    assert (await turns.run(TurnRequest("s1", "third"), caller=USER)).turn == 3
+
+
+async def test_a_batch_the_store_refused_goes_with_the_next_one_and_no_event_is_lost(database, model):
+    log = FlakyLog(database, failures=2)
+    turns = instance(database, model, log=log)
+    model.reply_template, model.delay = "a b c d e f", 0.02
+
+    live = parsed(await live_events(await turns.stream(TurnRequest("s1", "hello"), caller=USER)))
+
+    stored = await followed(turns, "s1", 1)
+    assert log.refused == 2
+    assert [e.seq for e in stored] == list(range(1, len(live) + 1)) and stored[-1].name == "done"
+
+
+class FlakyLog(MemoryTurnLog):
+    """A turn log whose first batch writes fail (an outage)."""
+
+    def __init__(self, database: MemoryDatabase, *, failures: int) -> None:
+        super().__init__(database)
+        self.failures, self.refused = failures, 0
+
+    async def append(self, record: TurnRecord, batch: EventBatch) -> None:
+        if self.refused < self.failures:
+            self.refused += 1
+            raise StoreUnavailableError("injected outage")
+        await super().append(record, batch)
+
+
+async def test_a_turn_whose_process_died_reads_as_failed_and_its_follower_gets_turn_lost(database, model):
+    turns = instance(database, model)
+    await turns.log.put(TurnRecord("s1", USER, 1, "in_progress", streamed=True, deadline=1.0))  # type: ignore[union-attr]
+
+    answer = await turns.read_turn("s1", 1, caller=USER)
+    events = await followed(turns, "s1", 1)
+
+    assert answer["status"] == "failed" and "stopped" in answer["reason"]
+    assert [e.name for e in events] == ["error"] and events[0].data["slug"] == "turn-lost"
+    with pytest.raises(TurnFinishedError):
+        await turns.cancel("s1", 1, caller=USER)

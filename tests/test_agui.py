@@ -290,7 +290,8 @@ def test_the_readme_snippet_works_as_written_against_make_run(base):
     said, scheduled = run.stdout.strip().splitlines()
     assert said.endswith("You said: Hello, I am Ada")
     assert "schedule_reminder returned Reminder 1 scheduled for 2026-12-01T09:00." in scheduled
-    assert [s["id"] for s in native(base, "ada", "/sessions")["sessions"]] == ["ada-first-thread"]
+    # Other README snippets run as ada too: her AG-UI thread is one of her sessions.
+    assert "ada-first-thread" in [s["id"] for s in native(base, "ada", "/sessions")["sessions"]]
 
 
 @pytest.fixture

@@ -1,20 +1,23 @@
-# Two commands for a fresh clone: `make run` (local app + local Cosmos DB) and `make test`.
+# Two commands for a fresh clone: `make run` (local app + local Cosmos DB + local queues) and `make test`.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 EMULATOR := cosmos-emulator
+STORAGE_EMULATOR := storage-emulator
 CHECKOV_VENV := .venv-checkov
 AGUI_CLIENT := tests/agui_client
-## Ports of `make run` and `make cosmos`: `make run PORT=7072 COSMOS_PORT=8082`. (A STORAGE_PORT for the
-## local storage emulator comes with the queue trigger; nothing here uses storage yet.)
+## Ports of `make run`, `make cosmos` and `make storage`: `make run PORT=7072 COSMOS_PORT=8082 STORAGE_PORT=10002`
+## (STORAGE_PORT: the local Azure Storage emulator's queue service, which carries background turns).
 PORT ?= 7071
 COSMOS_PORT ?= 8081
+STORAGE_PORT ?= 10001
 
-.PHONY: install browser run cosmos test lint format bench clean checkov agui-client
+.PHONY: install browser run cosmos storage test lint format bench clean checkov agui-client
 
-## What running needs (Python packages, the local Cosmos DB); `make test` adds the browser and checkov.
-install: $(VENV)/.installed $(EMULATOR)/node_modules/.installed
+## What running needs (Python packages, the local Cosmos DB, the local queues); `make test` adds the browser
+## and checkov.
+install: $(VENV)/.installed $(EMULATOR)/node_modules/.installed $(STORAGE_EMULATOR)/node_modules/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +38,12 @@ $(AGUI_CLIENT)/node_modules/.installed: $(AGUI_CLIENT)/package.json $(AGUI_CLIEN
 	npm ci --prefix $(AGUI_CLIENT) --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# Azurite (the local Azure Storage emulator; only its queue service runs), exactly as locked.
+$(STORAGE_EMULATOR)/node_modules/.installed: $(STORAGE_EMULATOR)/package.json $(STORAGE_EMULATOR)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 18+ and npm (Debian: the nodejs and npm packages)"; exit 1; }
+	npm ci --prefix $(STORAGE_EMULATOR) --no-audit --no-fund --loglevel=error
+	@touch $@
+
 ## Debian's chromium and its matching chromedriver, for the chat page's browser test (`make test` only; never
 ## `make run`). Installed when this runs as root (CI); elsewhere the test is skipped with this hint (and
 ## fails in CI, where it must run).
@@ -45,19 +54,25 @@ browser:
 	    chromium chromium-driver fonts-dejavu-core >/dev/null; \
 	else echo "The chat page test needs chromium and chromedriver: sudo apt-get install chromium chromium-driver"; fi
 
-## Start the local Cosmos DB and the app on http://127.0.0.1:$(PORT)/api (Ctrl-C stops both).
+## Start the local Cosmos DB, the local queues and the app on http://127.0.0.1:$(PORT)/api (Ctrl-C stops all).
 run: install
 	@echo "Chat in the browser: http://127.0.0.1:$(PORT)/api/chat"
 	@echo "Talk to it:"
 	@echo "  curl -s -X POST http://127.0.0.1:$(PORT)/api/sessions/demo/messages -H 'Content-Type: application/json' -d '{\"message\":\"Hello\"}'"
 	@echo "  curl -s http://127.0.0.1:$(PORT)/api/sessions/demo"
 	@echo "  curl -s http://127.0.0.1:$(PORT)/api/sessions"
-	$(PY) -m devtools.devhost --local-cosmos --port $(PORT) --cosmos-port $(COSMOS_PORT)
+	$(PY) -m devtools.devhost --local-cosmos --port $(PORT) --cosmos-port $(COSMOS_PORT) \
+	  --local-storage --storage-port $(STORAGE_PORT)
 
 ## Only the local Cosmos DB on 127.0.0.1:$(COSMOS_PORT) (in memory): `make run` in another terminal (with the
 ## same COSMOS_PORT) reuses it, so conversations survive restarts of the app.
 cosmos: install
 	$(PY) -m devtools.local_cosmos --port $(COSMOS_PORT)
+
+## Only the local queues (Azurite) on 127.0.0.1:$(STORAGE_PORT), in memory: `make run` (same STORAGE_PORT)
+## reuses it, so queued background turns survive restarts of the app.
+storage: install
+	$(PY) -m devtools.local_storage --port $(STORAGE_PORT)
 
 ## The whole suite; the tests start (and stop) their own local Cosmos DB and app hosts.
 test: install browser checkov agui-client
@@ -89,4 +104,5 @@ format: install
 	$(PY) -m ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) $(EMULATOR)/node_modules $(AGUI_CLIENT)/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(EMULATOR)/node_modules $(STORAGE_EMULATOR)/node_modules \
+	  $(AGUI_CLIENT)/node_modules .pytest_cache .ruff_cache

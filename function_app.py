@@ -10,10 +10,12 @@ import importlib
 from azurefunctions.extensions.http.fastapi import Response
 
 from cosmos_history.app import Route, create_app
+from cosmos_history.background_jobs import background_triggers
 from cosmos_history.domain.errors import ProblemError
 from cosmos_history.http import handlers as api
 from cosmos_history.http import turns
 from cosmos_history.http.calls import Call, ErrorRenderer, Handler
+from cosmos_history.settings import load_settings
 
 
 def _handler(module: str, name: str) -> Handler:
@@ -60,6 +62,7 @@ ROUTES = (
     Route("POST", "v1/responses", _handler(OPENAI, "create_response_route"), errors=OPENAI_ERRORS),
     Route("GET", "v1/responses/{id}", _handler(OPENAI, "get_response_route"), errors=OPENAI_ERRORS),
     Route("DELETE", "v1/responses/{id}", _handler(OPENAI, "delete_response_route"), errors=OPENAI_ERRORS),
+    Route("POST", "v1/responses/{id}/cancel", _handler(OPENAI, "cancel_response_route"), errors=OPENAI_ERRORS),
     Route("GET", "v1/responses/{id}/input_items", _handler(OPENAI, "list_input_items_route"), errors=OPENAI_ERRORS),
     Route("GET", "v1/models", _handler(OPENAI, "list_models_route"), errors=OPENAI_ERRORS),
     Route("GET", "v1/models/{id}", _handler(OPENAI, "get_model_route"), errors=OPENAI_ERRORS),
@@ -74,4 +77,5 @@ ROUTES = (
     Route("GET", "chat", api.chat_page_route, public=True),
 )
 
-app = create_app(ROUTES)
+# Background turns run in queue functions (Azure Storage queues on the host's storage account).
+app = create_app(ROUTES, triggers=background_triggers(load_settings()))

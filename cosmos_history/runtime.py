@@ -25,8 +25,9 @@ from cosmos_history.adapters.cosmos.responses import CosmosResponseLog
 from cosmos_history.adapters.cosmos.sessions import CosmosSessions
 from cosmos_history.adapters.cosmos.turns import CosmosTurnLog
 from cosmos_history.agents.catalog import Agents, build_agents
+from cosmos_history.domain.background import BackgroundTurns
 from cosmos_history.domain.errors import AgentsUnavailableError, SettingsError
-from cosmos_history.domain.ports import ResponseLog, SessionRepository
+from cosmos_history.domain.ports import JobQueue, ResponseLog, SessionRepository
 from cosmos_history.domain.service import Turns
 from cosmos_history.domain.supervisor import TurnSupervisor
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards
@@ -54,8 +55,12 @@ class Runtime:
     _repairing: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     supervisor: TurnSupervisor = field(default_factory=TurnSupervisor, repr=False)
     """The turns (and the work that follows them) running in this runtime; drained as the host shuts down."""
+    jobs: JobQueue | None = None
+    """The queue of background turns; ``None`` where the app has no host storage connection."""
     turns: Turns = field(init=False, repr=False)
     """The one turn service every trigger and protocol calls, built once from the store, agents and guards."""
+    background: BackgroundTurns | None = field(init=False, repr=False)
+    """Queued turns (``"background": true``); ``None`` without a queue or a turn log."""
 
     def __post_init__(self) -> None:
         self.turns = Turns(
@@ -67,6 +72,8 @@ class Runtime:
             flush_seconds=self.settings.events_flush_ms / 1000,
             poll_seconds=self.settings.events_poll_ms / 1000,
         )
+        has_both = self.turn_log is not None and self.jobs is not None
+        self.background = BackgroundTurns(self.turns, self.turn_log, self.jobs) if has_both else None  # type: ignore[arg-type]
 
     async def recover(self, error: BaseException) -> None:
         """Give the runtime a chance to mend what made a request fail: a database or container deleted
@@ -83,6 +90,8 @@ class Runtime:
                 logger.warning("The Cosmos DB database or container was missing and has been recreated")
 
     async def close(self) -> None:
+        if self.jobs is not None and hasattr(self.jobs, "close"):
+            await self.jobs.close()
         if self.cosmos_client is not None:
             await self.cosmos_client.close()
 
@@ -117,8 +126,25 @@ async def build_runtime(
         container, ttl_seconds=settings.session_ttl_seconds, event_ttl_seconds=settings.events_ttl_seconds
     )
     return Runtime(
-        settings, store, agents, guards, cosmos_client=owner, repair=repair, responses=responses, turn_log=turn_log
+        settings,
+        store,
+        agents,
+        guards,
+        cosmos_client=owner,
+        repair=repair,
+        responses=responses,
+        turn_log=turn_log,
+        jobs=job_queue(settings),
     )
+
+
+def job_queue(settings: Settings) -> JobQueue | None:
+    """The background-turn queue the settings name (its SDK imported only then), or ``None``."""
+    if not settings.queue.configured:
+        return None
+    from cosmos_history.adapters.queue import StorageJobQueue
+
+    return StorageJobQueue.from_settings(settings.queue)
 
 
 def session_services(container: ContainerProxy, settings: Settings) -> tuple[CosmosSessions, TurnGuards]:

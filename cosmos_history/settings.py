@@ -8,6 +8,7 @@ against it. Bad values fail at start-up instead of being replaced by defaults.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
@@ -30,6 +31,9 @@ _Choice = TypeVar("_Choice", bound=str)
 MODEL_PROVIDERS: tuple[ModelProvider, ...] = ("offline", "azure_openai", "openai")
 MODEL_APIS: tuple[ModelApi, ...] = ("responses", "chat")
 AUTH_LEVELS: tuple[AuthLevel, ...] = ("anonymous", "function", "admin")
+Multitask = Literal["reject", "enqueue", "interrupt"]
+MULTITASKS: tuple[Multitask, ...] = ("reject", "enqueue", "interrupt")
+_QUEUE_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,54}[a-z0-9]$")
 LogLevel = Literal["debug", "info", "warning", "error"]
 LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error")
 
@@ -67,6 +71,10 @@ SETTING_NAMES: dict[str, str] = {
     "EVENTS_FLUSH_MS": "How often a streamed turn stores its buffered events, in ms (default 1000, at least 50).",
     "EVENTS_POLL_MS": "How often a resumed stream looks for a running turn's next events, ms (default 500, min 50).",
     "EVENTS_TTL_SECONDS": "How long a streamed turn's stored events are kept for resuming (default 86400).",
+    "BACKGROUND_QUEUE": "Storage queue of background turns on the host storage account (default background-turns; "
+    "failed ones move to <name>-poison).",
+    "MULTITASK": "What a message sent while a turn runs does unless it says: reject (409, default), enqueue or "
+    "interrupt.",
     "LOCAL_DEV_ALLOW_ANONYMOUS": "Local development only: let anonymous-level calls through without Easy Auth.",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "Application Insights connection string; unset exports no telemetry.",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=AAD[;ClientId=<id>]: export with the managed identity.",
@@ -125,6 +133,27 @@ class TelemetrySettings:
 
 
 @dataclass(frozen=True)
+class QueueSettings:
+    """The host storage account's queue service, reached as the Functions host reaches it (``AzureWebJobsStorage``):
+    a connection string locally (the storage emulator), the account's queue endpoint and the managed identity in
+    Azure (``AzureWebJobsStorage__accountName`` or ``__queueServiceUri``, ``__clientId``)."""
+
+    connection_string: str | None = field(default=None, repr=False)
+    service_uri: str | None = None
+    client_id: str | None = None
+    name: str = "background-turns"
+
+    @property
+    def configured(self) -> bool:
+        return self.connection_string is not None or self.service_uri is not None
+
+    @property
+    def poison_name(self) -> str:
+        """Where the host moves a message that failed ``maxDequeueCount`` times."""
+        return f"{self.name}-poison"
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole app configuration, built by :func:`load_settings`."""
 
@@ -148,6 +177,8 @@ class Settings:
     events_poll_ms: int = 500
     events_ttl_seconds: int = 86400
     local_dev_allow_anonymous: bool = False
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    multitask: Multitask = "reject"
     log_level: LogLevel | None = None
     """``None`` leaves the loggers at the level the host gives them."""
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
@@ -203,8 +234,27 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         events_poll_ms=_at_least(50, _positive_int(env, "EVENTS_POLL_MS"), "EVENTS_POLL_MS") or defaults.events_poll_ms,
         events_ttl_seconds=_positive_int(env, "EVENTS_TTL_SECONDS") or defaults.events_ttl_seconds,
         local_dev_allow_anonymous=_boolean(env, "LOCAL_DEV_ALLOW_ANONYMOUS"),
+        queue=_load_queue_settings(env),
+        multitask=_choice(env, "MULTITASK", MULTITASKS, defaults.multitask),
         log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "info") if "LOG_LEVEL" in env else None,
         telemetry=_load_telemetry_settings(env),
+    )
+
+
+def _load_queue_settings(env: Mapping[str, str]) -> QueueSettings:
+    """The host storage connection as the Functions host reads it (a development connection string stays as
+    written: the local host replaces ``UseDevelopmentStorage=true`` by the emulator's before the app starts)."""
+    name = env.get("BACKGROUND_QUEUE", QueueSettings.name)
+    if not _QUEUE_NAME.fullmatch(name):
+        raise SettingsError(f"BACKGROUND_QUEUE must be 3-56 lowercase letters, digits and single hyphens, got {name!r}")
+    uri = env.get("AzureWebJobsStorage__queueServiceUri")
+    if uri is None and "AzureWebJobsStorage__accountName" in env:
+        uri = f"https://{env['AzureWebJobsStorage__accountName']}.queue.core.windows.net"
+    return QueueSettings(
+        connection_string=env.get("AzureWebJobsStorage") if uri is None else None,
+        service_uri=uri,
+        client_id=env.get("AzureWebJobsStorage__clientId") or env.get("AZURE_CLIENT_ID"),
+        name=name,
     )
 
 

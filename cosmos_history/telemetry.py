@@ -338,3 +338,30 @@ def cosmos_response_hook(pipeline_response: Any) -> None:
             step.written_bytes = len(body if isinstance(body, bytes) else str(body).encode())
     except (AttributeError, TypeError, ValueError):  # telemetry must never break a request
         logger.debug("Could not read the Cosmos DB response headers", exc_info=True)
+
+
+# --- background turns: the request that queued a turn, linked from the span that runs it ----------------
+
+
+def carrier() -> dict[str, str]:
+    """The current trace context as W3C headers (``traceparent``), to travel with a queued job."""
+    from opentelemetry import propagate
+
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    return headers
+
+
+@contextmanager
+def linked_job(name: str, headers: Mapping[str, Any] | None) -> Iterator[Span]:
+    """A ``name`` span for a queued job, linked to the span of the request that queued it (from ``headers``,
+    see :func:`carrier`): a link, not a parent, as the job runs later, elsewhere, maybe more than once."""
+    from opentelemetry import propagate
+
+    links = []
+    if isinstance(headers, Mapping):
+        context = trace.get_current_span(propagate.extract({k: str(v) for k, v in headers.items()})).get_span_context()
+        if context.is_valid:
+            links.append(trace.Link(context, {"link.kind": "queued-by"}))
+    with _tracer.start_as_current_span(name, links=links, kind=trace.SpanKind.CONSUMER) as span:
+        yield span

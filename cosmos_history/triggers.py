@@ -37,6 +37,11 @@ class Job:
     body: Any
     turns: Turns
     settings: Settings
+    dequeue_count: int = 1
+    """How many times the queue has delivered this message (1 the first time; the host gives up after
+    ``maxDequeueCount``)."""
+    runtime: Runtime | None = None
+    """The whole runtime, for handlers that need more than the turn service (the turn log, the queue)."""
 
 
 JobHandler = Callable[[Job], Awaitable[None]]
@@ -74,7 +79,8 @@ def queue_function(trigger: QueueTrigger, runtime: RuntimeSource) -> Callable[..
             return
         try:
             built = await runtime.get()
-            await trigger.handler(Job(str(message.id or ""), body, built.turns, built.settings))
+            count = int(getattr(message, "dequeue_count", None) or 1)
+            await trigger.handler(Job(str(message.id or ""), body, built.turns, built.settings, count, built))
         except ProblemError as error:
             if built is not None:
                 await built.recover(error)

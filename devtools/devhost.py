@@ -5,9 +5,9 @@ It serves the HTTP functions registered on ``function_app.app`` under the route 
 A function taking a FastAPI/Starlette ``Request`` (Functions HTTP streams) gets the request
 with its route values in ``path_params``, as the worker passes them, and its response is sent
 as it is (it is ASGI, so streams stream); a function taking ``azure.functions.HttpRequest``
-gets one built from the request. It does not check function keys, run other triggers or
-emulate the host's limits: use ``func start`` where Core Tools is installed. Never expose it
-beyond localhost.
+gets one built from the request. Queue-triggered functions run as the host runs them (poll, lease,
+retry, poison queue: :mod:`devtools.queue_runner`). It does not check function keys or emulate the
+host's limits: use ``func start`` where Core Tools is installed. Never expose it beyond localhost.
 
     python -m devtools.devhost [--host 127.0.0.1] [--port 7071] [--app function_app]
 """
@@ -39,6 +39,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cosmos_history.app import ConversationApp
+from devtools.local_storage import add_storage_arguments, use_local_storage
+from devtools.queue_runner import QueueOptions, QueueRunner, queue_functions
 
 logger = logging.getLogger("devtools.devhost")
 
@@ -97,10 +99,11 @@ def route_prefix(host_json: Path = Path("host.json")) -> str:
     return "api"
 
 
-def http_functions(app: func.FunctionApp, prefix: str) -> list[HttpFunction]:
-    """The app's HTTP-triggered functions with their routes compiled to regular expressions."""
+def http_functions(registered: list[func.FunctionBuilder] | Any, prefix: str) -> list[HttpFunction]:
+    """The HTTP-triggered ones of the app's functions (``get_functions()``, which may run once per app) with their
+    routes compiled to regular expressions."""
     found = []
-    for function in app.get_functions():
+    for function in registered:
         trigger = function.get_trigger()
         if trigger is None or trigger.get_binding_name() != "httpTrigger":
             continue
@@ -123,9 +126,12 @@ def http_functions(app: func.FunctionApp, prefix: str) -> list[HttpFunction]:
     return sorted(found, key=lambda f: _CATCH_ALL.search(f.route) is not None)
 
 
-def create_host(app: func.FunctionApp, prefix: str = "api") -> Starlette:
-    """An ASGI app dispatching every request to the matching registered function."""
-    functions = http_functions(app, prefix)
+def create_host(app: func.FunctionApp, prefix: str = "api", *, queue_lease_seconds: float = 600) -> Starlette:
+    """An ASGI app dispatching every request to the matching registered function, and running its queue
+    functions for as long as it serves (a message is hidden from other hosts for ``queue_lease_seconds``)."""
+    registered = app.get_functions()
+    functions = http_functions(registered, prefix)
+    runner = QueueRunner(queue_functions(registered), QueueOptions.from_host_json(), lease_seconds=queue_lease_seconds)
 
     async def dispatch(request: Request) -> Response:
         path = request.url.path
@@ -139,7 +145,9 @@ def create_host(app: func.FunctionApp, prefix: str = "api") -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await runner.start()
         yield
+        await runner.stop()
         if isinstance(app, ConversationApp):
             # Streamed turns whose clients left are still saving: the runtime lets them, within reason.
             await app.runtime.close()
@@ -222,11 +230,14 @@ def host_process(
     log_path: Path | None = None,
     timeout: float = 60.0,
     ready: Callable[[int], bool] = lambda status: status == 200,
+    queue_lease_seconds: float | None = None,
 ) -> Iterator[str]:
     """Run this host in a separate process on a free port, as `make run` does, until the block ends;
     yields its base URL (…/api) once ``/health`` answers a status ``ready`` accepts (by default: 200,
     Cosmos DB answers). For end-to-end tests and benchmarks."""
-    with running_host(env, app=app, log_path=log_path, timeout=timeout, ready=ready) as host:
+    with running_host(
+        env, app=app, log_path=log_path, timeout=timeout, ready=ready, queue_lease_seconds=queue_lease_seconds
+    ) as host:
         yield host.base
 
 
@@ -246,8 +257,9 @@ def running_host(
     log_path: Path | None = None,
     timeout: float = 60.0,
     ready: Callable[[int], bool] = lambda status: status == 200,
+    queue_lease_seconds: float | None = None,
 ) -> Iterator[RunningHost]:
-    """:func:`host_process`, yielding the process as well."""
+    """:func:`host_process`, yielding the process as well (``queue_lease_seconds``: see ``--queue-lease``)."""
     import subprocess
     import sys
     import time
@@ -259,7 +271,8 @@ def running_host(
     port = free_port()
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [sys.executable, "-m", "devtools.devhost", "--host", "127.0.0.1", "--port", str(port), "--app", app],
+        [sys.executable, "-m", "devtools.devhost", "--host", "127.0.0.1", "--port", str(port), "--app", app]
+        + ([] if queue_lease_seconds is None else ["--queue-lease", str(queue_lease_seconds)]),
         cwd=Path(__file__).resolve().parent.parent,
         env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
         stdout=log,
@@ -316,6 +329,7 @@ def main(argv: list[str] | None = None) -> None:
         help="also run the local Cosmos DB (unless COSMOS_ENDPOINT names an account on another machine)",
     )
     parser.add_argument("--cosmos-port", type=int, default=8081, help="port of the local Cosmos DB (default 8081)")
+    add_storage_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=(os.environ.get("LOG_LEVEL") or "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -327,9 +341,11 @@ def main(argv: list[str] | None = None) -> None:
         listener = stack.enter_context(bind_port(args.host, args.port))
         if args.local_cosmos:
             use_local_cosmos(stack, args.cosmos_port)
+        if args.local_storage:
+            use_local_storage(stack, args.storage_port)
         check_cosmos_credential()
         module = importlib.import_module(args.app)
-        host = create_host(module.app, route_prefix())
+        host = create_host(module.app, route_prefix(), queue_lease_seconds=args.queue_lease)
 
         import uvicorn
 

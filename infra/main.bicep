@@ -147,6 +147,20 @@ param eventsPollMs string = ''
 @description('EVENTS_TTL_SECONDS: how long a streamed turn\'s stored events are kept; empty: 86400.')
 param eventsTtlSeconds string = ''
 
+@description('BACKGROUND_QUEUE: the storage queue of background turns (created with <name>-poison).')
+@minLength(3)
+@maxLength(56)
+param backgroundQueue string = 'background-turns'
+
+@description('MULTITASK: what a message sent while a turn runs does unless it says; empty: reject.')
+@allowed([
+  ''
+  'reject'
+  'enqueue'
+  'interrupt'
+])
+param multitask string = ''
+
 @description('ENABLE_SENSITIVE_DATA: true records message text in model spans (development deployments only).')
 param enableSensitiveData bool = false
 
@@ -211,6 +225,7 @@ module storage 'app/storage.bicep' = {
     location: location
     tags: tags
     deploymentContainerName: 'app-package-${resourceToken}'
+    backgroundQueueName: backgroundQueue
   }
 }
 
@@ -304,6 +319,8 @@ module functionApp 'app/function-app.bicep' = {
     eventsFlushMs: eventsFlushMs
     eventsPollMs: eventsPollMs
     eventsTtlSeconds: eventsTtlSeconds
+    backgroundQueue: backgroundQueue
+    multitask: multitask
     enableSensitiveData: enableSensitiveData
     logLevel: logLevel
     mcpServerUrl: mcpServerUrl

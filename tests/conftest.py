@@ -14,6 +14,7 @@ from azure.cosmos.aio import ContainerProxy
 from cosmos_history import Runtime, build_agents, build_runtime, load_settings
 from cosmos_history.adapters.cosmos.sessions import CosmosSessions
 from devtools.local_cosmos import EMULATOR_KEY, free_port, local_cosmos
+from devtools.local_storage import local_storage
 
 from .apphost import registered_functions
 from .fake_openai import FakeOpenAI, fake_openai_server
@@ -48,6 +49,15 @@ def cosmos_env() -> Iterator[dict[str, str]]:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def storage_env() -> Iterator[dict[str, str]]:
+    """The host storage setting pointing at a local storage emulator (queues) this run owns, started the first
+    time a test needs it; each test names queues of its own (``BACKGROUND_QUEUE``)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with local_storage(free_port(), log_path=ARTIFACTS / "local-storage.log") as connection:
+        yield {"AzureWebJobsStorage": connection}
 
 
 @pytest.fixture(scope="session")

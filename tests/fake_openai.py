@@ -46,6 +46,8 @@ class FakeOpenAI:
     pause_after: int | None = None
     """When set, a streamed reply stops after this many pieces until ``released`` is set (at most a minute)."""
     released: threading.Event = field(default_factory=threading.Event)
+    gate: threading.Event | None = None
+    """While set to an unset event, every answer waits for it (a model slower than any client's timeout)."""
     base_url: str = ""
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -64,6 +66,8 @@ class FakeOpenAI:
     async def _responses(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append(body)
+        if self.gate is not None:
+            await asyncio.to_thread(self.gate.wait, 300)
         if self.fail_next:
             self.fail_next -= 1
             return JSONResponse({"error": {"message": "injected failure", "type": "server_error"}}, status_code=500)

@@ -28,7 +28,14 @@ from .threaded_server import serve
 ROOT = Path(__file__).resolve().parent.parent
 #: The install stamps count as up to date: these tests are about what `make run` runs, not about installing
 #: (the session that runs them has installed everything already).
-STAMPS = ["-o", ".venv/.installed", "-o", "cosmos-emulator/node_modules/.installed"]
+STAMPS = [
+    "-o",
+    ".venv/.installed",
+    "-o",
+    "cosmos-emulator/node_modules/.installed",
+    "-o",
+    "storage-emulator/node_modules/.installed",
+]
 PACKAGE_MANAGER = re.compile(r"(^|[\s;&|(])(sudo|apt-get|apt|dpkg|dnf|yum|apk|brew|snap)\s")
 
 
@@ -105,16 +112,25 @@ def not_a_cosmos_db() -> Starlette:
     return Starlette(routes=[Route("/{path:path}", lambda _: PlainTextResponse("hello"))])
 
 
-def test_make_run_serves_the_app_and_the_local_cosmos_db_on_the_ports_given():
-    port, cosmos_port = free_port(), free_port()
-    with make_in_background(*STAMPS, "run", f"PORT={port}", f"COSMOS_PORT={cosmos_port}") as process:
+def test_make_run_serves_the_app_the_local_cosmos_db_and_the_local_queues_on_the_ports_given():
+    port, cosmos_port, storage_port = free_port(), free_port(), free_port()
+    ports = (f"PORT={port}", f"COSMOS_PORT={cosmos_port}", f"STORAGE_PORT={storage_port}")
+    with make_in_background(*STAMPS, "run", *ports) as process:
         health = wait_for_health(process, f"http://127.0.0.1:{port}/api")
         created = httpx.post(f"http://127.0.0.1:{port}/api/sessions", json={}, timeout=30)
+        queued = httpx.post(
+            f"http://127.0.0.1:{port}/api/sessions/{created.json()['id']}/messages",
+            json={"message": "later", "background": True},
+            timeout=30,
+        )
 
         assert health.status_code == 200, health.text
         assert created.status_code == 201, created.text
+        assert queued.status_code == 202, queued.text
         assert not_cosmos_reason(cosmos_port) is None, "the local Cosmos DB listens on COSMOS_PORT"
-    assert not is_listening(port) and not is_listening(cosmos_port), "stopping make run stops both"
+        assert is_listening(storage_port), "the local queues listen on STORAGE_PORT"
+    stopped = not is_listening(port) and not is_listening(cosmos_port) and not is_listening(storage_port)
+    assert stopped, "stopping make run stops all three"
 
 
 def test_a_busy_app_port_stops_make_run_with_a_message_naming_the_port_variable():

@@ -16,9 +16,10 @@ pytestmark = pytest.mark.integration
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
 
-def test_fuzzed_requests_get_no_5xx_and_every_response_matches_the_document(cosmos_env):
+def test_fuzzed_requests_get_no_5xx_and_every_response_matches_the_document(cosmos_env, storage_env):
     schemathesis = Path(sys.executable).with_name("st")
-    env = {**cosmos_env, "MODEL_PROVIDER": "offline"}
+    # With the local queues: background turns (202) are fuzzed too.
+    env = {**cosmos_env, **storage_env, "MODEL_PROVIDER": "offline", "BACKGROUND_QUEUE": "fuzzed-turns"}
     with app_host(env, log_path=ARTIFACTS / "apphost.log") as base:
         run = subprocess.run(
             [

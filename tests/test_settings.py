@@ -98,3 +98,36 @@ def test_log_level_sets_the_level_of_the_app_and_agent_loggers():
 
 def test_unset_log_level_leaves_the_loggers_to_the_host():
     assert load_settings({}).log_level is None
+
+
+def test_the_background_queue_is_reached_as_the_functions_host_reaches_its_storage():
+    local = load_settings({"AzureWebJobsStorage": "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=k"}).queue
+    azure = load_settings(
+        {
+            "AzureWebJobsStorage__accountName": "acct",
+            "AzureWebJobsStorage__clientId": "id-1",
+            "BACKGROUND_QUEUE": "jobs",
+        }
+    ).queue
+
+    assert local.configured and local.connection_string and local.service_uri is None
+    assert local.name == "background-turns" and local.poison_name == "background-turns-poison"
+    assert (azure.service_uri, azure.client_id, azure.connection_string) == (
+        "https://acct.queue.core.windows.net",
+        "id-1",
+        None,
+    )
+    assert not load_settings({}).queue.configured
+
+
+@pytest.mark.parametrize("name", ["Turns", "ab", "a--b", "-turns", "x" * 57])
+def test_a_background_queue_name_azure_refuses_fails_at_start_up(name):
+    with pytest.raises(SettingsError, match="BACKGROUND_QUEUE"):
+        load_settings({"BACKGROUND_QUEUE": name})
+
+
+def test_multitask_is_reject_unless_set_and_refuses_other_values():
+    assert load_settings({}).multitask == "reject"
+    assert load_settings({"MULTITASK": "enqueue"}).multitask == "enqueue"
+    with pytest.raises(SettingsError, match="MULTITASK"):
+        load_settings({"MULTITASK": "queue"})

@@ -389,3 +389,43 @@ def test_malformed_telemetry_settings_fail_at_start_up(name, value):
 
     with pytest.raises(SettingsError, match=name):
         load_settings({name: value})
+
+
+# --- background turns ------------------------------------------------------------------------------------
+
+
+async def test_the_span_of_a_background_turn_links_to_the_request_that_queued_it(
+    cosmos_env, storage_env, telemetry, session_id
+):
+    import base64
+    import uuid
+
+    from azure.storage.queue.aio import QueueClient
+
+    import function_app
+    from cosmos_history import build_agents, build_runtime, create_app
+    from cosmos_history.background_jobs import background_triggers
+    from cosmos_history.triggers import func
+
+    from .fakes import RecordingChatClient
+
+    settings = load_settings({**cosmos_env, **storage_env, "BACKGROUND_QUEUE": f"otel-{uuid.uuid4().hex[:12]}"})
+    runtime = await build_runtime(settings, agents=build_agents(settings, RecordingChatClient()))
+    app = create_app(function_app.ROUTES, triggers=background_triggers(settings), runtime=runtime)
+    functions = {f.get_function_name(): f.get_user_function() for f in app.get_functions()}
+    tracer = trace.get_tracer("test")
+    try:
+        with tracer.start_as_current_span("POST /api/sessions/{id}/messages") as queuing:  # the host's request span
+            body = {"message": "later", "background": True}
+            await functions["post_message_route"](request("POST", "/x", body=body, route={"id": session_id}))
+        async with QueueClient.from_connection_string(storage_env["AzureWebJobsStorage"], settings.queue.name) as q:
+            [message] = [m async for m in q.receive_messages(max_messages=1)]
+        await functions["background_turn"](func.QueueMessage(id=message.id, body=base64.b64decode(message.content)))
+    finally:
+        await runtime.close()
+
+    [job] = [s for s in telemetry.finished() if s.name == "background turn"]
+    turn = telemetry.turn_span(session_id)
+    assert [link.context.span_id for link in job.links] == [queuing.get_span_context().span_id]
+    assert job.parent is None, "linked, not a child: the job runs later, maybe more than once"
+    assert turn.parent is not None and turn.parent.span_id == job.context.span_id

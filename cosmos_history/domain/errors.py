@@ -377,3 +377,28 @@ def error_fields(error: BaseException) -> dict[str, Any]:
         "detail": error.detail,
         "extensions": dict(error.extensions),
     }
+
+
+class QueueUnavailableError(StoreUnavailableError):
+    """The queue of background turns could not be reached: nothing was queued, a retry may succeed."""
+
+    title = "Background queue unavailable"
+    slug = "queue-unavailable"
+
+
+class BackgroundNotConfiguredError(ProblemError):
+    """The app has no queue for background turns (no host storage connection): a configuration problem no retry
+    can mend (no ``Retry-After``), like :class:`AgentsUnavailableError`."""
+
+    kind = ErrorKind.UNAVAILABLE
+    title = "Background turns not configured"
+    slug = "background-not-configured"
+    log_each: ClassVar[bool] = False
+
+
+class BackgroundTurnFailedError(ProblemError):
+    """A background turn could not run: the queue gave up on it, or a turn queued before it was not saved."""
+
+    kind = ErrorKind.INTERNAL
+    title = "Background turn failed"
+    slug = "background-turn-failed"

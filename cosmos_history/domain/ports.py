@@ -167,3 +167,16 @@ class ResponseLog(Protocol):
         ...
 
     async def delete(self, session_id: str, user_id: str, turn: int) -> bool: ...
+
+
+class JobQueue(Protocol):
+    """Work for a queue-triggered function (a background turn): a small JSON message, delivered at least once."""
+
+    async def enqueue(self, job: dict[str, Any], *, delay_seconds: int = 0) -> None:
+        """Send ``job`` (hidden for ``delay_seconds``); once this returns, a worker will run it (again, after a
+        crash) until it ends.
+
+        Raises:
+            StoreUnavailableError: the queue cannot be reached (nothing was sent).
+        """
+        ...

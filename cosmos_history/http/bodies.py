@@ -8,7 +8,7 @@ from typing import Any
 
 from cosmos_history.domain.errors import BadRequestError, InvalidSessionIdError, ValidationError
 from cosmos_history.domain.records import MAX_LIST_LIMIT
-from cosmos_history.settings import HISTORY_MODES, HistoryMode, Settings
+from cosmos_history.settings import HISTORY_MODES, MULTITASKS, HistoryMode, Multitask, Settings
 
 MAX_TITLE_CHARS = 200
 _URL_SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -35,6 +35,10 @@ class NewMessage:
     stream: bool = False
     """``"stream": true`` asks for Server-Sent Events, like ``Accept: text/event-stream``."""
     agent: str | None = None
+    background: bool = False
+    """``"background": true`` queues the turn: 202 at once, the turn runs in a queue worker."""
+    multitask: Multitask = "reject"
+    """What the message does while another turn of the session runs (the ``MULTITASK`` setting by default)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class Approvals:
 
     answers: tuple[tuple[str, bool], ...]
     stream: bool = False
+    background: bool = False
+    multitask: Multitask = "reject"
 
 
 def parse_idempotency_key(value: str) -> str:
@@ -79,10 +85,33 @@ def parse_new_message(body: dict[str, Any], settings: Settings) -> NewMessage:
         raise ValidationError("'message' is required and must be a non-empty string.")
     if len(message) > settings.max_message_chars:
         raise ValidationError(f"'message' is longer than {settings.max_message_chars} characters.")
-    return NewMessage(message, parse_mode(body.get("mode")), parse_stream(body), parse_agent(body.get("agent")))
+    return NewMessage(
+        message,
+        parse_mode(body.get("mode")),
+        parse_stream(body),
+        parse_agent(body.get("agent")),
+        *parse_background(body, settings),
+    )
 
 
-def parse_approvals(body: dict[str, Any]) -> Approvals:
+def parse_background(body: dict[str, Any], settings: Settings) -> tuple[bool, Multitask]:
+    """``background`` (true/false) and ``multitask`` (one of MULTITASKS; default: the setting). A background
+    turn's events are read from its turn, so it cannot stream in the same request."""
+    background = body.get("background", False)
+    if not isinstance(background, bool):
+        raise ValidationError("'background' must be true or false.")
+    if background and body.get("stream") is True:
+        raise ValidationError(
+            "A background turn answers 202 at once: stream its events from its turn's events route instead."
+        )
+    multitask = body.get("multitask", settings.multitask)
+    for choice in MULTITASKS:
+        if multitask == choice:
+            return background, choice
+    raise ValidationError(f"'multitask' must be one of {', '.join(MULTITASKS)}.")
+
+
+def parse_approvals(body: dict[str, Any], settings: Settings | None = None) -> Approvals:
     """``{"approvals": [{"id": "...", "approved": true}]}``: every answer an id and a boolean decision."""
     answers = body.get("approvals")
     if not isinstance(answers, list) or not 1 <= len(answers) <= MAX_APPROVALS:
@@ -95,7 +124,7 @@ def parse_approvals(body: dict[str, Any]) -> Approvals:
         if not isinstance(approval_id, str) or not 1 <= len(approval_id) <= 200 or not isinstance(approved, bool):
             raise ValidationError("An approval's 'id' is a non-empty string and 'approved' is true or false.")
         parsed.append((approval_id, approved))
-    return Approvals(tuple(parsed), parse_stream(body))
+    return Approvals(tuple(parsed), parse_stream(body), *parse_background(body, settings or Settings()))
 
 
 def parse_stream(body: dict[str, Any]) -> bool:

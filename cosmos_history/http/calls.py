@@ -28,6 +28,7 @@ import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
 from cosmos_history.agents.catalog import Agents
+from cosmos_history.domain.background import BackgroundTurns
 from cosmos_history.domain.errors import (
     BadRequestError,
     PayloadTooLargeError,
@@ -63,6 +64,7 @@ class Call:
     settings: Settings
     turns: Turns
     responses: ResponseLog | None = None
+    background: BackgroundTurns | None = None
 
     def route(self, name: str) -> str:
         """A route parameter (the worker copies the host's route values into ``path_params``)."""
@@ -151,7 +153,9 @@ def invocation_id(context: func.Context | None) -> str:
 def make_call(req: Request, runtime: Runtime) -> Call:
     user_id = caller_identity(req, runtime.settings)
     store = runtime.store.for_user(user_id)
-    return Call(req, user_id, store, runtime.agents, runtime.settings, runtime.turns, runtime.responses)
+    return Call(
+        req, user_id, store, runtime.agents, runtime.settings, runtime.turns, runtime.responses, runtime.background
+    )
 
 
 def caller_identity(req: Request, settings: Settings) -> str:

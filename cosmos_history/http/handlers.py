@@ -18,7 +18,9 @@ from cosmos_history.domain.conversations import (
     load_session,
     read_entry_page,
 )
-from cosmos_history.domain.results import TurnRequest
+from cosmos_history.domain.errors import TurnInProgressError
+from cosmos_history.domain.results import TurnRequest, TurnResult
+from cosmos_history.http.background import Multitasking, interrupt, queue_turn
 from cosmos_history.http.bodies import (
     parse_approvals,
     parse_before,
@@ -69,22 +71,40 @@ async def delete_session_route(call: Call) -> Response:
 
 async def post_message_route(call: Call) -> Response:
     new = parse_new_message(await call.json_body(), call.settings)
-    return await _turn_response(call, new.stream, message=new.message, mode=new.mode, agent=new.agent)
+    how = Multitasking(new.stream, new.background, new.multitask)
+    return await _turn_response(call, how, message=new.message, mode=new.mode, agent=new.agent)
 
 
 async def post_approvals_route(call: Call) -> Response:
     """Continue the turn that waits for approvals: approved calls run (once), denied ones are reported."""
-    answers = parse_approvals(await call.json_body())
-    return await _turn_response(call, answers.stream, message="", approvals=answers.answers)
+    answers = parse_approvals(await call.json_body(), call.settings)
+    how = Multitasking(answers.stream, answers.background, answers.multitask)
+    return await _turn_response(call, how, message="", approvals=answers.answers)
 
 
-async def _turn_response(call: Call, stream: bool, **turn: Any) -> Response:
+async def _turn_response(call: Call, how: Multitasking, **turn: Any) -> Response:
     request = TurnRequest(call.session_id(), idempotency_key=call.idempotency_key(), **turn)
-    if wants_event_stream(call.request, stream):
-        stream = await call.turns.stream(request, caller=call.user_id)
-        return event_stream_response(stream, location=f"/api/sessions/{request.session_id}/turns")
-    result = await call.turns.run(request, caller=call.user_id)
+    if how.background:
+        return await queue_turn(call, request, how.multitask)
+    try:
+        result = await _run_or_stream(call, request, how.stream)
+    except TurnInProgressError:
+        if how.multitask == "enqueue":  # the message becomes the turn after the running one (and the queued)
+            return await queue_turn(call, request, "enqueue", behind_running=True)
+        if how.multitask != "interrupt":
+            raise
+        await interrupt(call, request.session_id)
+        result = await _run_or_stream(call, request, how.stream)
+    if isinstance(result, Response):
+        return result
     return json_response(turn_json(result), headers={"Idempotent-Replayed": "true"} if result.replayed else None)
+
+
+async def _run_or_stream(call: Call, request: TurnRequest, stream: bool) -> TurnResult | Response:
+    if wants_event_stream(call.request, stream):
+        started = await call.turns.stream(request, caller=call.user_id)
+        return event_stream_response(started, location=f"/api/sessions/{request.session_id}/turns")
+    return await call.turns.run(request, caller=call.user_id)
 
 
 async def list_agents_route(call: Call) -> Response:

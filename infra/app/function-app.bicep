@@ -127,6 +127,12 @@ param eventsPollMs string
 @description('EVENTS_TTL_SECONDS.')
 param eventsTtlSeconds string
 
+@description('BACKGROUND_QUEUE: the queue of background turns (on the host storage account).')
+param backgroundQueue string
+
+@description('MULTITASK.')
+param multitask string
+
 @description('ENABLE_SENSITIVE_DATA (development deployments only).')
 param enableSensitiveData bool
 
@@ -192,6 +198,9 @@ var requiredSettings = {
   EVENTS_FLUSH_MS: eventsFlushMs
   EVENTS_POLL_MS: eventsPollMs
   EVENTS_TTL_SECONDS: eventsTtlSeconds
+  // Background turns: the queue trigger and the app reach the queue through AzureWebJobsStorage (the identity).
+  BACKGROUND_QUEUE: backgroundQueue
+  MULTITASK: multitask
   ENABLE_SENSITIVE_DATA: string(enableSensitiveData)
   LOG_LEVEL: logLevel
   AzureFunctionsJobHost__logging__logLevel__Function: hostLogLevels[logLevel]

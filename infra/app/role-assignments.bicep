@@ -41,7 +41,8 @@ var cognitiveServicesOpenAiUser = '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd'
 var cosmosDataContributor = '00000000-0000-0000-0000-000000000002'
 
 // The host keeps its keys and leases in blobs; queues and tables serve host features (blob
-// triggers, diagnostic events). The account is dedicated to the host, which bounds these roles.
+// triggers, diagnostic events; the queue of background turns, which the app sends to as well). The account is
+// dedicated to the host, which bounds these roles.
 var hostStorageRoles = [
   storageBlobDataOwner
   storageQueueDataContributor

@@ -15,6 +15,9 @@ param tags object
 @description('Blob container that holds the deployment packages of the Flex Consumption app.')
 param deploymentContainerName string
 
+@description('The queue of background turns; <name>-poison receives the jobs the Functions host gave up on.')
+param backgroundQueueName string
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
   location: location
@@ -62,7 +65,26 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+// Background turns: the app sends jobs here and its queue-triggered function takes them (identity-based, with the
+// Storage Queue Data Contributor role of role-assignments.bicep); the host moves a job that failed maxDequeueCount
+// times to the poison queue, whose function ends the turn as failed.
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource backgroundQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: backgroundQueueName
+}
+
+resource backgroundPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: '${backgroundQueueName}-poison'
+}
+
 output name string = storage.name
 output id string = storage.id
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output deploymentContainerName string = deploymentContainer.name
+output backgroundQueueName string = backgroundQueue.name

@@ -30,7 +30,7 @@ from cosmos_history.domain.ports import ResponseLog
 from cosmos_history.domain.results import TurnRequest, TurnResult
 from cosmos_history.http.bodies import parse_limit
 from cosmos_history.http.calls import Call
-from cosmos_history.http.openai import objects
+from cosmos_history.http.openai import background, objects
 from cosmos_history.http.openai.ids import not_found_message, parse_response_id, response_id, unstored_response_id
 from cosmos_history.http.openai.output import OutputBuilder
 from cosmos_history.http.openai.requests import CreateRequest, in_effect, parse_create
@@ -63,6 +63,8 @@ async def create_response_route(call: Call) -> Response:
             param="store",
         )
     session_id, expected = await _continued_turn(call, request, key)
+    if request.background:
+        return await background.create_background(call, request, session_id)
     response = objects.response_object(
         response_id(session_id, expected + 1) if request.store else unstored_response_id(),
         request.model,
@@ -166,8 +168,21 @@ def _finisher(call: Call, request: CreateRequest, session_id: str) -> Finish:
 
 
 async def get_response_route(call: Call) -> Response:
+    """The response; a background one as it stands (``?stream=true``: its events, ``starting_after`` one)."""
+    record = await background.background_record(call, call.route("id"))
+    if call.query("stream") == "true":
+        if record is None:
+            raise BadRequestError("Only background responses can be streamed again.", param="stream")
+        return await background.retrieve_stream(call, record)
+    if record is not None:
+        return json_response(await background.current_response(call, record))
     stored = await _stored(call)
     return json_response(stored["response"])
+
+
+async def cancel_response_route(call: Call) -> Response:
+    """``POST /v1/responses/{id}/cancel``: cancel a background response (queued or running)."""
+    return json_response(await background.cancel_response(call, call.route("id")))
 
 
 async def delete_response_route(call: Call) -> Response:

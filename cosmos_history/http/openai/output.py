@@ -9,6 +9,7 @@ events made of the turn's result (:func:`cosmos_history.http.openai.run.plain_re
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from cosmos_history.domain.approvals import PendingApproval
@@ -25,8 +26,10 @@ class OutputBuilder:
     """Output items built from a turn's typed events (the encoder subscribed to a streamed turn);
     :meth:`feed` and :meth:`close` return the streaming events they make."""
 
-    def __init__(self, server_label: str, client_tools: set[str]) -> None:
+    def __init__(self, server_label: str, client_tools: set[str], ids: Callable[[str], str] = item_id) -> None:
+        """``ids`` names new message items (a background response's replays must name them alike)."""
         self.output: list[dict[str, Any]] = []
+        self._ids = ids
         self._server = server_label
         self._client_tools = client_tools
         self._calls: dict[str, tuple[str, Any]] = {}
@@ -72,7 +75,7 @@ class OutputBuilder:
     def _delta(self, text: str) -> list[Event]:
         events: list[Event] = []
         if self._text is None:
-            index, message_id = len(self.output), item_id("msg")
+            index, message_id = len(self.output), self._ids("msg")
             self.output.append(objects.message_item(message_id, "", done=False))
             self._text = (index, message_id, "")
             events += [

@@ -69,14 +69,15 @@ class CreateRequest:
     """The request's parameters as a response object repeats them (see :func:`in_effect`)."""
     input_items: tuple[dict[str, Any], ...] = ()
     """The input as items with ids, for ``GET /v1/responses/{id}/input_items``."""
+    background: bool = False
+    """Answer at once (``queued``); the turn runs in a queue worker (see :mod:`.background`)."""
 
 
 def parse_create(body: dict[str, Any], settings: Settings) -> CreateRequest:
     model = body.get("model")
     if not isinstance(model, str) or not 1 <= len(model) <= 64:
         raise _bad("'model' is required: the name of one of this app's agents (GET /v1/models lists them).", "model")
-    if body.get("background"):
-        raise _bad("Background responses are not supported; omit 'background'.", "background")
+    background = _flag(body, "background", default=False)
     previous, conversation = _continuation(body)
     message, inputs, approvals, items = _input(body.get("input"), settings)
     if approvals is not None and previous is None and conversation is None:
@@ -92,6 +93,13 @@ def parse_create(body: dict[str, Any], settings: Settings) -> CreateRequest:
         )
     echo = _echo(body)
     tools = _client_tools(body.get("tools"))
+    if background and (not store or tools or inputs):
+        # A background response runs later, in a queue worker, from what its turn record keeps: stored, and
+        # without the client's own tools (their calls go back to the client, which is not waiting).
+        raise _bad(
+            "A background response must be stored and cannot use the client's own function tools or their outputs.",
+            "background",
+        )
     return CreateRequest(
         model=model,
         message=message,
@@ -102,6 +110,7 @@ def parse_create(body: dict[str, Any], settings: Settings) -> CreateRequest:
         conversation=conversation,
         store=store,
         stream=_flag(body, "stream", default=False),
+        background=background,
         options=_options(echo),
         echo={**echo, "tools": [_tool_object(tool, body["tools"][i]) for i, tool in enumerate(tools)]},
         input_items=tuple(items),

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,22 @@ def test_a_turn_that_keeps_failing_ends_failed_from_the_poison_queue_and_the_ses
     assert failed["status"] == "failed" and failed["reason"]
     assert after.status_code == 200 and after.json()["turn"] == 1
     assert history(model_host, session)[0] == ("user", "next")
+
+
+def test_a_message_enqueued_behind_a_plain_turn_becomes_the_turn_after_it(model_host, fake_model, gate):
+    session = new_session()
+    asked = len(fake_model.requests)
+    with ThreadPoolExecutor(1) as pool:
+        plain = pool.submit(post, model_host, f"/sessions/{session}/messages", {"message": "first"})
+        until(lambda: len(fake_model.requests) > asked)  # the plain turn holds the lease, its model call waits
+        queued = post(model_host, f"/sessions/{session}/messages", {"message": "second", "multitask": "enqueue"})
+        gate.set()
+        first = plain.result()
+
+    assert queued.status_code == 202 and queued.json()["turn"] == 2, queued.text
+    assert first.status_code == 200 and first.json()["turn"] == 1
+    assert ended(model_host, session, 2)["status"] == "completed"
+    assert [text for role, text in history(model_host, session) if role == "user"] == ["first", "second"]
 
 
 # --- kill -9 ---------------------------------------------------------------------------------------------

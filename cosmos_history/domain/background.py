@@ -80,6 +80,7 @@ class BackgroundTurns:
         for _ in range(MAX_QUEUED):
             pending = await self.log.find(request.session_id, caller, turn)
             if pending is None and behind_running:
+                behind_running = False
                 turn += 1  # the running turn keeps no record (a plain turn): it takes this number
                 continue
             behind_running = False

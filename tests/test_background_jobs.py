@@ -6,6 +6,7 @@ The queue is the local storage emulator's, the store the local Cosmos DB; only t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -130,6 +131,22 @@ async def test_a_job_the_queue_gave_up_on_ends_its_turn_failed_with_a_reason(
 
     failed = await turn_answer(app_functions, session_id, 1)
     assert failed["status"] == "failed" and "every attempt" in failed["reason"] and recording.calls == []
+
+
+async def test_messages_enqueued_at_the_same_time_each_get_a_turn_of_their_own(
+    app_functions, queued_runtime, session_id
+):
+    bodies = [{"message": f"m{n}", "background": True, "multitask": "enqueue"} for n in range(5)]
+    answers = await asyncio.gather(
+        *(call(app_functions, "post_message_route", background_message(session_id, body)) for body in bodies)
+    )
+    log = queued_runtime.turn_log
+    records = [await log.find(session_id, "alice", n) for n in range(1, 6)]
+    for _ in range(5):
+        take_job(queued_runtime)  # the test's queue is left empty
+
+    assert sorted(body["turn"] for _, body, _ in answers) == [1, 2, 3, 4, 5]
+    assert sorted(r.request["message"] for r in records if r is not None) == [f"m{n}" for n in range(5)]
 
 
 @pytest.mark.parametrize(

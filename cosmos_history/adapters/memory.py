@@ -284,6 +284,11 @@ class MemoryTurnLog:
         self._db.turns[key] = (copy.deepcopy(record.to_json()), record.etag)
         return record
 
+    async def create(self, record: TurnRecord) -> TurnRecord | None:
+        if (record.user_id, record.session_id, record.turn) in self._db.turns:
+            return None
+        return await self.put(record)
+
     async def replace(self, record: TurnRecord) -> TurnRecord | None:
         stored = self._db.turns.get((record.user_id, record.session_id, record.turn))
         if stored is None or stored[1] != record.etag:

@@ -19,6 +19,7 @@ A job the queue gave up on (the poison queue) ends its turn ``failed`` (:meth:`B
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -76,7 +77,13 @@ class BackgroundTurns:
             QueueUnavailableError: the job could not be sent (the record says ``failed``).
         """
         self.turns.check_client_tools(request.agent, request.client_tools)
+        asked = {
+            **request_json(request.message, approvals=request.approvals, mode=request.mode, agent=request.agent),
+            **({"options": dict(request.options)} if request.options else {}),
+            **({"parameters": dict(request.parameters)} if request.parameters else {}),
+        }
         turn = await self.turns.latest_turn(request.session_id, caller=caller) + 1
+        record = None
         for _ in range(MAX_QUEUED):
             pending = await self.log.find(request.session_id, caller, turn)
             if pending is None and behind_running:
@@ -84,8 +91,22 @@ class BackgroundTurns:
                 turn += 1  # the running turn keeps no record (a plain turn): it takes this number
                 continue
             behind_running = False
-            if pending is None or pending.finished:
-                break
+            if pending is None or pending.finished or pending.lost(time.time()):  # (lost: its process died)
+                queued = TurnRecord(
+                    request.session_id,
+                    caller,
+                    turn,
+                    "queued",
+                    mode=request.mode,
+                    agent=request.agent,
+                    request={**asked, **({"extra": dict(extra(turn))} if extra is not None else {})},
+                    etag=None if pending is None else pending.etag,
+                )
+                # Conditional: a request racing for the same number makes one of them look again, never lose one.
+                record = await (self.log.create(queued) if pending is None else self.log.replace(queued))
+                if record is not None:
+                    break
+                continue
             if not enqueue:
                 raise TurnInProgressError(
                     f"Turn {turn} of this session is {pending.status.replace('_', ' ')}; send the message again "
@@ -93,23 +114,8 @@ class BackgroundTurns:
                     retry_after=WAIT_SECONDS,
                 )
             turn += 1
-        else:
+        if record is None:
             raise TurnInProgressError(f"{MAX_QUEUED} turns of this session wait already.", retry_after=WAIT_SECONDS)
-        record = TurnRecord(
-            request.session_id,
-            caller,
-            turn,
-            "queued",
-            mode=request.mode,
-            agent=request.agent,
-            request={
-                **request_json(request.message, approvals=request.approvals, mode=request.mode, agent=request.agent),
-                **({"options": dict(request.options)} if request.options else {}),
-                **({"parameters": dict(request.parameters)} if request.parameters else {}),
-                **({"extra": dict(extra(turn))} if extra is not None else {}),
-            },
-        )
-        record = await self.log.put(record)
         job = {"userId": caller, "sessionId": request.session_id, "turn": turn, "attempt": record.attempt}
         try:
             await self.queue.enqueue({**job, **({"trace": dict(trace)} if trace else {})})

@@ -211,6 +211,10 @@ class TurnLog(Protocol):
         """Create the record, or overwrite an earlier attempt at the same turn number; returns it with its etag."""
         ...
 
+    async def create(self, record: TurnRecord) -> TurnRecord | None:
+        """Write ``record`` only if no record has its turn number; ``None`` when one has (a racing request's)."""
+        ...
+
     async def replace(self, record: TurnRecord) -> TurnRecord | None:
         """Write ``record`` only if the stored one still has ``record.etag``; ``None`` when it changed."""
         ...

@@ -39,6 +39,15 @@ class CosmosTurnLog:
         record.etag = written_etag(stored)
         return record
 
+    async def create(self, record: TurnRecord) -> TurnRecord | None:
+        with store_errors():
+            try:
+                stored = await self._container.create_item(self._item(record), no_response=True)
+            except cosmos_errors.CosmosResourceExistsError:
+                return None
+        record.etag = written_etag(stored)
+        return record
+
     async def replace(self, record: TurnRecord) -> TurnRecord | None:
         item = self._item(record)
         with store_errors():

@@ -19,7 +19,7 @@ from agent_framework import Agent, BaseChatClient, HistoryProvider, InMemoryHist
 
 from cosmos_history.agents.arguments import ArgumentErrors
 from cosmos_history.agents.discovery import AgentLoadError, agent_modules
-from cosmos_history.domain.compaction import InputBudget, RunningSummary
+from cosmos_history.domain.compaction import InputBudget, RunningSummary, WindowHistory
 from cosmos_history.domain.delegation import delegate_target
 from cosmos_history.domain.errors import AgentNotFoundError, SettingsError, ValidationError
 from cosmos_history.settings import CompactionSettings, HistoryMode, ModelSettings, Settings
@@ -211,7 +211,7 @@ def _for_mode(agent: Agent, mode: HistoryMode, settings: Settings) -> Agent:
     agent.middleware = [ArgumentErrors(), *(agent.middleware or [])]
     if mode == "local":
         if not any(isinstance(p, HistoryProvider) for p in agent.context_providers):
-            agent.context_providers.insert(0, InMemoryHistoryProvider())
+            agent.context_providers.insert(0, WindowHistory())
         if settings.compaction.strategy != "none":
             # The summary comes first in what the model reads; the budget applies last, to everything.
             agent.context_providers.insert(0, RunningSummary())

@@ -129,6 +129,12 @@ def json_size(value: Any) -> int:
     return len(json.dumps(value).encode())
 
 
+def serialized_message_sizes(session: dict[str, Any]) -> list[int]:
+    """Sizes of the history messages of a serialized session (``AgentSession.to_dict()``), in order."""
+    stored = session.get("state", {}).get(InMemoryHistoryProvider.DEFAULT_SOURCE_ID, {}).get("messages", [])
+    return [json_size(message) for message in stored]
+
+
 def plan_archive(
     state: dict[str, Any],
     index: ArchiveIndex,
@@ -137,21 +143,31 @@ def plan_archive(
     max_bytes: int,
     max_messages: int,
     max_tokens: int | None = None,
+    message_sizes: Callable[[], list[int]] | None = None,
 ) -> list[tuple[int, list[Message]]]:
     """Move the oldest whole turns out of ``state`` when the document is over budget (bytes, messages, or,
     with ``max_tokens``, the tokens of its history, estimated as 4 bytes a token).
 
+    ``message_sizes`` gives each history message's serialized size from the document about to be written,
+    so the window is not serialized a second time just to be measured (it must list them in order).
     Mutates ``state`` and ``index``; returns the new chunks as ``(chunk number, messages)``.
 
     Raises:
         TurnTooLargeError: even the latest turn alone does not fit one item (an enormous reply).
     """
     messages = history_messages(state)
-    sizes = [json_size(m.to_dict()) for m in messages] if max_tokens is not None else []
+
+    def measured() -> list[int]:
+        known = message_sizes() if message_sizes is not None else None
+        return (
+            known if known is not None and len(known) == len(messages) else [json_size(m.to_dict()) for m in messages]
+        )
+
+    sizes = measured() if max_tokens is not None else []
     over_tokens = max_tokens is not None and sum(sizes) > max_tokens * _BYTES_PER_TOKEN
     if document_bytes <= max_bytes * _HIGH_WATER and len(messages) <= max_messages and not over_tokens:
         return []
-    sizes = sizes or [json_size(m.to_dict()) for m in messages]
+    sizes = sizes or measured()
     keep_bytes = max_bytes * _LOW_WATER
     keep_messages = max(2, int(max_messages * _MESSAGE_LOW_WATER))
     keep_history = max_tokens * _BYTES_PER_TOKEN * _LOW_WATER if max_tokens is not None else float("inf")
@@ -212,10 +228,12 @@ async def keep_within_budget(
     max_bytes: int,
     max_messages: int,
     max_tokens: int | None = None,
+    message_sizes: Callable[[], list[int]] | None = None,
 ) -> bool:
     """Move the oldest turns to archive chunks (written first) when the document is over budget.
 
     Returns whether anything moved (the caller then rebuilds the document it is about to write).
+    ``message_sizes``: see :func:`plan_archive`.
     """
     limit = min(max_bytes, max_tokens * _BYTES_PER_TOKEN) if max_tokens is not None else max_bytes
     if _clearly_within_budget(record, limit, max_messages):
@@ -227,6 +245,7 @@ async def keep_within_budget(
         max_bytes=max_bytes,
         max_messages=max_messages,
         max_tokens=max_tokens,
+        message_sizes=message_sizes,
     )
     if not chunks:
         return False

@@ -35,6 +35,7 @@ from agent_framework import (
     CharacterEstimatorTokenizer,
     CompactionProvider,
     ContextProvider,
+    InMemoryHistoryProvider,
     Message,
     SessionContext,
     TruncationStrategy,
@@ -110,6 +111,27 @@ class InputBudget(CompactionProvider):
             await super().before_run(agent=agent, session=session, context=context, state=state)
         finally:
             _room.reset(token)
+
+
+class WindowHistory(InMemoryHistoryProvider):
+    """The framework's in-memory history, saving a turn without hashing the whole window first.
+
+    Before appending, the framework drops incoming messages that repeat the stored ones (a replayed
+    transcript) by hashing every stored message, each serialized again, on every turn. When fewer messages
+    arrive than are stored, only the stored tail as long as the incoming ones can overlap them, so only that
+    tail is handed to the framework's own filter: the same messages are kept, for a fraction of the work.
+    """
+
+    async def save_messages(
+        self, session_id: str | None, messages: Sequence[Message], *, state: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        existing: list[Message] = list((state or {}).get("messages", []))
+        if state is None or not messages or len(messages) >= len(existing):
+            await super().save_messages(session_id, messages, state=state, **kwargs)
+            return
+        tail = {"messages": existing[-len(messages) :]}
+        await super().save_messages(session_id, messages, state=tail, **kwargs)
+        state["messages"] = [*existing, *tail["messages"][len(messages) :]]
 
 
 class RunningSummary(ContextProvider):

@@ -23,7 +23,7 @@ from azure.cosmos.aio import ContainerProxy
 
 from cosmos_history.adapters.cosmos import items
 from cosmos_history.adapters.cosmos.client import container_missing, response_size, store_errors, written_etag
-from cosmos_history.domain.archive import history_messages, json_size, keep_within_budget
+from cosmos_history.domain.archive import history_messages, json_size, keep_within_budget, serialized_message_sizes
 from cosmos_history.domain.errors import (
     BadRequestError,
     SessionConflictError,
@@ -176,6 +176,7 @@ class CosmosSessions:
                 max_bytes=self.max_item_bytes,
                 max_messages=self.max_history_messages,
                 max_tokens=self.max_history_tokens,
+                message_sizes=lambda: serialized_message_sizes(document["session"]),
             )
             if moved:
                 document = items.session_document(record, self.ttl_seconds)

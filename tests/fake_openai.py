@@ -5,8 +5,9 @@ records every request body so tests can prove what the model was sent; replies
 are deterministic ("answer N to: <last user text>"). Responses created with
 ``store=true`` are kept by id, so ``previous_response_id`` continues a thread,
 and an unknown id answers 404 as the real service does for an expired thread (``expired_status``
-makes it 400, as some deployments answer). Streams can pause between deltas (``chunk_delay``) and
-fail after their first delta (``fail_mid_stream``); ``streams_finished`` counts completed streams.
+makes it 400, as some deployments answer). Streams can pause before their first text delta
+(``first_token_delay``, a model's time to first token) and between deltas (``chunk_delay``), and fail after
+their first delta (``fail_mid_stream``); ``streams_finished`` counts completed streams.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class FakeOpenAI:
     requests: list[dict[str, Any]] = field(default_factory=list)
     threads: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     chunk_delay: float = 0.0
+    first_token_delay: float = 0.0
+    """Seconds a stream waits before its first text delta (the benchmark's fixed time to first token)."""
     response_delay: float = 0.0
     """Seconds a non-streamed answer takes, to hold racing turns in flight."""
     fail_next: int = 0
@@ -165,8 +168,7 @@ class FakeOpenAI:
         for index, piece in enumerate(_pieces(text)):
             if index == self.pause_after:
                 await self._wait_for_release()
-            if self.chunk_delay:
-                await asyncio.sleep(self.chunk_delay)
+            await self._pause(index)
             if index == 1 and self._take_mid_stream_failure():
                 yield _STREAM_ERROR
                 return
@@ -188,6 +190,12 @@ class FakeOpenAI:
             if self.released.is_set():
                 return
             await asyncio.sleep(0.01)
+
+    async def _pause(self, index: int) -> None:
+        """Before text delta ``index``: the time to first token before the first, ``chunk_delay`` before each."""
+        delay = self.chunk_delay + (self.first_token_delay if index == 0 else 0.0)
+        if delay:
+            await asyncio.sleep(delay)
 
     def _take_mid_stream_failure(self) -> bool:
         if self.fail_mid_stream:
@@ -223,8 +231,7 @@ class FakeOpenAI:
 
         async def chunks() -> AsyncIterator[str]:
             for index, piece in enumerate(_pieces(text)):
-                if self.chunk_delay:
-                    await asyncio.sleep(self.chunk_delay)
+                await self._pause(index)
                 if index == 1 and self._take_mid_stream_failure():
                     yield _STREAM_ERROR
                     return

@@ -32,9 +32,9 @@ def build_chat_client(model: ModelSettings) -> SupportsChatGetResponse:
 
         return OfflineChatClient()
 
-    from agent_framework_openai import OpenAIChatClient, OpenAIChatCompletionClient
+    from cosmos_history.models.openai_json import ChatCompletionsClient, ResponsesClient
 
-    client_type = OpenAIChatClient if model.api == "responses" else OpenAIChatCompletionClient
+    client_type = ResponsesClient if model.api == "responses" else ChatCompletionsClient
     if model.provider == "azure_openai":
         if model.azure_api_key:
             return client_type(

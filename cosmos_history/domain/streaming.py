@@ -69,6 +69,9 @@ class TurnStream:
             self._signal_started()
             return
         self._events.put_nowait(event)
+        # Let the reader send it now: while the model's stream has more data buffered, the turn would
+        # otherwise run on without yielding, and the event would wait for the turn's next real wait.
+        await asyncio.sleep(0)
 
     def _signal_started(self) -> None:
         if not self._first_update.done():

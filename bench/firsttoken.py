@@ -84,7 +84,8 @@ async def backend_first_delta(http: httpx.AsyncClient, base: str, session_id: st
         "POST", f"{base}/sessions/{session_id}/messages", json=body, headers={"X-User-Id": USER}
     ) as response:
         if response.status_code != 200:
-            raise RuntimeError(f"streamed {mode} turn answered {response.status_code}: {(await response.aread())[:300]!r}")
+            text = (await response.aread())[:300]
+            raise RuntimeError(f"streamed {mode} turn answered {response.status_code}: {text!r}")
         async for line in response.aiter_lines():
             if first is None and line == "event: delta":
                 first = time.perf_counter() - started

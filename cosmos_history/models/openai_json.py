@@ -3,13 +3,13 @@
 Before sending a request the ``openai`` SDK walks every parameter against its typed-dict declarations
 (``openai._utils._transform``). For the Responses API's ``input`` and Chat Completions' ``messages`` that
 walk tries every item against every member of a union of some thirty item types, recursively: about
-5 ms per history message on this machine, paid on every turn before the request leaves, so in local
-mode (where the history travels with each request) it was most of what the backend added to the first
-token (docs/performance.md). For these two parameters the declarations rename nothing and format nothing
-(they carry only ``discriminator`` metadata), so the walk returns its input unchanged: the clients here
-pass them (and the tool declarations, as costly and as plain) as ``extra_body``, which the SDK merges into the same JSON body with its own encoder. Every
-other option still goes through the SDK's checks. ``tests/test_openai_json.py`` proves the bodies sent
-are the same as the stock clients'.
+50 ms for a window of 20 messages on this machine, paid on every turn before the request leaves, so in
+local mode (where the history travels with each request) it was most of what the backend added to the
+first token (docs/performance.md). For these parameters the declarations rename nothing and format
+nothing (they carry only ``discriminator`` metadata), so the walk returns its input unchanged: the
+clients here pass them (and the tool declarations, as costly and as plain) as ``extra_body``, which the
+SDK merges into the same JSON body with its own encoder. Every other option still goes through the
+SDK's checks. ``tests/test_openai_json.py`` proves the bodies sent are the stock clients'.
 """
 
 from __future__ import annotations

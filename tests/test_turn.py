@@ -174,6 +174,31 @@ async def test_a_streamed_turn_yields_deltas_that_add_up_to_the_saved_reply(stor
     assert model.texts(-1) == [("user", "Hello"), ("assistant", "reply 1"), ("user", "again")]
 
 
+class CountingUpdates(RecordingChatClient):
+    """Streams without pausing between updates (as a model's buffered stream reads) and counts what it yielded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.yielded = 0
+
+    async def _stream(self, text: str):  # type: ignore[override]
+        async for update in super()._stream(text):
+            self.yielded += 1
+            yield update
+
+
+async def test_a_streamed_delta_reaches_the_reader_before_the_model_stream_is_read_on(store):
+    model = CountingUpdates()
+    model.reply_template = "one two three four"
+    turn = await run_turn_stream(store, build_agents(load_settings({}), model), session_id="s1", message="Hello")
+
+    seen = [(event.text, model.yielded) async for event in turn.events() if isinstance(event, TextDelta)]
+
+    # The framework reads one update ahead; without the hand-over the first delta waited for the last update.
+    assert seen[0] == ("one ", 2)
+    assert [text for text, _ in seen] == ["one ", "two ", "three ", "four"]
+
+
 async def test_a_streamed_turn_is_saved_even_when_its_reader_is_cancelled(store, agents, model):
     model.delay = 0.05
     turns = Turns(store, agents)

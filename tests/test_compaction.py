@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from agent_framework import ChatResponse, ChatResponseUpdate, Message, ResponseStream
+from agent_framework import ChatResponse, ChatResponseUpdate, InMemoryHistoryProvider, Message, ResponseStream
 
 from cosmos_history import build_agents, load_settings, run_turn
 from cosmos_history.adapters.cosmos.client import create_client, ensure_container
-from cosmos_history.domain.compaction import SUMMARY, SUMMARY_HEADER, count_tokens, summary_of
+from cosmos_history.domain.compaction import SUMMARY, SUMMARY_HEADER, WindowHistory, count_tokens, summary_of
 from cosmos_history.domain.conversations import read_history
 from cosmos_history.models.offline import OfflineChatClient
 from cosmos_history.runtime import session_services
@@ -201,3 +201,28 @@ async def test_the_window_strategy_keeps_the_budget_without_any_summarization_ca
     assert conversation.model.summaries == [] and summary_of(record) is None and record.archive.count > 0
     assert "PAPAYA-9" not in "\n".join(m.text for m in conversation.model.turns[-1])
     assert await history_tokens(conversation.model.turns[-1]) <= BUDGET
+
+
+def _said(*texts: str) -> list[Message]:
+    return [Message(role="user" if i % 2 == 0 else "assistant", contents=[t]) for i, t in enumerate(texts)]
+
+
+@pytest.mark.parametrize(
+    "incoming",
+    [
+        ["q3", "a3"],  # a new turn
+        ["q2", "a2"],  # a turn repeating the stored last turn word for word: dropped, as the framework drops it
+        ["a2", "q3", "a3"],  # overlapping the stored tail by one message
+        ["q2"],  # a repeated question alone is kept
+        ["q1", "a1", "q2", "a2", "q3"],  # the whole transcript replayed
+    ],
+)
+async def test_the_window_history_keeps_exactly_what_the_frameworks_history_keeps(incoming: list[str]):
+    stored = ["q1", "a1", "q2", "a2"]
+    ours, theirs = {"messages": _said(*stored)}, {"messages": _said(*stored)}
+    new = [Message(role="user" if t.startswith("q") else "assistant", contents=[t]) for t in incoming]
+
+    await WindowHistory().save_messages("s", new, state=ours)
+    await InMemoryHistoryProvider().save_messages("s", new, state=theirs)
+
+    assert [(m.role, m.text) for m in ours["messages"]] == [(m.role, m.text) for m in theirs["messages"]]

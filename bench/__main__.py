@@ -17,10 +17,12 @@ from pathlib import Path
 
 from .coldstart import measure_cold_start
 from .durable import measure_durable
+from .firsttoken import DEFAULT_DELAY, measure_first_token
 from .hosts import ROOT, BenchEnv, bench_cosmos
 from .inprocess import variants
 from .listing import measure_listing, measure_route_partitions, render_listing
 from .measure import CountRow, Latencies, measure_counts, measure_overhead, measure_throughput, overhead_plan
+from .memory import measure_memory
 from .report import Results, render, standard_notes
 from .tokens import measure_input_tokens
 
@@ -62,6 +64,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--listing-others", type=_ints, default=[10, 1000, 10000], help="other users' sessions")
     parser.add_argument("--listing-samples", type=int, default=20, help="listings timed per cell")
     parser.add_argument("--only-listing", action="store_true", help="only the listing part; prints, writes nothing")
+    parser.add_argument("--first-token-samples", type=int, default=30, help="streamed turns timed per path")
+    parser.add_argument("--first-token-delay", type=float, default=DEFAULT_DELAY, help="stand-in's time to first token")
+    parser.add_argument("--skip-first-token", action="store_true")
+    parser.add_argument("--memory-turns", type=int, default=10_000, help="turns of the memory run (one host)")
+    parser.add_argument("--memory-sessions", type=int, default=1_000, help="sessions those turns are spread over")
+    parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -83,6 +91,14 @@ def main(argv: list[str] | None = None) -> None:
         if not args.skip_http:
             print(f"Throughput at concurrency {args.concurrency} with {args.processes} processes ...", flush=True)
             throughput = asyncio.run(measure_throughput(bench.env, args.concurrency, args.processes, args.total))
+        first_token = None
+        if not args.skip_first_token:
+            print(f"Time to first token ({args.first_token_samples} streamed turns per path) ...", flush=True)
+            first_token = measure_first_token(bench, args.first_token_samples, args.first_token_delay)
+        memory = None
+        if not args.skip_memory:
+            print(f"Memory over {args.memory_turns:,} turns across {args.memory_sessions:,} sessions ...", flush=True)
+            memory = measure_memory(bench, args.memory_turns, args.memory_sessions)
         cold = None
         if not args.skip_cold:
             print(f"Cold start ({args.cold_runs} processes of each kind) ...", flush=True)
@@ -104,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         input_tokens=input_tokens,
         listing=listing,
         routes=routes,
+        first_token=first_token,
+        memory=memory,
     )
     report = render(results) + ("\n" + "\n".join(durable) if durable else "")
     print(report)

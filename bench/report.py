@@ -11,12 +11,16 @@ from cosmos_history import Settings
 
 from .coldstart import ColdStart
 from .counting import QUERY_RU_BASE, WRITE_RU_PER_KB_FIRST
+from .firsttoken import FirstToken
+from .firsttoken import render as render_first_token
 from .inprocess import VARIANTS, Variant
 from .listing import ListingRow, RouteRow, render_listing
 from .markdown import kb as _kb
 from .markdown import ms as _ms
 from .markdown import table as _table
 from .measure import CountRow, Latencies, OverheadPlan, ThroughputRow
+from .memory import MemoryRun
+from .memory import render as render_memory
 from .targets import count_row, target_lines
 
 NAMES: dict[Variant, str] = {
@@ -43,6 +47,10 @@ class Results:
     """Listing one user's sessions among other users' sessions, before and after #26 (``bench/listing.py``)."""
     routes: list[RouteRow] = field(default_factory=list)
     """Partitions each storage route's requests touched (``bench/listing.py``)."""
+    first_token: FirstToken | None = None
+    """Streamed turns' first delta against the stand-in called directly (``bench/firsttoken.py``)."""
+    memory: MemoryRun | None = None
+    """One host's RSS over many turns (``bench/memory.py``)."""
 
 
 def render(results: Results) -> str:
@@ -74,6 +82,10 @@ def render(results: Results) -> str:
         *_overhead(results),
         "",
         *_throughput(results),
+        "",
+        *(render_first_token(results.first_token) if results.first_token else []),
+        "",
+        *(render_memory(results.memory) if results.memory else []),
         "",
         *_cold_start(results.cold_start),
         "",

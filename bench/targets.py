@@ -63,10 +63,27 @@ def target_lines(results: Results) -> list[str]:
         ]
     )
     rows += _compaction_targets(results)
-    at_100 = [length for length in results.lengths if length == 100] or results.lengths[-1:]
-    if at_100 and ("provider", at_100[0]) in results.overhead:
-        length = at_100[0]
-        ratio = results.overhead[("local", length)].median / results.overhead[("provider", length)].median
+    rows += overhead_rows(results)
+    rows += first_token_rows(results)
+    rows += throughput_rows(results)
+    rows += memory_rows(results)
+    if results.cold_start is not None:
+        rows += cold_start_rows(results.cold_start)
+    return ["## Targets", "", *_table(["Target", "Measured", "Status"], rows)]
+
+
+OVERHEAD_LENGTHS = (100, 500)
+"""Lengths at which local mode's overhead must be at most half the provider's (#23 target 2)."""
+THROUGHPUT_CONCURRENCY = (8, 32, 64)
+
+
+def overhead_rows(results: Results) -> list[list[str]]:
+    """Local mode's HTTP overhead: at most half the provider's at 100 and 500 turns, within 1.2x of service
+    mode's at every length (medians of the same run)."""
+    median = {key: lat.median for key, lat in results.overhead.items()}
+    rows = []
+    for length in (n for n in OVERHEAD_LENGTHS if ("provider", n) in median and ("local", n) in median):
+        ratio = median[("local", length)] / median[("provider", length)]
         rows.append(
             [
                 f"Backend overhead per turn at {length} turns at most half the provider's (local mode, medians)",
@@ -74,9 +91,77 @@ def target_lines(results: Results) -> list[str]:
                 _mark(ratio <= 0.5),
             ]
         )
-    if results.cold_start is not None:
-        rows += cold_start_rows(results.cold_start)
-    return ["## Targets", "", *_table(["Target", "Measured", "Status"], rows)]
+    pairs = [(n, median[("local", n)] / median[("service", n)]) for n in results.lengths if ("service", n) in median]
+    if pairs:
+        rows.append(
+            [
+                "Local mode's overhead per turn within 1.2x of service mode's at every length (medians)",
+                ", ".join(f"{ratio:.2f}x at {n}" for n, ratio in pairs),
+                _mark(all(ratio <= 1.2 for _, ratio in pairs)),
+            ]
+        )
+    return rows
+
+
+def first_token_rows(results: Results) -> list[list[str]]:
+    """What the backend adds to a streamed turn's first delta: at most 10 ms (median), p95 reported."""
+    first = results.first_token
+    if first is None:
+        return []
+    rows = []
+    for mode in ("local", "service"):
+        median, p95 = first.added(mode)
+        rows.append(
+            [
+                f"Time to first token: the backend adds at most 10 ms to the stand-in's first delta ({mode} mode, "
+                "median; p95 reported)",
+                f"{_ms(median)} ms (p95 {_ms(p95)} ms)",
+                _mark(median <= 0.010),
+            ]
+        )
+    return rows
+
+
+def throughput_rows(results: Results) -> list[list[str]]:
+    """Turns/s of one host process at 8, 32 and 64 concurrent sessions: at least 1.5x the provider's."""
+    cells = {(r.variant, r.concurrency): r for r in results.throughput if r.processes == 1}
+    rows = []
+    for concurrency in THROUGHPUT_CONCURRENCY:
+        provider = cells.get(("provider", concurrency))
+        if provider is None:
+            continue
+        for variant in ("local", "service"):
+            row = cells.get((variant, concurrency))
+            if row is None:
+                continue
+            ratio = row.per_second / provider.per_second
+            rows.append(
+                [
+                    f"Throughput of one instance at concurrency {concurrency} at least 1.5x the provider's "
+                    f"({variant} mode; p95 latency reported)",
+                    f"{ratio:.2f}x ({row.per_second:,.1f} vs {provider.per_second:,.1f} turns/s; p95 "
+                    f"{_ms(row.latencies.p95)} vs {_ms(provider.latencies.p95)} ms)",
+                    _mark(ratio >= 1.5),
+                ]
+            )
+    return rows
+
+
+def memory_rows(results: Results) -> list[list[str]]:
+    """One instance's RSS over many turns across many sessions stays flat."""
+    run = results.memory
+    if run is None:
+        return []
+    mb = 2**20
+    return [
+        [
+            f"Memory of one instance flat over {run.turns:,} turns across {run.sessions:,} sessions (RSS end within "
+            "10% of settled)",
+            f"start {run.start / mb:,.1f} MB, settled {run.settled / mb:,.1f} MB, peak {run.peak / mb:,.1f} MB, "
+            f"end {run.end / mb:,.1f} MB ({run.growth:+.1%})",
+            _mark(run.flat),
+        ]
+    ]
 
 
 def cold_start_rows(cold: ColdStart) -> list[list[str]]:

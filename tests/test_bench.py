@@ -11,10 +11,12 @@ import pytest
 
 from bench.coldstart import ColdStart, _run_child, read_only_packages, record_dependencies
 from bench.counting import RequestCounter, classify
+from bench.firsttoken import FirstToken, measure_first_token
 from bench.hosts import BenchEnv
 from bench.inprocess import variants
 from bench.listing import OWN_SESSIONS, measure_listing, measure_route_partitions
-from bench.measure import measure_counts
+from bench.measure import Latencies, ThroughputRow, measure_counts
+from bench.memory import MemoryRun, measure_memory
 from bench.partitions import EVERY_PARTITION, request_scope
 from bench.profile import profile_turns, render, top_functions
 from bench.report import Results, standard_notes
@@ -128,6 +130,67 @@ def test_the_report_lists_the_cold_start_targets() -> None:
 
     slow = render_report(Results(False, [1], [], {}, {}, [], replace(COLD, project_share=0.06), 0.0, notes))
     assert "bytecode writing off) | 6.0% (without the package's bytecode: 15.0%) | **not met** |" in slow
+
+
+def _lat(*ms: float) -> Latencies:
+    return Latencies([m / 1000 for m in ms])
+
+
+def test_the_report_lists_the_overhead_first_token_throughput_and_memory_targets() -> None:
+    overhead = {
+        ("local", 100): _lat(20),
+        ("service", 100): _lat(18),
+        ("provider", 100): _lat(50),
+        ("local", 500): _lat(30),
+        ("service", 500): _lat(20),
+        ("provider", 500): _lat(200),
+    }
+    throughput = [
+        ThroughputRow("local", 1, 8, 100, 1.25, _lat(100, 200)),
+        ThroughputRow("service", 1, 8, 100, 0.625, _lat(50, 90)),
+        ThroughputRow("provider", 1, 8, 100, 1.0, _lat(120, 300)),
+        ThroughputRow("local", 2, 8, 100, 10.0, _lat(100)),  # two processes: not the per-instance target
+    ]
+    first = FirstToken(0.05, {"direct": _lat(60), "local": _lat(65), "service": _lat(80)})
+    memory = MemoryRun(1000, 100, 8, [(0, 100 << 20), (100, 110 << 20), (500, 130 << 20), (1000, 115 << 20)])
+    notes = standard_notes(real_account=False, scale=1, total=1)
+    results = Results(False, [100, 500], [], overhead, {}, throughput, None, 0.0, notes)
+
+    report = render_report(replace(results, first_token=first, memory=memory))
+
+    assert "at 100 turns at most half the provider's (local mode, medians) | 0.40x the provider's | met |" in report
+    assert "within 1.2x of service mode's at every length (medians) | 1.11x at 100, 1.50x at 500 | **not met** |" in (
+        report
+    )
+    assert "(local mode, median; p95 reported) | 5.0 ms (p95 5.0 ms) | met |" in report
+    assert "(service mode, median; p95 reported) | 20.0 ms (p95 20.0 ms) | **not met** |" in report
+    assert "concurrency 8 at least 1.5x the provider's (local mode; p95 latency reported) | 0.80x" in report
+    assert (
+        "(service mode; p95 latency reported) | 1.60x (160.0 vs 100.0 turns/s; p95 90.0 vs 300.0 ms) | met |" in report
+    )
+    assert "start 100.0 MB, settled 110.0 MB, peak 130.0 MB, end 115.0 MB (+4.5%) | met |" in report
+    assert "## Time to first token" in report and "## Memory over many turns" in report
+
+
+def test_memory_is_flat_when_the_end_stays_within_a_tenth_of_the_settled_size() -> None:
+    grown = MemoryRun(1000, 100, 8, [(0, 100), (100, 100), (1000, 111)])
+
+    assert (grown.start, grown.settled, grown.peak, grown.end) == (100, 100, 111, 111)
+    assert not grown.flat and MemoryRun(1000, 100, 8, [(0, 90), (100, 100), (1000, 109)]).flat
+
+
+def test_the_memory_bench_reads_one_hosts_rss_along_the_turns(bench_env: BenchEnv) -> None:
+    run = measure_memory(bench_env, turns=12, sessions=4, every=4, concurrency=2)
+
+    assert [done for done, _ in run.readings] == [0, 4, 8, 12]
+    assert all(rss > 10 << 20 for _, rss in run.readings)
+
+
+def test_the_first_token_bench_times_streamed_turns_and_the_stand_in_called_directly(bench_env: BenchEnv) -> None:
+    result = measure_first_token(bench_env, samples=2, delay=0.0, sessions=1)
+
+    assert {path: len(lat.samples) for path, lat in result.samples.items()} == {"direct": 2, "local": 2, "service": 2}
+    assert all(sample > 0 for lat in result.samples.values() for sample in lat.samples)
 
 
 async def test_the_listing_bench_shows_one_partition_after_and_a_fan_out_before(bench_env: BenchEnv) -> None:

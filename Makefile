@@ -89,7 +89,8 @@ $(CHECKOV_VENV)/.installed: infra/requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements-checkov.txt
 	@touch $@
 
-## Measure this backend against the framework's CosmosHistoryProvider; writes docs/performance.md (~10 min).
+## Measure this backend against the framework's CosmosHistoryProvider; writes docs/performance.md (~30 min;
+## `.venv/bin/python -m bench --help` lists options for shorter runs, e.g. `--skip-memory`).
 ## `make bench PROFILE=1` instead prints the top functions by cumulative time of a steady local-mode turn
 ## (options: `.venv/bin/python -m bench profile --help`).
 bench: install

@@ -348,6 +348,8 @@ def standard_notes(real_account: bool, scale: float, total: int) -> list[str]:
         "The local Cosmos DB answers every query by scanning the whole container (a real account uses the "
         "partition and the index), so each provider session here has a container of its own, and each load-test "
         "cell one fresh container; otherwise other sessions' items would slow the provider's queries.",
+        "The local Cosmos DB keeps connections open (`keepAlive`), as a real account does; its command line "
+        "would close each after one answer, and every request would pay a TLS handshake.",
         "The provider container uses the provider's own defaults (partition key `/session_id`, default indexing of "
         "every path); the backend container indexes only `userId`, `type`, `updatedAt`.",
     ]

@@ -183,10 +183,23 @@ async def run_load(bases: list[str], variant: Variant, concurrency: int, total: 
     return ThroughputRow(variant, len(bases), concurrency, turns * concurrency, seconds, latencies)
 
 
+def merged(rows: list[ThroughputRow]) -> ThroughputRow:
+    """One cell from its rounds: their turns, their seconds and all their latencies."""
+    first = rows[0]
+    latencies = Latencies([sample for row in rows for sample in row.latencies.samples])
+    seconds = sum(row.seconds for row in rows)
+    return ThroughputRow(
+        first.variant, first.processes, first.concurrency, sum(r.requests for r in rows), seconds, latencies
+    )
+
+
 async def measure_throughput(
-    env: dict[str, str], concurrencies: list[int], process_counts: list[int], total: int
+    env: dict[str, str], concurrencies: list[int], process_counts: list[int], total: int, rounds: int = 3
 ) -> list[ThroughputRow]:
-    """Bounded load (about ``total`` turns per cell) against 1 and N host processes of each app."""
+    """Bounded load (about ``total`` turns per cell and round) against 1 and N host processes of each app.
+
+    Each cell runs in ``rounds`` rounds, the variants taking turns within each round, so a change in the
+    machine's other load during the run weighs on every variant alike (the ratios are what counts)."""
     rows = []
     most = max(process_counts)
     with app_hosts(env, "bench.bench_app", most) as backends, app_hosts(env, "bench.provider_app", most) as providers:
@@ -196,7 +209,10 @@ async def measure_throughput(
                 await post_turn(http, base, app_variant, new_session_id("warm"), 1)
                 if app_variant == "local":
                     await post_turn(http, base, "service", new_session_id("warm"), 1)
-        for processes, concurrency, variant in itertools.product(process_counts, concurrencies, VARIANTS):
-            bases = (providers if variant == "provider" else backends)[:processes]
-            rows.append(await run_load(bases, variant, concurrency, total))
+        for processes, concurrency in itertools.product(process_counts, concurrencies):
+            cells: dict[Variant, list[ThroughputRow]] = {variant: [] for variant in VARIANTS}
+            for _, variant in itertools.product(range(max(1, rounds)), VARIANTS):
+                bases = (providers if variant == "provider" else backends)[:processes]
+                cells[variant].append(await run_load(bases, variant, concurrency, total))
+            rows += [merged(cells[variant]) for variant in VARIANTS]
     return rows

@@ -224,7 +224,9 @@ def _throughput(results: Results) -> list[str]:
         "## Throughput under concurrency",
         "",
         "*Concurrency* sessions, each sending turns back to back (new sessions, so histories stay short), "
-        "against one host process or several (requests round-robin over them). Bounded request counts; "
+        "against one host process or several (requests round-robin over them). Each cell runs in three rounds, "
+        "the variants taking turns in each, so a change in the machine's other load weighs on all alike. "
+        "Bounded request counts; "
         "the load generator, the host processes and the local Cosmos DB share the same machine.",
         "",
         *_table(["Variant", "Processes", "Concurrency", "Turns", "Turns/s", "Median ms", "p95 ms"], rows),
@@ -365,7 +367,8 @@ def standard_notes(real_account: bool, scale: float, total: int) -> list[str]:
         )
     notes.append(
         f"Scale factor {scale}: overhead samples per length as in the table; throughput cells run about {total} "
-        "turns each. The load generator, the host processes and the local Cosmos DB share one small machine "
-        "(2 cores) that may run other work: absolute times vary between runs; compare ratios within one run."
+        "turns in each of three rounds. The load generator, the host processes and the local Cosmos DB share one "
+        "small machine (2 cores) that may run other work: absolute times vary between runs; compare ratios within "
+        "one run."
     )
     return notes

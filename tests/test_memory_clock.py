@@ -28,27 +28,27 @@ def clock() -> ManualClock:
 
 async def test_a_held_lease_refuses_a_racer_until_the_clock_passes_its_expiry(clock):
     lease = MemoryTurnLease(MemoryDatabase(clock=clock), seconds=30)
-    await lease.claim("s1", "alice", known_etag=None)
+    await lease.claim("s1", "alice")
 
     clock.advance(29)
     with pytest.raises(TurnInProgressError) as refused:
-        await lease.claim("s1", "alice", known_etag=None)
+        await lease.claim("s1", "alice")
     assert refused.value.retry_after == 1
 
     clock.advance(2)
-    assert await lease.claim("s1", "alice", known_etag=None)
+    assert await lease.claim("s1", "alice")
 
 
 async def test_a_renewal_moves_the_expiry_from_the_clocks_now(clock):
     lease = MemoryTurnLease(MemoryDatabase(clock=clock), seconds=30)
-    etag = await lease.claim("s1", "alice", known_etag=None)
+    etag = (await lease.claim("s1", "alice")).etag
 
     clock.advance(20)
     assert await lease.renew("s1", "alice", etag) is not None
     clock.advance(20)  # 40 s after the claim, 20 s after the renewal
 
     with pytest.raises(TurnInProgressError):
-        await lease.claim("s1", "alice", known_etag=None)
+        await lease.claim("s1", "alice")
 
 
 async def test_a_stored_answer_is_replayed_until_its_ttl_passes(clock):

@@ -11,7 +11,7 @@ import pytest
 from cosmos_history import build_agents, load_settings, run_turn
 from cosmos_history.adapters.memory import MemoryDatabase, MemorySessions, MemoryTurnLease
 from cosmos_history.domain.errors import StoreUnavailableError
-from cosmos_history.domain.records import SessionRecord
+from cosmos_history.domain.records import NO_ITEMS, SessionRecord, TurnItems
 from cosmos_history.domain.results import TurnRequest
 from cosmos_history.domain.service import Turns
 from cosmos_history.domain.tool_journal import UNKNOWN_RESULT
@@ -31,10 +31,10 @@ class FailingSaves(MemorySessions):
         self.notes += 1
         return await super().note_started(record)
 
-    async def save(self, record: SessionRecord, *, etag: str | None) -> SessionRecord:
+    async def save(self, record: SessionRecord, *, etag: str | None, items: TurnItems = NO_ITEMS) -> SessionRecord:
         if self.fail:
             raise StoreUnavailableError("the process died before its save")
-        return await super().save(record, etag=etag)
+        return await super().save(record, etag=etag, items=items)
 
 
 @pytest.fixture

@@ -32,9 +32,12 @@ from cosmos_history.domain.errors import (
 from cosmos_history.domain.records import (
     ANONYMOUS_USER,
     MAX_LIST_LIMIT,
+    NO_ITEMS,
+    LeaseClaim,
     SessionPage,
     SessionRecord,
     SessionSummary,
+    TurnItems,
     empty_like,
     validate_session_id,
 )
@@ -122,15 +125,19 @@ class MemorySessions:
         record, etag = stored
         return replace(_copy(record), etag=etag)
 
-    async def save(self, record: SessionRecord, *, etag: str | None) -> SessionRecord:
+    async def save(self, record: SessionRecord, *, etag: str | None, items: TurnItems = NO_ITEMS) -> SessionRecord:
+        """The document and ``items`` together: every condition is checked before anything is written."""
         validate_session_id(record.id)
         if record.user_id != self.user_id:
             raise SessionNotFoundError()
-        current = self.database.sessions.get((self.user_id, record.id))
+        key = (self.user_id, record.id)
+        current = self.database.sessions.get(key)
         if etag is None and current is not None:
             raise SessionExistsError(f"A session with id {record.id!r} already exists; choose another id, or omit it.")
         if etag is not None and (current is None or current[1] != etag):
             raise SessionConflictError("The session was changed by another request. Retry.", retry_after=1)
+        if items.lease_etag is not None and self.database.leases.get(key, (0.0, ""))[1] != items.lease_etag:
+            raise SessionConflictError("Another turn took this session over while this one ran. Retry.", retry_after=1)
         check_durable(record.session.to_dict()["state"], path="state")
         if record.mode == "local":
             await keep_within_budget(
@@ -143,7 +150,15 @@ class MemorySessions:
             )
         stored = _copy(record, service=record.mode == "service")
         new_etag = _new_etag()
-        self.database.sessions[(self.user_id, record.id)] = (stored, new_etag)
+        self.database.sessions[key] = (stored, new_etag)
+        if items.lease_etag is not None:
+            self.database.leases[key] = (0.0, _new_etag())
+        if items.replay is not None:
+            entry = items.replay
+            expires = self.database.clock() + entry.ttl_seconds
+            self.database.results[(*key, entry.key_hash)] = (entry.turn, expires, copy.deepcopy(entry.result))
+        if items.response is not None:
+            self.database.responses[(*key, record.turns)] = copy.deepcopy(items.response)
         self.saves += 1
         return replace(record, etag=new_etag, loaded_bytes=None, loaded_messages=0)
 
@@ -205,15 +220,18 @@ class MemorySessionStore(RepositorySessionStore):
 
 
 class MemoryTurnLease:
-    """The turn lease in memory: the same claim, renewal and expiry rules as the Cosmos one."""
+    """The turn lease in memory: the same claim (with the read), renewal, expiry and release rules as the
+    Cosmos one; expiry reads the database's clock."""
 
     def __init__(self, database: MemoryDatabase, *, seconds: float = 10) -> None:
         self._db = database
         self.seconds = seconds
 
-    async def claim(self, session_id: str, user_id: str, *, known_etag: str | None) -> str:
-        current = self._db.leases.get((user_id, session_id))
-        if current is not None and current[1] != known_etag:
+    async def claim(self, session_id: str, user_id: str) -> LeaseClaim:
+        validate_session_id(session_id)
+        key = (user_id, session_id)
+        current = self._db.leases.get(key)
+        if current is not None:
             remaining = current[0] - self._db.clock()
             if remaining > 0:
                 raise TurnInProgressError(
@@ -221,8 +239,9 @@ class MemoryTurnLease:
                     retry_after=max(1, math.ceil(min(remaining, self.seconds / 3))),
                 )
         etag = _new_etag()
-        self._db.leases[(user_id, session_id)] = (self._db.clock() + self.seconds, etag)
-        return etag
+        self._db.leases[key] = (self._db.clock() + self.seconds, etag)
+        stored = self._db.sessions.get(key)
+        return LeaseClaim(etag, None if stored is None else replace(_copy(stored[0]), etag=stored[1]))
 
     async def renew(self, session_id: str, user_id: str, lease_etag: str) -> str | None:
         if self._db.leases.get((user_id, session_id), (0.0, ""))[1] != lease_etag:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from cosmos_history.domain.errors import SessionConflictError, TurnCancelledError
-from cosmos_history.domain.records import empty_like, utc_now
+from cosmos_history.domain.records import TurnItems, empty_like, utc_now
 
 if TYPE_CHECKING:
     from cosmos_history.domain.supervisor import TurnSupervisor
@@ -98,8 +98,8 @@ async def use_up_number(turn: PreparedTurn) -> None:
         return  # another turn was saved meanwhile (our lease expired): nothing of ours to record
     current.turns = record.turns + 1
     current.updated_at = utc_now()
-    current.lease_etag = turn.lease_etag
     try:
-        await store.save(current, etag=current.etag)
+        await store.save(current, etag=current.etag, items=TurnItems(lease_etag=turn.lease_etag))
+        turn.lease_etag = None  # released by that same write
     except SessionConflictError:
         logger.info("A cancelled turn's session changed meanwhile; its number was not recorded")

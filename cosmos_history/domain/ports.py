@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from agent_framework import Message
 
 from cosmos_history.domain.modes import CompactionSettings, HistoryMode
-from cosmos_history.domain.records import SessionPage, SessionRecord
+from cosmos_history.domain.records import NO_ITEMS, LeaseClaim, SessionPage, SessionRecord, TurnItems
 
 
 class CatalogAgent(Protocol):
@@ -87,11 +87,14 @@ class SessionRepository(Protocol):
         """
         ...
 
-    async def save(self, record: SessionRecord, *, etag: str | None) -> SessionRecord:
-        """Write only if the stored version still has ``etag`` (``None``: only if none exists yet).
+    async def save(self, record: SessionRecord, *, etag: str | None, items: TurnItems = NO_ITEMS) -> SessionRecord:
+        """Write only if the stored version still has ``etag`` (``None``: only if none exists yet): the unit
+        of work of a turn, which commits ``items`` (the lease's release, the replay entry, the stored
+        response) in the same atomic write, all or nothing. Without items it is one conditional write.
 
         Raises:
-            SessionConflictError: someone else wrote first. SessionExistsError: a create found one.
+            SessionConflictError: someone else wrote first, or took the lease over; nothing was written.
+            SessionExistsError: a create found one; nothing was written.
         """
         ...
 
@@ -121,15 +124,21 @@ class SessionRepository(Protocol):
 
 
 class TurnLease(Protocol):
-    """A short claim on a session, so a racing turn is refused before it pays for a model call."""
+    """A short claim on a session, so a racing turn is refused before it pays for a model call.
+
+    The claim and the read of the session are one request, and the turn's commit releases the lease
+    (:meth:`SessionRepository.save` with ``TurnItems(lease_etag=...)``): a steady turn makes two.
+    """
 
     seconds: float
 
-    async def claim(self, session_id: str, user_id: str, *, known_etag: str | None) -> str:
-        """Claim the lease; returns its etag.
+    async def claim(self, session_id: str, user_id: str) -> LeaseClaim:
+        """Claim the lease (free, or expired: a crashed turn's) and read the session, atomically.
 
         Raises:
-            TurnInProgressError: another turn holds it (``retry_after`` says when to try again).
+            TurnInProgressError: another turn holds it (``retry_after`` says when to try again); nothing changed.
+            SessionNotFoundError: what is stored under the caller's key is not a session of the caller
+                (the lease is not held then).
         """
         ...
 
@@ -137,12 +146,15 @@ class TurnLease(Protocol):
         """Extend our claim by a whole lease; returns its new etag, ``None`` when it was taken over."""
         ...
 
-    async def release(self, session_id: str, user_id: str, lease_etag: str) -> None: ...
+    async def release(self, session_id: str, user_id: str, lease_etag: str) -> None:
+        """Free our claim at once (a turn that ends without a commit); best effort, as expiry frees it anyway."""
+        ...
 
 
 class ReplayCache(Protocol):
     """Results of turns made with an ``Idempotency-Key``. Only a cache: the session document decides
-    whether a key's turn happened (:meth:`SessionRecord.committed_key`)."""
+    whether a key's turn happened (:meth:`SessionRecord.committed_key`). A turn writes its entry in its
+    commit (:class:`TurnItems`); :meth:`record` is for other writers."""
 
     ttl_seconds: int
 
@@ -156,8 +168,8 @@ class ReplayCache(Protocol):
 class ResponseLog(Protocol):
     """Response objects of the OpenAI-compatible endpoint, by session and turn, so they can be read back.
 
-    They live beside the session (deleted with it) and are written after the turn's save: a response
-    whose write failed is missing from reads, but its turn is in the session all the same.
+    They live beside the session (deleted with it) and are written in the turn's commit
+    (:class:`TurnItems`): a turn that is in the session has its response, and one that is not has none.
     """
 
     async def record(self, session_id: str, user_id: str, turn: int, response: dict[str, Any]) -> None: ...

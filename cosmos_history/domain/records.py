@@ -86,8 +86,6 @@ class SessionRecord:
     title: str | None = None
     etag: str | None = None
     """The stored document's etag; ``None`` until the record has been stored."""
-    lease_etag: str | None = None
-    """Etag of the lease claim that produced this version (see the turn lease)."""
     archive: ArchiveIndex = field(default_factory=ArchiveIndex)
     recent_keys: list[RecentKey] = field(default_factory=list)
     agent: str | None = None
@@ -129,6 +127,43 @@ def empty_like(record: SessionRecord) -> SessionRecord:
     empty.created_at = empty.updated_at = record.created_at
     empty.tool_journal = list(record.tool_journal)
     return empty
+
+
+@dataclass(frozen=True)
+class LeaseClaim:
+    """A turn's lease, claimed in the same request that read the session (see :class:`TurnLease`)."""
+
+    etag: str
+    """The lease's etag: renewals and the release are conditional on it."""
+    record: SessionRecord | None
+    """The session as it stood when the lease was claimed; ``None`` when it does not exist yet."""
+
+
+@dataclass(frozen=True)
+class ReplayEntry:
+    """The answer a keyed turn keeps for its retries, committed with the turn (see :class:`ReplayCache`)."""
+
+    key_hash: str
+    turn: int
+    result: dict[str, Any]
+    ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class TurnItems:
+    """What a turn commits besides its session document, in the same atomic write (the unit of work)."""
+
+    lease_etag: str | None = None
+    """Release this lease claim (conditional on its etag: a claim taken over fails the whole commit)."""
+    replay: ReplayEntry | None = None
+    response: dict[str, Any] | None = None
+    """The turn's stored response object (OpenAI-compatible endpoint), kept under the turn's number."""
+
+    def __bool__(self) -> bool:
+        return self.lease_etag is not None or self.replay is not None or self.response is not None
+
+
+NO_ITEMS = TurnItems()
 
 
 @dataclass(frozen=True)

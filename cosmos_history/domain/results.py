@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -97,3 +97,8 @@ def usage_of(response: AgentResponse) -> dict[str, int] | None:
     usage = response.usage_details or {}
     counts = {key: usage.get(f"{key}_token_count") for key in ("input", "output", "total")}
     return {k: int(v) for k, v in counts.items() if isinstance(v, int)} or None
+
+
+ResponseKeeper = Callable[[TurnResult], Awaitable[dict[str, Any]]]
+"""Makes the object a protocol stores for a turn (the OpenAI-compatible response), from the turn's result,
+just before the turn commits: it is written in the same commit as the session (see :class:`TurnItems`)."""

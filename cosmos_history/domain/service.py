@@ -21,7 +21,7 @@ from cosmos_history.domain.event_log import TurnRecorder
 from cosmos_history.domain.events import EventSink, Fanout, TurnCompleted, TurnFailed
 from cosmos_history.domain.modes import HistoryMode
 from cosmos_history.domain.ports import AgentCatalog, SessionRepository
-from cosmos_history.domain.results import TurnRequest, TurnResult
+from cosmos_history.domain.results import ResponseKeeper, TurnRequest, TurnResult
 from cosmos_history.domain.streaming import TurnStream
 from cosmos_history.domain.supervisor import TurnSupervisor
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards, execute_turn
@@ -66,8 +66,9 @@ class Turns:
         record = await self.sessions_of(caller).load(session_id)
         return record.turns if record is not None else 0
 
-    async def run(self, request: TurnRequest, *, caller: str) -> TurnResult:
-        """Run exactly one turn for ``caller`` and answer with the whole reply.
+    async def run(self, request: TurnRequest, *, caller: str, keep: ResponseKeeper | None = None) -> TurnResult:
+        """Run exactly one turn for ``caller`` and answer with the whole reply. ``keep`` makes the response
+        object committed with the turn (never called for a replay, nor for a turn that stores nothing).
 
         Raises:
             ModeConflictError: ``mode`` differs from the existing session's mode.
@@ -77,25 +78,37 @@ class Turns:
             ThreadExpiredError: the service no longer knows the session's thread; the session is unchanged.
             SessionConflictError: another request changed the session during this turn.
         """
-        return await self._turn(request, caller, self.events, streamed=False)
+        return await self._turn(request, caller, self.events, streamed=False, keep=keep)
 
-    async def stream(self, request: TurnRequest, *, caller: str, queued: TurnRecord | None = None) -> TurnStream:
+    async def stream(
+        self,
+        request: TurnRequest,
+        *,
+        caller: str,
+        queued: TurnRecord | None = None,
+        keep: ResponseKeeper | None = None,
+        subscriber: EventSink | None = None,
+    ) -> TurnStream:
         """Start exactly one turn whose reply streams; return once the model has started answering.
 
         Everything :meth:`run` checks is checked before the model is called, and a turn that fails before
         the model's first update raises here, so callers can still answer with a plain error. The session
         is written once, after the stream completed. A replayed turn streams its stored reply as one piece.
         ``queued``: the record of the queued turn this runs (it keeps its attempt, so followers go on).
+        ``subscriber`` hears every event in the turn's own task, before the commit (so ``keep`` can make the
+        stored response from what it heard).
         """
         stream = TurnStream()
         control = TurnControl(self.supervisor)
         sinks: list[EventSink] = [stream]
+        if subscriber is not None:
+            sinks.append(subscriber)
         if self.log is not None and request.store:
             sinks.append(self._recorder(caller, control, queued))
         if self.events is not None:
             sinks.append(self.events)
         sink = stream if len(sinks) == 1 else Fanout(sinks)
-        turn = self._turn(request, caller, sink, streamed=True, control=control)
+        turn = self._turn(request, caller, sink, streamed=True, control=control, keep=keep)
         stream.start(turn, self.supervisor, session_id=request.session_id)
         await stream.started()
         return stream
@@ -147,6 +160,7 @@ class Turns:
         *,
         streamed: bool,
         control: TurnControl | None = None,
+        keep: ResponseKeeper | None = None,
     ) -> TurnResult:
         """One traced turn; ``sink`` hears its events (all of them when ``streamed``, else how it ended)."""
         store = self.sessions_of(caller)
@@ -160,6 +174,7 @@ class Turns:
                     sink=sink if streamed else None,
                     delegate=self._child,
                     control=control,
+                    keep=keep,
                 )
             except BaseException as error:
                 if sink is not None:

@@ -38,7 +38,6 @@ from cosmos_history.domain.delegation import ChildTurns, Delegations
 from cosmos_history.domain.errors import (
     AgentMismatchError,
     ApprovalPendingError,
-    ApprovalUnknownError,
     ModeConflictError,
     ModelCallError,
     NotLatestResponseError,
@@ -52,9 +51,17 @@ from cosmos_history.domain.heartbeat import keep_renewed
 from cosmos_history.domain.model_errors import model_call_error
 from cosmos_history.domain.modes import HistoryMode
 from cosmos_history.domain.ports import AgentCatalog, ReplayCache, SessionRepository, TurnLease
-from cosmos_history.domain.records import SessionRecord, first_text, key_digest, title_from, utc_now
+from cosmos_history.domain.records import (
+    ReplayEntry,
+    SessionRecord,
+    TurnItems,
+    first_text,
+    key_digest,
+    title_from,
+    utc_now,
+)
 from cosmos_history.domain.replay import replay
-from cosmos_history.domain.results import TurnRequest, TurnResult, usage_of
+from cosmos_history.domain.results import ResponseKeeper, TurnRequest, TurnResult, usage_of
 from cosmos_history.domain.streaming import TextDeltas, ToolEvents
 from cosmos_history.domain.tool_journal import ToolJournal
 
@@ -82,14 +89,16 @@ async def execute_turn(
     sink: EventSink | None = None,
     delegate: ChildTurns | None = None,
     control: TurnControl | None = None,
+    keep: ResponseKeeper | None = None,
 ) -> TurnResult:
-    """The one turn skeleton: prepare (load, checks, replay, lease), call the model, save.
+    """The one turn skeleton: prepare (claim and read, checks, replay), call the model, commit.
 
     With a ``sink`` the model's reply streams into it as typed events as it is written; the session is
     saved the same way. ``delegate`` runs the turns of the agent's delegation tools (sub-agents). A ``control``
-    can stop the turn while the model and its tools work (:mod:`.cancel`).
+    can stop the turn while the model and its tools work (:mod:`.cancel`). ``keep`` makes the response object
+    the turn commits with its session.
     """
-    turn = await prepare_turn(store, agents, request, guards=guards)
+    turn = await prepare_turn(store, agents, request, guards=guards, keep=keep)
     if isinstance(turn, TurnResult):
         if sink is not None:
             await sink.publish(TurnStarted(turn.session_id, turn.turn, turn.mode, turn.agent, replayed=True))
@@ -161,6 +170,8 @@ class PreparedTurn:
     summary_prompt: str | None = None
     journal: ToolJournal | None = None
     """Notes each call with side effects before it runs, and hands keyed tools their key."""
+    keep: ResponseKeeper | None = None
+    """Makes the response object stored with the turn (in the same commit)."""
 
     async def finish(self, response: AgentResponse) -> TurnResult:
         """Write the session the agent just advanced, conditional on the etag it was read with."""
@@ -171,10 +182,8 @@ class PreparedTurn:
             record, replays, key = self.record, self.guards.replays, self.request.idempotency_key
             remember_client_calls(record.session, handed_out)
             unmet = self.journal.settle() if self.journal is not None else []
-            previous_etag = record.etag
             record.turns += 1
             record.updated_at = utc_now()
-            record.lease_etag = self.lease_etag
             if record.title is None and record.mode == "local":
                 record.title = title_from(first_text(self.message))
             result = TurnResult(
@@ -193,15 +202,15 @@ class PreparedTurn:
             if not self.request.store:
                 await self.abandon()
                 return result
+            entry = None
             if key and replays:
-                # The cached answer first, then the save that commits the key with the turn: a key is
-                # replayed only when the document holds it, i.e. when this very turn landed.
+                # The key, its answer and the turn land in one commit: a key is replayed only when the
+                # document holds it, and then its answer is there too.
                 key_hash = key_digest(key)
                 record.commit_key(key_hash, self.fingerprint, ttl_seconds=replays.ttl_seconds)
-                await replays.record(
-                    record.id, self.store.user_id, key_hash, turn=record.turns, result=result_codec.encode(result)
-                )
-            await self._save(previous_etag)
+                entry = ReplayEntry(key_hash, record.turns, result_codec.encode(result), replays.ttl_seconds)
+            stored_response = await self.keep(result) if self.keep is not None else None
+            await self._save(TurnItems(self.lease_etag, entry, stored_response))
             return result
         except BaseException:
             await self.abandon()
@@ -209,7 +218,7 @@ class PreparedTurn:
 
     @contextlib.asynccontextmanager
     async def holding_lease(self) -> AsyncIterator[None]:
-        """Keep the lease renewed while the model (and its tools) work; the save records its latest etag."""
+        """Keep the lease renewed while the model (and its tools) work; the commit releases its latest etag."""
         if self.guards.lease is None or self.lease_etag is None:
             yield
             return
@@ -220,14 +229,18 @@ class PreparedTurn:
                 self.lease_etag = hold.etag
 
     async def abandon(self) -> None:
-        """Give the lease back at once, so the next turn need not wait for it to expire."""
-        if self.guards.lease is not None and self.lease_etag is not None:
-            await self.guards.lease.release(self.record.id, self.store.user_id, self.lease_etag)
+        """Give the lease back at once, so the next turn need not wait for it to expire (once committed,
+        the commit released it)."""
+        lease_etag, self.lease_etag = self.lease_etag, None
+        if self.guards.lease is not None and lease_etag is not None:
+            await self.guards.lease.release(self.record.id, self.store.user_id, lease_etag)
 
-    async def _save(self, previous_etag: str | None) -> None:
+    async def _save(self, items: TurnItems) -> None:
+        """One commit: the session (conditional on the etag it was read, or last noted, with) and ``items``."""
         try:
             with telemetry.phase("save"):
-                await self.store.save(self.record, etag=previous_etag)
+                await self.store.save(self.record, etag=self.record.etag, items=items)
+            self.lease_etag = None  # released by the commit
         except SessionExistsError:
             # A first turn raced another request of the same caller creating the same id (another
             # user's session with this id lives under another partition key and never collides).
@@ -237,20 +250,72 @@ class PreparedTurn:
 
 
 async def prepare_turn(
-    store: SessionRepository, agents: AgentCatalog, request: TurnRequest, *, guards: TurnGuards = NO_GUARDS
+    store: SessionRepository,
+    agents: AgentCatalog,
+    request: TurnRequest,
+    *,
+    guards: TurnGuards = NO_GUARDS,
+    keep: ResponseKeeper | None = None,
 ) -> PreparedTurn | TurnResult:
-    """Every step before the model call: load (or start) the session, check the mode, replay a
-    retried request's stored result, claim the lease. A replay is returned as the final result."""
+    """Every step before the model call: claim the lease and read the session (one request), check the
+    mode, replay a retried request's stored result. A replay is returned as the final result.
+
+    A keyed request first reads without claiming (its retry is answered from the session and the replay
+    cache, even while another turn holds the lease); everything after the claim is decided on the
+    session as the claim read it, so nothing can change it between the checks and the model call. A
+    request refused after its claim releases it at once.
+    """
     served = agents.resolve(request.agent)
-    with telemetry.phase("load"):
-        record = await load_or_new(store, request.session_id, request.mode, served.name)
+    fingerprint = request.fingerprint()
+    keyed = bool(request.idempotency_key and guards.replays)
+    record: SessionRecord | None = None
+    if guards.lease is None or keyed:
+        with telemetry.phase("load"):
+            record = await load_or_new(store, request.session_id, request.mode, served.name)
+        telemetry.note_session(record.mode, record.turns)
+        if keyed and (replayed := await _replayed(store, record, request, guards.replays, fingerprint)):
+            return replayed
+    if guards.lease is None:
+        assert record is not None
+        return _prepared(store, agents, record, request, guards, fingerprint, None, keep)
+    with telemetry.phase("load"):  # the lease's claim and the session's read are one request
+        claim = await guards.lease.claim(request.session_id, store.user_id)
+    try:
+        record = _stored_or_new(claim.record, store, request, served.name)
+        if keyed and (replayed := await _replayed(store, record, request, guards.replays, fingerprint)):
+            await guards.lease.release(request.session_id, store.user_id, claim.etag)
+            return replayed
+        return _prepared(store, agents, record, request, guards, fingerprint, claim.etag, keep)
+    except BaseException:
+        await guards.lease.release(request.session_id, store.user_id, claim.etag)
+        raise
+
+
+async def _replayed(
+    store: SessionRepository, record: SessionRecord, request: TurnRequest, replays: ReplayCache | None, fingerprint: str
+) -> TurnResult | None:
+    assert replays is not None and request.idempotency_key is not None
+    return await replay(record, replays, store.user_id, request.idempotency_key, fingerprint)
+
+
+def _prepared(
+    store: SessionRepository,
+    agents: AgentCatalog,
+    record: SessionRecord,
+    request: TurnRequest,
+    guards: TurnGuards,
+    fingerprint: str,
+    lease_etag: str | None,
+    keep: ResponseKeeper | None,
+) -> PreparedTurn:
+    """The turn on ``record``, once the request is checked against it.
+
+    Raises:
+        SessionNotFoundError, TurnNotReachedError, NotLatestResponseError: the request does not fit the session.
+        ApprovalPendingError, ApprovalUnknownError, ValidationError: see :func:`turn_input`.
+    """
     telemetry.note_session(record.mode, record.turns)
     agent = agent_of(agents, record, named=request.agent)
-    fingerprint = request.fingerprint()
-    if request.idempotency_key and guards.replays:
-        replayed = await replay(record, guards.replays, store.user_id, request.idempotency_key, fingerprint)
-        if replayed is not None:
-            return replayed
     if (request.approvals is not None or request.expected_turn) and record.etag is None:
         raise SessionNotFoundError()
     if request.expected_turn is not None and request.expected_turn > record.turns:
@@ -266,13 +331,6 @@ async def prepare_turn(
             param="expected_turn",
         )
     message = turn_input(record, request)
-    lease_etag = None
-    if guards.lease is not None:
-        known = record.lease_etag if record.etag is not None else None
-        with telemetry.phase("lease"):
-            lease_etag = await guards.lease.claim(request.session_id, store.user_id, known_etag=known)
-        if request.approvals is not None:
-            await _still_pending(store, record, guards.lease, lease_etag)
     return PreparedTurn(
         store,
         record,
@@ -284,6 +342,7 @@ async def prepare_turn(
         lease_etag,
         agents.resolve(record.agent or agents.default).summary_prompt,
         ToolJournal(store, record, durable=request.store),
+        keep,
     )
 
 
@@ -308,33 +367,26 @@ def turn_input(record: SessionRecord, request: TurnRequest) -> str | Message:
     return approval_answers(record.session, request.approvals, session_id=record.id)
 
 
-async def _still_pending(store: SessionRepository, record: SessionRecord, lease: TurnLease, lease_etag: str) -> None:
-    """Re-read the session under the lease before approved tools run: a racing request may have answered
-    the same approvals between our read and our claim (a lease that expired meanwhile is taken over
-    without noticing), and running a tool on that older state would run it twice.
-
-    Raises:
-        ApprovalUnknownError: the session changed since it was read (the approvals were answered).
-    """
-    with telemetry.phase("load"):
-        current = await store.load(record.id)
-    if current is None or current.etag != record.etag:
-        await lease.release(record.id, store.user_id, lease_etag)
-        raise ApprovalUnknownError(
-            "These approvals were answered by another request meanwhile.",
-            session_id=record.id,
-            pending=[approval.id for approval in pending_approvals(current.session)] if current else [],
-        )
-
-
 async def load_or_new(store: SessionRepository, session_id: str, mode: HistoryMode | None, agent: str) -> SessionRecord:
     """The stored session, or a new (unsaved) one for ``agent``; refuses to switch an existing session's mode."""
-    record = await store.load(session_id)
+    return _stored_or_new(await store.load(session_id), store, _Asked(session_id, mode), agent)
+
+
+@dataclass(frozen=True)
+class _Asked:
+    session_id: str
+    mode: HistoryMode | None
+
+
+def _stored_or_new(
+    record: SessionRecord | None, store: SessionRepository, request: TurnRequest | _Asked, agent: str
+) -> SessionRecord:
     if record is None:
-        return SessionRecord.new(session_id, user_id=store.user_id, mode=mode or store.default_mode, agent=agent)
-    if mode is not None and mode != record.mode:
+        mode = request.mode or store.default_mode
+        return SessionRecord.new(request.session_id, user_id=store.user_id, mode=mode, agent=agent)
+    if request.mode is not None and request.mode != record.mode:
         raise ModeConflictError(
-            f"Session {session_id!r} uses history mode {record.mode!r}; a session's mode never changes."
+            f"Session {request.session_id!r} uses history mode {record.mode!r}; a session's mode never changes."
         )
     return record
 

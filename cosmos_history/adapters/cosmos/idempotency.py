@@ -1,10 +1,10 @@
 """A cache of turn results for retried requests carrying the same ``Idempotency-Key``.
 
-Whether a key's turn happened is decided by the session document alone: the turn's save commits
-the key (hashed, with the request's fingerprint and the turn number) in the same conditional write
-(:meth:`SessionRecord.commit_key`). These items only keep the answer to replay. They are written
-before the save, so a committed key normally finds its result; one written by a save that never
-landed is never read, because no document names its key. Results live in items of their own (not
+Whether a key's turn happened is decided by the session document alone: the turn's commit holds
+the key (hashed, with the request's fingerprint and the turn number) in the session document
+(:meth:`SessionRecord.commit_key`), and this item with the answer to replay, in one transactional
+batch (:mod:`.commit`): a committed key always finds its result (until it expires),
+and a turn that did not land leaves no item behind. Results live in items of their own (not
 in the session document: in service mode it must hold no reply text) and expire after
 ``IDEMPOTENCY_TTL_SECONDS`` (Cosmos DB's ``ttl``; ``expiresAt`` is checked on read as well, since
 the local server never expires items).
@@ -48,13 +48,8 @@ class CosmosReplayCache:
 
     async def record(self, session_id: str, user_id: str, key_hash: str, *, turn: int, result: dict[str, Any]) -> None:
         partition = items.item_id(session_id)
-        item = {
-            **items.envelope(
-                items.IDEMPOTENCY_TYPE, items.replay_id(partition, key_hash), partition, user_id, self.ttl_seconds
-            ),
-            "turn": turn,
-            "result": result,
-            "expiresAt": round(time.time() + self.ttl_seconds, 3),
-        }
+        item = items.replay_item(
+            partition, user_id, key_hash, turn=turn, result=result, ttl=self.ttl_seconds, now=time.time()
+        )
         with store_errors():
             await self._container.upsert_item(item)

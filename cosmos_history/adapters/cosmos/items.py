@@ -24,7 +24,8 @@ from typing import Any
 
 from agent_framework import AgentSession, InMemoryHistoryProvider, Message
 
-from cosmos_history.domain.archive import ArchiveIndex
+from cosmos_history.domain.archive import ArchiveIndex, history_messages
+from cosmos_history.domain.errors import SessionNotFoundError
 from cosmos_history.domain.records import RecentKey, SessionRecord, validate_session_id
 from cosmos_history.domain.tool_journal import StartedCall
 
@@ -102,7 +103,6 @@ def session_document(record: SessionRecord, ttl: int | None) -> dict[str, Any]:
         "updatedAt": record.updated_at,
         "turns": record.turns,
         "title": record.title,
-        "leaseEtag": record.lease_etag,
         "archive": record.archive.to_json(),
         "recentKeys": [k.to_json() for k in record.recent_keys],
         **({"toolJournal": journal_json(record)} if record.tool_journal else {}),
@@ -126,13 +126,27 @@ def session_record(document: dict[str, Any]) -> SessionRecord:
         turns=document.get("turns", 0),
         title=document.get("title"),
         etag=document.get("_etag"),
-        lease_etag=document.get("leaseEtag"),
         archive=ArchiveIndex.from_json(document.get("archive")),
         recent_keys=[RecentKey.from_json(k) for k in document.get("recentKeys", [])],
         agent=document.get("agent"),
         key=key if key != session.session_id else None,
         tool_journal=[StartedCall.from_json(c) for c in document.get("toolJournal", [])],
     )
+
+
+def owned_record(document: dict[str, Any], user_id: str, *, size: int | None) -> SessionRecord:
+    """The caller's session from its stored document, with the size it was read at (``size``, when known).
+
+    Raises:
+        SessionNotFoundError: the item is not a session document of this user (only an item written by
+            something else than this app could be): never served, never overwritten.
+    """
+    if document.get("type") != SESSION_TYPE or document.get("userId") != user_id:
+        raise SessionNotFoundError()
+    record = session_record(document)
+    record.loaded_bytes = size
+    record.loaded_messages = len(history_messages(record.session.state))
+    return record
 
 
 def archive_chunk(record: SessionRecord, chunk: int, messages: list[Message], ttl: int | None) -> dict[str, Any]:
@@ -148,6 +162,32 @@ def archive_chunk(record: SessionRecord, chunk: int, messages: list[Message], tt
 
 def lease_id(partition: str) -> str:
     return f"{partition}:lease"
+
+
+def lease_item(partition: str, user_id: str, ttl: int | None, *, holder: str, expires_at: float) -> dict[str, Any]:
+    """The turn lease of a session (the same shape since leases existed, so items of older versions still work)."""
+    return {
+        **envelope(LEASE_TYPE, lease_id(partition), partition, user_id, ttl),
+        "holder": holder,
+        "expiresAt": round(expires_at, 3),
+    }
+
+
+def replay_item(
+    partition: str, user_id: str, key_hash: str, *, turn: int, result: dict[str, Any], ttl: int, now: float
+) -> dict[str, Any]:
+    """A keyed turn's answer for its retries (see :mod:`.idempotency`)."""
+    return {
+        **envelope(IDEMPOTENCY_TYPE, replay_id(partition, key_hash), partition, user_id, ttl),
+        "turn": turn,
+        "result": result,
+        "expiresAt": round(now + ttl, 3),
+    }
+
+
+def response_item(partition: str, user_id: str, turn: int, response: dict[str, Any], ttl: int | None) -> dict[str, Any]:
+    """A turn's stored response object (see :mod:`.responses`)."""
+    return {**envelope(RESPONSE_TYPE, response_item_id(partition, turn), partition, user_id, ttl), "response": response}
 
 
 def replay_id(partition: str, key_hash: str) -> str:

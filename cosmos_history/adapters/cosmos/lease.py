@@ -1,25 +1,25 @@
-"""A short lease per session, claimed before the model is called and renewed while it works.
+"""A short lease per session, claimed in the same request that reads the session, renewed while the
+model works, released by the turn's commit.
 
-Optimistic concurrency on the session document already guarantees that no turn is
-lost: of two racing turns only one save can succeed. The lease makes the loser fail
-*before* it pays for a model call. It is a small item of its own in the session's
-partition ``[userId, sessionId]`` (id ``<sessionId>:lease``), so claiming it costs the same at turn 1 and
-turn 1,000.
+Optimistic concurrency on the session document already guarantees that no turn is lost: of two
+racing turns only one save can succeed. The lease makes the loser fail *before* it pays for a model
+call. It is a small item of its own in the session's partition ``[userId, sessionId]`` (id
+``<sessionId>:lease``, the same item every version of the app wrote), so claiming and renewing it
+costs the same at turn 1 and turn 1,000, and a turn that fails leaves the session document untouched.
 
-The claim needs no extra read in the steady state: each saved session document
-records the etag its turn's lease claim produced (``leaseEtag``). The next turn
-replaces the lease with If-Match on that etag. A second turn that read the same
-session version sends the same If-Match and gets 412 at once. Only then is the
-lease read, to tell a live holder (409 with Retry-After) from a crashed one whose
-lease has expired (taken over with If-Match on the lease's current etag).
+A claim is one transactional batch: read the session document, and patch the lease with the filter
+predicate "expired" (a free lease is one whose ``expiresAt`` has passed: released ones hold 0, a
+crashed turn's runs out). A live lease fails the patch (412) and so the whole batch: the racer is
+refused with Retry-After, before any model call. The turn's commit releases the lease in its own
+batch (:mod:`.commit`), so a steady turn makes two requests. See ``docs/adr-turn-storage.md``.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from azure.core import MatchConditions
@@ -27,102 +27,165 @@ from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
 from cosmos_history.adapters.cosmos import items
-from cosmos_history.adapters.cosmos.client import best_effort, store_errors, written_etag
-from cosmos_history.domain.errors import TurnInProgressError
+from cosmos_history.adapters.cosmos.client import best_effort, response_size, store_errors, written_etag
+from cosmos_history.adapters.cosmos.commit import RELEASE
+from cosmos_history.domain.errors import SessionNotFoundError, TurnInProgressError
+from cosmos_history.domain.records import LeaseClaim
 
-logger = logging.getLogger(__name__)
+#: Claims tried before a lease that keeps changing hands is reported busy (bounded, never a loop).
+_ATTEMPTS = 3
 
 
 class CosmosTurnLease:
-    """Claims and releases the lease of one session for one turn."""
+    """Claims, renews and releases the lease of one session for one turn."""
 
-    def __init__(self, container: ContainerProxy, *, seconds: int, ttl_seconds: int | None = None) -> None:
+    def __init__(
+        self,
+        container: ContainerProxy,
+        *,
+        seconds: int,
+        ttl_seconds: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._container = container
         self.seconds = seconds
         self.ttl_seconds = ttl_seconds
-
-    async def claim(self, session_id: str, user_id: str, *, known_etag: str | None) -> str:
-        """Claim the lease for one turn; returns the lease's new etag (to be stored with the session).
-
-        Raises:
-            TurnInProgressError: another turn holds a live lease on this session.
-            StoreUnavailableError: Cosmos DB could not be reached or kept throttling.
-        """
-        with store_errors():
-            return await self._claim(session_id, user_id, known_etag)
-
-    async def _claim(self, session_id: str, user_id: str, known_etag: str | None) -> str:
-        body = self._body(session_id, user_id, expires_at=time.time() + self.seconds)
-        try:
-            if known_etag is None:
-                stored = await self._container.create_item(body, no_response=True)
-            else:
-                stored = await self._container.replace_item(
-                    body["id"], body, etag=known_etag, match_condition=MatchConditions.IfNotModified, no_response=True
-                )
-            return written_etag(stored)
-        except (cosmos_errors.CosmosResourceExistsError, cosmos_errors.CosmosAccessConditionFailedError):
-            return await self._take_over_if_expired(body)
-        except cosmos_errors.CosmosResourceNotFoundError:
-            # The lease item vanished (retention expired it, or it was never written): start afresh.
-            return await self._claim(session_id, user_id, None)
+        self._clock = clock
 
     @property
     def renew_every(self) -> float:
         """Seconds between renewals: three chances to renew before the lease would run out."""
         return self.seconds / 3
 
+    async def claim(self, session_id: str, user_id: str) -> LeaseClaim:
+        """Claim the lease and read the session in one request (see the module docstring).
+
+        Raises:
+            TurnInProgressError: another turn holds a live lease on this session; nothing was written.
+            SessionNotFoundError: the item under the caller's key is not the caller's session.
+            StoreUnavailableError: Cosmos DB could not be reached or kept throttling.
+        """
+        partition = items.item_id(session_id)
+        with store_errors():
+            for _ in range(_ATTEMPTS):
+                claim = await self._claim(partition, user_id)
+                if claim is not None:
+                    return claim
+        raise self._busy(self.renew_every)
+
+    async def _claim(self, partition: str, user_id: str) -> LeaseClaim | None:
+        """One attempt; ``None`` when the lease or the session changed meanwhile (try again)."""
+        now = self._clock()
+        holder = uuid.uuid4().hex
+        take = ("patch", (items.lease_id(partition), self._taken(holder, now)), {"filter_predicate": _expired(now)})
+        try:
+            results = await self._batch(partition, user_id, [("read", (items.checked_path(partition),)), take])
+        except cosmos_errors.CosmosBatchOperationError as failed:
+            if (failed.error_index, failed.status_code) == (0, 404):  # no session yet: a first turn
+                return await self._claim_alone(partition, user_id, holder, now)
+            if (failed.error_index, failed.status_code) == (1, 404):  # a session no turn ran on yet
+                return await self._create_with_read(partition, user_id, holder, now)
+            if (failed.error_index, failed.status_code) == (1, 412):  # a live lease
+                return await self._refused(partition, user_id)
+            raise
+        return await self._claimed(partition, user_id, results)
+
+    async def _create_with_read(self, partition: str, user_id: str, holder: str, now: float) -> LeaseClaim | None:
+        body = self._item(partition, user_id, holder, now + self.seconds)
+        try:
+            results = await self._batch(
+                partition, user_id, [("read", (items.checked_path(partition),)), ("create", (body,))]
+            )
+        except cosmos_errors.CosmosBatchOperationError as failed:
+            if failed.error_index in (0, 1) and failed.status_code in (404, 409):
+                return None  # the session went, or another turn created the lease first
+            raise
+        return await self._claimed(partition, user_id, results)
+
+    async def _claim_alone(self, partition: str, user_id: str, holder: str, now: float) -> LeaseClaim | None:
+        """The lease of a session that does not exist yet: its first turn creates the document."""
+        try:
+            created = await self._container.create_item(
+                self._item(partition, user_id, holder, now + self.seconds), no_response=True
+            )
+            return LeaseClaim(written_etag(created), None)
+        except cosmos_errors.CosmosResourceExistsError:
+            pass
+        try:
+            taken = await self._container.patch_item(
+                items.lease_id(partition),
+                partition_key=items.partition_key(user_id, partition),
+                patch_operations=self._taken(holder, now),
+                filter_predicate=_expired(now),
+                no_response=True,
+            )
+        except cosmos_errors.CosmosAccessConditionFailedError:
+            return await self._refused(partition, user_id)
+        except cosmos_errors.CosmosResourceNotFoundError:
+            return None
+        return LeaseClaim(written_etag(taken), None)
+
+    async def _claimed(self, partition: str, user_id: str, results: Any) -> LeaseClaim:
+        lease_etag = str(results[1]["eTag"])
+        try:
+            record = items.owned_record(results[0]["resourceBody"], user_id, size=response_size(results))
+        except SessionNotFoundError:
+            await self.release(items.session_key(partition), user_id, lease_etag)
+            raise
+        return LeaseClaim(lease_etag, record)
+
+    async def _refused(self, partition: str, user_id: str) -> None:
+        """A live lease: refused with the time it has left; ``None`` when it was freed meanwhile."""
+        try:
+            current = await self._container.read_item(
+                items.lease_id(partition), partition_key=items.partition_key(user_id, partition)
+            )
+        except cosmos_errors.CosmosResourceNotFoundError:
+            return None
+        remaining = float(current.get("expiresAt", 0)) - self._clock()
+        if remaining > 0:
+            raise self._busy(min(remaining, self.renew_every))
+        return None
+
     async def renew(self, session_id: str, user_id: str, lease_etag: str) -> str | None:
         """Extend our claim by a whole lease; ``None`` when another turn took it over meanwhile."""
-        body = self._body(session_id, user_id, expires_at=time.time() + self.seconds)
+        operations = [{"op": "set", "path": "/expiresAt", "value": round(self._clock() + self.seconds, 3)}]
         with store_errors():
             try:
-                stored = await self._container.replace_item(
-                    body["id"], body, etag=lease_etag, match_condition=MatchConditions.IfNotModified, no_response=True
-                )
-            except cosmos_errors.CosmosAccessConditionFailedError:
+                stored = await self._patch(session_id, user_id, operations, lease_etag)
+            except (cosmos_errors.CosmosAccessConditionFailedError, cosmos_errors.CosmosResourceNotFoundError):
                 return None
         return written_etag(stored)
 
     async def release(self, session_id: str, user_id: str, lease_etag: str) -> None:
-        """Expire our claim at once (after a failed turn), so the next turn need not wait it out."""
-        body = self._body(session_id, user_id, expires_at=0.0)
+        """Expire our claim at once (a turn that ends without a commit), so the next turn need not wait it out."""
         with best_effort("release a turn lease"):
-            await self._container.replace_item(
-                body["id"], body, etag=lease_etag, match_condition=MatchConditions.IfNotModified, no_response=True
-            )
+            await self._patch(session_id, user_id, RELEASE, lease_etag)
 
-    async def _take_over_if_expired(self, body: dict[str, Any]) -> str:
-        try:
-            current = await self._container.read_item(
-                body["id"], partition_key=items.partition_key(body["userId"], body["sessionId"])
-            )
-        except cosmos_errors.CosmosResourceNotFoundError:
-            current = None
-        if current is None:
-            try:
-                stored = await self._container.create_item(body, no_response=True)
-                return written_etag(stored)
-            except cosmos_errors.CosmosResourceExistsError:
-                raise self._busy(self.renew_every) from None
-        remaining = float(current.get("expiresAt", 0)) - time.time()
-        if remaining > 0:
-            raise self._busy(min(remaining, self.renew_every))
-        try:
-            stored = await self._container.replace_item(
-                body["id"], body, etag=current["_etag"], match_condition=MatchConditions.IfNotModified, no_response=True
-            )
-        except cosmos_errors.CosmosAccessConditionFailedError:
-            raise self._busy(self.renew_every) from None
-        return written_etag(stored)
-
-    def _body(self, session_id: str, user_id: str, *, expires_at: float) -> dict[str, Any]:
+    async def _patch(self, session_id: str, user_id: str, operations: list[dict[str, Any]], etag: str) -> Any:
         partition = items.item_id(session_id)
-        return {
-            **items.envelope(items.LEASE_TYPE, items.lease_id(partition), partition, user_id, self.ttl_seconds),
-            "holder": uuid.uuid4().hex,
-            "expiresAt": round(expires_at, 3),
-        }
+        return await self._container.patch_item(
+            items.lease_id(partition),
+            partition_key=items.partition_key(user_id, partition),
+            patch_operations=operations,
+            etag=etag,
+            match_condition=MatchConditions.IfNotModified,
+            no_response=True,
+        )
+
+    async def _batch(self, partition: str, user_id: str, operations: list[Any]) -> Any:
+        return await self._container.execute_item_batch(
+            operations, partition_key=items.partition_key(user_id, partition)
+        )
+
+    def _taken(self, holder: str, now: float) -> list[dict[str, Any]]:
+        return [
+            {"op": "set", "path": "/expiresAt", "value": round(now + self.seconds, 3)},
+            {"op": "set", "path": "/holder", "value": holder},
+        ]
+
+    def _item(self, partition: str, user_id: str, holder: str, expires_at: float) -> dict[str, Any]:
+        return items.lease_item(partition, user_id, self.ttl_seconds, holder=holder, expires_at=expires_at)
 
     @staticmethod
     def _busy(remaining_seconds: float) -> TurnInProgressError:
@@ -130,3 +193,8 @@ class CosmosTurnLease:
             "Another turn on this session is in progress; retry when it has finished.",
             retry_after=max(1, math.ceil(remaining_seconds)),
         )
+
+
+def _expired(now: float) -> str:
+    """The filter predicate of a free lease: its expiry has passed (a released one holds 0)."""
+    return f"FROM c WHERE c.expiresAt < {now:.3f}"

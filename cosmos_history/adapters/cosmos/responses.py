@@ -1,7 +1,8 @@
 """Stored response objects of the OpenAI-compatible endpoint: one item per turn, in the session's partition.
 
-They share the session's ``ttl`` and are removed with the session (its delete takes every item of
-the partition). Reads name the caller's partition ``[userId, sessionId]``, so another user's response
+A turn writes its response in its commit, with the session document (one transactional batch:
+:mod:`.commit`). They share the session's ``ttl`` and are removed with the session (its delete takes
+every item of the partition). Reads name the caller's partition ``[userId, sessionId]``, so another user's response
 is not found; the owner's id in the item is checked as well (defence in depth).
 """
 
@@ -22,9 +23,7 @@ class CosmosResponseLog:
         self._ttl = ttl_seconds
 
     async def record(self, session_id: str, user_id: str, turn: int, response: dict[str, Any]) -> None:
-        partition = items.item_id(session_id)
-        item_id = items.response_item_id(partition, turn)
-        item = {**items.envelope(items.RESPONSE_TYPE, item_id, partition, user_id, self._ttl), "response": response}
+        item = items.response_item(items.item_id(session_id), user_id, turn, response, self._ttl)
         with store_errors():
             await self._container.upsert_item(item, no_response=True)
 

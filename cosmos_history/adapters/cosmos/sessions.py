@@ -12,18 +12,19 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import time
 from dataclasses import replace
 from typing import Any
 
-from agent_framework import Message
 from azure.core import MatchConditions
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
 from cosmos_history.adapters.cosmos import items
+from cosmos_history.adapters.cosmos import items as _items
+from cosmos_history.adapters.cosmos.archive import CosmosArchive
 from cosmos_history.adapters.cosmos.client import container_missing, response_size, store_errors, written_etag
-from cosmos_history.domain.archive import history_messages, json_size, keep_within_budget, serialized_message_sizes
+from cosmos_history.adapters.cosmos.commit import commit_batch, session_write_errors
+from cosmos_history.domain.archive import json_size, keep_within_budget, serialized_message_sizes
 from cosmos_history.domain.errors import (
     BadRequestError,
     SessionConflictError,
@@ -33,57 +34,15 @@ from cosmos_history.domain.errors import (
 from cosmos_history.domain.records import (
     ANONYMOUS_USER,
     MAX_LIST_LIMIT,
+    NO_ITEMS,
     SessionPage,
     SessionRecord,
     SessionSummary,
+    TurnItems,
     empty_like,
 )
 from cosmos_history.domain.session_store import RepositorySessionStore, check_durable
 from cosmos_history.settings import HistoryMode
-
-
-class CosmosArchive:
-    """Archive chunks as items in the session's partition; retention slides with the session's activity."""
-
-    def __init__(self, container: ContainerProxy, *, ttl_seconds: int | None) -> None:
-        self._container = container
-        self.ttl_seconds = ttl_seconds
-
-    async def write(self, record: SessionRecord, chunk: int, messages: list[Message]) -> None:
-        with store_errors():
-            await self._container.create_item(
-                items.archive_chunk(record, chunk, messages, self.ttl_seconds), no_response=True
-            )
-
-    async def read(self, record: SessionRecord, chunk: int) -> list[Message] | None:
-        partition = items.item_id(record.id)
-        with store_errors():
-            try:
-                item = await self._container.read_item(
-                    items.checked_path(record.archive.chunk_id(partition, chunk)),
-                    partition_key=items.partition_key(record.user_id, partition),
-                )
-            except cosmos_errors.CosmosResourceNotFoundError:
-                return None
-        return [Message.from_dict(m) for m in item["messages"]]
-
-    async def renew(self, record: SessionRecord) -> None:
-        """Archive chunks are written once, so their ``ttl`` is renewed (a small patch each) whenever
-        half of it has passed since the last renewal."""
-        ttl, archive = self.ttl_seconds, record.archive
-        if ttl is None or not archive.starts or time.time() - archive.touched_at < ttl / 2:
-            return
-        partition = items.item_id(record.id)
-        with store_errors():
-            for chunk in range(len(archive.starts)):
-                with contextlib.suppress(cosmos_errors.CosmosResourceNotFoundError):
-                    await self._container.patch_item(
-                        items.checked_path(archive.chunk_id(partition, chunk)),
-                        partition_key=items.partition_key(record.user_id, partition),
-                        patch_operations=[{"op": "set", "path": "/ttl", "value": ttl}],
-                        no_response=True,
-                    )
-        archive.touched_at = time.time()
 
 
 class CosmosSessions:
@@ -142,30 +101,49 @@ class CosmosSessions:
                 )
             except cosmos_errors.CosmosResourceNotFoundError:
                 return None
-        if document.get("type") != items.SESSION_TYPE or document.get("userId") != self.user_id:
-            raise SessionNotFoundError()
-        record = items.session_record(document)
-        record.loaded_bytes = response_size(document)
-        record.loaded_messages = len(history_messages(record.session.state))
-        return record
+        return items.owned_record(document, self.user_id, size=response_size(document))
 
     async def save(
         self,
         record: SessionRecord,
         *,
         etag: str | None,
+        items: TurnItems = NO_ITEMS,
         match_condition: MatchConditions = MatchConditions.IfNotModified,
     ) -> SessionRecord:
         """Write ``record`` only if the stored document still has ``etag`` (or, with ``etag=None``,
         only if none exists yet). Returns the record carrying the new etag.
 
+        With ``items`` (a turn's commit) the document and the items are one transactional batch in the
+        session's partition: the lease released (If-Match on its claim), the replay entry and the stored
+        response upserted, all or nothing (:mod:`.commit`). Without, it is one plain conditional write.
+
         Raises:
-            SessionConflictError: someone else wrote (or created) the session first.
+            SessionConflictError: someone else wrote (or created) the session first, or took the lease over.
             UnstorableStateError, UnstorableTypeError: the state cannot be stored; nothing was written.
         """
         if record.user_id != self.user_id:
             raise SessionNotFoundError()
-        document = items.session_document(record, self.ttl_seconds)
+        document = await self._document(record)
+        with store_errors(), session_write_errors(record):
+            if items:
+                stored_etag = await commit_batch(self.container, document, etag=etag, extra=items, ttl=self.ttl_seconds)
+            elif etag is None:
+                stored_etag = written_etag(await self.container.create_item(document, no_response=True))
+            else:
+                stored = await self.container.replace_item(
+                    _items.checked_path(document["id"]),
+                    document,
+                    etag=etag,
+                    match_condition=match_condition,
+                    no_response=True,
+                )
+                stored_etag = written_etag(stored)
+        return replace(record, etag=stored_etag, loaded_bytes=None, loaded_messages=0)
+
+    async def _document(self, record: SessionRecord) -> dict[str, Any]:
+        """The document to write, with the oldest turns moved to the archive first when it is over budget."""
+        document = _items.session_document(record, self.ttl_seconds)
         check_durable(document["session"]["state"], path="state")
         if record.mode == "local":
             await self.archive.renew(record)
@@ -179,33 +157,8 @@ class CosmosSessions:
                 message_sizes=lambda: serialized_message_sizes(document["session"]),
             )
             if moved:
-                document = items.session_document(record, self.ttl_seconds)
-        with store_errors():
-            try:
-                if etag is None:
-                    stored = await self.container.create_item(document, no_response=True)
-                else:
-                    stored = await self.container.replace_item(
-                        items.checked_path(document["id"]),
-                        document,
-                        etag=etag,
-                        match_condition=match_condition,
-                        no_response=True,
-                    )
-            except cosmos_errors.CosmosAccessConditionFailedError:
-                raise SessionConflictError(
-                    "The session was changed by another request; it was left as that request wrote it. Retry.",
-                    retry_after=1,
-                ) from None
-            except cosmos_errors.CosmosResourceExistsError:
-                raise SessionExistsError(
-                    f"A session with id {record.id!r} already exists; choose another id, or omit it."
-                ) from None
-            except cosmos_errors.CosmosResourceNotFoundError:
-                raise SessionConflictError(
-                    "The session was deleted while this request ran; nothing was saved.", retry_after=1
-                ) from None
-        return replace(record, etag=written_etag(stored), loaded_bytes=None, loaded_messages=0)
+                document = _items.session_document(record, self.ttl_seconds)
+        return document
 
     async def note_started(self, record: SessionRecord) -> str:
         """One conditional write of the turn's tool journal: a patch of that one field (If-Match), or, for a

@@ -1,0 +1,94 @@
+"""A turn's commit: the session document and the turn's other items in one transactional batch.
+
+Everything a turn writes lives in the session's partition ``[userId, sessionId]``, so Cosmos DB can
+write it atomically: the document (create, or replace with If-Match on the etag the turn read), the
+release of the turn's lease (a patch with If-Match on the lease's latest etag: a lease another turn
+took over fails the whole commit), the replay entry of a keyed turn and the turn's stored response
+(upserts). Either all of them land or none does, in one round trip. See ``docs/adr-turn-storage.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from azure.cosmos import exceptions as cosmos_errors
+from azure.cosmos.aio import ContainerProxy
+
+from cosmos_history.adapters.cosmos import items
+from cosmos_history.domain.errors import SessionConflictError, SessionExistsError
+from cosmos_history.domain.records import SessionRecord, TurnItems
+
+#: The patch that frees a lease: expired at once, so the next turn's claim matches it.
+RELEASE = [{"op": "set", "path": "/expiresAt", "value": 0.0}]
+
+
+async def commit_batch(
+    container: ContainerProxy, document: dict[str, Any], *, etag: str | None, extra: TurnItems, ttl: int | None
+) -> str:
+    """Write ``document`` and ``extra`` atomically; returns the document's new etag.
+
+    Raises:
+        CosmosBatchOperationError: the batch failed (nothing was written); see :func:`session_write_errors`.
+    """
+    partition, user_id = document["sessionId"], document["userId"]
+    operations: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+        ("create", (document,), {})
+        if etag is None
+        else ("replace", (items.checked_path(document["id"]), document), {"if_match_etag": etag})
+    ]
+    if extra.lease_etag is not None:
+        operations.append(("patch", (items.lease_id(partition), RELEASE), {"if_match_etag": extra.lease_etag}))
+    if extra.replay is not None:
+        entry = extra.replay
+        item = items.replay_item(
+            partition,
+            user_id,
+            entry.key_hash,
+            turn=entry.turn,
+            result=entry.result,
+            ttl=entry.ttl_seconds,
+            now=time.time(),
+        )
+        operations.append(("upsert", (item,), {}))
+    if extra.response is not None:
+        response = items.response_item(partition, user_id, document["turns"], extra.response, ttl)
+        operations.append(("upsert", (response,), {}))
+    results = await container.execute_item_batch(operations, partition_key=items.partition_key(user_id, partition))
+    return str(results[0]["eTag"])
+
+
+@contextlib.contextmanager
+def session_write_errors(record: SessionRecord) -> Iterator[None]:
+    """A refused session write (plain or batched) as the domain's error; nothing was written either way."""
+    try:
+        yield
+    except cosmos_errors.CosmosBatchOperationError as failed:
+        if failed.error_index == 0:
+            _raise_for_document(failed.status_code, record)
+        if failed.error_index == 1 and failed.status_code in (404, 412):
+            raise SessionConflictError(
+                "Another turn took this session over while this one ran; nothing was saved. Retry.", retry_after=1
+            ) from None
+        raise
+    except cosmos_errors.CosmosHttpResponseError as failed:
+        _raise_for_document(failed.status_code, record)
+        raise
+
+
+def _raise_for_document(status: int | None, record: SessionRecord) -> None:
+    if status == 412:
+        raise SessionConflictError(
+            "The session was changed by another request; it was left as that request wrote it. Retry.",
+            retry_after=1,
+        ) from None
+    if status == 409:
+        raise SessionExistsError(
+            f"A session with id {record.id!r} already exists; choose another id, or omit it."
+        ) from None
+    if status == 404:
+        raise SessionConflictError(
+            "The session was deleted while this request ran; nothing was saved.", retry_after=1
+        ) from None

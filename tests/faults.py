@@ -85,8 +85,34 @@ class FaultInjectingTransport(AsyncHttpTransport):
         await self.inner.__aexit__(*args)
 
 
+def batch_operations(request: Any) -> list[dict[str, Any]]:
+    """The operations of a transactional batch request (none for any other request)."""
+    if request.method != "POST" or str(request.headers.get("x-ms-cosmos-is-batch-request", "")).lower() != "true":
+        return []
+    body = request.data if isinstance(request.data, (bytes, str)) else (request.body or b"[]")
+    operations: list[dict[str, Any]] = json.loads(body)
+    return operations
+
+
 def is_item_read(request: Any) -> bool:
-    return request.method == "GET" and "/docs/" in request.url
+    """A point read, or a batch that reads an item (a turn's claim reads its session in one)."""
+    is_read = request.method == "GET" and "/docs/" in request.url
+    return is_read or any(op.get("operationType") == "Read" for op in batch_operations(request))
+
+
+def is_session_write(session_id: str) -> Callable[[Any], bool]:
+    """The write of the session document ``session_id``: a replace of it, or a turn's commit batch."""
+
+    def matches(request: Any) -> bool:
+        if request.method == "PUT" and request.url.rstrip("/").endswith(f"/docs/{session_id}"):
+            return True
+        return any(
+            op.get("operationType") in ("Create", "Replace")
+            and (op.get("id") or op.get("resourceBody", {}).get("id")) == session_id
+            for op in batch_operations(request)
+        )
+
+    return matches
 
 
 def is_item_write(request: Any) -> bool:

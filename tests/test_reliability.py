@@ -31,7 +31,7 @@ from cosmos_history.domain.turn import TurnGuards
 from cosmos_history.runtime import session_services
 
 from .fakes import RecordingChatClient
-from .faults import Fault, FaultInjectingTransport, is_item_read, is_item_write
+from .faults import Fault, FaultInjectingTransport, is_item_read, is_item_write, is_session_write
 
 pytestmark = pytest.mark.integration
 
@@ -118,10 +118,10 @@ async def test_a_second_concurrent_turn_is_rejected_before_its_model_call(rig, s
 
 async def test_a_racing_turn_is_told_to_retry_in_seconds_not_minutes(rig, session_id):
     lease = CosmosTurnLease(rig.container, seconds=load_settings({}).turn_lease_seconds)
-    await lease.claim(session_id, "holder", known_etag=None)
+    await lease.claim(session_id, "holder")
 
     with pytest.raises(TurnInProgressError) as refused:
-        await lease.claim(session_id, "holder", known_etag=None)
+        await lease.claim(session_id, "holder")
 
     assert 1 <= (refused.value.retry_after or 0) <= 4
 
@@ -145,16 +145,15 @@ async def test_a_turn_longer_than_its_lease_keeps_it_by_renewing(rig, session_id
     result = await running
 
     assert result.turn == 2 and renewals[-1]["expiresAt"] - claimed["expiresAt"] >= rig.settings.turn_lease_seconds
-    document, lease = await rig.document(session_id), await rig.lease_item(session_id)
-    assert document["leaseEtag"] == lease["_etag"], "the save records the renewed lease: the next turn needs no read"
+    lease = await rig.lease_item(session_id)
+    assert lease["expiresAt"] == 0, "the commit released the renewed lease: the next turn claims it at once"
     assert (await rig.turn(session_id, "next")).turn == 3
 
 
 async def test_a_crashed_turns_lease_expires_and_the_session_is_usable_again(rig, session_id):
     await rig.turn(session_id, "first")
-    record = await rig.store.load(session_id)
-    assert rig.guards.lease is not None and record is not None
-    await rig.guards.lease.claim(session_id, rig.store.user_id, known_etag=record.lease_etag)  # then "crash"
+    assert rig.guards.lease is not None
+    await rig.guards.lease.claim(session_id, rig.store.user_id)  # then "crash"
 
     with pytest.raises(TurnInProgressError):
         await rig.turn(session_id, "too early")
@@ -178,14 +177,14 @@ async def test_a_failed_model_call_releases_the_lease_at_once(rig, session_id):
     assert result.turn == 2
 
 
-async def test_a_steady_state_turn_costs_three_round_trips(rig, session_id):
+async def test_a_steady_state_turn_costs_two_round_trips(rig, session_id):
     await rig.turn(session_id, "first")
     before = len(rig.transport.sent)
 
     await rig.turn(session_id, "second")
 
     sent = rig.transport.sent[before:]
-    assert [method for method, _, _ in sent] == ["GET", "PUT", "PUT"], sent  # read session, lease, session
+    assert [method for method, _, _ in sent] == ["POST", "POST"], sent  # claim + read, commit + release
 
 
 # --- idempotent retries ------------------------------------------------------------------------
@@ -223,7 +222,7 @@ async def test_service_mode_keeps_replayable_results_out_of_the_session_document
 
 async def test_a_retry_whose_first_save_failed_runs_its_turn_instead_of_replaying_a_later_one(rig, session_id):
     await rig.turn(session_id, "hello")
-    session_write = Fault(lambda r: r.method == "PUT" and r.url.endswith(f"/docs/{session_id}/"), 503, times=100)
+    session_write = Fault(is_session_write(session_id), 503, times=100)
     rig.transport.faults.append(session_write)
     with pytest.raises(StoreUnavailableError):
         await rig.turn(session_id, "IMPORTANT: wire the money", idempotency_key="K")
@@ -382,7 +381,7 @@ async def test_throttling_that_outlasts_the_retries_is_a_503_and_changes_nothing
 
 async def test_a_failed_session_write_releases_the_lease(rig, session_id):
     await rig.turn(session_id, "first")
-    rig.transport.faults.append(Fault(lambda r: r.method == "PUT" and r.url.rstrip("/").endswith(session_id), 503, 10))
+    rig.transport.faults.append(Fault(is_session_write(session_id), 503, 10))
     with pytest.raises(StoreUnavailableError):
         await rig.turn(session_id, "second")
     rig.transport.faults.clear()

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from azure.core import MatchConditions
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
@@ -66,18 +67,24 @@ class CosmosTurnLease:
             StoreUnavailableError: Cosmos DB could not be reached or kept throttling.
         """
         partition = items.item_id(session_id)
+        holder = uuid.uuid4().hex
         with store_errors():
-            for _ in range(_ATTEMPTS):
-                claim = await self._claim(partition, user_id)
+            for attempt in range(_ATTEMPTS):
+                try:
+                    claim = await self._claim(partition, user_id, holder)
+                except (ServiceRequestError, ServiceResponseError):
+                    if attempt == _ATTEMPTS - 1:
+                        raise
+                    continue  # a lost answer: sending the claim again is safe (its own holder still matches)
                 if claim is not None:
                     return claim
         raise self._busy(self.renew_every)
 
-    async def _claim(self, partition: str, user_id: str) -> LeaseClaim | None:
+    async def _claim(self, partition: str, user_id: str, holder: str) -> LeaseClaim | None:
         """One attempt; ``None`` when the lease or the session changed meanwhile (try again)."""
         now = self._clock()
-        holder = uuid.uuid4().hex
-        take = ("patch", (items.lease_id(partition), self._taken(holder, now)), {"filter_predicate": _expired(now)})
+        free = {"filter_predicate": _free(now, holder)}
+        take = ("patch", (items.lease_id(partition), self._taken(holder, now)), free)
         try:
             results = await self._batch(partition, user_id, [("read", (items.checked_path(partition),)), take])
         except cosmos_errors.CosmosBatchOperationError as failed:
@@ -116,7 +123,7 @@ class CosmosTurnLease:
                 items.lease_id(partition),
                 partition_key=items.partition_key(user_id, partition),
                 patch_operations=self._taken(holder, now),
-                filter_predicate=_expired(now),
+                filter_predicate=_free(now, holder),
                 no_response=True,
             )
         except cosmos_errors.CosmosAccessConditionFailedError:
@@ -195,6 +202,7 @@ class CosmosTurnLease:
         )
 
 
-def _expired(now: float) -> str:
-    """The filter predicate of a free lease: its expiry has passed (a released one holds 0)."""
-    return f"FROM c WHERE c.expiresAt < {now:.3f}"
+def _free(now: float, holder: str) -> str:
+    """The filter predicate of a lease this claim may take: expired (a released one holds 0), or already
+    taken by this very claim (its request sent again after a lost answer). ``holder`` is hex: safe inline."""
+    return f"FROM c WHERE c.expiresAt < {now:.3f} OR c.holder = '{holder}'"

@@ -34,7 +34,7 @@ from cosmos_history.http.openai import background, objects
 from cosmos_history.http.openai.ids import not_found_message, parse_response_id, response_id, unstored_response_id
 from cosmos_history.http.openai.output import OutputBuilder
 from cosmos_history.http.openai.requests import CreateRequest, in_effect, parse_create
-from cosmos_history.http.openai.run import Finish, ResponseRun, plain_response
+from cosmos_history.http.openai.run import Completion, PlainKeeper, ResponseRun
 from cosmos_history.http.responses import json_response
 from cosmos_history.http.sse import EVENT_STREAM, sse_event
 
@@ -75,14 +75,17 @@ async def create_response_route(call: Call) -> Response:
         store=request.store,
     )
     turn_request = _turn_request(call, request, session_id, expected, key)
-    builder = OutputBuilder(request.model, {tool.name for tool in request.client_tools})
-    finish = _finisher(call, request, session_id)
+    completion = _completion(call, request, session_id, response)
+    stores = request.store and call.responses is not None
     try:
         if not request.stream:
-            result = await call.turns.run(turn_request, caller=call.user_id)
-            body = await plain_response(builder, response, result, finish)
-            return json_response(body, headers=_replayed(result.replayed))
-        stream = await call.turns.stream(turn_request, caller=call.user_id)
+            plain = PlainKeeper(completion)
+            result = await call.turns.run(turn_request, caller=call.user_id, keep=plain.keep if stores else None)
+            return json_response(await plain.final(result), headers=_replayed(result.replayed))
+        run = ResponseRun(completion, response)
+        stream = await call.turns.stream(
+            turn_request, caller=call.user_id, keep=run.keep if stores else None, subscriber=run
+        )
     except NotLatestResponseError as error:
         if request.previous is not None:
             raise
@@ -95,7 +98,6 @@ async def create_response_route(call: Call) -> Response:
         if request.previous is None:
             raise
         raise ResponseNotFoundError(not_found_message(request.previous.id), param="previous_response_id") from error
-    run = ResponseRun(stream, builder, response, finish, call.turns.supervisor)
     return StreamingResponse(
         (sse_event(event["type"], event) async for event in run.events()),
         media_type=EVENT_STREAM,
@@ -147,24 +149,20 @@ async def _continued_turn(call: Call, request: CreateRequest, key: str | None) -
     return f"conv_{uuid.uuid4().hex}", 0
 
 
-def _finisher(call: Call, request: CreateRequest, session_id: str) -> Finish:
-    """Stores the finished response (or, for an idempotent replay, returns the one stored first)."""
+def _completion(call: Call, request: CreateRequest, session_id: str, response: dict[str, Any]) -> Completion:
+    """The response's final object: stored with its turn (named after it), or, for a replay, the one stored first."""
     log, user_id = call.responses, call.user_id
 
-    async def finish(result: TurnResult, done: dict[str, Any]) -> dict[str, Any]:
-        if not request.store or log is None:
-            return done
-        done = {**done, "id": response_id(session_id, result.turn)}
-        if result.replayed:
-            stored = await log.find(session_id, user_id, result.turn)
-            return stored["response"] if stored is not None else done
-        try:
-            await log.record(session_id, user_id, result.turn, {"response": done, "input": list(request.input_items)})
-        except Exception as error:  # the turn is saved: answer it, though it cannot be retrieved later
-            logger.warning("Could not store response of turn %s: %s", result.turn, type(error).__name__)
-        return done
+    async def stored(result: TurnResult) -> dict[str, Any] | None:
+        return None if log is None else await log.find(session_id, user_id, result.turn)
 
-    return finish
+    return Completion(
+        OutputBuilder(request.model, {tool.name for tool in request.client_tools}),
+        response,
+        named=(lambda result: response_id(session_id, result.turn)) if request.store and log is not None else None,
+        inputs=list(request.input_items),
+        stored=stored,
+    )
 
 
 async def get_response_route(call: Call) -> Response:

@@ -3,7 +3,7 @@
 Text becomes a ``message`` item (a new one after each tool step), a tool that ran on the server an
 ``mcp_call`` item, a tool waiting for approval an ``mcp_approval_request`` item, and a call of one of
 the client's own tools a ``function_call`` item. A plain response is built by the same code, from
-events made of the turn's result (:func:`cosmos_history.http.openai.run.plain_response`).
+events made of the turn's result (:func:`cosmos_history.http.openai.run.from_result`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,111 @@
+"""Two requests per steady turn, counted on the wire, and the combined claim-and-read under races.
+
+The app's real Cosmos client talks to the local Cosmos DB through a counting proxy
+(:class:`devtools.wire.CountingProxy`): every HTTP request it sends is counted there, whatever the SDK
+says about itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from cosmos_history import build_agents, load_settings, run_turn
+from cosmos_history.adapters.cosmos.client import create_client, ensure_container
+from cosmos_history.adapters.cosmos.sessions import CosmosSessions
+from cosmos_history.domain.errors import TurnInProgressError
+from cosmos_history.domain.turn import TurnGuards
+from cosmos_history.runtime import session_services
+from devtools.wire import CountingProxy
+
+from .fakes import RecordingChatClient
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Wire:
+    proxy: CountingProxy
+    store: CosmosSessions
+    guards: TurnGuards
+    model: RecordingChatClient
+
+    async def turn(self, session_id: str, message: str, **kwargs):
+        agents = build_agents(load_settings({}), self.model)
+        return await run_turn(self.store, agents, session_id=session_id, message=message, guards=self.guards, **kwargs)
+
+
+@pytest.fixture
+async def wire(cosmos_env) -> AsyncIterator[Wire]:
+    async with CountingProxy(cosmos_env["COSMOS_ENDPOINT"]) as proxy:
+        settings = load_settings({**cosmos_env, "COSMOS_ENDPOINT": proxy.endpoint, "TURN_TIMEOUT_SECONDS": "600"})
+        client = create_client(settings.cosmos)
+        try:
+            store, guards = session_services(await ensure_container(client, settings.cosmos), settings)
+            yield Wire(proxy, store.for_user(f"u-{uuid.uuid4().hex[:6]}"), guards, RecordingChatClient())
+        finally:
+            await client.close()
+
+
+@pytest.mark.parametrize("mode", ["local", "service"])
+async def test_a_steady_plain_turn_makes_two_requests_on_the_wire(wire, session_id, mode):
+    await wire.turn(session_id, "first", mode=mode)
+    await wire.turn(session_id, "second")
+    turns, mark = 5, len(wire.proxy.requests)
+
+    for n in range(turns):
+        await wire.turn(session_id, f"steady {n}")
+
+    sent = wire.proxy.requests[mark:]
+    assert len(sent) / turns == 2.00, sent
+    assert {method for method, _ in sent} == {"POST"}, "a claim batch and a commit batch per turn"
+
+
+async def test_the_first_turn_of_a_session_makes_three_requests(wire, session_id):
+    mark = len(wire.proxy.requests)
+
+    await wire.turn(session_id, "hello")
+
+    assert wire.proxy.count_since(mark) == 3  # claim (no session yet), create the lease, commit
+
+
+@pytest.mark.parametrize("existing", [True, False], ids=["steady", "first-turn"])
+async def test_of_two_turns_racing_for_the_combined_claim_the_second_is_refused_before_its_model_call(
+    wire, session_id, existing
+):
+    if existing:
+        await wire.turn(session_id, "before the race")
+    calls = len(wire.model.calls)
+    wire.model.gate = asyncio.Event()
+    racers = [asyncio.create_task(wire.turn(session_id, f"racer {n}")) for n in range(2)]
+
+    done, running = await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
+    wire.model.gate.set()
+    await asyncio.wait(running)
+
+    (loser,) = done
+    (winner,) = running
+    assert isinstance(loser.exception(), TurnInProgressError)
+    assert (loser.exception().retry_after or 0) >= 1
+    assert winner.result().turn == (2 if existing else 1)
+    assert len(wire.model.calls) == calls + 1, "the refused turn never called the model"
+
+
+async def test_a_turn_arriving_while_another_holds_the_claim_is_refused_with_one_request(wire, session_id):
+    await wire.turn(session_id, "first")
+    wire.model.gate, wire.model.entered = asyncio.Event(), asyncio.Event()
+    running = asyncio.create_task(wire.turn(session_id, "holds the lease"))
+    await wire.model.entered.wait()
+    mark = len(wire.proxy.requests)
+
+    with pytest.raises(TurnInProgressError):
+        await wire.turn(session_id, "too early")
+    refused = wire.proxy.requests[mark:]
+    wire.model.gate.set()
+    await running
+
+    assert refused[0][0] == "POST" and len(refused) <= 2  # the claim batch, and a read of the lease's expiry

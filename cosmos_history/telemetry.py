@@ -317,6 +317,14 @@ def record_idempotent_replay(mode: str | None = None) -> None:
 # --- Cosmos DB request charges ------------------------------------------------------------------
 
 
+def note_batch_extras(extra_bytes: int) -> None:
+    """The current step's last write was a transactional batch of which ``extra_bytes`` were not the session
+    document (the lease's release, a replay entry, a stored response): the document's size is the rest."""
+    step = _current_step.get()
+    if step is not None and step.written_bytes is not None:
+        step.written_bytes -= extra_bytes
+
+
 def cosmos_response_hook(pipeline_response: Any) -> None:
     """Charge every Cosmos DB HTTP response (retries included) to the current turn step.
 

@@ -152,7 +152,7 @@ class MemorySessions:
         new_etag = _new_etag()
         self.database.sessions[key] = (stored, new_etag)
         if items.lease_etag is not None:
-            self.database.leases[key] = (0.0, _new_etag())
+            self.database.leases[key] = (0.0, "")
         if items.replay is not None:
             entry = items.replay
             expires = self.database.clock() + entry.ttl_seconds
@@ -221,7 +221,7 @@ class MemorySessionStore(RepositorySessionStore):
 
 class MemoryTurnLease:
     """The turn lease in memory: the same claim (with the read), renewal, expiry and release rules as the
-    Cosmos one; expiry reads the database's clock."""
+    Cosmos one (a claim's token is its holder id, kept by renewals); expiry reads the database's clock."""
 
     def __init__(self, database: MemoryDatabase, *, seconds: float = 10) -> None:
         self._db = database
@@ -246,13 +246,12 @@ class MemoryTurnLease:
     async def renew(self, session_id: str, user_id: str, lease_etag: str) -> str | None:
         if self._db.leases.get((user_id, session_id), (0.0, ""))[1] != lease_etag:
             return None  # taken over
-        etag = _new_etag()
-        self._db.leases[(user_id, session_id)] = (self._db.clock() + self.seconds, etag)
-        return etag
+        self._db.leases[(user_id, session_id)] = (self._db.clock() + self.seconds, lease_etag)
+        return lease_etag
 
     async def release(self, session_id: str, user_id: str, lease_etag: str) -> None:
         if self._db.leases.get((user_id, session_id), (0.0, ""))[1] == lease_etag:
-            self._db.leases[(user_id, session_id)] = (0.0, _new_etag())
+            self._db.leases[(user_id, session_id)] = (0.0, "")
 
 
 class MemoryReplayCache:

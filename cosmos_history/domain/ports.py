@@ -143,7 +143,8 @@ class TurnLease(Protocol):
         ...
 
     async def renew(self, session_id: str, user_id: str, lease_etag: str) -> str | None:
-        """Extend our claim by a whole lease; returns its new etag, ``None`` when it was taken over."""
+        """Extend our claim by a whole lease; returns the claim's token for the next renewal (the same one,
+        or a new one, as the adapter keeps them), ``None`` when another turn took the lease over."""
         ...
 
     async def release(self, session_id: str, user_id: str, lease_etag: str) -> None:

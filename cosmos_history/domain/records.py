@@ -134,7 +134,7 @@ class LeaseClaim:
     """A turn's lease, claimed in the same request that read the session (see :class:`TurnLease`)."""
 
     etag: str
-    """The lease's etag: renewals and the release are conditional on it."""
+    """The claim's token: renewals and the release are conditional on the lease still naming it."""
     record: SessionRecord | None
     """The session as it stood when the lease was claimed; ``None`` when it does not exist yet."""
 
@@ -154,7 +154,7 @@ class TurnItems:
     """What a turn commits besides its session document, in the same atomic write (the unit of work)."""
 
     lease_etag: str | None = None
-    """Release this lease claim (conditional on its etag: a claim taken over fails the whole commit)."""
+    """Release this lease claim (the token it holds: a lease another turn took over fails the whole commit)."""
     replay: ReplayEntry | None = None
     response: dict[str, Any] | None = None
     """The turn's stored response object (OpenAI-compatible endpoint), kept under the turn's number."""

@@ -2,27 +2,36 @@
 
 Everything a turn writes lives in the session's partition ``[userId, sessionId]``, so Cosmos DB can
 write it atomically: the document (create, or replace with If-Match on the etag the turn read), the
-release of the turn's lease (a patch with If-Match on the lease's latest etag: a lease another turn
-took over fails the whole commit), the replay entry of a keyed turn and the turn's stored response
+release of the turn's lease (a patch conditional on the lease still naming the turn's claim: a lease
+another turn took over fails the whole commit), the replay entry of a keyed turn and the turn's stored response
 (upserts). Either all of them land or none does, in one round trip. See ``docs/adr-turn-storage.md``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from azure.cosmos import exceptions as cosmos_errors
+from azure.cosmos._base import _format_batch_operations
 from azure.cosmos.aio import ContainerProxy
 
+from cosmos_history import telemetry
 from cosmos_history.adapters.cosmos import items
 from cosmos_history.domain.errors import SessionConflictError, SessionExistsError
 from cosmos_history.domain.records import SessionRecord, TurnItems
 
-#: The patch that frees a lease: expired at once, so the next turn's claim matches it.
-RELEASE = [{"op": "set", "path": "/expiresAt", "value": 0.0}]
+#: The patch that frees a lease: expired at once, so the next turn's claim matches it, and held by no claim,
+#: so a late renewal of the finished turn cannot take it back.
+RELEASE = [{"op": "set", "path": "/expiresAt", "value": 0.0}, {"op": "set", "path": "/holder", "value": ""}]
+
+
+def held_by(holder: str) -> str:
+    """The filter predicate of a lease a claim still holds (``holder`` is a claim's hex id: safe inline)."""
+    return f"FROM c WHERE c.holder = '{holder}'"
 
 
 async def commit_batch(
@@ -40,7 +49,8 @@ async def commit_batch(
         else ("replace", (items.checked_path(document["id"]), document), {"if_match_etag": etag})
     ]
     if extra.lease_etag is not None:
-        operations.append(("patch", (items.lease_id(partition), RELEASE), {"if_match_etag": extra.lease_etag}))
+        held = {"filter_predicate": held_by(extra.lease_etag)}
+        operations.append(("patch", (items.lease_id(partition), RELEASE), held))
     if extra.replay is not None:
         entry = extra.replay
         item = items.replay_item(
@@ -56,8 +66,23 @@ async def commit_batch(
     if extra.response is not None:
         response = items.response_item(partition, user_id, document["turns"], extra.response, ttl)
         operations.append(("upsert", (response,), {}))
+    extras = _not_the_document([(kind, args, dict(options)) for kind, args, options in operations])
     results = await container.execute_item_batch(operations, partition_key=items.partition_key(user_id, partition))
+    telemetry.note_batch_extras(extras)
     return str(results[0]["eTag"])
+
+
+def _not_the_document(operations: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> int:
+    """Bytes of the batch body (the SDK's compact JSON list of operations) that are not the session document
+    (formatted by the SDK's own function, which consumes the options: pass copies)."""
+    formatted = _format_batch_operations(operations)
+    first = {**formatted[0], "resourceBody": 0}
+    others = sum(len(_compact(operation)) for operation in formatted[1:])
+    return 2 + (len(formatted) - 1) + others + len(_compact(first)) - 1
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @contextlib.contextmanager

@@ -12,6 +12,10 @@ predicate "expired" (a free lease is one whose ``expiresAt`` has passed: release
 crashed turn's runs out). A live lease fails the patch (412) and so the whole batch: the racer is
 refused with Retry-After, before any model call. The turn's commit releases the lease in its own
 batch (:mod:`.commit`), so a steady turn makes two requests. See ``docs/adr-turn-storage.md``.
+
+A claim's token (``LeaseClaim.etag``) is its holder id: renewals and the release are conditional on
+the lease still naming it, so a renewal whose answer was lost does not cost the turn its commit, and
+a lease another turn took over (after missed renewals) fails this turn's commit.
 """
 
 from __future__ import annotations
@@ -22,14 +26,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from azure.core import MatchConditions
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
 from cosmos_history.adapters.cosmos import items
-from cosmos_history.adapters.cosmos.client import best_effort, response_size, store_errors, written_etag
-from cosmos_history.adapters.cosmos.commit import RELEASE
+from cosmos_history.adapters.cosmos.client import best_effort, response_size, store_errors
+from cosmos_history.adapters.cosmos.commit import RELEASE, held_by
 from cosmos_history.domain.errors import SessionNotFoundError, TurnInProgressError
 from cosmos_history.domain.records import LeaseClaim
 
@@ -95,7 +98,7 @@ class CosmosTurnLease:
             if (failed.error_index, failed.status_code) == (1, 412):  # a live lease
                 return await self._refused(partition, user_id)
             raise
-        return await self._claimed(partition, user_id, results)
+        return await self._claimed(partition, user_id, holder, results)
 
     async def _create_with_read(self, partition: str, user_id: str, holder: str, now: float) -> LeaseClaim | None:
         body = self._item(partition, user_id, holder, now + self.seconds)
@@ -107,19 +110,19 @@ class CosmosTurnLease:
             if failed.error_index in (0, 1) and failed.status_code in (404, 409):
                 return None  # the session went, or another turn created the lease first
             raise
-        return await self._claimed(partition, user_id, results)
+        return await self._claimed(partition, user_id, holder, results)
 
     async def _claim_alone(self, partition: str, user_id: str, holder: str, now: float) -> LeaseClaim | None:
         """The lease of a session that does not exist yet: its first turn creates the document."""
         try:
-            created = await self._container.create_item(
+            await self._container.create_item(
                 self._item(partition, user_id, holder, now + self.seconds), no_response=True
             )
-            return LeaseClaim(written_etag(created), None)
+            return LeaseClaim(holder, None)
         except cosmos_errors.CosmosResourceExistsError:
             pass
         try:
-            taken = await self._container.patch_item(
+            await self._container.patch_item(
                 items.lease_id(partition),
                 partition_key=items.partition_key(user_id, partition),
                 patch_operations=self._taken(holder, now),
@@ -130,16 +133,15 @@ class CosmosTurnLease:
             return await self._refused(partition, user_id)
         except cosmos_errors.CosmosResourceNotFoundError:
             return None
-        return LeaseClaim(written_etag(taken), None)
+        return LeaseClaim(holder, None)
 
-    async def _claimed(self, partition: str, user_id: str, results: Any) -> LeaseClaim:
-        lease_etag = str(results[1]["eTag"])
+    async def _claimed(self, partition: str, user_id: str, holder: str, results: Any) -> LeaseClaim:
         try:
             record = items.owned_record(results[0]["resourceBody"], user_id, size=response_size(results))
         except SessionNotFoundError:
-            await self.release(items.session_key(partition), user_id, lease_etag)
+            await self.release(items.session_key(partition), user_id, holder)
             raise
-        return LeaseClaim(lease_etag, record)
+        return LeaseClaim(holder, record)
 
     async def _refused(self, partition: str, user_id: str) -> None:
         """A live lease: refused with the time it has left; ``None`` when it was freed meanwhile."""
@@ -155,28 +157,30 @@ class CosmosTurnLease:
         return None
 
     async def renew(self, session_id: str, user_id: str, lease_etag: str) -> str | None:
-        """Extend our claim by a whole lease; ``None`` when another turn took it over meanwhile."""
+        """Extend our claim by a whole lease; ``None`` when another turn took it over meanwhile.
+
+        Conditional on the claim's holder, not on the item's etag: a renewal whose answer was lost leaves
+        the claim ours (the next renewal, and the commit's release, still match it)."""
         operations = [{"op": "set", "path": "/expiresAt", "value": round(self._clock() + self.seconds, 3)}]
         with store_errors():
             try:
-                stored = await self._patch(session_id, user_id, operations, lease_etag)
+                await self._patch(session_id, user_id, operations, lease_etag)
             except (cosmos_errors.CosmosAccessConditionFailedError, cosmos_errors.CosmosResourceNotFoundError):
                 return None
-        return written_etag(stored)
+        return lease_etag
 
     async def release(self, session_id: str, user_id: str, lease_etag: str) -> None:
         """Expire our claim at once (a turn that ends without a commit), so the next turn need not wait it out."""
         with best_effort("release a turn lease"):
             await self._patch(session_id, user_id, RELEASE, lease_etag)
 
-    async def _patch(self, session_id: str, user_id: str, operations: list[dict[str, Any]], etag: str) -> Any:
+    async def _patch(self, session_id: str, user_id: str, operations: list[dict[str, Any]], holder: str) -> Any:
         partition = items.item_id(session_id)
         return await self._container.patch_item(
             items.lease_id(partition),
             partition_key=items.partition_key(user_id, partition),
             patch_operations=operations,
-            etag=etag,
-            match_condition=MatchConditions.IfNotModified,
+            filter_predicate=held_by(holder),
             no_response=True,
         )
 

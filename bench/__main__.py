@@ -25,6 +25,7 @@ from .measure import CountRow, Latencies, measure_counts, measure_overhead, meas
 from .memory import measure_memory
 from .report import Results, render, standard_notes
 from .tokens import measure_input_tokens
+from .wire import measure_wire
 
 
 def _ints(text: str) -> list[int]:
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
             print("\n".join(render_listing(listing, routes, ru_kind, bench.real_account)))
             return
         counts, overhead = asyncio.run(_in_process(bench, args.lengths, args.scale, not args.skip_http))
+        print("Cosmos DB requests per steady plain turn, counted on the wire ...", flush=True)
+        wire = asyncio.run(measure_wire(bench.env))
         print(f"Model input tokens per turn at lengths {args.lengths} ...", flush=True)
         input_tokens = asyncio.run(measure_input_tokens(bench.env, args.lengths))
         throughput = []
@@ -122,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         routes=routes,
         first_token=first_token,
         memory=memory,
+        wire=wire,
     )
     report = render(results) + ("\n" + "\n".join(durable) if durable else "")
     print(report)

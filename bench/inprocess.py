@@ -22,7 +22,7 @@ from azurefunctions.extensions.http.fastapi import Request, Response
 from cosmos_history import Runtime, SessionRecord, build_agents, build_runtime, create_app, load_settings
 from cosmos_history.adapters.cosmos.client import create_client
 from cosmos_history.domain.compaction import SUMMARY
-from cosmos_history.domain.records import utc_now
+from cosmos_history.domain.records import TurnItems, utc_now
 from cosmos_history.domain.turn import title_from
 
 from .counting import CountingTransport, RequestCounter
@@ -126,7 +126,9 @@ class Variants:
             title = title_from(user_message(1)) if mode == "local" else None
             record = SessionRecord(session, USER, mode, now, now, turns=turns, title=title)
             store = self.runtime.store.for_user(USER)
-            saved = await store.save(record, etag=None)
+            lease = self.runtime.guards.lease
+            claim = await lease.claim(session_id, USER) if lease is not None else None  # as a real turn does
+            saved = await store.save(record, etag=None, items=TurnItems(claim.etag if claim else None))
             if saved.archive.count:  # a steady state: what went to the archive is in the summary already
                 saved.session.state[SUMMARY] = {"text": REPLY, "through": saved.archive.count}
                 await store.save(saved, etag=saved.etag)

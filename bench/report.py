@@ -51,6 +51,8 @@ class Results:
     """Streamed turns' first delta against the stand-in called directly (``bench/firsttoken.py``)."""
     memory: MemoryRun | None = None
     """One host's RSS over many turns (``bench/memory.py``)."""
+    wire: dict[str, float] | None = None
+    """Cosmos DB requests per steady plain turn by mode, counted on the wire (``bench/wire.py``)."""
 
 
 def render(results: Results) -> str:

@@ -21,6 +21,7 @@ from bench.partitions import EVERY_PARTITION, request_scope
 from bench.profile import profile_turns, render, top_functions
 from bench.report import Results, standard_notes
 from bench.report import render as render_report
+from bench.wire import measure_wire, wire_row
 
 pytestmark = pytest.mark.integration
 
@@ -30,17 +31,18 @@ def bench_env(cosmos_env: dict[str, str]) -> BenchEnv:
     return BenchEnv({**cosmos_env, "BENCH_PROVIDER_CONTAINER": "provider-history"}, real_account=False)
 
 
-async def test_a_steady_state_local_turn_is_one_point_read_one_lease_write_and_one_replace(bench_env: BenchEnv) -> None:
+async def test_a_steady_state_local_turn_is_a_claim_and_read_batch_and_a_commit_batch(bench_env: BenchEnv) -> None:
     async with variants(bench_env) as v:
         rows = await measure_counts(v, [1, 2])
 
     cell = {(r.variant, r.length): r for r in rows}
     steady = cell[("local", 2)].traffic
-    # The seeded history was written without a turn lease, so this turn creates it (later ones replace it).
-    assert steady.requests == 3 and steady.http_requests == 3
-    assert dict(steady.operations) == {"read": 1, "create": 1, "replace": 1}
-    assert dict(cell[("local", 1)].traffic.operations) == {"read": 1, "create": 2}
-    assert cell[("service", 2)].traffic.requests == 3
+    # The seeded history was written as a turn writes it (its lease released), so this turn claims it in its read.
+    assert steady.requests == 2 and steady.http_requests == 2
+    assert dict(steady.operations) == {"batch": 2}
+    # A first turn: the claim finds no session, creates the lease alone, and the commit creates the session.
+    assert dict(cell[("local", 1)].traffic.operations) == {"batch": 2, "create": 1}
+    assert cell[("service", 2)].traffic.requests == 2
     assert cell[("service", 2)].stored_bytes < 1024
     # The provider's batch of two messages runs as two upserts here but counts as one round trip.
     provider = cell[("provider", 2)].traffic
@@ -50,7 +52,7 @@ async def test_a_steady_state_local_turn_is_one_point_read_one_lease_write_and_o
     report = render_report(
         Results(False, [1, 2], rows, {}, {}, [], None, 0.0, standard_notes(real_account=False, scale=1, total=1))
     )
-    assert "| backend, local mode | 2 | 3 | 1 create, 1 read, 1 replace |" in report
+    assert "| backend, local mode | 2 | 2 | 2 batch |" in report
 
 
 def test_operations_are_named_from_method_path_and_headers() -> None:
@@ -231,3 +233,10 @@ def test_a_requests_partition_scope_is_read_from_its_routing_headers() -> None:
     assert prefix is not None and (prefix.kind, prefix.epk) == ("range", ("AB", "ABFF"))
     assert fan_out is not None and not fan_out.single_partition
     assert request_scope("GET", "https://127.0.0.1:8081/dbs/d/colls/c/pkranges", {}) is None
+
+
+async def test_the_wire_bench_counts_two_requests_per_steady_turn_in_both_modes(bench_env: BenchEnv) -> None:
+    per_turn = await measure_wire(bench_env.env, turns=3)
+
+    assert per_turn == {"local": 2.0, "service": 2.0}
+    assert wire_row(per_turn)[1:] == ["local 2.00, service 2.00", "met"]

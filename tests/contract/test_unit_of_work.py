@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from cosmos_history import build_agents, load_settings
+from cosmos_history.domain import result_codec
 from cosmos_history.domain.errors import SessionConflictError, TurnInProgressError
 from cosmos_history.domain.records import ReplayEntry, SessionRecord, TurnItems, key_digest
 from cosmos_history.domain.results import TurnRequest
@@ -175,4 +176,4 @@ async def test_a_turn_whose_commit_succeeds_has_its_replay_item_and_its_response
     result = await turns_of(ports, agents).run(request, caller=user, keep=keep)
 
     assert await ports.responses.find(session_id, user, 1) == {"response": {"id": "turn 1"}, "input": []}
-    assert await ports.replays.find(session_id, user, key_digest("key-1"), turn=1) == result.to_json()
+    assert await ports.replays.find(session_id, user, key_digest("key-1"), turn=1) == result_codec.encode(result)

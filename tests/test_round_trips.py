@@ -8,6 +8,7 @@ says about itself.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -109,3 +110,20 @@ async def test_a_turn_arriving_while_another_holds_the_claim_is_refused_with_one
     await running
 
     assert refused[0][0] == "POST" and len(refused) <= 2  # the claim batch, and a read of the lease's expiry
+
+
+async def test_a_lease_and_session_stored_by_the_previous_version_keep_working(wire, session_id):
+    await wire.turn(session_id, "first")
+    container, key = wire.store.container, [wire.store.user_id, session_id]
+    document = await container.read_item(session_id, partition_key=key)
+    await container.replace_item(session_id, {**document, "leaseEtag": '"00000000-0000"'})  # as it used to save
+    old_lease = {"id": f"{session_id}:lease", "sessionId": session_id, "type": "lease", "userId": key[0]}
+    await container.upsert_item({**old_lease, "holder": "an-old-instance", "expiresAt": time.time() + 600})
+
+    with pytest.raises(TurnInProgressError):  # a live lease of the old version is honoured
+        await wire.turn(session_id, "while an old turn runs")
+    await container.upsert_item({**old_lease, "holder": "an-old-instance", "expiresAt": 0.0})  # old release
+    result = await wire.turn(session_id, "after it")
+
+    assert result.turn == 2
+    assert "leaseEtag" not in await container.read_item(session_id, partition_key=key)

@@ -1,14 +1,15 @@
-"""One conversation turn: load the session, run the agent once, save it conditionally.
+"""One conversation turn: claim and read the session, run the agent once, commit it conditionally.
 
 Callers reach it only through the turn service (:class:`cosmos_history.domain.service.Turns`): a plain
-and a streamed turn share the same preparation (:func:`prepare_turn`: load, checks, replay, lease), the
-same model call (:func:`execute_turn`) and the same ending (:meth:`PreparedTurn.finish`: one conditional save).
+and a streamed turn share the same preparation (:func:`prepare_turn`: the lease's claim with the read,
+checks, replay), the same model call (:func:`execute_turn`) and the same ending (:meth:`PreparedTurn.finish`:
+one commit of the session with the turn's other items and the lease's release, see :class:`TurnItems`).
 
 The store and agents are parameters, so unit tests pass fakes and integration tests the real
 Cosmos store. Nothing is written unless the model succeeded, and the write is conditional on
 the etag read at the start: two turns racing on one session cannot both land, so no turn
 silently overwrites another. A lease (when given) rejects the second of two racing turns
-before it pays for a model call.
+before it pays for a model call; a steady turn makes two requests (docs/adr-turn-storage.md).
 """
 
 from __future__ import annotations

@@ -37,9 +37,7 @@ from cosmos_history.domain.client_tools import check_outputs, client_calls, reme
 from cosmos_history.domain.compaction import refresh_summary
 from cosmos_history.domain.delegation import ChildTurns, Delegations
 from cosmos_history.domain.errors import (
-    AgentMismatchError,
     ApprovalPendingError,
-    ModeConflictError,
     ModelCallError,
     NotLatestResponseError,
     SessionConflictError,
@@ -50,7 +48,6 @@ from cosmos_history.domain.errors import (
 from cosmos_history.domain.events import EventSink, ModelAnswering, TextDelta, TurnStarted
 from cosmos_history.domain.heartbeat import keep_renewed
 from cosmos_history.domain.model_errors import model_call_error
-from cosmos_history.domain.modes import HistoryMode
 from cosmos_history.domain.ports import AgentCatalog, ReplayCache, SessionRepository, TurnLease
 from cosmos_history.domain.records import (
     ReplayEntry,
@@ -65,6 +62,7 @@ from cosmos_history.domain.replay import replay
 from cosmos_history.domain.results import ResponseKeeper, TurnRequest, TurnResult, usage_of
 from cosmos_history.domain.streaming import TextDeltas, ToolEvents
 from cosmos_history.domain.tool_journal import ToolJournal
+from cosmos_history.domain.turn_session import agent_of, load_or_new, stored_or_new
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +280,7 @@ async def prepare_turn(
     with telemetry.phase("load"):  # the lease's claim and the session's read are one request
         claim = await guards.lease.claim(request.session_id, store.user_id)
     try:
-        record = _stored_or_new(claim.record, store, request, served.name)
+        record = stored_or_new(claim.record, store, request.session_id, request.mode, served.name)
         if keyed and (replayed := await _replayed(store, record, request, guards.replays, fingerprint)):
             await guards.lease.release(request.session_id, store.user_id, claim.etag)
             return replayed
@@ -366,41 +364,3 @@ def turn_input(record: SessionRecord, request: TurnRequest) -> str | Message:
             return request.message
         return [*([Message(role="user", contents=[request.message])] if request.message else []), *request.inputs]
     return approval_answers(record.session, request.approvals, session_id=record.id)
-
-
-async def load_or_new(store: SessionRepository, session_id: str, mode: HistoryMode | None, agent: str) -> SessionRecord:
-    """The stored session, or a new (unsaved) one for ``agent``; refuses to switch an existing session's mode."""
-    return _stored_or_new(await store.load(session_id), store, _Asked(session_id, mode), agent)
-
-
-@dataclass(frozen=True)
-class _Asked:
-    session_id: str
-    mode: HistoryMode | None
-
-
-def _stored_or_new(
-    record: SessionRecord | None, store: SessionRepository, request: TurnRequest | _Asked, agent: str
-) -> SessionRecord:
-    if record is None:
-        mode = request.mode or store.default_mode
-        return SessionRecord.new(request.session_id, user_id=store.user_id, mode=mode, agent=agent)
-    if request.mode is not None and request.mode != record.mode:
-        raise ModeConflictError(
-            f"Session {request.session_id!r} uses history mode {record.mode!r}; a session's mode never changes."
-        )
-    return record
-
-
-def agent_of(agents: AgentCatalog, record: SessionRecord, *, named: str | None) -> Any:
-    """The agent instance serving ``record``: the session's own agent, in the session's history mode.
-
-    Raises:
-        AgentMismatchError: the request names another agent than the session's (one agent's session
-            state is not guaranteed to load into another).
-        AgentNotFoundError: the session's agent is no longer served by this app.
-    """
-    own = record.agent or agents.default
-    if named is not None and named != own:
-        raise AgentMismatchError(f"This session belongs to agent {own!r}; a turn cannot switch it to {named!r}.")
-    return agents.resolve(own).for_mode(record.mode)

@@ -117,7 +117,7 @@ async def turn_cost(bench: BenchEnv, flush_ms: int | None, samples: int, seconds
                 await drained(await runtime.turns.stream(request, caller=user))
             totals.append(counter.since(before))
     label = "plain" if flush_ms is None else f"streamed, EVENTS_FLUSH_MS={flush_ms}"
-    writes = [sum(t.operations[op] for op in ("create", "replace", "upsert", "delete")) for t in totals]
+    writes = [sum(t.operations[op] for op in ("create", "replace", "upsert", "delete", "batch")) for t in totals]
     return CostRow(
         label,
         statistics.mean(t.requests for t in totals),

@@ -21,7 +21,8 @@ async def test_a_plain_turn_writes_what_it_always_did_and_a_streamed_one_a_bound
     plain = await turn_cost(bench_env, None, 2, seconds=0.5)
     streamed = await turn_cost(bench_env, 250, 2, seconds=0.5)
 
-    assert plain.requests == 3 and plain.writes == 2  # read, lease, save: no record, no events
+    # The claim-and-read batch and the commit batch (both write): no record, no events.
+    assert plain.requests == 2 and plain.writes == 2
     # Two record writes and at most one batch per interval (and one at the end) on top; one read per interval.
     batches = math.ceil(0.5 / 0.25) + 1
     assert plain.writes + 2 < streamed.writes <= plain.writes + 2 + batches + 1

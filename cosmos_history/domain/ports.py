@@ -169,8 +169,9 @@ class ReplayCache(Protocol):
 class ResponseLog(Protocol):
     """Response objects of the OpenAI-compatible endpoint, by session and turn, so they can be read back.
 
-    They live beside the session (deleted with it) and are written in the turn's commit
-    (:class:`TurnItems`): a turn that is in the session has its response, and one that is not has none.
+    They live beside the session (deleted with it). A foreground turn's is written in the turn's commit
+    (:class:`TurnItems`): a turn that is in the session has its response, and one that is not has none. A
+    background response is stored by :meth:`record` when it is first built from the turn's stored events.
     """
 
     async def record(self, session_id: str, user_id: str, turn: int, response: dict[str, Any]) -> None: ...

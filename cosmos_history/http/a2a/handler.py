@@ -21,7 +21,7 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Iterator
 from dataclasses import replace
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from a2a.server.context import ServerCallContext
 from a2a.server.events import Event
@@ -61,6 +61,8 @@ from cosmos_history.domain.errors import (
     ProblemError,
     SessionNotFoundError,
     StoreUnavailableError,
+    TurnFinishedError,
+    TurnNotFoundError,
 )
 from cosmos_history.domain.records import SessionRecord
 from cosmos_history.domain.results import TurnRequest
@@ -122,22 +124,38 @@ class SessionTaskHandler(RequestHandler):
     async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task:
         validate_history_length(params)
         with self.translated():
-            record, stored = await self._task_of(params.id)
-            task = tasks.stored_task(stored, record)
+            recorded = await self._recorded(params.id)
+            if recorded is not None:
+                task = tasks.recorded_task(recorded)
+            else:
+                record, stored = await self._task_of(params.id)
+                task = tasks.stored_task(stored, record)
         return apply_history_length(task, params)
 
     @validate_request_params
     async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task:
-        """A task read back is never running (a turn in progress is not stored yet), and a turn cannot be
-        cancelled yet: a finished task is not cancelable, nor is one waiting on approvals (declining them
-        ends it)."""
+        """A queued or running task is cancelled as ``POST /api/sessions/{id}/turns/{turn}/cancel`` cancels its
+        turn (on any instance: through the runtime here, through the turn's record elsewhere), and answered
+        ``canceled`` once it stopped (``working`` while it is still stopping). A task that ended is not
+        cancelable, nor is one waiting on approvals (declining them ends it)."""
         with self.translated():
-            record, stored = await self._task_of(params.id)
-        if stored.latest and pending_approvals(record.session):
-            raise TaskNotCancelableError(
-                message="This task waits for approvals; decline them (approved: false) to end it."
-            )
-        raise TaskNotCancelableError(message="The task is completed already.")
+            recorded = await self._recorded(params.id)
+            if recorded is None:
+                record, stored = await self._task_of(params.id)
+                if stored.latest and pending_approvals(record.session):
+                    raise TaskNotCancelableError(
+                        message="This task waits for approvals; decline them (approved: false) to end it."
+                    )
+                raise TaskNotCancelableError(message="The task is completed already.")
+            if recorded["status"] not in ("queued", "in_progress"):
+                raise TaskNotCancelableError(message=f"The task has ended ({recorded['status']}).")
+            try:
+                stopped = await self.call.turns.cancel(
+                    recorded["sessionId"], recorded["turn"], caller=self.call.user_id
+                )
+            except TurnFinishedError:  # it ended between the read and the cancel
+                raise TaskNotCancelableError(message="The task has ended.") from None
+        return tasks.recorded_task(stopped)
 
     @contextlib.contextmanager
     def translated(self) -> Iterator[None]:
@@ -207,6 +225,27 @@ class SessionTaskHandler(RequestHandler):
         except ProblemError as error:
             raise InvalidParamsError(message=f"contextId: {error.detail}") from None
 
+    async def _recorded(self, value: str) -> dict[str, Any] | None:
+        """The turn that task ``value`` names, as its record tells it (:func:`read_turn
+        <cosmos_history.domain.turn_reads.read_turn>`), when that record is where the task is read from: a turn
+        still queued or running, cancelled, or failed without saving anything (:data:`tasks.RECORDED_STATES`);
+        ``None`` for a turn the stored session holds. Only the caller's turns, of this agent, are found.
+        """
+        named = tasks.parse_task_id(value)
+        if named is None:
+            raise TaskNotFoundError
+        session_id, turn = named
+        found = await self.call.turns.read_turn(session_id, turn, caller=self.call.user_id)
+        if found.get("status") not in tasks.RECORDED_STATES:
+            return None
+        agent = found.get("agent")
+        if agent is None:  # a queued turn names no agent when its request named none: the session's
+            session = await self.call.store.load(session_id)
+            agent = session.agent if session is not None else None
+        if (agent or self.call.agents.default) != self.agent:
+            raise TaskNotFoundError
+        return found
+
     async def _task_of(self, value: str) -> tuple[SessionRecord, tasks.StoredTask]:
         """The caller's stored session and the task ``value`` names in it (of this agent)."""
         named = tasks.parse_task_id(value)
@@ -227,7 +266,10 @@ class SessionTaskHandler(RequestHandler):
     async def on_subscribe_to_task(
         self, params: SubscribeToTaskRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
-        _unsupported("Resubscribing is not supported: a task read back is never running; get it instead.")
+        _unsupported(
+            "Resubscribing is not supported: get the task, or follow its turn's events at "
+            "GET /api/sessions/{id}/turns/{turn}/events."
+        )
         yield  # an async generator, as the interface declares
 
     async def on_create_task_push_notification_config(
@@ -275,7 +317,7 @@ def a2a_error(error: ProblemError) -> A2AError:
         problem["retryAfter"] = error.retry_after
     # The JSON-RPC error's data is a google.rpc.ErrorInfo, whose metadata maps strings to strings.
     problem = {key: value if isinstance(value, str) else json.dumps(value) for key, value in problem.items()}
-    if isinstance(error, SessionNotFoundError):
+    if isinstance(error, (SessionNotFoundError, TurnNotFoundError)):
         return TaskNotFoundError(data=problem)
     if not error.kind.caller_fault:
         if error.log_each and not isinstance(error, StoreUnavailableError):

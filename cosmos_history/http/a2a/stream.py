@@ -3,8 +3,8 @@
 First the task (``working``, with the caller's message), then the reply as chunks of one artifact, tool calls
 and results as ``working`` status updates that carry them in their metadata (no message, so clients never
 mistake them for the reply), and last the task's state: ``completed``, ``input-required`` naming the
-approvals, or ``failed`` with the native problem document when the turn failed after it started (nothing of
-it was saved). Disconnecting ends only this stream, never the turn (see :class:`TurnStream`).
+approvals, ``canceled`` when a cancel (``CancelTask``, or the native route's) stopped it, or ``failed`` with
+the native problem document when the turn failed after it started (nothing of it was saved). Disconnecting ends only this stream, never the turn (see :class:`TurnStream`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from a2a.types import (
     TaskStatusUpdateEvent,
 )
 
-from cosmos_history.domain.errors import ProblemError
+from cosmos_history.domain.errors import ProblemError, TurnCancelledError
 from cosmos_history.domain.events import TextDelta, ToolCalled, ToolResult, TurnCompleted, TurnFailed
 from cosmos_history.domain.streaming import TurnStream
 from cosmos_history.http.a2a.tasks import (
@@ -80,9 +80,10 @@ def _failed(task: str, context_id: str, error: BaseException) -> TaskStatusUpdat
         error = ProblemError("The server failed to handle this request.")
     problem = problem_body(error)
     text = Part(text=f"{error.title}: {error.detail}")
+    state = TaskState.TASK_STATE_CANCELED if isinstance(error, TurnCancelledError) else TaskState.TASK_STATE_FAILED
     status = TaskStatus(
-        state=TaskState.TASK_STATE_FAILED,
-        message=agent_message([text], context_id=context_id, task=task, message_id=f"{task}:failed"),
+        state=state,
+        message=agent_message([text], context_id=context_id, task=task, message_id=f"{task}:ended"),
     )
     return TaskStatusUpdateEvent(
         task_id=task, context_id=context_id, status=status, metadata=struct({"error": problem})

@@ -146,6 +146,37 @@ def task_of_result(result: TurnResult, *, task: str, request: Message) -> Task:
     )
 
 
+RECORDED_STATES: dict[str, TaskState.ValueType] = {
+    "queued": TaskState.TASK_STATE_SUBMITTED,
+    "in_progress": TaskState.TASK_STATE_WORKING,
+    "cancelled": TaskState.TASK_STATE_CANCELED,
+    "failed": TaskState.TASK_STATE_FAILED,
+}
+"""The turn statuses a task is read from the turn's record in (the others from the stored session, which then
+holds the task's messages): a turn still queued or running, or one that saved nothing of its messages."""
+
+
+def recorded_task(turn: dict[str, Any]) -> Task:
+    """The task of a turn read from its record (``turn``: the turn answer plus ``status`` and ``reason``, as
+    ``GET /api/sessions/{id}/turns/{turn}`` answers it): its state, why it ended (when it failed or was
+    cancelled) and what it answered so far."""
+    context_id, task = turn["sessionId"], task_id(turn["sessionId"], turn["turn"])
+    status = TaskStatus(state=RECORDED_STATES[turn["status"]])
+    if turn.get("reason"):
+        reason = Part(text=str(turn["reason"]))
+        status.message.CopyFrom(
+            agent_message([reason], context_id=context_id, task=task, message_id=f"{task}:{turn['status']}")
+        )
+    reply = turn.get("reply") or ""
+    return Task(
+        id=task,
+        context_id=context_id,
+        status=status,
+        artifacts=[reply_artifact(reply)] if reply else [],
+        metadata=struct({"sessionId": context_id, "turn": turn["turn"], "agent": turn.get("agent")}),
+    )
+
+
 @dataclass(frozen=True)
 class StoredTask:
     """A task found in a stored session: its messages (when the history still has them) and whether it is the

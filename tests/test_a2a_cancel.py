@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -78,6 +79,13 @@ def text_message(text: str, *, context_id: str = "") -> Message:
     return Message(role=Role.ROLE_USER, parts=[Part(text=text)], message_id=uuid.uuid4().hex, context_id=context_id)
 
 
+async def get(base: str, user: str, path: str) -> Any:
+    async with httpx.AsyncClient(headers={"x-user-id": user}, timeout=30) as http:
+        response = await http.get(f"{base}{path}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 @asynccontextmanager
 async def running_task(base: str, user: str) -> AsyncIterator[tuple[str, AsyncIterator[StreamResponse]]]:
     """A streamed message whose turn has sent its first reply chunk and then runs on (the model holds it):
@@ -118,8 +126,8 @@ async def test_cancelling_a_running_task_from_another_instance_ends_its_stream_c
     last = rest[-1].status_update
     assert (last.task_id, last.status.state) == (task, TaskState.TASK_STATE_CANCELED)
     assert read.status.state == TaskState.TASK_STATE_CANCELED and "cancelled" in read.status.message.parts[0].text
-    native = httpx.get(f"{there}/sessions/{read.context_id}/turns/1", headers={"x-user-id": user}, timeout=30)
-    assert native.json()["status"] == "cancelled", "the same cancel as the native route's"
+    native = await get(there, user, f"/sessions/{read.context_id}/turns/1")
+    assert native["status"] == "cancelled", "the same cancel as the native route's"
 
 
 async def test_the_context_of_a_canceled_task_takes_the_next_message(hosts, user, fake_model):
@@ -132,13 +140,16 @@ async def test_the_context_of_a_canceled_task_takes_the_next_message(hosts, user
 
     async with connected(there, user) as client:
         answers = [
-            a async for a in client.send_message(SendMessageRequest(message=text_message("And now?", context_id=context)))
+            a
+            async for a in client.send_message(SendMessageRequest(message=text_message("And now?", context_id=context)))
         ]
-    session = httpx.get(f"{there}/sessions/{context}", headers={"x-user-id": user}, timeout=30).json()
+    session = await get(there, user, f"/sessions/{context}")
 
     [answer] = answers
     assert answer.task.id == f"{context}:2" and answer.task.status.state == TaskState.TASK_STATE_COMPLETED
-    assert [m["text"] for m in session["messages"] if m["role"] == "user"] == ["And now?"], "the cancelled one is not kept"
+    assert [m["text"] for m in session["messages"] if m["role"] == "user"] == ["And now?"], (
+        "the cancelled one is not kept"
+    )
 
 
 async def test_another_user_can_neither_read_nor_cancel_a_running_task(hosts, user):

@@ -4,24 +4,31 @@ and the request handler never names a task after a turn another request made."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from a2a.server.context import ServerCallContext
+from a2a.types import CancelTaskRequest, GetTaskRequest, Part, Role, SendMessageRequest, TaskState
 from a2a.types import Message as A2AMessage
-from a2a.types import Part, Role, SendMessageRequest, TaskState
-from a2a.utils.errors import InvalidParamsError
+from a2a.utils.errors import InvalidParamsError, TaskNotCancelableError
 from agent_framework import Message
 from google.protobuf.json_format import MessageToDict
 
-from cosmos_history.adapters.memory import MemorySessions
+from cosmos_history.adapters.memory import MemorySessions, MemoryTurnLease, MemoryTurnLog
 from cosmos_history.agents.catalog import build_agents
 from cosmos_history.domain.archive import history_messages
 from cosmos_history.domain.results import TurnRequest
 from cosmos_history.domain.service import Turns
+from cosmos_history.domain.turn import TurnGuards
+from cosmos_history.domain.turn_records import TurnRecord, request_json
 from cosmos_history.http.a2a.handler import SessionTaskHandler
 from cosmos_history.http.a2a.tasks import parse_task_id, read_task, stored_task, struct
 from cosmos_history.http.calls import Call
 from cosmos_history.settings import load_settings
 
+from .fakes import RecordingChatClient
+
+HANG_GUARD = 20  # seconds: only stops a broken test from hanging; nothing waits for it
 REMINDER = '/schedule_reminder {"text": "call Ada", "at": "2026-12-01T09:00"}'
 
 
@@ -146,3 +153,67 @@ async def test_a_streamed_message_racing_another_turn_is_refused_not_named_after
 
     record = await store.load("s")
     assert record.turns == 2 and "Late" not in [m.text for m in history_messages(record.session.state)]
+
+
+@pytest.fixture
+def recorded(store) -> tuple[Turns, RecordingChatClient, SessionTaskHandler]:
+    """Turns that keep turn records (as the runtime's do), on a model a test can hold mid-reply, and the
+    A2A handler of ada's default agent over them."""
+    model = RecordingChatClient()
+    turns = Turns(
+        store,
+        build_agents(SETTINGS, model),
+        TurnGuards(lease=MemoryTurnLease(store.database, seconds=30), model_timeout_seconds=30),
+        log=MemoryTurnLog(store.database),
+        flush_seconds=0.01,
+        poll_seconds=0.01,
+    )
+    call = Call(None, "ada", store, turns.agents, SETTINGS, turns)  # type: ignore[arg-type]  # no HTTP here
+    return turns, model, SessionTaskHandler(call, turns.agents.default, [])
+
+
+async def get(handler: SessionTaskHandler, task: str):
+    return await handler.on_get_task(GetTaskRequest(id=task), ServerCallContext())
+
+
+async def cancel(handler: SessionTaskHandler, task: str):
+    return await handler.on_cancel_task(CancelTaskRequest(id=task), ServerCallContext())
+
+
+async def test_a_queued_task_reads_submitted_and_cancel_task_ends_it_canceled(recorded):
+    turns, _, handler = recorded
+    await say(turns, "Hello")
+    assert turns.log is not None
+    await turns.log.put(TurnRecord("s", "ada", 2, "queued", request=request_json("later")))
+
+    read = await get(handler, "s:2")
+    cancelled = await cancel(handler, "s:2")
+
+    assert read.status.state == TaskState.TASK_STATE_SUBMITTED
+    assert (cancelled.id, cancelled.status.state) == ("s:2", TaskState.TASK_STATE_CANCELED)
+    stored = await turns.log.find("s", "ada", 2)
+    assert stored is not None and stored.status == "cancelled", "cancelled as the native route cancels"
+    assert (await get(handler, "s:2")).status.state == TaskState.TASK_STATE_CANCELED
+    with pytest.raises(TaskNotCancelableError):
+        await cancel(handler, "s:2")
+
+
+async def test_tasks_before_a_cancelled_turn_read_their_own_messages(recorded):
+    turns, model, handler = recorded
+    for text in ("one", "two"):
+        await say(turns, text)
+    model.reply_template, model.pause_after = "first second third", 1
+    stream = await turns.stream(TurnRequest("s", "three"), caller="ada")
+    async with asyncio.timeout(HANG_GUARD):
+        await model.paused.wait()
+    cancelled = await cancel(handler, "s:3")
+    async with asyncio.timeout(HANG_GUARD):
+        [event async for event in stream.events()]
+    model.pause_after = None
+    await say(turns, "four")
+
+    read = {n: await get(handler, f"s:{n}") for n in (1, 2, 3, 4)}
+
+    assert cancelled.status.state == TaskState.TASK_STATE_CANCELED
+    assert read[3].status.state == TaskState.TASK_STATE_CANCELED and not read[3].history
+    assert {n: texts(read[n])[0] for n in (1, 2, 4)} == {1: "one", 2: "two", 4: "four"}

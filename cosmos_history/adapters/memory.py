@@ -319,6 +319,13 @@ class MemoryTurnLog:
             return None
         return TurnRecord.from_json(session_id, user_id, copy.deepcopy(stored[0]), stored[1])
 
+    async def cancelled_turns(self, session_id: str, user_id: str, *, after: int) -> list[int]:
+        return sorted(
+            turn
+            for (user, session, turn), (item, _) in self._db.turns.items()
+            if (user, session) == (user_id, session_id) and turn > after and _cancelled_running(item)
+        )
+
     async def append(self, record: TurnRecord, batch: EventBatch) -> None:
         key = (record.user_id, record.session_id, record.turn, record.attempt, batch.number)
         expires = self._db.clock() + self.event_ttl_seconds
@@ -347,3 +354,8 @@ def _copy(record: SessionRecord, *, service: bool = False) -> SessionRecord:
     if service:
         data["state"].pop(InMemoryHistoryProvider.DEFAULT_SOURCE_ID, None)
     return replace(copy.deepcopy(record), session=AgentSession.from_dict(data))
+
+
+def _cancelled_running(item: dict[str, Any]) -> bool:
+    """A record of a turn cancelled after it started (a queued turn cancelled before it ran used no number)."""
+    return item.get("status") == "cancelled" and bool(item.get("streamed"))

@@ -143,6 +143,13 @@ class Turns:
         assert self.log is not None
         return turn_reads.follow(self.log, record, after=after, poll_seconds=self.poll_seconds)
 
+    async def cancelled_turns(self, session_id: str, *, caller: str, after: int) -> set[int]:
+        """The numbers after ``after`` of the caller's turns that a cancel stopped while they ran: each used its
+        number up and left nothing in the history, so a reader counting the history's turns skips them."""
+        if self.log is None:
+            return set()
+        return set(await self.log.cancelled_turns(session_id, caller, after=after))
+
     async def cancel(self, session_id: str, turn: int, *, caller: str) -> dict[str, Any]:
         """Stop the caller's queued or running turn (see :func:`turn_reads.cancel`).
 

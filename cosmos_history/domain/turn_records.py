@@ -223,6 +223,11 @@ class TurnLog(Protocol):
         """The caller's turn record, ``None`` when there is none (or it is another user's)."""
         ...
 
+    async def cancelled_turns(self, session_id: str, user_id: str, *, after: int) -> list[int]:
+        """The numbers after ``after`` of the caller's turns that were cancelled while they ran: each used its
+        number up and left nothing in the history (:mod:`cosmos_history.domain.cancel`)."""
+        ...
+
     async def append(self, record: TurnRecord, batch: EventBatch) -> None:
         """Store one batch of ``record``'s attempt (its number is ``batch.number``, 1, 2, ...)."""
         ...

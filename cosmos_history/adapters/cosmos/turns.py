@@ -73,6 +73,23 @@ class CosmosTurnLog:
             return None
         return TurnRecord.from_json(session_id, user_id, item, item.get("_etag"))
 
+    async def cancelled_turns(self, session_id: str, user_id: str, *, after: int) -> list[int]:
+        """One query in the session's partition (a turn started streams: ``streamed``; a queued turn cancelled
+        before it ran used no number)."""
+        partition = items.item_id(session_id)
+        with store_errors():
+            query = self._container.query_items(
+                "SELECT VALUE c.turn FROM c WHERE c.type = @type AND c.userId = @userId"
+                " AND c.status = 'cancelled' AND c.streamed = true AND c.turn > @after",
+                parameters=[
+                    {"name": "@type", "value": items.TURN_TYPE},
+                    {"name": "@userId", "value": user_id},
+                    {"name": "@after", "value": after},
+                ],
+                partition_key=items.partition_key(user_id, partition),
+            )
+            return sorted([int(turn) async for turn in query])
+
     async def append(self, record: TurnRecord, batch: EventBatch) -> None:
         partition = items.item_id(record.session_id)
         item_id = items.events_item_id(partition, record.turn, record.attempt, batch.number)

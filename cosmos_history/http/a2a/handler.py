@@ -255,7 +255,14 @@ class SessionTaskHandler(RequestHandler):
         record = await self.call.store.load(session_id)
         if record is None or (record.agent or self.call.agents.default) != self.agent:
             raise TaskNotFoundError
-        stored = await tasks.read_task(self.call.store, record, turn)
+        cancelled: set[int] = set()
+        if (
+            record.mode != "service" and 1 <= turn <= record.turns
+        ):  # counted back over the history, skipping cancelled ones
+            cancelled = await self.call.turns.cancelled_turns(session_id, caller=self.call.user_id, after=turn - 1)
+        if turn in cancelled:  # read from its record (see _recorded); nothing of it is left to continue
+            return record, tasks.StoredTask(record.id, turn, None, latest=False)
+        stored = await tasks.read_task(self.call.store, record, turn, cancelled=cancelled)
         if stored is None:
             raise TaskNotFoundError
         return record, stored

@@ -4,7 +4,8 @@ First the task (``working``, with the caller's message), then the reply as chunk
 and results as ``working`` status updates that carry them in their metadata (no message, so clients never
 mistake them for the reply), and last the task's state: ``completed``, ``input-required`` naming the
 approvals, ``canceled`` when a cancel (``CancelTask``, or the native route's) stopped it, or ``failed`` with
-the native problem document when the turn failed after it started (nothing of it was saved). Disconnecting ends only this stream, never the turn (see :class:`TurnStream`).
+the native problem document when the turn failed after it started (nothing of it was saved). Disconnecting
+ends only this stream, never the turn (see :class:`TurnStream`).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ but without messages when its turn cannot be found (a service-mode session keeps
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,14 +188,17 @@ class StoredTask:
     latest: bool
 
 
-async def read_task(store: SessionRepository, record: SessionRecord, turn: int) -> StoredTask | None:
+async def read_task(
+    store: SessionRepository, record: SessionRecord, turn: int, *, cancelled: Set[int] = frozenset()
+) -> StoredTask | None:
     """The task that turn ``turn`` of ``record`` started; ``None`` when no task started there (no such turn, or
-    the turn answered approvals and so continues an earlier task)."""
+    the turn answered approvals and so continues an earlier task). ``cancelled``: the numbers of later turns
+    a cancel stopped while they ran (they left nothing in the history, so counting back skips them)."""
     if not 1 <= turn <= record.turns:
         return None
     if record.mode == "service":  # its messages live with the model's service, not in the document
         return StoredTask(record.id, turn, None, turn == record.turns)
-    found = await _from_turn(store, record, turn)
+    found = await _from_turn(store, record, turn, cancelled)
     if found is None:
         return StoredTask(record.id, turn, None, turn == record.turns)
     if not starts_turn(found[0]):
@@ -205,14 +208,16 @@ async def read_task(store: SessionRepository, record: SessionRecord, turn: int) 
     return StoredTask(record.id, turn, messages, following is None)
 
 
-async def _from_turn(store: SessionRepository, record: SessionRecord, turn: int) -> list[AgentMessage] | None:
+async def _from_turn(
+    store: SessionRepository, record: SessionRecord, turn: int, cancelled: Set[int]
+) -> list[AgentMessage] | None:
     """The history from the first message of ``turn`` to the end, read backwards page by page (bounded by the
     history's length); ``None`` when the turns cannot be counted back to it (an expired archive chunk, or turns
     that did not start with the user's input).
 
     A turn starts at the first of its user messages (the OpenAI-compatible endpoint may send several)."""
     collected: list[AgentMessage] = []  # newest first
-    current, before, expected = record.turns, None, None
+    current, before, expected = _uncancelled(record.turns, cancelled), None, None
     while True:
         page = await read_page(record, store.archive, before=before, limit=PAGE_MESSAGES)
         for index, message in reversed(page.messages):
@@ -222,12 +227,19 @@ async def _from_turn(store: SessionRepository, record: SessionRecord, turn: int)
             if collected and collected[-1].role == "user" and message.role != "user":
                 if current == turn:
                     return collected[::-1]
-                current -= 1
+                current = _uncancelled(current - 1, cancelled)
             collected.append(message)
         if page.next_before is None:
             starts_first = expected == -1 and collected[-1].role == "user" and current == turn
             return collected[::-1] if starts_first else None
         before = page.next_before
+
+
+def _uncancelled(turn: int, cancelled: Set[int]) -> int:
+    """The latest turn from ``turn`` down that left messages in the history (was not cancelled)."""
+    while turn in cancelled:
+        turn -= 1
+    return turn
 
 
 def _next_task(messages: list[AgentMessage]) -> int | None:

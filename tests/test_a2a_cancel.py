@@ -23,6 +23,7 @@ from a2a.types import (
     Role,
     SendMessageRequest,
     StreamResponse,
+    Task,
     TaskState,
 )
 from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError
@@ -87,11 +88,14 @@ async def get(base: str, user: str, path: str) -> Any:
 
 
 @asynccontextmanager
-async def running_task(base: str, user: str) -> AsyncIterator[tuple[str, AsyncIterator[StreamResponse]]]:
+async def running_task(
+    base: str, user: str, *, context_id: str = ""
+) -> AsyncIterator[tuple[str, AsyncIterator[StreamResponse]]]:
     """A streamed message whose turn has sent its first reply chunk and then runs on (the model holds it):
     the task's id, and the rest of its stream."""
+    sent = text_message("A long answer, please", context_id=context_id)
     async with connected(base, user, streaming=True) as client:
-        stream = aiter(client.send_message(SendMessageRequest(message=text_message("A long answer, please"))))
+        stream = aiter(client.send_message(SendMessageRequest(message=sent)))
         first = await anext(stream)
         assert first.task.status.state == TaskState.TASK_STATE_WORKING, first
         for _ in range(HANG_GUARD):
@@ -166,3 +170,32 @@ async def test_another_user_can_neither_read_nor_cancel_a_running_task(hosts, us
         [event async for event in stream]
 
     assert still.status.state == TaskState.TASK_STATE_WORKING, "the intruder's cancel stopped nothing"
+
+
+async def test_tasks_around_a_canceled_one_read_their_own_messages(hosts, user, fake_model):
+    here, there = hosts
+    fake_model.pause_after = None
+    async with connected(there, user) as client:
+        one = await send(client, text_message("one"))
+        context = one.context_id
+        await send(client, text_message("two", context_id=context))
+    fake_model.pause_after = 1
+    async with running_task(here, user, context_id=context) as (task, stream), connected(there, user) as other:
+        await other.cancel_task(CancelTaskRequest(id=task))
+        [event async for event in stream]
+    fake_model.pause_after = None
+    async with connected(there, user) as client:
+        await send(client, text_message("four", context_id=context))
+        read = {n: await client.get_task(GetTaskRequest(id=f"{context}:{n}")) for n in (1, 2, 3, 4)}
+
+    assert task == f"{context}:3" and read[3].status.state == TaskState.TASK_STATE_CANCELED
+    assert {n: first_text(read[n]) for n in (1, 2, 4)} == {1: "one", 2: "two", 4: "four"}
+
+
+async def send(client: Client, message: Message) -> Task:
+    [answer] = [a async for a in client.send_message(SendMessageRequest(message=message))]
+    return answer.task
+
+
+def first_text(task: Task) -> str:
+    return task.history[0].parts[0].text

@@ -4,13 +4,16 @@ A task's id is ``<sessionId>:<turn>``, the turn that started it. A turn that end
 its task ``input-required``; the turn that answers them continues the same task (as the history's own turn
 cutting does, :func:`~cosmos_history.domain.archive.starts_turn`), so a task spans one turn, or a turn and
 the approval turns that follow it. Nothing of a task is kept in memory: :func:`read_task` rebuilds it from
-the caller's stored session (its history, archive included, and its pending approvals) on any instance.
+the caller's stored session (its history, archive included, and its pending approvals) on any instance;
+a task whose turn is still queued or running, or was cancelled (it left nothing in the history), is read from
+the turn's record instead (:func:`recorded_task`).
 Ids are guessable by design; they are looked up only among the caller's own sessions.
 
 Turns are numbered by walking the history back from the latest one: each turn starts with the user's input
 (its first user message, or the approval answers). Turns made by the OpenAI-compatible endpoint from tool
 outputs alone start with no user message; a task of a session that mixes those is read back with its state
-but without messages when its turn cannot be found (a service-mode session keeps no messages at all).
+but without messages when its turn cannot be found (a service-mode session keeps no messages at all). A turn
+a cancel stopped while it ran used its number up and left no messages: the count skips those numbers.
 """
 
 from __future__ import annotations

@@ -258,9 +258,7 @@ class SessionTaskHandler(RequestHandler):
         if record is None or (record.agent or self.call.agents.default) != self.agent:
             raise TaskNotFoundError
         cancelled: set[int] = set()
-        if (
-            record.mode != "service" and 1 <= turn <= record.turns
-        ):  # counted back over the history, skipping cancelled ones
+        if record.mode != "service" and 1 <= turn <= record.turns:  # the history's turns, counted back, skip them
             cancelled = await self.call.turns.cancelled_turns(session_id, caller=self.call.user_id, after=turn - 1)
         if turn in cancelled:  # read from its record (see _recorded); nothing of it is left to continue
             return record, tasks.StoredTask(record.id, turn, None, latest=False)

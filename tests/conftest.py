@@ -13,6 +13,7 @@ from azure.cosmos.aio import ContainerProxy
 
 from cosmos_history import Runtime, build_agents, build_runtime, load_settings
 from cosmos_history.adapters.cosmos.sessions import CosmosSessions
+from cosmos_history.adapters.memory import MemorySessions
 from devtools.local_cosmos import EMULATOR_KEY, free_port, local_cosmos
 from devtools.local_storage import local_storage
 
@@ -83,6 +84,18 @@ def model(runtime: Runtime) -> Iterator[RecordingChatClient]:
     client.reset()
     yield client
     client.reset()
+
+
+@pytest.fixture
+def offline_model() -> RecordingChatClient:
+    """A recording model of the test's own, for tests that build their agents without the shared runtime."""
+    return RecordingChatClient()
+
+
+@pytest.fixture
+def memory_store() -> MemorySessions:
+    """Alice's sessions in memory, for turn tests that need no Cosmos DB."""
+    return MemorySessions(user_id="alice")
 
 
 @pytest.fixture(scope="module")

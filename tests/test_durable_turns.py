@@ -34,20 +34,17 @@ HANG_GUARD = 20  # seconds: only stops a broken test from hanging; nothing waits
 
 
 @pytest.fixture
-def model() -> RecordingChatClient:
-    return RecordingChatClient()
-
-
-@pytest.fixture
 def database() -> MemoryDatabase:
     return MemoryDatabase()
 
 
-def instance(database: MemoryDatabase, model: RecordingChatClient, *, log: MemoryTurnLog | None = None) -> Turns:
+def instance(
+    database: MemoryDatabase, offline_model: RecordingChatClient, *, log: MemoryTurnLog | None = None
+) -> Turns:
     """One app instance: its own supervisor and agents, the shared database."""
     return Turns(
         MemorySessions(database, user_id=USER),
-        build_agents(load_settings({}), model),
+        build_agents(load_settings({}), offline_model),
         TurnGuards(lease=MemoryTurnLease(database, seconds=30), model_timeout_seconds=30),
         supervisor=TurnSupervisor(),
         log=log or MemoryTurnLog(database),
@@ -75,16 +72,16 @@ async def followed(turns: Turns, session: str, turn: int, after: int = 0) -> lis
         return [event async for event in await turns.follow(session, turn, caller=USER, after=after)]
 
 
-async def test_a_plain_turn_writes_no_turn_record_and_no_events(database, model):
-    turns = instance(database, model)
+async def test_a_plain_turn_writes_no_turn_record_and_no_events(database, offline_model):
+    turns = instance(database, offline_model)
 
     result = await turns.run(TurnRequest("s1", "hello"), caller=USER)
 
     assert result.turn == 1 and database.turns == {} and database.event_batches == {}
 
 
-async def test_a_plain_turn_is_read_from_the_session_document(database, model):
-    turns = instance(database, model)
+async def test_a_plain_turn_is_read_from_the_session_document(database, offline_model):
+    turns = instance(database, offline_model)
     await turns.run(TurnRequest("s1", "hello"), caller=USER)
 
     answer = await turns.read_turn("s1", 1, caller=USER)
@@ -103,16 +100,16 @@ async def test_a_plain_turn_is_read_from_the_session_document(database, model):
     }
 
 
-async def test_a_turn_the_session_has_not_reached_is_not_found(database, model):
-    turns = instance(database, model)
+async def test_a_turn_the_session_has_not_reached_is_not_found(database, offline_model):
+    turns = instance(database, offline_model)
     await turns.run(TurnRequest("s1", "hello"), caller=USER)
 
     with pytest.raises(TurnNotFoundError):
         await turns.read_turn("s1", 2, caller=USER)
 
 
-async def test_another_users_turn_is_not_found(database, model):
-    turns = instance(database, model)
+async def test_another_users_turn_is_not_found(database, offline_model):
+    turns = instance(database, offline_model)
     stream = await turns.stream(TurnRequest("s1", "hello"), caller=USER)
     await live_events(stream)
 
@@ -124,9 +121,9 @@ async def test_another_users_turn_is_not_found(database, model):
         await turns.cancel("s1", 1, caller="mallory")
 
 
-async def test_a_streamed_turn_stores_exactly_the_events_its_live_stream_sent(database, model):
-    turns = instance(database, model)
-    model.reply_template = "one two three four"
+async def test_a_streamed_turn_stores_exactly_the_events_its_live_stream_sent(database, offline_model):
+    turns = instance(database, offline_model)
+    offline_model.reply_template = "one two three four"
 
     stream = await turns.stream(TurnRequest("s1", "hello"), caller=USER)
     live = parsed(await live_events(stream))
@@ -141,21 +138,21 @@ async def test_a_streamed_turn_stores_exactly_the_events_its_live_stream_sent(da
     assert answer["status"] == "completed" and answer["reply"] == "one two three four"
 
 
-async def test_a_running_streamed_turn_is_in_progress_on_another_instance(database, model):
-    here, there = instance(database, model), instance(database, model)
-    model.gate = asyncio.Event()
+async def test_a_running_streamed_turn_is_in_progress_on_another_instance(database, offline_model):
+    here, there = instance(database, offline_model), instance(database, offline_model)
+    offline_model.gate = asyncio.Event()
     stream_task = asyncio.create_task(here.stream(TurnRequest("s1", "hello"), caller=USER))
-    await model.entered.wait()
+    await offline_model.entered.wait()
 
     assert (await there.read_turn("s1", 1, caller=USER))["status"] == "in_progress"
-    model.gate.set()
+    offline_model.gate.set()
     await live_events(await stream_task)
     assert (await there.read_turn("s1", 1, caller=USER))["status"] == "completed"
 
 
-async def test_a_resumed_stream_on_another_instance_gets_exactly_the_missing_events_then_done(database, model):
-    here, there = instance(database, model), instance(database, model)
-    model.reply_template = "alpha beta gamma delta epsilon"
+async def test_a_resumed_stream_on_another_instance_gets_exactly_the_missing_events_then_done(database, offline_model):
+    here, there = instance(database, offline_model), instance(database, offline_model)
+    offline_model.reply_template = "alpha beta gamma delta epsilon"
     stream = await here.stream(TurnRequest("s1", "hello"), caller=USER)
     live = parsed(await live_events(stream))
 
@@ -166,10 +163,10 @@ async def test_a_resumed_stream_on_another_instance_gets_exactly_the_missing_eve
     assert resumed[-1].name == "done"
 
 
-async def test_storing_events_never_holds_back_the_live_stream(database, model):
+async def test_storing_events_never_holds_back_the_live_stream(database, offline_model):
     log = BlockedLog(database)
-    turns = instance(database, model, log=log)
-    model.reply_template = "one two"
+    turns = instance(database, offline_model, log=log)
+    offline_model.reply_template = "one two"
 
     stream = await turns.stream(TurnRequest("s1", "hello"), caller=USER)
     async with asyncio.timeout(HANG_GUARD):
@@ -199,10 +196,10 @@ class BlockedLog(MemoryTurnLog):
         self.appended += 1
 
 
-async def test_events_past_their_retention_are_gone_while_the_turn_stays_readable(model):
+async def test_events_past_their_retention_are_gone_while_the_turn_stays_readable(offline_model):
     clock = ManualClock()
     database = MemoryDatabase(clock=clock)
-    turns = instance(database, model, log=MemoryTurnLog(database, event_ttl_seconds=60))
+    turns = instance(database, offline_model, log=MemoryTurnLog(database, event_ttl_seconds=60))
     await live_events(await turns.stream(TurnRequest("s1", "hello"), caller=USER))
 
     clock.advance(61)
@@ -212,9 +209,9 @@ async def test_events_past_their_retention_are_gone_while_the_turn_stays_readabl
     assert (await turns.read_turn("s1", 1, caller=USER))["status"] == "completed"
 
 
-async def test_cancel_stops_a_running_turn_and_the_session_takes_the_next_message(database, model):
-    turns = instance(database, model)
-    stream = await _started_waiting(turns, model)
+async def test_cancel_stops_a_running_turn_and_the_session_takes_the_next_message(database, offline_model):
+    turns = instance(database, offline_model)
+    stream = await _started_waiting(turns, offline_model)
 
     answer = await turns.cancel("s1", 1, caller=USER)
 
@@ -225,14 +222,14 @@ async def test_cancel_stops_a_running_turn_and_the_session_takes_the_next_messag
         await stream.result()
     session = await turns.repository.load("s1")
     assert session is not None and session.turns == 1, "the cancelled turn's number is used up"
-    model.pause_after = None
+    offline_model.pause_after = None
     result = await turns.run(TurnRequest("s1", "next"), caller=USER)
-    assert result.turn == 2 and model.texts(-1) == [("user", "next")], "the cancelled message was not kept"
+    assert result.turn == 2 and offline_model.texts(-1) == [("user", "next")], "the cancelled message was not kept"
 
 
-async def test_cancel_from_another_instance_stops_the_turn_through_its_record(database, model):
-    here, there = instance(database, model), instance(database, model)
-    stream = await _started_waiting(here, model)
+async def test_cancel_from_another_instance_stops_the_turn_through_its_record(database, offline_model):
+    here, there = instance(database, offline_model), instance(database, offline_model)
+    stream = await _started_waiting(here, offline_model)
 
     answer = await there.cancel("s1", 1, caller=USER)
 
@@ -241,8 +238,8 @@ async def test_cancel_from_another_instance_stops_the_turn_through_its_record(da
     assert (await here.read_turn("s1", 1, caller=USER))["status"] == "cancelled"
 
 
-async def test_cancelling_a_finished_turn_is_refused(database, model):
-    turns = instance(database, model)
+async def test_cancelling_a_finished_turn_is_refused(database, offline_model):
+    turns = instance(database, offline_model)
     await live_events(await turns.stream(TurnRequest("s1", "hello"), caller=USER))
 
     with pytest.raises(TurnFinishedError):
@@ -250,8 +247,8 @@ async def test_cancelling_a_finished_turn_is_refused(database, model):
     assert (await turns.read_turn("s1", 1, caller=USER))["status"] == "completed"
 
 
-async def test_a_queued_turn_is_cancelled_at_once(database, model):
-    turns, log = instance(database, model), MemoryTurnLog(database)
+async def test_a_queued_turn_is_cancelled_at_once(database, offline_model):
+    turns, log = instance(database, offline_model), MemoryTurnLog(database)
     await log.put(TurnRecord("s1", USER, 1, "queued", request={"message": "later"}))
 
     answer = await turns.cancel("s1", 1, caller=USER)
@@ -261,19 +258,19 @@ async def test_a_queued_turn_is_cancelled_at_once(database, model):
     assert stored is not None and stored.status == "cancelled" and stored.request == {"message": "later"}
 
 
-async def _started_waiting(turns: Turns, model: RecordingChatClient, turn: int = 1) -> TurnStream:
+async def _started_waiting(turns: Turns, offline_model: RecordingChatClient, turn: int = 1) -> TurnStream:
     """A streamed turn whose model sent its first word and then waits (until the test resumes it)."""
-    model.reply_template, model.pause_after = "first second third", 1
-    model.paused.clear()
+    offline_model.reply_template, offline_model.pause_after = "first second third", 1
+    offline_model.paused.clear()
     stream = await turns.stream(TurnRequest("s1", "hello"), caller=USER)
     assert stream.turn == turn
     async with asyncio.timeout(HANG_GUARD):
-        await model.paused.wait()
+        await offline_model.paused.wait()
     return stream
 
 
-async def test_a_queued_turn_keeps_its_record_and_attempt_when_it_runs_so_a_follower_goes_on(database, model):
-    turns = instance(database, model)
+async def test_a_queued_turn_keeps_its_record_and_attempt_when_it_runs_so_a_follower_goes_on(database, offline_model):
+    turns = instance(database, offline_model)
     queued = await turns.log.put(TurnRecord("s1", USER, 1, "queued", request={"message": "later"}))  # type: ignore[union-attr]
     follower = asyncio.create_task(followed(turns, "s1", 1))  # started while the turn waits in its queue
 
@@ -287,11 +284,11 @@ async def test_a_queued_turn_keeps_its_record_and_attempt_when_it_runs_so_a_foll
     assert [(f"1:{e.seq}", e.name) for e in events] == [(i, n) for i, n, _ in live]
 
 
-async def test_a_cancelled_later_turn_leaves_the_earlier_conversation_as_it_was(database, model):
-    turns = instance(database, model)
+async def test_a_cancelled_later_turn_leaves_the_earlier_conversation_as_it_was(database, offline_model):
+    turns = instance(database, offline_model)
     await turns.run(TurnRequest("s1", "first"), caller=USER)
     before = await turns.repository.load("s1")
-    stream = await _started_waiting(turns, model, turn=2)
+    stream = await _started_waiting(turns, offline_model, turn=2)
 
     await turns.cancel("s1", 2, caller=USER)
     await live_events(stream)
@@ -299,14 +296,14 @@ async def test_a_cancelled_later_turn_leaves_the_earlier_conversation_as_it_was(
     after = await turns.repository.load("s1")
     assert before is not None and after is not None and after.turns == 2
     assert after.session.to_dict()["state"] == before.session.to_dict()["state"], "the history is as before the turn"
-    model.pause_after = None
+    offline_model.pause_after = None
     assert (await turns.run(TurnRequest("s1", "third"), caller=USER)).turn == 3
 
 
-async def test_a_batch_the_store_refused_goes_with_the_next_one_and_no_event_is_lost(database, model):
+async def test_a_batch_the_store_refused_goes_with_the_next_one_and_no_event_is_lost(database, offline_model):
     log = FlakyLog(database, failures=2)
-    turns = instance(database, model, log=log)
-    model.reply_template, model.delay = "a b c d e f", 0.02
+    turns = instance(database, offline_model, log=log)
+    offline_model.reply_template, offline_model.delay = "a b c d e f", 0.02
 
     live = parsed(await live_events(await turns.stream(TurnRequest("s1", "hello"), caller=USER)))
 
@@ -329,8 +326,8 @@ class FlakyLog(MemoryTurnLog):
         await super().append(record, batch)
 
 
-async def test_a_turn_whose_process_died_reads_as_failed_and_its_follower_gets_turn_lost(database, model):
-    turns = instance(database, model)
+async def test_a_turn_whose_process_died_reads_as_failed_and_its_follower_gets_turn_lost(database, offline_model):
+    turns = instance(database, offline_model)
     await turns.log.put(TurnRecord("s1", USER, 1, "in_progress", streamed=True, deadline=1.0))  # type: ignore[union-attr]
 
     answer = await turns.read_turn("s1", 1, caller=USER)

@@ -44,15 +44,12 @@ def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def model() -> RecordingChatClient:
-    return RecordingChatClient()
-
-
-@pytest.fixture
-def rig(model: RecordingChatClient):
+def rig(offline_model: RecordingChatClient):
     database = MemoryDatabase()
     store = FailingSaves(database, user_id="alice")
-    agents = build_agents(load_settings({"AGENTS_PACKAGE": "tests.crash_agents", "DEFAULT_AGENT": "ledger"}), model)
+    agents = build_agents(
+        load_settings({"AGENTS_PACKAGE": "tests.crash_agents", "DEFAULT_AGENT": "ledger"}), offline_model
+    )
     guards = TurnGuards(lease=MemoryTurnLease(database, seconds=10))
 
     async def turn(session_id: str, message: str = "", **options):
@@ -61,12 +58,12 @@ def rig(model: RecordingChatClient):
     return store, turn
 
 
-async def crashed_approval(rig, model: RecordingChatClient, session_id: str, call: tuple[str, dict]) -> str:
+async def crashed_approval(rig, offline_model: RecordingChatClient, session_id: str, call: tuple[str, dict]) -> str:
     """A session whose approved call had its effect in an attempt that never saved; returns the approval id."""
     store, turn = rig
-    model.tool_call = call
+    offline_model.tool_call = call
     waiting = await turn(session_id, "please")
-    model.tool_call = None
+    offline_model.tool_call = None
     approval = waiting.approvals[0].id
     store.fail = True
     with pytest.raises(StoreUnavailableError):
@@ -75,8 +72,10 @@ async def crashed_approval(rig, model: RecordingChatClient, session_id: str, cal
     return approval
 
 
-async def test_a_keyed_tool_runs_again_with_the_same_key_so_its_system_applies_it_once(rig, model, ledger, session_id):
-    approval = await crashed_approval(rig, model, session_id, ("pay", {"amount": 5, "ref": "p"}))
+async def test_a_keyed_tool_runs_again_with_the_same_key_so_its_system_applies_it_once(
+    rig, offline_model, ledger, session_id
+):
+    approval = await crashed_approval(rig, offline_model, session_id, ("pay", {"amount": 5, "ref": "p"}))
 
     done = await rig[1](session_id, approvals=[(approval, True)])
 
@@ -86,22 +85,22 @@ async def test_a_keyed_tool_runs_again_with_the_same_key_so_its_system_applies_i
     assert [(c.name, c.result, c.status) for c in done.tool_calls] == [("pay", "Paid 5.", "completed")]
 
 
-async def test_a_tool_without_a_key_is_not_run_again_and_its_outcome_is_unknown(rig, model, ledger, session_id):
-    approval = await crashed_approval(rig, model, session_id, ("ring", {"times": 1, "ref": "r"}))
+async def test_a_tool_without_a_key_is_not_run_again_and_its_outcome_is_unknown(rig, offline_model, ledger, session_id):
+    approval = await crashed_approval(rig, offline_model, session_id, ("ring", {"times": 1, "ref": "r"}))
 
     done = await rig[1](session_id, approvals=[(approval, True)])
 
     assert lines("rings.jsonl") == [{"ref": "r", "times": 1}]
     assert [(c.name, c.result, c.status) for c in done.tool_calls] == [("ring", UNKNOWN_RESULT, "unknown")]
-    told = [c.result for m in model.calls[-1] for c in m.contents if c.type == "function_result"]
+    told = [c.result for m in offline_model.calls[-1] for c in m.contents if c.type == "function_result"]
     assert told == [UNKNOWN_RESULT], "the model is told the outcome is unknown"
     record = await rig[0].load(session_id)
     assert record.tool_journal == [] and record.turns == 2
 
 
-async def test_a_side_effect_tool_asked_for_again_by_the_model_is_not_run_again(rig, model, ledger, session_id):
+async def test_a_side_effect_tool_asked_for_again_by_the_model_is_not_run_again(rig, offline_model, ledger, session_id):
     store, turn = rig
-    model.tool_call = ("notify", {"text": "hello", "ref": "n"})
+    offline_model.tool_call = ("notify", {"text": "hello", "ref": "n"})
     store.fail = True
     with pytest.raises(StoreUnavailableError):
         await turn(session_id, "tell them")
@@ -113,8 +112,10 @@ async def test_a_side_effect_tool_asked_for_again_by_the_model_is_not_run_again(
     assert [(c.name, c.status) for c in done.tool_calls] == [("notify", "unknown")]
 
 
-async def test_a_declined_approval_of_a_call_that_had_started_is_shown_as_unknown(rig, model, ledger, session_id):
-    approval = await crashed_approval(rig, model, session_id, ("ring", {"times": 2, "ref": "r"}))
+async def test_a_declined_approval_of_a_call_that_had_started_is_shown_as_unknown(
+    rig, offline_model, ledger, session_id
+):
+    approval = await crashed_approval(rig, offline_model, session_id, ("ring", {"times": 2, "ref": "r"}))
 
     done = await rig[1](session_id, approvals=[(approval, False)])
 
@@ -123,12 +124,12 @@ async def test_a_declined_approval_of_a_call_that_had_started_is_shown_as_unknow
 
 
 async def test_only_turns_that_run_a_tool_with_side_effects_write_the_journal_once_per_call(
-    rig, model, ledger, session_id
+    rig, offline_model, ledger, session_id
 ):
     store, turn = rig
     await turn(session_id, "hello")
     assert store.notes == 0
-    model.tool_call = ("notify", {"text": "hi", "ref": "n"})
+    offline_model.tool_call = ("notify", {"text": "hi", "ref": "n"})
     await turn(session_id, "tell them")
 
     record = await store.load(session_id)
@@ -137,10 +138,12 @@ async def test_only_turns_that_run_a_tool_with_side_effects_write_the_journal_on
     )
 
 
-async def test_a_turn_that_stores_nothing_writes_no_journal(model, ledger, session_id):
+async def test_a_turn_that_stores_nothing_writes_no_journal(offline_model, ledger, session_id):
     store = FailingSaves(MemoryDatabase(), user_id="alice")
-    agents = build_agents(load_settings({"AGENTS_PACKAGE": "tests.crash_agents", "DEFAULT_AGENT": "ledger"}), model)
-    model.tool_call = ("notify", {"text": "hi", "ref": "n"})
+    agents = build_agents(
+        load_settings({"AGENTS_PACKAGE": "tests.crash_agents", "DEFAULT_AGENT": "ledger"}), offline_model
+    )
+    offline_model.tool_call = ("notify", {"text": "hi", "ref": "n"})
 
     result = await Turns(store, agents).run(TurnRequest(session_id, "tell them", store=False), caller=store.user_id)
 

@@ -39,74 +39,64 @@ from .faults import intercept, raising
 
 
 @pytest.fixture
-def model() -> RecordingChatClient:
-    return RecordingChatClient()
+def memory_agents(offline_model: RecordingChatClient):
+    return build_agents(load_settings({}), offline_model)
 
 
-@pytest.fixture
-def agents(model: RecordingChatClient):
-    return build_agents(load_settings({}), model)
-
-
-@pytest.fixture
-def store() -> MemorySessions:
-    return MemorySessions(user_id="alice")
-
-
-async def test_first_turn_creates_the_session_and_returns_the_reply(store, agents, model):
-    result = await run_turn(store, agents, session_id="s1", message="Hello there")
+async def test_first_turn_creates_the_session_and_returns_the_reply(memory_store, memory_agents, offline_model):
+    result = await run_turn(memory_store, memory_agents, session_id="s1", message="Hello there")
 
     assert (result.session_id, result.reply, result.turn, result.mode) == ("s1", "reply 1", 1, "local")
     assert (result.agent, result.status, result.tool_calls) == ("assistant", "completed", ())
-    stored = await store.load("s1")
+    stored = await memory_store.load("s1")
     assert stored is not None and stored.turns == 1 and stored.title == "Hello there"
 
 
-async def test_second_turn_sends_the_first_turn_to_the_model(store, agents, model):
-    await run_turn(store, agents, session_id="s1", message="first")
-    await run_turn(store, agents, session_id="s1", message="second")
+async def test_second_turn_sends_the_first_turn_to_the_model(memory_store, memory_agents, offline_model):
+    await run_turn(memory_store, memory_agents, session_id="s1", message="first")
+    await run_turn(memory_store, memory_agents, session_id="s1", message="second")
 
-    assert model.texts(-1) == [("user", "first"), ("assistant", "reply 1"), ("user", "second")]
-
-
-async def test_local_mode_asks_the_service_not_to_store(store, agents, model):
-    await run_turn(store, agents, session_id="s1", message="hi")
-
-    assert model.options[-1].get("store") is False
+    assert offline_model.texts(-1) == [("user", "first"), ("assistant", "reply 1"), ("user", "second")]
 
 
-async def test_service_mode_sends_only_the_new_message(store, agents, model):
-    await run_turn(store, agents, session_id="s1", message="first", mode="service")
-    await run_turn(store, agents, session_id="s1", message="second")
+async def test_local_mode_asks_the_service_not_to_store(memory_store, memory_agents, offline_model):
+    await run_turn(memory_store, memory_agents, session_id="s1", message="hi")
 
-    assert model.texts(-1) == [("user", "second")]
-    assert model.options[-1].get("store") is True
+    assert offline_model.options[-1].get("store") is False
 
 
-async def test_failed_model_call_leaves_the_session_unchanged(store, agents, model):
-    await run_turn(store, agents, session_id="s1", message="first")
-    before = await store.load("s1")
-    model.fail_with = RuntimeError("model down")
+async def test_service_mode_sends_only_the_new_message(memory_store, memory_agents, offline_model):
+    await run_turn(memory_store, memory_agents, session_id="s1", message="first", mode="service")
+    await run_turn(memory_store, memory_agents, session_id="s1", message="second")
+
+    assert offline_model.texts(-1) == [("user", "second")]
+    assert offline_model.options[-1].get("store") is True
+
+
+async def test_failed_model_call_leaves_the_session_unchanged(memory_store, memory_agents, offline_model):
+    await run_turn(memory_store, memory_agents, session_id="s1", message="first")
+    before = await memory_store.load("s1")
+    offline_model.fail_with = RuntimeError("model down")
 
     with pytest.raises(ModelCallError):
-        await run_turn(store, agents, session_id="s1", message="second")
+        await run_turn(memory_store, memory_agents, session_id="s1", message="second")
 
-    after = await store.load("s1")
+    after = await memory_store.load("s1")
     assert after is not None and before is not None
     assert after.etag == before.etag and after.session.to_dict() == before.session.to_dict()
 
 
-async def test_failed_first_turn_creates_nothing(store, agents, model):
-    model.fail_with = RuntimeError("model down")
+async def test_failed_first_turn_creates_nothing(memory_store, memory_agents, offline_model):
+    offline_model.fail_with = RuntimeError("model down")
 
     with pytest.raises(ModelCallError):
-        await run_turn(store, agents, session_id="s1", message="first")
+        await run_turn(memory_store, memory_agents, session_id="s1", message="first")
 
-    assert await store.load("s1") is None
+    assert await memory_store.load("s1") is None
 
 
-async def test_a_turn_racing_another_is_rejected_not_merged(store, agents, model):
-    await run_turn(store, agents, session_id="s1", message="first")
+async def test_a_turn_racing_another_is_rejected_not_merged(memory_store, memory_agents, offline_model):
+    await run_turn(memory_store, memory_agents, session_id="s1", message="first")
 
     def someone_else_writes_after(load):
         async def load_then_someone_else_writes(session_id: str):
@@ -114,38 +104,40 @@ async def test_a_turn_racing_another_is_rejected_not_merged(store, agents, model
             other = await load(session_id)
             assert other is not None
             other.turns += 1
-            await store.save(other, etag=other.etag)
+            await memory_store.save(other, etag=other.etag)
             return record
 
         return load_then_someone_else_writes
 
-    with intercept(store, "load", someone_else_writes_after), pytest.raises(SessionConflictError):
-        await run_turn(store, agents, session_id="s1", message="loser")
+    with intercept(memory_store, "load", someone_else_writes_after), pytest.raises(SessionConflictError):
+        await run_turn(memory_store, memory_agents, session_id="s1", message="loser")
 
 
-async def test_asking_for_the_other_mode_is_a_conflict(store, agents):
-    await run_turn(store, agents, session_id="s1", message="first", mode="local")
+async def test_asking_for_the_other_mode_is_a_conflict(memory_store, memory_agents):
+    await run_turn(memory_store, memory_agents, session_id="s1", message="first", mode="local")
 
     with pytest.raises(ModeConflictError):
-        await run_turn(store, agents, session_id="s1", message="again", mode="service")
+        await run_turn(memory_store, memory_agents, session_id="s1", message="again", mode="service")
 
 
-async def test_service_mode_is_refused_when_the_model_api_is_chat_completions(store, model):
-    agents = build_agents(load_settings({"MODEL_API": "chat"}), model)
+async def test_service_mode_is_refused_when_the_model_api_is_chat_completions(memory_store, offline_model):
+    memory_agents = build_agents(load_settings({"MODEL_API": "chat"}), offline_model)
 
     with pytest.raises(ValidationError):
-        await run_turn(store, agents, session_id="s1", message="hi", mode="service")
+        await run_turn(memory_store, memory_agents, session_id="s1", message="hi", mode="service")
 
 
-async def test_two_users_with_the_same_session_id_have_two_separate_sessions(agents, store, model):
-    await run_turn(store, agents, session_id="s1", message="alice's secret")
-    mallory = store.for_user("mallory")
+async def test_two_users_with_the_same_session_id_have_two_separate_sessions(
+    memory_agents, memory_store, offline_model
+):
+    await run_turn(memory_store, memory_agents, session_id="s1", message="alice's secret")
+    mallory = memory_store.for_user("mallory")
 
-    await run_turn(mallory, agents, session_id="s1", message="hijack")
+    await run_turn(mallory, memory_agents, session_id="s1", message="hijack")
 
-    assert all("alice's secret" not in message.text for message in model.calls[-1])
-    alices, mallorys = await store.load("s1"), await mallory.load("s1")
-    assert alices is not None and alices.turns == 1 and alices.user_id == store.user_id
+    assert all("alice's secret" not in message.text for message in offline_model.calls[-1])
+    alices, mallorys = await memory_store.load("s1"), await mallory.load("s1")
+    assert alices is not None and alices.turns == 1 and alices.user_id == memory_store.user_id
     assert mallorys is not None and mallorys.turns == 1 and mallorys.user_id == "mallory"
     assert "alice's secret" in [m.text for m in history_messages(alices.session.state)]
     assert "alice's secret" not in [m.text for m in history_messages(mallorys.session.state)]
@@ -160,18 +152,18 @@ def test_title_is_the_first_words_cut_at_a_word_boundary():
 # --- streamed turns ------------------------------------------------------------------------------
 
 
-async def test_a_streamed_turn_yields_deltas_that_add_up_to_the_saved_reply(store, agents, model):
-    turn = await run_turn_stream(store, agents, session_id="s1", message="Hello")
+async def test_a_streamed_turn_yields_deltas_that_add_up_to_the_saved_reply(memory_store, memory_agents, offline_model):
+    turn = await run_turn_stream(memory_store, memory_agents, session_id="s1", message="Hello")
 
     pieces = [event.text async for event in turn.events() if isinstance(event, TextDelta)]
     result = await turn.result()
 
     assert "".join(pieces) == result.reply == "reply 1" and len(pieces) == 2
-    stored = await store.load("s1")
+    stored = await memory_store.load("s1")
     assert stored is not None and stored.turns == 1
-    again = await run_turn(store, agents, session_id="s1", message="again")
+    again = await run_turn(memory_store, memory_agents, session_id="s1", message="again")
     assert (again.session_id, again.turn, again.reply) == ("s1", 2, "reply 2")
-    assert model.texts(-1) == [("user", "Hello"), ("assistant", "reply 1"), ("user", "again")]
+    assert offline_model.texts(-1) == [("user", "Hello"), ("assistant", "reply 1"), ("user", "again")]
 
 
 class CountingUpdates(RecordingChatClient):
@@ -187,10 +179,10 @@ class CountingUpdates(RecordingChatClient):
             yield update
 
 
-async def test_a_streamed_delta_reaches_the_reader_before_the_model_stream_is_read_on(store):
+async def test_a_streamed_delta_reaches_the_reader_before_the_model_stream_is_read_on(memory_store):
     model = CountingUpdates()
     model.reply_template = "one two three four"
-    turn = await run_turn_stream(store, build_agents(load_settings({}), model), session_id="s1", message="Hello")
+    turn = await run_turn_stream(memory_store, build_agents(load_settings({}), model), session_id="s1", message="Hello")
 
     seen = [(event.text, model.yielded) async for event in turn.events() if isinstance(event, TextDelta)]
 
@@ -199,10 +191,10 @@ async def test_a_streamed_delta_reaches_the_reader_before_the_model_stream_is_re
     assert [text for text, _ in seen] == ["one ", "two ", "three ", "four"]
 
 
-async def test_a_streamed_turn_is_saved_even_when_its_reader_is_cancelled(store, agents, model):
-    model.delay = 0.05
-    turns = Turns(store, agents)
-    turn = await turns.stream(TurnRequest("s1", "Hello"), caller=store.user_id)
+async def test_a_streamed_turn_is_saved_even_when_its_reader_is_cancelled(memory_store, memory_agents, offline_model):
+    offline_model.delay = 0.05
+    turns = Turns(memory_store, memory_agents)
+    turn = await turns.stream(TurnRequest("s1", "Hello"), caller=memory_store.user_id)
 
     async def read_then_leave() -> None:
         async for _ in turn.events():
@@ -214,25 +206,29 @@ async def test_a_streamed_turn_is_saved_even_when_its_reader_is_cancelled(store,
     async with asyncio.timeout(5):
         await turns.supervisor.drain()
 
-    stored = await store.load("s1")
+    stored = await memory_store.load("s1")
     assert stored is not None and stored.turns == 1
 
 
-async def test_a_model_failing_before_its_first_update_fails_the_stream_before_it_starts(store, agents, model):
-    model.fail_with = RuntimeError("model down")
+async def test_a_model_failing_before_its_first_update_fails_the_stream_before_it_starts(
+    memory_store, memory_agents, offline_model
+):
+    offline_model.fail_with = RuntimeError("model down")
 
     with pytest.raises(ModelCallError):
-        await run_turn_stream(store, agents, session_id="s1", message="Hello")
+        await run_turn_stream(memory_store, memory_agents, session_id="s1", message="Hello")
 
-    assert await store.load("s1") is None
+    assert await memory_store.load("s1") is None
 
 
-async def test_checks_that_need_no_model_fail_a_streamed_turn_before_the_model_is_called(store, agents, model):
-    await run_turn(store, agents, session_id="s1", message="first", mode="local")
+async def test_checks_that_need_no_model_fail_a_streamed_turn_before_the_model_is_called(
+    memory_store, memory_agents, offline_model
+):
+    await run_turn(memory_store, memory_agents, session_id="s1", message="first", mode="local")
 
     with pytest.raises(ModeConflictError):
-        await run_turn_stream(store, agents, session_id="s1", message="again", mode="service")
-    assert len(model.calls) == 1
+        await run_turn_stream(memory_store, memory_agents, session_id="s1", message="again", mode="service")
+    assert len(offline_model.calls) == 1
 
 
 def test_a_replace_update_adds_only_the_text_not_sent_yet():
@@ -259,9 +255,11 @@ def openai_error(status: int, code: str | None, param: str | None) -> openai.API
     ("status", "code", "param"),
     [(404, "previous_response_not_found", "previous_response_id"), (400, None, "previous_response_id")],
 )
-async def test_a_thread_the_service_forgot_is_a_thread_expired_error(store, agents, model, status, code, param):
-    await run_turn(store, agents, session_id="s1", message="first", mode="service")
-    record = await store.load("s1")
+async def test_a_thread_the_service_forgot_is_a_thread_expired_error(
+    memory_store, memory_agents, offline_model, status, code, param
+):
+    await run_turn(memory_store, memory_agents, session_id="s1", message="first", mode="service")
+    record = await memory_store.load("s1")
     assert record is not None
     record.session.service_session_id = "resp_1"
     wrapped = RuntimeError("the framework's wrapper")
@@ -275,35 +273,53 @@ async def test_a_thread_the_service_forgot_is_a_thread_expired_error(store, agen
 
 
 @pytest.fixture
-def guards(store: MemorySessions) -> TurnGuards:
+def guards(memory_store: MemorySessions) -> TurnGuards:
     return TurnGuards(
-        lease=MemoryTurnLease(store.database, seconds=3), replays=MemoryReplayCache(store.database, ttl_seconds=60)
+        lease=MemoryTurnLease(memory_store.database, seconds=3),
+        replays=MemoryReplayCache(memory_store.database, ttl_seconds=60),
     )
 
 
-async def test_a_keyed_retry_replays_only_the_turn_its_own_request_made(store, agents, model, guards):
-    first = await run_turn(store, agents, session_id="s1", message="keyed", idempotency_key="K", guards=guards)
-    await run_turn(store, agents, session_id="s1", message="other", guards=guards)
+async def test_a_keyed_retry_replays_only_the_turn_its_own_request_made(
+    memory_store, memory_agents, offline_model, guards
+):
+    first = await run_turn(
+        memory_store, memory_agents, session_id="s1", message="keyed", idempotency_key="K", guards=guards
+    )
+    await run_turn(memory_store, memory_agents, session_id="s1", message="other", guards=guards)
 
-    retry = await run_turn(store, agents, session_id="s1", message="keyed", idempotency_key="K", guards=guards)
-    fresh = await run_turn(store, agents, session_id="s1", message="keyed", idempotency_key="K-new", guards=guards)
+    retry = await run_turn(
+        memory_store, memory_agents, session_id="s1", message="keyed", idempotency_key="K", guards=guards
+    )
+    fresh = await run_turn(
+        memory_store, memory_agents, session_id="s1", message="keyed", idempotency_key="K-new", guards=guards
+    )
 
     assert retry.replayed and retry.turn == first.turn == 1
     assert not fresh.replayed and fresh.turn == 3
 
 
-async def test_a_keyed_turn_whose_save_failed_runs_again_on_retry(store, agents, model, guards):
-    await run_turn(store, agents, session_id="s1", message="hello", guards=guards)
-    with intercept(store, "save", raising(StoreUnavailableError("injected"))), pytest.raises(StoreUnavailableError):
-        await run_turn(store, agents, session_id="s1", message="important", idempotency_key="K", guards=guards)
-    await run_turn(store, agents, session_id="s1", message="follow-up", guards=guards)
+async def test_a_keyed_turn_whose_save_failed_runs_again_on_retry(memory_store, memory_agents, offline_model, guards):
+    await run_turn(memory_store, memory_agents, session_id="s1", message="hello", guards=guards)
+    with (
+        intercept(memory_store, "save", raising(StoreUnavailableError("injected"))),
+        pytest.raises(StoreUnavailableError),
+    ):
+        await run_turn(
+            memory_store, memory_agents, session_id="s1", message="important", idempotency_key="K", guards=guards
+        )
+    await run_turn(memory_store, memory_agents, session_id="s1", message="follow-up", guards=guards)
 
-    retry = await run_turn(store, agents, session_id="s1", message="important", idempotency_key="K", guards=guards)
+    retry = await run_turn(
+        memory_store, memory_agents, session_id="s1", message="important", idempotency_key="K", guards=guards
+    )
 
     assert not retry.replayed and retry.turn == 3
 
 
-async def test_a_turn_longer_than_its_lease_renews_it_and_a_racer_is_refused(store, agents, model, guards):
+async def test_a_turn_longer_than_its_lease_renews_it_and_a_racer_is_refused(
+    memory_store, memory_agents, offline_model, guards
+):
     renewals, enough = [], asyncio.Event()
 
     def counted(renew):
@@ -315,15 +331,17 @@ async def test_a_turn_longer_than_its_lease_renews_it_and_a_racer_is_refused(sto
 
         return counted_renew
 
-    model.gate = asyncio.Event()
+    offline_model.gate = asyncio.Event()
     with intercept(guards.lease, "renew", counted):
-        running = asyncio.create_task(run_turn(store, agents, session_id="s1", message="slow", guards=guards))
+        running = asyncio.create_task(
+            run_turn(memory_store, memory_agents, session_id="s1", message="slow", guards=guards)
+        )
         await enough.wait()
 
         with pytest.raises(TurnInProgressError):
-            await run_turn(store, agents, session_id="s1", message="racer", guards=guards)
-        model.gate.set()
+            await run_turn(memory_store, memory_agents, session_id="s1", message="racer", guards=guards)
+        offline_model.gate.set()
         result = await running
 
     assert result.turn == 1
-    assert store.database.leases[(store.user_id, "s1")][0] == 0.0, "the commit released the renewed lease"
+    assert memory_store.database.leases[(memory_store.user_id, "s1")][0] == 0.0, "the commit released the renewed lease"

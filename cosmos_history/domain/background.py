@@ -32,12 +32,11 @@ from cosmos_history.domain.errors import (
     TurnCancelledError,
     TurnInProgressError,
     TurnNotReachedError,
-    error_fields,
 )
 from cosmos_history.domain.ports import JobQueue
 from cosmos_history.domain.results import TurnRequest
 from cosmos_history.domain.service import Turns
-from cosmos_history.domain.turn_records import TurnLog, TurnRecord, TurnStatus, request_json
+from cosmos_history.domain.turn_records import TurnLog, TurnRecord, TurnStatus, error_fields, request_json
 
 logger = logging.getLogger(__name__)
 

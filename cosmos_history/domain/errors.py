@@ -364,21 +364,6 @@ class TurnLostError(ProblemError):
     slug = "turn-lost"
 
 
-def error_fields(error: BaseException) -> dict[str, Any]:
-    """How a turn's error is stored (in its record and its ``error`` event), in no protocol's words: each edge
-    renders it (:func:`cosmos_history.http.responses.stored_problem`). Anything but a :class:`ProblemError` is
-    stored as an internal error, its text never."""
-    if not isinstance(error, ProblemError):
-        error = ProblemError("The server failed to handle this request.")
-    return {
-        "kind": error.kind.value,
-        "slug": error.slug,
-        "title": error.title,
-        "detail": error.detail,
-        "extensions": dict(error.extensions),
-    }
-
-
 class QueueUnavailableError(StoreUnavailableError):
     """The queue of background turns could not be reached: nothing was queued, a retry may succeed."""
 

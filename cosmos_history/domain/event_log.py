@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cosmos_history.domain.errors import TurnCancelledError, error_fields
+from cosmos_history.domain.errors import TurnCancelledError
 from cosmos_history.domain.events import (
     ApprovalRequired,
     TextDelta,
@@ -29,7 +29,7 @@ from cosmos_history.domain.events import (
     TurnStarted,
     shown,
 )
-from cosmos_history.domain.turn_records import EventBatch, StoredEvent, TurnLog, TurnRecord
+from cosmos_history.domain.turn_records import EventBatch, StoredEvent, TurnLog, TurnRecord, error_fields
 
 if TYPE_CHECKING:
     from cosmos_history.domain.cancel import TurnControl

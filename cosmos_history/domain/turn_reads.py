@@ -25,11 +25,10 @@ from cosmos_history.domain.errors import (
     TurnFinishedError,
     TurnLostError,
     TurnNotFoundError,
-    error_fields,
 )
 from cosmos_history.domain.ports import SessionRepository
 from cosmos_history.domain.records import SessionRecord
-from cosmos_history.domain.turn_records import StoredEvent, TurnLog, TurnRecord
+from cosmos_history.domain.turn_records import StoredEvent, TurnLog, TurnRecord, error_fields
 
 FOLLOW_SECONDS = 220.0
 """Longest one follow request stays open (under the Functions front end's 230 s): the client then

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+from cosmos_history.domain.errors import ProblemError
 from cosmos_history.domain.records import utc_now
 
 TurnStatus = Literal["queued", "in_progress", "awaiting_approval", "completed", "failed", "cancelled"]
@@ -88,7 +89,7 @@ class TurnRecord:
     result: dict[str, Any] | None = None
     """The turn's answer (the turn answer's JSON, without ``status``) once it completed or awaits approval."""
     error: dict[str, Any] | None = None
-    """Why it failed or was cancelled (:func:`~cosmos_history.domain.errors.error_fields`)."""
+    """Why it failed or was cancelled (:func:`error_fields`)."""
     cancel_requested: bool = False
     batches: int = 0
     """Event batches stored so far (all of them once the turn ended)."""
@@ -235,3 +236,18 @@ class TurnLog(Protocol):
     async def batch(self, record: TurnRecord, number: int) -> EventBatch | None:
         """Batch ``number`` of ``record``'s attempt; ``None`` when not written yet or expired."""
         ...
+
+
+def error_fields(error: BaseException) -> dict[str, Any]:
+    """How a turn's error is stored (in its record and its ``error`` event), in no protocol's words: each edge
+    renders it (:func:`cosmos_history.http.responses.stored_problem`). Anything but a :class:`ProblemError` is
+    stored as an internal error, its text never."""
+    if not isinstance(error, ProblemError):
+        error = ProblemError("The server failed to handle this request.")
+    return {
+        "kind": error.kind.value,
+        "slug": error.slug,
+        "title": error.title,
+        "detail": error.detail,
+        "extensions": dict(error.extensions),
+    }

@@ -132,7 +132,8 @@ def problem_body(error: ProblemError) -> dict[str, Any]:
 
 
 def stored_problem(fields: dict[str, Any]) -> dict[str, Any]:
-    """The problem document of an error as a turn stored it (:func:`~cosmos_history.domain.errors.error_fields`)."""
+    """The problem document of an error as a turn stored it (see
+    :func:`~cosmos_history.domain.turn_records.error_fields`)."""
     return {
         **fields.get("extensions", {}),
         "type": PROBLEM_TYPE_BASE + fields["slug"],

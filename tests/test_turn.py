@@ -16,7 +16,7 @@ from cosmos_history import (
     run_turn,
     run_turn_stream,
 )
-from cosmos_history.adapters.memory import MemoryReplayCache, MemorySessions, MemoryTurnLease
+from cosmos_history.adapters.memory import MemoryDatabase, MemoryReplayCache, MemorySessions, MemoryTurnLease
 from cosmos_history.domain.archive import history_messages
 from cosmos_history.domain.errors import (
     ModeConflictError,
@@ -36,6 +36,7 @@ from cosmos_history.models.errors import model_call_error
 
 from .fakes import RecordingChatClient
 from .faults import intercept, raising
+from .test_memory_clock import ManualClock
 
 
 @pytest.fixture
@@ -317,31 +318,36 @@ async def test_a_keyed_turn_whose_save_failed_runs_again_on_retry(memory_store, 
     assert not retry.replayed and retry.turn == 3
 
 
-async def test_a_turn_longer_than_its_lease_renews_it_and_a_racer_is_refused(
-    memory_store, memory_agents, offline_model, guards
-):
-    renewals, enough = [], asyncio.Event()
+async def test_a_turn_longer_than_its_lease_renews_it_and_a_racer_is_refused(memory_agents, offline_model):
+    clock = ManualClock()
+    store = MemorySessions(MemoryDatabase(clock=clock), user_id="alice")
+    renewed = asyncio.Event()
 
-    def counted(renew):
-        async def counted_renew(*args):
-            renewals.append(await renew(*args))
-            if len(renewals) == 4:  # 4 renewals a second apart: longer than the 3 s lease
-                enough.set()
-            return renewals[-1]
+    async def pause(seconds: float) -> None:  # the heartbeat's wait: the clock moves, no time passes
+        clock.advance(seconds)
+        await asyncio.sleep(0)
 
-        return counted_renew
+    guards = TurnGuards(lease=MemoryTurnLease(store.database, seconds=3), pause=pause)
 
+    def noted(renew):
+        async def noted_renew(*args):
+            etag = await renew(*args)
+            if clock.now - started > guards.lease.seconds:  # the turn now runs longer than one lease
+                renewed.set()
+            return etag
+
+        return noted_renew
+
+    started = clock.now
     offline_model.gate = asyncio.Event()
-    with intercept(guards.lease, "renew", counted):
-        running = asyncio.create_task(
-            run_turn(memory_store, memory_agents, session_id="s1", message="slow", guards=guards)
-        )
-        await enough.wait()
+    with intercept(guards.lease, "renew", noted):
+        running = asyncio.create_task(run_turn(store, memory_agents, session_id="s1", message="slow", guards=guards))
+        await asyncio.wait_for(renewed.wait(), 20)  # a hang guard only: nothing waits for time to pass
 
         with pytest.raises(TurnInProgressError):
-            await run_turn(memory_store, memory_agents, session_id="s1", message="racer", guards=guards)
+            await run_turn(store, memory_agents, session_id="s1", message="racer", guards=guards)
         offline_model.gate.set()
         result = await running
 
     assert result.turn == 1
-    assert memory_store.database.leases[(memory_store.user_id, "s1")][0] == 0.0, "the commit released the renewed lease"
+    assert store.database.leases[("alice", "s1")][0] == 0.0, "the commit released the renewed lease"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from cosmos_history.domain.ports import TurnLease
@@ -26,12 +26,19 @@ class LeaseHold:
     renewals: int = 0
 
 
+Pause = Callable[[float], Awaitable[None]]
+"""How the heartbeat waits between renewals: ``asyncio.sleep``, or a test's clock that moves at once."""
+
+
 @contextlib.asynccontextmanager
-async def keep_renewed(lease: TurnLease, session_id: str, user_id: str, etag: str) -> AsyncIterator[LeaseHold]:
+async def keep_renewed(
+    lease: TurnLease, session_id: str, user_id: str, etag: str, *, pause: Pause = asyncio.sleep
+) -> AsyncIterator[LeaseHold]:
     """Renew the lease every ``lease.seconds / 3`` until the block ends; the hold carries its latest etag,
     which the session records when the turn is saved (so the next turn still needs no read)."""
     hold = LeaseHold(etag)
-    task = asyncio.create_task(_renew_until_cancelled(lease, session_id, user_id, hold), name="lease heartbeat")
+    beats = _renew_until_cancelled(lease, session_id, user_id, hold, pause)
+    task = asyncio.create_task(beats, name="lease heartbeat")
     try:
         yield hold
     finally:
@@ -40,9 +47,11 @@ async def keep_renewed(lease: TurnLease, session_id: str, user_id: str, etag: st
             await task
 
 
-async def _renew_until_cancelled(lease: TurnLease, session_id: str, user_id: str, hold: LeaseHold) -> None:
+async def _renew_until_cancelled(
+    lease: TurnLease, session_id: str, user_id: str, hold: LeaseHold, pause: Pause
+) -> None:
     while True:
-        await asyncio.sleep(lease.seconds / 3)
+        await pause(lease.seconds / 3)
         try:
             renewed = await lease.renew(session_id, user_id, hold.etag)
         except Exception as error:  # a passing outage: the next beat tries again, the turn goes on

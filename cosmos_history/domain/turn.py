@@ -46,7 +46,7 @@ from cosmos_history.domain.errors import (
     TurnNotReachedError,
 )
 from cosmos_history.domain.events import EventSink, ModelAnswering, TextDelta, TurnStarted
-from cosmos_history.domain.heartbeat import keep_renewed
+from cosmos_history.domain.heartbeat import Pause, keep_renewed
 from cosmos_history.domain.model_errors import model_call_error
 from cosmos_history.domain.ports import AgentCatalog, ReplayCache, SessionRepository, TurnLease
 from cosmos_history.domain.records import (
@@ -74,6 +74,8 @@ class TurnGuards:
     lease: TurnLease | None = None
     replays: ReplayCache | None = None
     model_timeout_seconds: float | None = None
+    pause: Pause = asyncio.sleep
+    """How the lease's heartbeat waits between renewals (tests pass one that moves their clock)."""
 
 
 NO_GUARDS = TurnGuards()
@@ -221,7 +223,10 @@ class PreparedTurn:
         if self.guards.lease is None or self.lease_etag is None:
             yield
             return
-        async with keep_renewed(self.guards.lease, self.record.id, self.store.user_id, self.lease_etag) as hold:
+        renewing = keep_renewed(
+            self.guards.lease, self.record.id, self.store.user_id, self.lease_etag, pause=self.guards.pause
+        )
+        async with renewing as hold:
             try:
                 yield
             finally:

@@ -180,6 +180,20 @@ class CountingUpdates(RecordingChatClient):
             yield update
 
 
+async def test_a_streamed_retry_is_known_as_a_replay_as_soon_as_it_starts(memory_store, memory_agents, guards):
+    first = await run_turn_stream(
+        memory_store, memory_agents, session_id="s1", message="hi", idempotency_key="K", guards=guards
+    )
+    assert [event async for event in first.events()] and not first.replayed()
+
+    again = await run_turn_stream(
+        memory_store, memory_agents, session_id="s1", message="hi", idempotency_key="K", guards=guards
+    )
+
+    assert again.replayed(), "known before its stored reply is read (an HTTP answer's headers need it)"
+    assert "".join([e.text async for e in again.events() if isinstance(e, TextDelta)]) == "reply 1"
+
+
 async def test_a_streamed_delta_reaches_the_reader_before_the_model_stream_is_read_on(memory_store):
     model = CountingUpdates()
     model.reply_template = "one two three four"

@@ -45,6 +45,7 @@ class TurnStream:
         self._events: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
         self._first_update: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._answering = False
+        self._replayed = False
         self._task: asyncio.Task[TurnResult] | None = None
         self.turn: int | None = None
         """The turn's number, known once it started (before :meth:`started` returns for a turn that runs)."""
@@ -62,7 +63,7 @@ class TurnStream:
     async def publish(self, event: TurnEvent) -> None:
         """One event of the turn (:class:`~cosmos_history.domain.events.EventSink`)."""
         if isinstance(event, TurnStarted):
-            self.turn = event.turn
+            self.turn, self._replayed = event.turn, event.replayed
             return
         if isinstance(event, ModelAnswering):
             self._answering = True
@@ -85,12 +86,9 @@ class TurnStream:
             self._task.result()
 
     def replayed(self) -> bool:
-        """Whether the turn was an idempotent replay: known once :meth:`started` returned, since a replay
-        delivers its stored reply and ends without awaiting anything."""
-        task = self._task
-        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
-            return False
-        return task.result().replayed
+        """Whether the turn is an idempotent replay: known once :meth:`started` returned (the turn says so
+        as it starts answering), however far its stored reply has been delivered."""
+        return self._replayed
 
     async def events(self) -> AsyncIterator[TurnEvent]:
         """The turn's events as they arrive; the :class:`TextDelta` texts add up to the reply exactly once.

@@ -114,8 +114,7 @@ class SessionTaskHandler(RequestHandler):
                 request = replace(request, expected_turn=latest)
             turn = await self._fresh(self.call.turns.stream(request, caller=self.call.user_id), params.message)
             if task is None:  # a retried message replays the turn it made, whatever turn the session is at
-                # The turn's number is known once it started (a replay's is the turn it replays); it may not
-                # have ended yet (``replayed()`` can be asked only then).
+                # The turn's number is known once it started (a replay's is the turn it replays).
                 made = turn.turn if turn.turn is not None else (request.expected_turn or 0) + 1
                 task = tasks.task_id(request.session_id, made)
         with self.translated():  # the stream began: a failure now ends it with a JSON-RPC error event

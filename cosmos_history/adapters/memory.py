@@ -21,7 +21,7 @@ from typing import Any
 
 from agent_framework import AgentSession, InMemoryHistoryProvider, Message
 
-from cosmos_history.domain.archive import keep_within_budget
+from cosmos_history.domain.budget import HistoryBudget, StoredSize
 from cosmos_history.domain.errors import (
     BadRequestError,
     SessionConflictError,
@@ -107,6 +107,16 @@ class MemorySessions:
         self.archive = MemoryArchive(self.database)
         self.saves = 0
 
+    @property
+    def budget(self) -> HistoryBudget:
+        return HistoryBudget(self.max_item_bytes, self.max_history_messages, self.max_history_tokens)
+
+    def measure(self, record: SessionRecord) -> StoredSize:
+        """The serialized session's length (message sizes left to the domain to measure)."""
+        data = record.session.to_dict()
+        check_durable(data["state"], path="state")
+        return StoredSize(len(json.dumps(data)))
+
     def for_user(self, user_id: str) -> MemorySessions:
         return MemorySessions(
             self.database,
@@ -138,16 +148,7 @@ class MemorySessions:
             raise SessionConflictError("The session was changed by another request. Retry.", retry_after=1)
         if items.lease_etag is not None and self.database.leases.get(key, (0.0, ""))[1] != items.lease_etag:
             raise SessionConflictError("Another turn took this session over while this one ran. Retry.", retry_after=1)
-        check_durable(record.session.to_dict()["state"], path="state")
-        if record.mode == "local":
-            await keep_within_budget(
-                record,
-                self.archive,
-                document_bytes=lambda: len(json.dumps(record.session.to_dict())),
-                max_bytes=self.max_item_bytes,
-                max_messages=self.max_history_messages,
-                max_tokens=self.max_history_tokens,
-            )
+        check_durable(record.session.to_dict()["state"], path="state")  # stored as given: the domain fitted it
         stored = _copy(record, service=record.mode == "service")
         new_etag = _new_etag()
         self.database.sessions[key] = (stored, new_etag)

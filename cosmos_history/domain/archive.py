@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
 _HIGH_WATER = 0.9
 _LOW_WATER = 0.6
 _MESSAGE_LOW_WATER = 0.75
-_BYTES_PER_TOKEN = 4
+BYTES_PER_TOKEN = 4
 #: Room for the item's own fields and the system properties Cosmos DB adds (_rid, _etag, _ts, ...).
 _ITEM_OVERHEAD = 1024
 
@@ -143,7 +142,7 @@ def plan_archive(
     max_bytes: int,
     max_messages: int,
     max_tokens: int | None = None,
-    message_sizes: Callable[[], list[int]] | None = None,
+    message_sizes: Callable[[], list[int] | None] | None = None,
 ) -> list[tuple[int, list[Message]]]:
     """Move the oldest whole turns out of ``state`` when the document is over budget (bytes, messages, or,
     with ``max_tokens``, the tokens of its history, estimated as 4 bytes a token).
@@ -164,13 +163,13 @@ def plan_archive(
         )
 
     sizes = measured() if max_tokens is not None else []
-    over_tokens = max_tokens is not None and sum(sizes) > max_tokens * _BYTES_PER_TOKEN
+    over_tokens = max_tokens is not None and sum(sizes) > max_tokens * BYTES_PER_TOKEN
     if document_bytes <= max_bytes * _HIGH_WATER and len(messages) <= max_messages and not over_tokens:
         return []
     sizes = sizes or measured()
     keep_bytes = max_bytes * _LOW_WATER
     keep_messages = max(2, int(max_messages * _MESSAGE_LOW_WATER))
-    keep_history = max_tokens * _BYTES_PER_TOKEN * _LOW_WATER if max_tokens is not None else float("inf")
+    keep_history = max_tokens * BYTES_PER_TOKEN * _LOW_WATER if max_tokens is not None else float("inf")
     size, history, cut = document_bytes, sum(sizes), 0
     while cut < len(messages) and (size > keep_bytes or len(messages) - cut > keep_messages or history > keep_history):
         size -= sizes[cut]
@@ -220,61 +219,6 @@ def starts_turn(message: Message) -> bool:
     return message.role == "user" and not any(c.type == "function_approval_response" for c in message.contents)
 
 
-async def keep_within_budget(
-    record: SessionRecord,
-    archive: ArchiveChunks,
-    *,
-    document_bytes: Callable[[], int],
-    max_bytes: int,
-    max_messages: int,
-    max_tokens: int | None = None,
-    message_sizes: Callable[[], list[int]] | None = None,
-) -> bool:
-    """Move the oldest turns to archive chunks (written first) when the document is over budget.
-
-    Returns whether anything moved (the caller then rebuilds the document it is about to write).
-    ``message_sizes``: see :func:`plan_archive`.
-    """
-    limit = min(max_bytes, max_tokens * _BYTES_PER_TOKEN) if max_tokens is not None else max_bytes
-    if _clearly_within_budget(record, limit, max_messages):
-        return False
-    chunks = plan_archive(
-        record.session.state,
-        record.archive,
-        document_bytes=document_bytes(),
-        max_bytes=max_bytes,
-        max_messages=max_messages,
-        max_tokens=max_tokens,
-        message_sizes=message_sizes,
-    )
-    if not chunks:
-        return False
-    if not record.archive.counts_entries:
-        # A document archived before entries were counted: count the older chunks once, now.
-        moved = {chunk for chunk, _ in chunks}
-        record.archive.entry_starts, record.archive.entries = await _entry_starts(record, archive, skip=moved)
-        for _, messages in chunks:
-            record.archive.entry_starts.append(record.archive.entries)
-            record.archive.entries += sum(entry_count(m) for m in messages)
-    if not record.archive.touched_at:
-        record.archive.touched_at = time.time()
-    for chunk, messages in chunks:
-        await archive.write(record, chunk, messages)
-    return True
-
-
-def _clearly_within_budget(record: SessionRecord, max_bytes: int, max_messages: int) -> bool:
-    """True when the loaded size plus this turn's new messages stay far below the budget, so the
-    whole document need not be serialized once more just to be measured (the SDK serializes it
-    for sending anyway)."""
-    messages = history_messages(record.session.state)
-    if record.loaded_bytes is None or len(messages) > max_messages:
-        return False
-    added = sum(json_size(m.to_dict()) for m in messages[record.loaded_messages :])
-    # json.dumps spacing makes our measure up to ~10% larger than the server's compact JSON.
-    return (record.loaded_bytes * 1.15 + added + 2048) < max_bytes * 0.8
-
-
 async def read_page(record: SessionRecord, archive: ArchiveChunks, *, before: int | None, limit: int) -> HistoryPage:
     """Messages ``[before - limit, before)`` of the whole conversation, archive included, oldest first."""
     in_document = history_messages(record.session.state)
@@ -301,7 +245,7 @@ async def read_entries(record: SessionRecord, archive: ArchiveChunks, *, before:
 
     A chunk that retention removed leaves a gap: its entries keep their indexes but are not shown.
     """
-    starts, archived = await _entry_starts(record, archive)
+    starts, archived = await entry_starts(record, archive)
     in_document = [entry for m in history_messages(record.session.state) for entry in message_entries(m)]
     total = archived + len(in_document)
     end = total if before is None else max(0, min(before, total))
@@ -320,7 +264,7 @@ async def read_entries(record: SessionRecord, archive: ArchiveChunks, *, before:
     return EntryPage(entries, total, start if start > 0 else None)
 
 
-async def _entry_starts(
+async def entry_starts(
     record: SessionRecord, archive: ArchiveChunks, *, skip: set[int] | frozenset[int] = frozenset()
 ) -> tuple[list[int], int]:
     """Each committed chunk's first entry index and the archive's entry count; read from the chunks (all but

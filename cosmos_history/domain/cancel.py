@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from cosmos_history.domain.budget import fit_to_budget
 from cosmos_history.domain.errors import SessionConflictError, TurnCancelledError
 from cosmos_history.domain.records import TurnItems, empty_like, utc_now
 
@@ -99,6 +100,7 @@ async def use_up_number(turn: PreparedTurn) -> None:
     current.turns = record.turns + 1
     current.updated_at = utc_now()
     try:
+        await fit_to_budget(store, current)
         await store.save(current, etag=current.etag, items=TurnItems(lease_etag=turn.lease_etag))
         turn.lease_etag = None  # released by that same write
     except SessionConflictError:

@@ -6,6 +6,7 @@ import contextlib
 import uuid
 
 from cosmos_history.domain.archive import EntryPage, HistoryPage, read_entries, read_page
+from cosmos_history.domain.budget import fit_to_budget
 from cosmos_history.domain.delegation import children_of
 from cosmos_history.domain.errors import SessionNotFoundError
 from cosmos_history.domain.modes import HistoryMode
@@ -29,6 +30,7 @@ async def create_session(
     served = agents.resolve(agent)
     served.for_mode(mode)  # fail before writing when the model API cannot serve this mode
     record = SessionRecord.new(session_id, user_id=store.user_id, mode=mode, title=title, agent=served.name)
+    await fit_to_budget(store, record)
     return await store.save(record, etag=None)
 
 

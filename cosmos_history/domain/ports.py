@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from agent_framework import Message
 
+from cosmos_history.domain.budget import HistoryBudget, StoredSize
 from cosmos_history.domain.modes import CompactionSettings, HistoryMode
 from cosmos_history.domain.records import NO_ITEMS, LeaseClaim, SessionPage, SessionRecord, TurnItems
 
@@ -76,7 +77,20 @@ class SessionRepository(Protocol):
     default_mode: HistoryMode
     archive: ArchiveChunks
 
+    @property
+    def budget(self) -> HistoryBudget:
+        """The budget the domain keeps local-mode documents within (:func:`~.budget.fit_to_budget`)."""
+        ...
+
     def for_user(self, user_id: str) -> SessionRepository: ...
+
+    def measure(self, record: SessionRecord) -> StoredSize:
+        """Sizes of the document :meth:`save` would write for ``record``, serialized as it would be.
+
+        Raises:
+            UnstorableStateError, UnstorableTypeError: the state cannot be stored.
+        """
+        ...
 
     async def load(self, session_id: str) -> SessionRecord | None:
         """The caller's stored session, ``None`` when there is none (whatever other users have under this id).
@@ -88,7 +102,8 @@ class SessionRepository(Protocol):
         ...
 
     async def save(self, record: SessionRecord, *, etag: str | None, items: TurnItems = NO_ITEMS) -> SessionRecord:
-        """Write only if the stored version still has ``etag`` (``None``: only if none exists yet): the unit
+        """Write ``record`` as given (the domain has already fitted it to :attr:`budget`), only if the stored
+        version still has ``etag`` (``None``: only if none exists yet): the unit
         of work of a turn, which commits ``items`` (the lease's release, the replay entry, the stored
         response) in the same atomic write, all or nothing. Without items it is one conditional write.
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from agent_framework import AgentSession, SessionStore
 
+from cosmos_history.domain.budget import fit_to_budget
 from cosmos_history.domain.errors import SessionNotFoundError, UnstorableStateError, UnstorableTypeError
 from cosmos_history.domain.ports import SessionRepository
 from cosmos_history.domain.records import SessionRecord, utc_now, validate_session_id
@@ -68,6 +69,7 @@ class RepositorySessionStore(SessionStore):
         record.key = session_id if snapshot.session_id != session_id else None
         record.loaded_bytes = None  # a replaced session: its size says nothing about the new one
         record.updated_at = utc_now()
+        await fit_to_budget(self.repository, record)
         await self.repository.save(record, etag=etag)
 
     async def delete(self, session_id: str) -> None:

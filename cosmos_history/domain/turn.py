@@ -32,6 +32,7 @@ from cosmos_history.domain.approvals import (
     tool_calls,
     with_unknown,
 )
+from cosmos_history.domain.budget import fit_to_budget
 from cosmos_history.domain.cancel import TurnControl, stop_turn
 from cosmos_history.domain.client_tools import check_outputs, client_calls, remember_client_calls
 from cosmos_history.domain.compaction import refresh_summary
@@ -243,6 +244,7 @@ class PreparedTurn:
         """One commit: the session (conditional on the etag it was read, or last noted, with) and ``items``."""
         try:
             with telemetry.phase("save"):
+                await fit_to_budget(self.store, self.record)  # the domain decides what moves to the archive
                 await self.store.save(self.record, etag=self.record.etag, items=items)
             self.lease_etag = None  # released by the commit
         except SessionExistsError:

@@ -24,7 +24,8 @@ from cosmos_history.adapters.cosmos import items as _items
 from cosmos_history.adapters.cosmos.archive import CosmosArchive
 from cosmos_history.adapters.cosmos.client import container_missing, response_size, store_errors, written_etag
 from cosmos_history.adapters.cosmos.commit import commit_batch, session_write_errors
-from cosmos_history.domain.archive import json_size, keep_within_budget, serialized_message_sizes
+from cosmos_history.domain.archive import json_size, serialized_message_sizes
+from cosmos_history.domain.budget import HistoryBudget, StoredSize
 from cosmos_history.domain.errors import (
     BadRequestError,
     SessionConflictError,
@@ -72,6 +73,15 @@ class CosmosSessions:
         self.max_history_messages = max_history_messages
         self.max_history_tokens = max_history_tokens
         self.archive = CosmosArchive(container, ttl_seconds=ttl_seconds)
+
+    @property
+    def budget(self) -> HistoryBudget:
+        return HistoryBudget(self.max_item_bytes, self.max_history_messages, self.max_history_tokens)
+
+    def measure(self, record: SessionRecord) -> StoredSize:
+        """The document's bytes as the SDK sends it, and each history message's within it."""
+        document = self._document(record)
+        return StoredSize(json_size(document), serialized_message_sizes(document["session"]))
 
     def for_user(self, user_id: str) -> CosmosSessions:
         """The same sessions (container, limits) acting for ``user_id``."""
@@ -124,7 +134,7 @@ class CosmosSessions:
         """
         if record.user_id != self.user_id:
             raise SessionNotFoundError()
-        document = await self._document(record)
+        document = self._document(record)
         with store_errors(), session_write_errors(record):
             if items:
                 stored_etag = await commit_batch(self.container, document, etag=etag, extra=items, ttl=self.ttl_seconds)
@@ -141,23 +151,10 @@ class CosmosSessions:
                 stored_etag = written_etag(stored)
         return replace(record, etag=stored_etag, loaded_bytes=None, loaded_messages=0)
 
-    async def _document(self, record: SessionRecord) -> dict[str, Any]:
-        """The document to write, with the oldest turns moved to the archive first when it is over budget."""
+    def _document(self, record: SessionRecord) -> dict[str, Any]:
+        """The document to write, as given: the domain has already moved what is over budget to the archive."""
         document = _items.session_document(record, self.ttl_seconds)
         check_durable(document["session"]["state"], path="state")
-        if record.mode == "local":
-            await self.archive.renew(record)
-            moved = await keep_within_budget(
-                record,
-                self.archive,
-                document_bytes=lambda: json_size(document),
-                max_bytes=self.max_item_bytes,
-                max_messages=self.max_history_messages,
-                max_tokens=self.max_history_tokens,
-                message_sizes=lambda: serialized_message_sizes(document["session"]),
-            )
-            if moved:
-                document = _items.session_document(record, self.ttl_seconds)
         return document
 
     async def note_started(self, record: SessionRecord) -> str:

@@ -1,4 +1,5 @@
-"""Keeps a local-mode session document within its budget by moving the oldest turns to archive items.
+"""Keeps a local-mode session document within its budget by moving the oldest turns to archive items
+(:mod:`.budget` decides when, before every save; this module plans the cut and pages through the chunks).
 
 Cosmos DB rejects items over 2 MB, and every turn rewrites the whole session document,
 so an unbounded history would both fail eventually and cost more per turn as it grows.

@@ -121,8 +121,8 @@ class CosmosSessions:
         items: TurnItems = NO_ITEMS,
         match_condition: MatchConditions = MatchConditions.IfNotModified,
     ) -> SessionRecord:
-        """Write ``record`` only if the stored document still has ``etag`` (or, with ``etag=None``,
-        only if none exists yet). Returns the record carrying the new etag.
+        """Write ``record`` as given (the domain has fitted it to the budget) only if the stored document still
+        has ``etag`` (or, with ``etag=None``, only if none exists yet). Returns the record carrying the new etag.
 
         With ``items`` (a turn's commit) the document and the items are one transactional batch in the
         session's partition: the lease released (If-Match on its claim), the replay entry and the stored

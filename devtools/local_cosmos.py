@@ -109,24 +109,31 @@ def local_cosmos(
 ) -> Iterator[str]:
     """Run the local Cosmos DB on ``127.0.0.1:port`` for the duration of the block; yields its endpoint
     (``keep_alive``: see :func:`server_command`)."""
+    command = server_command(port, keep_alive=keep_alive)
+    with node_server(command, port, name="The local Cosmos DB", log_path=log_path, timeout=timeout):
+        yield f"https://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def node_server(
+    command: list[str], port: int, *, name: str, log_path: Path | None, timeout: float, cwd: Path | None = None
+) -> Iterator[None]:
+    """Run a local emulator's ``command`` until the block ends, once it listens on ``port`` (``name`` says which
+    emulator in errors): the one way the local Cosmos DB and the local storage emulator are started."""
     if is_listening(port):
         raise RuntimeError(f"Port {port} is already in use; stop what listens there or choose another port.")
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        server_command(port, keep_alive=keep_alive),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "NODE_NO_WARNINGS": "1"},
-    )
+    env = {**os.environ, "NODE_NO_WARNINGS": "1"}
+    process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + timeout
         while not is_listening(port):
             if process.poll() is not None:
-                raise RuntimeError(f"The local Cosmos DB exited with code {process.returncode}.")
+                raise RuntimeError(f"{name} exited with code {process.returncode}.")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"The local Cosmos DB did not listen on port {port} within {timeout:.0f} s.")
+                raise RuntimeError(f"{name} did not listen on port {port} within {timeout:.0f} s.")
             time.sleep(0.1)
-        yield f"https://127.0.0.1:{port}"
+        yield
     finally:
         stop_process(process)
         if log is not subprocess.DEVNULL:

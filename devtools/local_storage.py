@@ -14,13 +14,11 @@ import contextlib
 import logging
 import os
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from devtools.local_cosmos import is_listening, stop_process
+from devtools.local_cosmos import is_listening, node_server
 
 logger = logging.getLogger("devtools.devhost")
 
@@ -72,29 +70,9 @@ def server_command(port: int) -> list[str]:
 def local_storage(port: int = 10001, *, log_path: Path | None = None, timeout: float = 30.0) -> Iterator[str]:
     """Run the local queue service on ``127.0.0.1:port`` for the duration of the block; yields its connection
     string."""
-    if is_listening(port):
-        raise RuntimeError(f"Port {port} is already in use; stop what listens there or choose another port.")
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        server_command(port),
-        cwd=EMULATOR_DIR,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "NODE_NO_WARNINGS": "1"},
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while not is_listening(port):
-            if process.poll() is not None:
-                raise RuntimeError(f"The local storage emulator exited with code {process.returncode}.")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"The local storage emulator did not listen on port {port} within {timeout:.0f} s.")
-            time.sleep(0.1)
+    name = "The local storage emulator"
+    with node_server(server_command(port), port, name=name, log_path=log_path, timeout=timeout, cwd=EMULATOR_DIR):
         yield connection_string(port)
-    finally:
-        stop_process(process)
-        if log is not subprocess.DEVNULL:
-            log.close()
 
 
 def add_storage_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,6 +22,18 @@ def app_host(
         yield base
 
 
+@contextmanager
+def two_app_hosts(env: dict[str, str], *, logs: Path) -> Iterator[tuple[str, str]]:
+    """Two app processes on the same Cosmos DB (another instance of the app), whose durable events are flushed
+    and polled every 100 ms; yields their base URLs. Their logs go to ``<logs>-1.log`` and ``<logs>-2.log``."""
+    quick = {**env, "EVENTS_FLUSH_MS": "100", "EVENTS_POLL_MS": "100"}
+    with (
+        app_host(quick, log_path=logs.with_name(f"{logs.name}-1.log")) as here,
+        app_host(quick, log_path=logs.with_name(f"{logs.name}-2.log")) as there,
+    ):
+        yield here, there
+
+
 def registered_functions(runtime: Runtime) -> dict[str, Any]:
     """``function_app.ROUTES`` on a new app bound to ``runtime``, by function name, as the worker indexes them."""
     import function_app

@@ -54,6 +54,15 @@ class FakeOpenAI:
     base_url: str = ""
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
+    def app_settings(self) -> dict[str, str]:
+        """The settings of an app whose agents call this service."""
+        return {
+            "MODEL_PROVIDER": "openai",
+            "OPENAI_BASE_URL": self.base_url,
+            "OPENAI_API_KEY": "test-key",
+            "OPENAI_MODEL": "fake-model",
+        }
+
     def forget_threads(self) -> None:
         """Simulate the service expiring every stored response."""
         self.threads.clear()

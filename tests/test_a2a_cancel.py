@@ -4,7 +4,6 @@ local hosts share the local Cosmos DB; the fake OpenAI service stops mid-reply u
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -28,7 +27,7 @@ from a2a.types import (
 )
 from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError
 
-from .apphost import app_host
+from .apphost import two_app_hosts
 from .conftest import ARTIFACTS
 from .fake_openai import FakeOpenAI
 
@@ -40,19 +39,8 @@ HANG_GUARD = 60  # events a stream may send before its first reply chunk (a wron
 @pytest.fixture(scope="module")
 def hosts(cosmos_env, fake_model) -> Iterator[tuple[str, str]]:
     """Two app processes on the same Cosmos DB: "here" runs the streamed turns, "there" reads and cancels them."""
-    env = {
-        **cosmos_env,
-        "MODEL_PROVIDER": "openai",
-        "OPENAI_BASE_URL": fake_model.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_MODEL": "fake-model",
-        "EVENTS_FLUSH_MS": "100",
-        "EVENTS_POLL_MS": "100",
-    }
-    with contextlib.ExitStack() as stack:
-        here = stack.enter_context(app_host(env, log_path=ARTIFACTS / "apphost-a2a-cancel-1.log"))
-        there = stack.enter_context(app_host(env, log_path=ARTIFACTS / "apphost-a2a-cancel-2.log"))
-        yield here, there
+    with two_app_hosts({**cosmos_env, **fake_model.app_settings()}, logs=ARTIFACTS / "apphost-a2a-cancel") as both:
+        yield both
 
 
 @pytest.fixture

@@ -352,11 +352,8 @@ def test_with_a_responses_api_model_the_interrupt_names_the_call_the_run_announc
     """The Responses API gives a call an item id (``fc_…``, the approval's id) and a call id (``call_…``)."""
     env = {
         **cosmos_env,
-        "MODEL_PROVIDER": "openai",
+        **fake_model.app_settings(),
         "MODEL_API": "responses",
-        "OPENAI_BASE_URL": fake_model.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_MODEL": "fake-model",
     }
     thread, user = new_thread(), f"agui-{uuid.uuid4().hex[:8]}"
     ask = {"threadId": thread, "runId": "ask", "messages": [{"id": "m", "role": "user", "content": REMINDER}]}

@@ -36,11 +36,8 @@ def model_env(model: str, fake: FakeOpenAI) -> dict[str, str]:
         return {"MODEL_PROVIDER": "offline"}
     api = model.removeprefix("openai-")
     return {
-        "MODEL_PROVIDER": "openai",
+        **fake.app_settings(),
         "MODEL_API": api,
-        "OPENAI_BASE_URL": fake.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_MODEL": "fake-model",
     }
 
 

@@ -402,10 +402,7 @@ def slow_base(cosmos_env: dict[str, str], fake_model: FakeOpenAI) -> Iterator[st
     env = {
         **cosmos_env,
         "COSMOS_DATABASE": f"chat-durable-{uuid.uuid4().hex[:8]}",
-        "MODEL_PROVIDER": "openai",
-        "OPENAI_BASE_URL": fake_model.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_MODEL": "fake-model",
+        **fake_model.app_settings(),
         "EVENTS_FLUSH_MS": "100",
         "EVENTS_POLL_MS": "100",
     }

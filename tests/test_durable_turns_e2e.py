@@ -4,7 +4,6 @@ service streams slowly (or stops mid-reply until the test lets it go on)."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import threading
@@ -18,7 +17,7 @@ from azure.cosmos import CosmosClient
 
 from devtools.chat import ChatClient, print_reply
 
-from .apphost import app_host
+from .apphost import two_app_hosts
 from .conftest import ARTIFACTS
 from .dropping_proxy import dropping_proxy
 from .fake_openai import FakeOpenAI
@@ -32,19 +31,8 @@ USER = {"x-user-id": "ada"}
 @pytest.fixture(scope="module")
 def hosts(cosmos_env, fake_model) -> Iterator[tuple[str, str]]:
     """Two app processes against the same Cosmos DB: "here" runs the turns, "there" serves everything else."""
-    env = {
-        **cosmos_env,
-        "MODEL_PROVIDER": "openai",
-        "OPENAI_BASE_URL": fake_model.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_MODEL": "fake-model",
-        "EVENTS_FLUSH_MS": "100",
-        "EVENTS_POLL_MS": "100",
-    }
-    with contextlib.ExitStack() as stack:
-        here = stack.enter_context(app_host(env, log_path=ARTIFACTS / "apphost-durable-1.log"))
-        there = stack.enter_context(app_host(env, log_path=ARTIFACTS / "apphost-durable-2.log"))
-        yield here, there
+    with two_app_hosts({**cosmos_env, **fake_model.app_settings()}, logs=ARTIFACTS / "apphost-durable") as both:
+        yield both
 
 
 @pytest.fixture(autouse=True)

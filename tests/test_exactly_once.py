@@ -248,11 +248,8 @@ def check(crashes: Crashes, call: Call, base: str) -> str:
 
 def test_a_kill_between_a_tools_effect_and_the_save_never_runs_it_twice(cosmos_env, fake_model, tmp_path):
     model = {
-        "MODEL_PROVIDER": "openai",
+        **fake_model.app_settings(),
         "MODEL_API": "responses",
-        "OPENAI_BASE_URL": fake_model.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_MODEL": "fake-model",
     }
     crashes = Crashes({**cosmos_env, **model}, tmp_path)
     seen: dict[str, list[str]] = {}

@@ -22,11 +22,8 @@ pytestmark = pytest.mark.integration
 def host_env(cosmos_env, fake_model) -> dict[str, str]:
     return {
         **cosmos_env,
-        "MODEL_PROVIDER": "openai",
+        **fake_model.app_settings(),
         "MODEL_API": "responses",
-        "OPENAI_BASE_URL": fake_model.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_MODEL": "fake-model",
     }
 
 

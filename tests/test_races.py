@@ -36,10 +36,7 @@ def slow_model() -> Iterator[FakeOpenAI]:
 def env(cosmos_env, slow_model) -> dict[str, str]:
     return {
         **cosmos_env,
-        "MODEL_PROVIDER": "openai",
-        "OPENAI_BASE_URL": slow_model.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_MODEL": "fake-model",
+        **slow_model.app_settings(),
     }
 
 

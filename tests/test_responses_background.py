@@ -28,10 +28,7 @@ def base(cosmos_env, storage_env, fake_model: FakeOpenAI) -> Iterator[str]:
     env = {
         **cosmos_env,
         **storage_env,
-        "MODEL_PROVIDER": "openai",
-        "OPENAI_BASE_URL": fake_model.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_MODEL": "fake-model",
+        **fake_model.app_settings(),
         "BACKGROUND_QUEUE": f"bgr-{uuid.uuid4().hex[:12]}",
         "EVENTS_FLUSH_MS": "100",
         "EVENTS_POLL_MS": "100",

@@ -47,11 +47,8 @@ def host(cosmos_env, fake_model) -> Iterator[Callable[[str], str]]:
             if api not in started:
                 env = {
                     **cosmos_env,
-                    "MODEL_PROVIDER": "openai",
+                    **fake_model.app_settings(),
                     "MODEL_API": api,
-                    "OPENAI_BASE_URL": fake_model.base_url,
-                    "OPENAI_API_KEY": "test-key",
-                    "OPENAI_MODEL": "fake-model",
                 }
                 started[api] = stack.enter_context(app_host(env, log_path=ARTIFACTS / "apphost-streaming.log"))
             return started[api]

@@ -14,8 +14,10 @@ from cosmos_history.background_jobs import background_triggers
 from cosmos_history.domain.errors import ProblemError
 from cosmos_history.http import handlers as api
 from cosmos_history.http import turns
+from cosmos_history.http import workflows as wf
 from cosmos_history.http.calls import Call, ErrorRenderer, Handler
 from cosmos_history.settings import load_settings
+from cosmos_history.workflows.jobs import workflow_triggers
 
 
 def _handler(module: str, name: str) -> Handler:
@@ -57,6 +59,10 @@ ROUTES = (
     Route("GET", "sessions/{id}/turns/{turn}/events", turns.turn_events_route),
     Route("POST", "sessions/{id}/turns/{turn}/cancel", turns.cancel_turn_route),
     Route("GET", "agents", api.list_agents_route),
+    Route("GET", "workflows", wf.list_workflows_route),
+    Route("POST", "workflows/{name}/runs", wf.start_run_route),
+    Route("GET", "workflows/runs/{id}", wf.get_run_route),
+    Route("POST", "workflows/runs/{id}/responses", wf.respond_route),
     Route("GET", "health", api.health_route),
     # The OpenAI Responses-compatible endpoint: base_url .../api/v1 for the openai SDKs.
     Route("POST", "v1/responses", _handler(OPENAI, "create_response_route"), errors=OPENAI_ERRORS),
@@ -78,4 +84,5 @@ ROUTES = (
 )
 
 # Background turns run in queue functions (Azure Storage queues on the host's storage account).
-app = create_app(ROUTES, triggers=background_triggers(load_settings()))
+_settings = load_settings()
+app = create_app(ROUTES, triggers=[*background_triggers(_settings), *workflow_triggers(_settings)])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,6 +24,7 @@ from cosmos_history.adapters.cosmos.lease import CosmosTurnLease
 from cosmos_history.adapters.cosmos.responses import CosmosResponseLog
 from cosmos_history.adapters.cosmos.sessions import CosmosSessions
 from cosmos_history.adapters.cosmos.turns import CosmosTurnLog
+from cosmos_history.adapters.cosmos.workflows import CosmosWorkflowRuns
 from cosmos_history.agents.catalog import Agents, build_agents
 from cosmos_history.domain.background import BackgroundTurns
 from cosmos_history.domain.errors import AgentsUnavailableError, SettingsError
@@ -32,8 +33,11 @@ from cosmos_history.domain.service import Turns
 from cosmos_history.domain.supervisor import TurnSupervisor
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards
 from cosmos_history.domain.turn_records import TurnLog
+from cosmos_history.domain.workflows import WorkflowRuns
 from cosmos_history.settings import Settings
 from cosmos_history.telemetry import configure_telemetry
+from cosmos_history.workflows.discovery import WorkflowModule
+from cosmos_history.workflows.service import discover, queue_name, workflow_runs
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +61,8 @@ class Runtime:
     """The turns (and the work that follows them) running in this runtime; drained as the host shuts down."""
     jobs: JobQueue | None = None
     """The queue of background turns; ``None`` where the app has no host storage connection."""
+    workflows: WorkflowRuns | None = None
+    """The app's workflows and their runs; ``None`` in runtimes built without them (tests of other parts)."""
     turns: Turns = field(init=False, repr=False)
     """The one turn service every trigger and protocol calls, built once from the store, agents and guards."""
     background: BackgroundTurns | None = field(init=False, repr=False)
@@ -92,6 +98,9 @@ class Runtime:
     async def close(self) -> None:
         if self.jobs is not None and hasattr(self.jobs, "close"):
             await self.jobs.close()
+        queue = self.workflows.queue if self.workflows is not None else None
+        if queue is not None and hasattr(queue, "close"):
+            await queue.close()
         if self.cosmos_client is not None:
             await self.cosmos_client.close()
 
@@ -102,6 +111,7 @@ async def build_runtime(
     agents: Agents | None = None,
     client: CosmosClient | None = None,
     transport: AsyncHttpTransport | None = None,
+    workflows: Mapping[str, WorkflowModule] | None = None,
 ) -> Runtime:
     """Connect to Cosmos DB (creating the container when allowed) and build the agents.
 
@@ -125,6 +135,8 @@ async def build_runtime(
     turn_log = CosmosTurnLog(
         container, ttl_seconds=settings.session_ttl_seconds, event_ttl_seconds=settings.events_ttl_seconds
     )
+    modules = workflows if workflows is not None else discover(settings, agents)
+    runs = CosmosWorkflowRuns(container, ttl_seconds=settings.session_ttl_seconds)
     return Runtime(
         settings,
         store,
@@ -135,16 +147,18 @@ async def build_runtime(
         responses=responses,
         turn_log=turn_log,
         jobs=job_queue(settings),
+        workflows=workflow_runs(modules, runs, job_queue(settings, queue_name(settings))),
     )
 
 
-def job_queue(settings: Settings) -> JobQueue | None:
-    """The background-turn queue the settings name (its SDK imported only then), or ``None``."""
+def job_queue(settings: Settings, queue: str | None = None) -> JobQueue | None:
+    """The background-turn queue the settings name (or ``queue`` of their account; the SDK imported only then),
+    or ``None``."""
     if not settings.queue.configured:
         return None
     from cosmos_history.adapters.queue import StorageJobQueue
 
-    return StorageJobQueue.from_settings(settings.queue)
+    return StorageJobQueue.from_settings(settings.queue, queue)
 
 
 def session_services(container: ContainerProxy, settings: Settings) -> tuple[CosmosSessions, TurnGuards]:
@@ -209,11 +223,13 @@ class LazyRuntime:
         self._lock: asyncio.Lock | None = None
         self._agents: Agents | None = None
         self._agents_error: str | None = None
+        self._workflows: Mapping[str, WorkflowModule] | None = None
 
     def load_agents(self) -> bool:
         """Build the app's agents now (start-up); returns whether they could be built."""
         try:
             self._agents = build_agents(self.settings)
+            self._workflows = discover(self.settings, self._agents)
         except SettingsError as error:
             self._fail(error)
         return self._agents_error is None
@@ -241,7 +257,7 @@ class LazyRuntime:
         if self._build is not build_runtime:
             return await self._build(self.settings)
         try:
-            return await build_runtime(self.settings, agents=self._agents)
+            return await build_runtime(self.settings, agents=self._agents, workflows=self._workflows)
         except SettingsError as error:  # agents not loaded at start-up, and broken
             self._fail(error)
             raise self._unavailable() from None

@@ -56,6 +56,7 @@ SETTING_NAMES: dict[str, str] = {
     "OPENAI_MODEL": "Model name for MODEL_PROVIDER=openai.",
     "DEFAULT_AGENT": "The agent (a module of the agents package) for requests that name none (default assistant).",
     "AGENTS_PACKAGE": "The Python package whose modules are the app's agents (default agents).",
+    "WORKFLOWS_PACKAGE": "The Python package whose modules are the app's workflows (default workflows).",
     "MAX_TOOL_ROUNDS": "Most model round trips with tool calls in one turn (framework max_iterations; default 8).",
     "HTTP_AUTH_LEVEL": "Functions auth level of the HTTP routes: function (default), anonymous or admin.",
     "MAX_REQUEST_BYTES": "Largest accepted request body in bytes (default 65536).",
@@ -163,6 +164,7 @@ class Settings:
     session_ttl_seconds: int | None = None
     default_agent: str = "assistant"
     agents_package: str = "agents"
+    workflows_package: str = "workflows"
     max_tool_rounds: int = 8
     http_auth_level: AuthLevel = "function"
     max_request_bytes: int = 65536
@@ -214,6 +216,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         session_ttl_seconds=_positive_int(env, "SESSION_TTL_SECONDS"),
         default_agent=env.get("DEFAULT_AGENT", defaults.default_agent),
         agents_package=env.get("AGENTS_PACKAGE", defaults.agents_package),
+        workflows_package=env.get("WORKFLOWS_PACKAGE", defaults.workflows_package),
         max_tool_rounds=_positive_int(env, "MAX_TOOL_ROUNDS") or defaults.max_tool_rounds,
         http_auth_level=_choice(env, "HTTP_AUTH_LEVEL", AUTH_LEVELS, defaults.http_auth_level),
         max_request_bytes=_positive_int(env, "MAX_REQUEST_BYTES") or defaults.max_request_bytes,

@@ -39,6 +39,7 @@ from cosmos_history.domain.errors import (
 from cosmos_history.domain.ports import ResponseLog, SessionRepository
 from cosmos_history.domain.records import ANONYMOUS_USER
 from cosmos_history.domain.service import Turns
+from cosmos_history.domain.workflows import WorkflowRuns
 from cosmos_history.http.bodies import parse_idempotency_key, parse_session_id
 from cosmos_history.http.responses import problem_response
 from cosmos_history.runtime import Runtime, RuntimeSource
@@ -65,6 +66,7 @@ class Call:
     turns: Turns
     responses: ResponseLog | None = None
     background: BackgroundTurns | None = None
+    workflows: WorkflowRuns | None = None
 
     def route(self, name: str) -> str:
         """A route parameter (the worker copies the host's route values into ``path_params``)."""
@@ -154,7 +156,15 @@ def make_call(req: Request, runtime: Runtime) -> Call:
     user_id = caller_identity(req, runtime.settings)
     store = runtime.store.for_user(user_id)
     return Call(
-        req, user_id, store, runtime.agents, runtime.settings, runtime.turns, runtime.responses, runtime.background
+        req,
+        user_id,
+        store,
+        runtime.agents,
+        runtime.settings,
+        runtime.turns,
+        runtime.responses,
+        runtime.background,
+        runtime.workflows,
     )
 
 

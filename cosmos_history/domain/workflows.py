@@ -1,0 +1,262 @@
+"""Workflow runs: started by a request, run by a queue worker, paused for people, resumed from checkpoints.
+
+:meth:`WorkflowRuns.start` stores a ``queued`` run and sends its job; :meth:`WorkflowRuns.run` (the queue
+function) builds a fresh instance of the workflow and runs it with the run's checkpoint storage, so the
+framework checkpoints it after every superstep. A run that asks for human input ends its job
+``awaiting_input``; :meth:`WorkflowRuns.respond` records the answers (each request answered once: the write is
+conditional on the version read) and sends a new job, which restores the latest checkpoint and delivers them.
+A worker killed mid-run leaves its job to the queue's retry, which resumes from the latest checkpoint:
+the supersteps before it are not run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import typing
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from agent_framework import AgentResponse, Content, Message, Workflow, WorkflowRunState
+
+from cosmos_history.domain.errors import BadRequestError, ErrorKind, ProblemError
+from cosmos_history.domain.ports import JobQueue
+from cosmos_history.domain.workflow_runs import TEXT, PendingRequest, WorkflowRun, WorkflowRunStore
+
+logger = logging.getLogger(__name__)
+
+WorkflowFactory = Callable[[], Workflow]
+"""Builds a new instance of one workflow (a workflow instance keeps state: one per job)."""
+MAX_RESPONSES = 32
+RACES = 8
+"""How often a conditional write is tried again against a run that another request changed meanwhile."""
+
+
+class WorkflowNotFoundError(ProblemError):
+    kind = ErrorKind.NOT_FOUND
+    title = "Workflow not found"
+    slug = "workflow-not-found"
+
+
+class WorkflowRunNotFoundError(ProblemError):
+    kind = ErrorKind.NOT_FOUND
+    title = "Workflow run not found"
+    slug = "workflow-run-not-found"
+
+
+class WorkflowRequestConflictError(ProblemError):
+    """An answer to a request the run does not wait on (unknown, or answered already)."""
+
+    kind = ErrorKind.CONFLICT
+    title = "Request not pending"
+    slug = "workflow-request-not-pending"
+
+
+class WorkflowRunFailedError(ProblemError):
+    kind: ClassVar[ErrorKind] = ErrorKind.INTERNAL
+    title = "Workflow run failed"
+    slug = "workflow-run-failed"
+
+
+@dataclass(frozen=True)
+class WorkflowRuns:
+    """The workflows of the app and their runs (see the module docstring)."""
+
+    workflows: Mapping[str, WorkflowFactory]
+    descriptions: Mapping[str, str]
+    store: WorkflowRunStore
+    queue: JobQueue | None
+
+    def listing(self) -> list[dict[str, str]]:
+        return [{"name": name, "description": self.descriptions.get(name, "")} for name in sorted(self.workflows)]
+
+    async def start(self, name: str, given: Any, *, caller: str) -> WorkflowRun:
+        """Store a queued run of ``name`` with ``given`` as its input and send its job."""
+        if name not in self.workflows:
+            raise WorkflowNotFoundError(f"No workflow is called {name!r}; GET /api/workflows lists them.")
+        queue = self._queue()
+        now = time.time()
+        run = WorkflowRun(f"wfrun-{uuid.uuid4().hex}", caller, name, "queued", given, created_at=now, updated_at=now)
+        run = await self.store.create(run)
+        try:
+            await queue.enqueue(_job(run))
+        except ProblemError as error:
+            await self.store.replace(run.but(status="failed", error=_error(error)))
+            raise
+        return run
+
+    async def read(self, run_id: str, *, caller: str) -> WorkflowRun:
+        run = await self.store.find(run_id, caller)
+        if run is None:
+            raise WorkflowRunNotFoundError(f"This caller has no workflow run {run_id!r}.")
+        return run
+
+    async def respond(self, run_id: str, responses: list[tuple[str, Any]], *, caller: str) -> WorkflowRun:
+        """Record answers to pending requests, each exactly once, and send the job that delivers them.
+
+        Raises:
+            WorkflowRequestConflictError: an id is not a request the run waits on now (unknown, or answered).
+            BadRequestError: an answer that must be text is not.
+        """
+        if not responses or len(responses) > MAX_RESPONSES:
+            raise BadRequestError(f"responses must list 1 to {MAX_RESPONSES} answers.")
+        if len({request for request, _ in responses}) != len(responses):
+            raise BadRequestError("responses answers a request twice.")
+        queue = self._queue()
+        for _ in range(RACES):
+            run = await self.read(run_id, caller=caller)
+            waiting = {p.id: p for p in run.pending}
+            for request, data in responses:
+                pending = waiting.get(request)
+                if pending is None:
+                    said = "was answered already" if request in run.answered else "is not a request of this run"
+                    raise WorkflowRequestConflictError(f"The request {request!r} {said}.")
+                if pending.answer == TEXT and not isinstance(data, str):
+                    raise BadRequestError(f"The answer to {request!r} must be text (a JSON string).")
+            answered = {request for request, _ in responses}
+            changed = run.but(
+                status="queued",
+                pending=tuple(p for p in run.pending if p.id not in answered),
+                answers={**run.answers, **dict(responses)},
+                answered=(*run.answered, *(r for r, _ in responses)),
+                attempt=run.attempt + 1,
+                updated_at=time.time(),
+            )
+            written = await self.store.replace(changed)
+            if written is None:
+                continue  # another request changed the run: look again (an answer it gave is then a conflict)
+            try:
+                await queue.enqueue(_job(written))
+            except ProblemError:
+                await self.store.replace(written.but(status=run.status, pending=run.pending, answers=run.answers,
+                                                     answered=run.answered))  # fmt: skip
+                raise
+            return written
+        raise WorkflowRequestConflictError("The run kept changing while the answers were recorded; send them again.")
+
+    async def run(self, job: Mapping[str, Any]) -> None:
+        """Run (or resume) the job's run until it ends or waits for people; a crash is retried by the queue."""
+        run = await self._current(job)
+        if run is None:
+            return
+        factory = self.workflows.get(run.workflow)
+        if factory is None:
+            await self._end(run, "failed", error=_failed("The workflow is no longer part of the app."))
+            return
+        claimed = await self.store.replace(run.but(status="in_progress", updated_at=time.time()))
+        if claimed is None:
+            return  # changed meanwhile (answered, cancelled): the newer job runs it
+        workflow = factory()
+        storage = self.store.checkpoints(run.id, run.user_id)
+        latest = await storage.get_latest(workflow_name=workflow.name)
+        try:
+            if latest is None:
+                result = await workflow.run(run.input, checkpoint_storage=storage)
+            else:
+                waiting = set(latest.pending_request_info_events)
+                answers = {
+                    request: _answer(latest.pending_request_info_events[request], data)
+                    for request, data in run.answers.items()
+                    if request in waiting
+                }
+                result = await workflow.run(
+                    responses=answers or None, checkpoint_id=latest.checkpoint_id, checkpoint_storage=storage
+                )
+        except Exception as error:  # the workflow's own failure: the run ends failed (types only, never text)
+            logger.warning("Workflow run %s failed: %s", run.id, type(error).__name__)
+            await self._end(claimed, "failed", error=_failed(f"The workflow raised {type(error).__name__}."))
+            return
+        outputs = (*claimed.outputs, *(output_json(o) for o in result.get_outputs()))
+        pending = tuple(pending_request(event) for event in result.get_request_info_events())
+        state = result.get_final_state()
+        if state == WorkflowRunState.FAILED:
+            await self._end(claimed, "failed", outputs=outputs, error=_failed("The workflow failed."))
+        elif pending or state == WorkflowRunState.IDLE_WITH_PENDING_REQUESTS:
+            await self._end(claimed, "awaiting_input", outputs=outputs, pending=pending, answers={})
+        else:
+            await self._end(claimed, "completed", outputs=outputs, pending=(), answers={})
+
+    async def give_up(self, job: Mapping[str, Any]) -> None:
+        """The queue gave up on the job (every delivery failed): its run ends ``failed``."""
+        run = await self._current(job)
+        if run is not None:
+            await self._end(run, "failed", error=_failed("The run failed on every attempt the queue made."))
+
+    async def _current(self, job: Mapping[str, Any]) -> WorkflowRun | None:
+        try:
+            user, run_id, attempt = str(job["userId"]), str(job["runId"]), int(job["attempt"])
+        except (KeyError, TypeError, ValueError):
+            logger.warning("A workflow job without its run was dropped")
+            return None
+        run = await self.store.find(run_id, user)
+        if run is None or run.attempt != attempt or run.status not in ("queued", "in_progress"):
+            return None
+        return run
+
+    async def _end(self, run: WorkflowRun, status: Any, **changes: Any) -> None:
+        current = await self.store.find(run.id, run.user_id)
+        if current is not None and current.attempt == run.attempt and not current.finished:
+            await self.store.replace(current.but(status=status, updated_at=time.time(), **changes))
+
+    def _queue(self) -> JobQueue:
+        if self.queue is None:
+            from cosmos_history.domain.errors import BackgroundNotConfiguredError
+
+            raise BackgroundNotConfiguredError("Workflow runs need the host storage queue (AzureWebJobsStorage).")
+        return self.queue
+
+
+def _job(run: WorkflowRun) -> dict[str, Any]:
+    return {"userId": run.user_id, "runId": run.id, "attempt": run.attempt}
+
+
+def _error(error: ProblemError) -> dict[str, Any]:
+    return {"type": error.slug, "title": error.title, "detail": error.detail}
+
+
+def _failed(detail: str) -> dict[str, Any]:
+    return _error(WorkflowRunFailedError(detail))
+
+
+def output_json(output: Any) -> Any:
+    """A workflow output as JSON: an agent's answer as its author and text, plain values as they are."""
+    if isinstance(output, AgentResponse):
+        return {"author": output.messages[-1].author_name if output.messages else None, "text": output.text}
+    if isinstance(output, Message):
+        return {"role": output.role, "author": output.author_name, "text": output.text}
+    if isinstance(output, list) and all(isinstance(item, Message) for item in output):
+        return [output_json(item) for item in output]
+    if output is None or isinstance(output, str | int | float | bool | dict | list):
+        return output
+    return str(output)
+
+
+def pending_request(event: Any) -> PendingRequest:
+    """A ``request_info`` event as a pending request: an agent's answer in it is shown as its text."""
+    data = event.data
+    response = getattr(data, "agent_response", None)
+    shown = {"text": response.text} if isinstance(response, AgentResponse) else output_json(data)
+    return PendingRequest(event.request_id, type(data).__name__, shown, TEXT if _texty(event.response_type) else None)
+
+
+def _texty(response_type: Any) -> bool:
+    """Whether a plain-text answer is what the request takes (a string, a message or a list of messages)."""
+    if response_type in (str, Message, Content):
+        return True
+    return typing.get_origin(response_type) is list and typing.get_args(response_type) == (Message,)
+
+
+def _answer(event: Any, data: Any) -> Any:
+    """The answer as the request's response type: plain text becomes a user message where messages are asked."""
+    response_type = event.response_type
+    if isinstance(data, str) and response_type is Message:
+        return Message(role="user", contents=[data])
+    if (
+        isinstance(data, str)
+        and typing.get_origin(response_type) is list
+        and typing.get_args(response_type) == (Message,)
+    ):
+        return [Message(role="user", contents=[data])]
+    return data

@@ -1,0 +1,40 @@
+"""Composition of workflow runs: the discovered workflows, their store and their queue, for the runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from agent_framework import Agent
+
+from cosmos_history.agents.catalog import Agents
+from cosmos_history.domain.ports import JobQueue
+from cosmos_history.domain.workflow_runs import WorkflowRunStore
+from cosmos_history.domain.workflows import WorkflowRuns
+from cosmos_history.settings import Settings
+from cosmos_history.workflows.discovery import WorkflowModule, workflow_modules
+
+
+def queue_name(settings: Settings) -> str:
+    """The queue of workflow jobs, beside the background turns' (its poison queue: ``<name>-poison``)."""
+    return f"{settings.queue.name}-wf"
+
+
+def agents_for_workflows(agents: Agents) -> Mapping[str, Agent]:
+    """What ``create_workflow(agents)`` gets: each agent of the app (its local-mode instance) by name."""
+    return {name: served.by_mode["local"] for name, served in agents.items()}
+
+
+def discover(settings: Settings, agents: Agents) -> dict[str, WorkflowModule]:
+    """The workflows of ``WORKFLOWS_PACKAGE``, checked (raises ``WorkflowLoadError`` naming a broken file)."""
+    return workflow_modules(agents_for_workflows(agents), settings.workflows_package)
+
+
+def workflow_runs(
+    modules: Mapping[str, WorkflowModule], store: WorkflowRunStore, queue: JobQueue | None
+) -> WorkflowRuns:
+    return WorkflowRuns(
+        {name: module.build for name, module in modules.items()},
+        {name: module.description for name, module in modules.items()},
+        store,
+        queue,
+    )

@@ -1,0 +1,206 @@
+"""Workflows: discovered from the ``workflows`` package, run on the queue with a checkpoint after every superstep,
+paused for people and resumed from their checkpoint when a person answers (exactly once), each run its caller's.
+
+The first tests run the domain over the memory adapter with a list as the queue (the worker is called by the
+test); the last ones run the shipped example over real sockets: local hosts polling the local storage emulator's
+queue, the local Cosmos DB, the offline model."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from agent_framework import Agent
+
+from cosmos_history.adapters.memory_workflows import MemoryWorkflowRuns
+from cosmos_history.domain.workflows import WorkflowRequestConflictError, WorkflowRunNotFoundError, WorkflowRuns
+from cosmos_history.models.offline import OfflineChatClient
+from cosmos_history.workflows.discovery import WorkflowLoadError, workflow_modules
+from devtools.devhost import running_host
+
+from .conftest import ARTIFACTS
+
+ALICE = {"x-user-id": "workflow-alice"}
+BOB = {"x-user-id": "workflow-bob"}
+
+
+class ListQueue:
+    """The job queue as a list: the test hands each job to the worker itself."""
+
+    def __init__(self) -> None:
+        self.jobs: list[dict[str, Any]] = []
+
+    async def enqueue(self, job: dict[str, Any], *, delay_seconds: int = 0) -> None:
+        self.jobs.append(job)
+
+
+def offline_agents() -> dict[str, Agent]:
+    return {"assistant": Agent(client=OfflineChatClient(), name="assistant")}
+
+
+def service(store: MemoryWorkflowRuns, queue: ListQueue) -> WorkflowRuns:
+    modules = workflow_modules(offline_agents())
+    return WorkflowRuns({n: m.build for n, m in modules.items()}, {n: m.description for n, m in modules.items()},
+                        store, queue)  # fmt: skip
+
+
+async def test_the_example_waits_for_a_person_and_completes_with_the_answer_from_its_checkpoint():
+    store, queue = MemoryWorkflowRuns(), ListQueue()
+    runs = service(store, queue)
+
+    run = await runs.start("support", "/handoff_to_specialist", caller="alice")
+    await runs.run(queue.jobs.pop())
+    waiting = await runs.read(run.id, caller="alice")
+    [request] = waiting.pending
+    checkpoints = len(store.saved[("alice", run.id)])
+
+    await runs.respond(run.id, [(request.id, "my printer is on fire")], caller="alice")
+    await runs.run(queue.jobs.pop())  # a new workflow instance: only the checkpoint carries the state
+    done = await runs.read(run.id, caller="alice")
+
+    assert waiting.status == "awaiting_input" and request.type == "HandoffAgentUserRequest"
+    assert "handoff_to_specialist" in request.data["text"]
+    assert checkpoints >= 2
+    assert done.status == "completed" and done.pending == ()
+    assert done.outputs[-1]["author"] == "specialist" and done.outputs[-1]["text"].endswith("my printer is on fire")
+
+
+async def test_a_request_answered_once_is_a_conflict_the_second_time_and_an_unknown_id_too():
+    store, queue = MemoryWorkflowRuns(), ListQueue()
+    runs = service(store, queue)
+    run = await runs.start("support", "/handoff_to_specialist", caller="alice")
+    await runs.run(queue.jobs.pop())
+    [request] = (await runs.read(run.id, caller="alice")).pending
+
+    await runs.respond(run.id, [(request.id, "first")], caller="alice")
+    with pytest.raises(WorkflowRequestConflictError):
+        await runs.respond(run.id, [(request.id, "second")], caller="alice")
+    with pytest.raises(WorkflowRequestConflictError):
+        await runs.respond(run.id, [("no-such-request", "x")], caller="alice")
+
+    assert len(queue.jobs) == 1  # the one answer's job, no other
+    assert (await runs.read(run.id, caller="alice")).answers == {request.id: "first"}
+
+
+async def test_another_callers_run_is_not_found():
+    store, queue = MemoryWorkflowRuns(), ListQueue()
+    runs = service(store, queue)
+    run = await runs.start("support", "/handoff_to_specialist", caller="alice")
+
+    with pytest.raises(WorkflowRunNotFoundError):
+        await runs.read(run.id, caller="bob")
+    with pytest.raises(WorkflowRunNotFoundError):
+        await runs.respond(run.id, [("any", "x")], caller="bob")
+
+
+@pytest.mark.parametrize(
+    ("source", "cause"),
+    [
+        ("raise RuntimeError('broken')\n", "cannot be imported"),
+        ("X = 1\n", "defines no create_workflow(agents)"),
+        ("def create_workflow(agents):\n    return 42\n", "not an agent_framework.Workflow"),
+    ],
+)
+def test_a_broken_workflow_module_is_a_start_up_error_naming_its_file(tmp_path: Path, source: str, cause: str):
+    package = f"broken_workflows_{uuid.uuid4().hex[:8]}"
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / package / "bad.py").write_text(textwrap.dedent(source))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with pytest.raises(WorkflowLoadError) as raised:
+            workflow_modules(offline_agents(), package)
+    finally:
+        sys.path.remove(str(tmp_path))
+
+    assert "bad.py" in str(raised.value) and cause in str(raised.value)
+
+
+# --- over real sockets: local hosts running the queue, the local Cosmos DB and storage emulator ------------------
+
+
+def until(condition: Callable[[], Any], timeout: float = 120.0) -> Any:
+    """Poll ``condition`` until it is truthy (bounded); fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, "the awaited state was not reached in time"
+        time.sleep(0.1)
+    return value
+
+
+def read_run(base: str, run_id: str, headers: dict[str, str] = ALICE) -> httpx.Response:
+    return httpx.get(f"{base}/workflows/runs/{run_id}", headers=headers, timeout=60)
+
+
+def run_in(base: str, run_id: str, *statuses: str) -> dict[str, Any]:
+    return until(lambda: (body := read_run(base, run_id).json())["status"] in statuses and body)
+
+
+@pytest.fixture
+def env(cosmos_env, storage_env) -> dict[str, str]:
+    return {**cosmos_env, **storage_env, "BACKGROUND_QUEUE": f"wf-{uuid.uuid4().hex[:12]}"}
+
+
+def test_the_example_workflow_is_listed(env):
+    with running_host(env, log_path=ARTIFACTS / "apphost-workflows-list.log") as host:
+        listed = httpx.get(f"{host.base}/workflows", headers=ALICE, timeout=60)
+
+    assert listed.status_code == 200
+    assert [w["name"] for w in listed.json()["workflows"]] == ["support"]
+    assert listed.json()["workflows"][0]["description"].startswith("A support desk")
+
+
+def test_a_run_answered_from_another_process_after_a_restart_completes_and_belongs_to_its_caller(env):
+    log = ARTIFACTS / "apphost-workflows-run.log"
+    with running_host(env, log_path=log, queue_lease_seconds=3) as first:
+        started = httpx.post(
+            f"{first.base}/workflows/support/runs", json={"input": "/handoff_to_specialist"}, headers=ALICE, timeout=60
+        )
+        run_id = started.json()["id"]
+        waiting = run_in(first.base, run_id, "awaiting_input", "failed", "completed")
+
+    with running_host(env, log_path=log, queue_lease_seconds=3) as second:  # another process, after a restart
+        [request] = waiting["pendingRequests"]
+        strangers = read_run(second.base, run_id, BOB)
+        answer = {"responses": [{"id": request["id"], "data": "the printer is on fire"}]}
+        url = f"{second.base}/workflows/runs/{run_id}/responses"
+        answered = httpx.post(url, json=answer, headers=ALICE, timeout=60)
+        again = httpx.post(url, json=answer, headers=ALICE, timeout=60)
+        stranger_answer = httpx.post(url, json=answer, headers=BOB, timeout=60)
+        done = run_in(second.base, run_id, "completed", "failed")
+
+    assert started.status_code == 202 and started.headers["Location"] == f"/api/workflows/runs/{run_id}"
+    assert started.json()["status"] == "queued" and started.json()["workflow"] == "support"
+    assert waiting["status"] == "awaiting_input" and request["type"] == "HandoffAgentUserRequest"
+    assert strangers.status_code == 404 and strangers.headers["content-type"] == "application/problem+json"
+    assert answered.status_code == 202 and answered.json()["pendingRequests"] == []
+    assert again.status_code == 409 and stranger_answer.status_code == 404
+    assert done["status"] == "completed" and done["pendingRequests"] == []
+    assert done["outputs"][-1] == {"author": "specialist", "text": done["outputs"][-1]["text"]}
+    assert done["outputs"][-1]["text"].endswith("the printer is on fire")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/workflows/nope/runs", {"input": "x"}, 404),
+        ("/workflows/support/runs", {"inpt": "x"}, 400),
+        ("/workflows/runs/wfrun-0123/responses", {"responses": [{"id": "a", "data": "x"}]}, 404),
+        (f"/workflows/runs/wfrun-{'0' * 32}/responses", {"responses": []}, 400),
+        (f"/workflows/runs/wfrun-{'0' * 32}/responses", {"responses": [{"id": "a"}]}, 400),
+        (f"/workflows/runs/wfrun-{'0' * 32}/responses", {"responses": [{"id": "a", "data": "x"}]}, 404),
+    ],
+)
+def test_bad_workflow_requests_are_problems_of_the_right_status(env, path: str, body: dict[str, Any], status: int):
+    with running_host(env, log_path=ARTIFACTS / "apphost-workflows-bad.log") as host:
+        answer = httpx.post(f"{host.base}{path}", json=body, headers=ALICE, timeout=60)
+
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"

@@ -1,0 +1,43 @@
+"""A support desk: a triage agent hands the case to a specialist, who answers and asks the person for more.
+
+A handoff (``agent-framework-orchestrations``' ``HandoffBuilder``) between two agents and one human-input step:
+after the specialist's first answer the run waits (``awaiting_input``) for the person's reply, plain text; the
+specialist answers it and the run completes. Both agents use the app's chat client (the ``assistant`` agent's),
+so it runs with the offline model: start it with ``{"input": "/handoff_to_specialist"}`` (the offline model
+calls the tool a message names) and answer the pending request with any text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from agent_framework import Agent, Message, Workflow
+from agent_framework_orchestrations import HandoffBuilder
+
+
+def _answered(conversation: list[Message]) -> bool:
+    """Done once the person replied and the specialist answered that reply."""
+    return sum(1 for m in conversation if m.role == "user") >= 2 and conversation[-1].role == "assistant"
+
+
+def create_workflow(agents: Mapping[str, Agent]) -> Workflow:
+    client = agents["assistant"].client
+    triage = Agent(
+        client=client,
+        name="triage",
+        instructions="Read the case and hand it to the specialist with handoff_to_specialist.",
+        require_per_service_call_history_persistence=True,
+    )
+    specialist = Agent(
+        client=client,
+        name="specialist",
+        instructions="Answer the case, then ask the person whether anything else is needed.",
+        require_per_service_call_history_persistence=True,
+    )
+    return (
+        HandoffBuilder(name="support", participants=[triage, specialist])
+        .with_start_agent(triage)
+        .add_handoff(triage, [specialist])
+        .with_termination_condition(_answered)
+        .build()
+    )

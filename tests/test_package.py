@@ -49,7 +49,7 @@ def test_every_module_of_the_package_has_unchecked_hash_bytecode(package: Path) 
 
 def test_the_package_is_the_project_without_what_funcignore_lists(package: Path) -> None:
     top = {p.name for p in package.iterdir()}
-    assert {"function_app.py", "host.json", "requirements.txt", "cosmos_history", "agents"} <= top
+    assert {"function_app.py", "host.json", "requirements.txt", "cosmos_history", "agents", "workflows"} <= top
     assert not top & {"tests", "bench", "devtools", "infra", ".venv", "local.settings.json", ".build"}
 
 

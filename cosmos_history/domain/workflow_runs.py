@@ -112,9 +112,8 @@ class WorkflowRun:
             "status": self.status,
             "outputs": list(self.outputs),
             "pendingRequests": [{"id": p.id, "type": p.type, "data": p.data} for p in self.pending],
+            "error": dict(self.error) if self.error is not None else None,
         }
-        if self.error is not None:
-            body["error"] = dict(self.error)
         return body
 
 

@@ -7,6 +7,8 @@ queue, the local Cosmos DB, the offline model."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import textwrap
 import time
@@ -204,3 +206,25 @@ def test_bad_workflow_requests_are_problems_of_the_right_status(env, path: str, 
 
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_a_run_whose_process_is_killed_mid_superstep_resumes_from_its_checkpoint_without_repeating_one(
+    env, tmp_path: Path
+):
+    ref = f"kill-{uuid.uuid4().hex[:6]}"
+    crash = {**env, "WORKFLOWS_PACKAGE": "tests.crash_workflows", "LEDGER_DIR": str(tmp_path)}
+    os.mkfifo(tmp_path / f"reached-{ref}")
+    (tmp_path / f"armed-{ref}").touch()
+    log = ARTIFACTS / "apphost-workflows-kill.log"
+    with running_host(crash, log_path=log, queue_lease_seconds=3) as first:
+        started = httpx.post(f"{first.base}/workflows/steps/runs", json={"input": ref}, headers=ALICE, timeout=60)
+        with open(tmp_path / f"reached-{ref}", encoding="utf-8") as fifo:  # the second step started: kill it
+            assert fifo.read() == "step started\n"
+        first.process.kill()
+        first.process.wait()
+    with running_host(crash, log_path=log, queue_lease_seconds=3) as second:  # the queue's retry takes it up
+        done = run_in(second.base, started.json()["id"], "completed", "failed")
+
+    steps = [json.loads(line)["step"] for line in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    assert done["status"] == "completed" and done["outputs"] == [f"done {ref}"]
+    assert steps == ["first", "second", "second", "third"]  # the first superstep ran once; the killed one again

@@ -1,0 +1,1 @@
+"""Workflows for crash tests (``WORKFLOWS_PACKAGE=tests.crash_workflows``)."""

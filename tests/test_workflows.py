@@ -22,6 +22,8 @@ import pytest
 from agent_framework import Agent
 
 from cosmos_history.adapters.memory_workflows import MemoryWorkflowRuns
+from cosmos_history.domain.errors import StoreUnavailableError
+from cosmos_history.domain.workflow_runs import PendingRequest, WorkflowRun
 from cosmos_history.domain.workflows import WorkflowRequestConflictError, WorkflowRunNotFoundError, WorkflowRuns
 from cosmos_history.models.offline import OfflineChatClient
 from cosmos_history.workflows.discovery import WorkflowLoadError, workflow_modules
@@ -100,6 +102,55 @@ async def test_another_callers_run_is_not_found():
         await runs.read(run.id, caller="bob")
     with pytest.raises(WorkflowRunNotFoundError):
         await runs.respond(run.id, [("any", "x")], caller="bob")
+
+
+async def test_answers_to_a_run_that_is_resuming_wait_until_it_pauses_again():
+    store, queue = MemoryWorkflowRuns(), ListQueue()
+    runs = service(store, queue)
+    asked = (PendingRequest("r2", "Ask", None, "text"),)
+    run = await store.create(WorkflowRun(f"wfrun-{uuid.uuid4().hex}", "alice", "support", "in_progress", pending=asked))
+
+    with pytest.raises(WorkflowRequestConflictError) as raised:
+        await runs.respond(run.id, [("r2", "later")], caller="alice")
+
+    assert raised.value.retry_after is not None and queue.jobs == []
+    assert (await runs.read(run.id, caller="alice")).pending == asked
+
+
+class FailingOnce(MemoryWorkflowRuns):
+    """Checkpoints whose first save fails as the store does when it is unavailable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    def checkpoints(self, run_id: str, user_id: str) -> Any:
+        storage = super().checkpoints(run_id, user_id)
+        save = storage.save
+
+        async def failing(checkpoint: Any) -> str:
+            if self.failures:
+                self.failures -= 1
+                raise StoreUnavailableError("Cosmos DB is unavailable", retry_after=1)
+            return await save(checkpoint)
+
+        storage.save = failing  # type: ignore[method-assign]
+        return storage
+
+
+async def test_a_run_whose_checkpoint_cannot_be_saved_stops_for_the_queue_to_retry_and_the_retry_goes_on():
+    store, queue = FailingOnce(), ListQueue()
+    runs = service(store, queue)
+    run = await runs.start("support", "/handoff_to_specialist", caller="alice")
+    job = queue.jobs.pop()
+
+    with pytest.raises(StoreUnavailableError):
+        await runs.run(job)
+    stopped = await runs.read(run.id, caller="alice")
+    await runs.run(job)  # the queue's retry of the same message
+
+    assert stopped.status == "in_progress" and stopped.error is None
+    assert (await runs.read(run.id, caller="alice")).status == "awaiting_input"
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from agent_framework import AgentResponse, Content, Message, Workflow, WorkflowRunState
+from agent_framework import (
+    AgentResponse,
+    CheckpointStorage,
+    Content,
+    Message,
+    Workflow,
+    WorkflowCheckpoint,
+    WorkflowRunState,
+)
 
 from cosmos_history.domain.errors import BadRequestError, ErrorKind, ProblemError
 from cosmos_history.domain.ports import JobQueue
@@ -31,6 +39,7 @@ WorkflowFactory = Callable[[], Workflow]
 """Builds a new instance of one workflow (a workflow instance keeps state: one per job)."""
 MAX_RESPONSES = 32
 RACES = 8
+WAIT_SECONDS = 2
 """How often a conditional write is tried again against a run that another request changed meanwhile."""
 
 
@@ -107,6 +116,12 @@ class WorkflowRuns:
         queue = self._queue()
         for _ in range(RACES):
             run = await self.read(run_id, caller=caller)
+            if run.status in ("queued", "in_progress") and run.pending:
+                # One job at a time resumes a run: answers to its other requests wait until it pauses again.
+                raise WorkflowRequestConflictError(
+                    "The run is taking earlier answers now; send these when it waits again (awaiting_input).",
+                    retry_after=WAIT_SECONDS,
+                )
             waiting = {p.id: p for p in run.pending}
             for request, data in responses:
                 pending = waiting.get(request)
@@ -149,7 +164,7 @@ class WorkflowRuns:
         if claimed is None:
             return  # changed meanwhile (answered, cancelled): the newer job runs it
         workflow = factory()
-        storage = self.store.checkpoints(run.id, run.user_id)
+        storage = _Strict(self.store.checkpoints(run.id, run.user_id))
         latest = await storage.get_latest(workflow_name=workflow.name)
         try:
             if latest is None:
@@ -164,7 +179,15 @@ class WorkflowRuns:
                 result = await workflow.run(
                     responses=answers or None, checkpoint_id=latest.checkpoint_id, checkpoint_storage=storage
                 )
-        except Exception as error:  # the workflow's own failure: the run ends failed (types only, never text)
+        except CheckpointNotSaved as stop:  # the queue runs the job again, from the last checkpoint saved
+            logger.warning("Workflow run %s stopped: its checkpoint was not saved (%s)", run.id, stop.error.title)
+            raise stop.error from None
+        except Exception as error:
+            passing = _passing(error)
+            if passing is not None:  # the store failed for now: the queue runs the job again, from the checkpoint
+                logger.warning("Workflow run %s stopped, the queue retries it: %s", run.id, passing.title)
+                raise passing from error
+            # The workflow's own failure: the run ends failed (types only, never text).
             logger.warning("Workflow run %s failed: %s", run.id, type(error).__name__)
             await self._end(claimed, "failed", error=_failed(f"The workflow raised {type(error).__name__}."))
             return
@@ -206,6 +229,44 @@ class WorkflowRuns:
 
             raise BackgroundNotConfiguredError("Workflow runs need the host storage queue (AzureWebJobsStorage).")
         return self.queue
+
+
+class CheckpointNotSaved(BaseException):
+    """Stops a run whose checkpoint could not be saved. The framework logs a failed save and runs on (its runner
+    catches ``Exception``); a run that went on without its checkpoint would repeat supersteps after a crash, so
+    the save raises this past the runner instead, and the job fails for the queue to retry."""
+
+    def __init__(self, error: ProblemError) -> None:
+        super().__init__(error.title)
+        self.error = error
+
+
+class _Strict:
+    """A run's checkpoint storage whose failed save stops the run (:class:`CheckpointNotSaved`)."""
+
+    def __init__(self, storage: CheckpointStorage) -> None:
+        self._storage = storage
+
+    async def save(self, checkpoint: WorkflowCheckpoint) -> str:
+        try:
+            return await self._storage.save(checkpoint)
+        except ProblemError as error:
+            raise CheckpointNotSaved(error) from error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+
+def _passing(error: BaseException) -> ProblemError | None:
+    """The store's passing failure behind ``error`` (the framework may wrap it), if that is what stopped the run."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ProblemError) and not seen.kind.caller_fault:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _job(run: WorkflowRun) -> dict[str, Any]:

@@ -63,6 +63,7 @@ ROUTES = (
     Route("POST", "workflows/{name}/runs", wf.start_run_route),
     Route("GET", "workflows/runs/{id}", wf.get_run_route),
     Route("POST", "workflows/runs/{id}/responses", wf.respond_route),
+    Route("POST", "workflows/runs/{id}/cancel", wf.cancel_run_route),
     Route("GET", "health", api.health_route),
     # The OpenAI Responses-compatible endpoint: base_url .../api/v1 for the openai SDKs.
     Route("POST", "v1/responses", _handler(OPENAI, "create_response_route"), errors=OPENAI_ERRORS),

@@ -24,7 +24,12 @@ from agent_framework import Agent
 from cosmos_history.adapters.memory_workflows import MemoryWorkflowRuns
 from cosmos_history.domain.errors import StoreUnavailableError
 from cosmos_history.domain.workflow_runs import PendingRequest, WorkflowRun
-from cosmos_history.domain.workflows import WorkflowRequestConflictError, WorkflowRunNotFoundError, WorkflowRuns
+from cosmos_history.domain.workflows import (
+    WorkflowRequestConflictError,
+    WorkflowRunFinishedError,
+    WorkflowRunNotFoundError,
+    WorkflowRuns,
+)
 from cosmos_history.models.offline import OfflineChatClient
 from cosmos_history.workflows.discovery import WorkflowLoadError, workflow_modules
 from devtools.devhost import running_host
@@ -153,6 +158,58 @@ async def test_a_run_whose_checkpoint_cannot_be_saved_stops_for_the_queue_to_ret
     assert (await runs.read(run.id, caller="alice")).status == "awaiting_input"
 
 
+async def test_a_waiting_run_cancelled_takes_no_answer_and_cannot_be_cancelled_again():
+    store, queue = MemoryWorkflowRuns(), ListQueue()
+    runs = service(store, queue)
+    run = await runs.start("support", "/handoff_to_specialist", caller="alice")
+    await runs.run(queue.jobs.pop())
+    [request] = (await runs.read(run.id, caller="alice")).pending
+
+    cancelled = await runs.cancel(run.id, caller="alice")
+
+    assert cancelled.status == "cancelled" and cancelled.pending == ()
+    with pytest.raises(WorkflowRequestConflictError):
+        await runs.respond(run.id, [(request.id, "too late")], caller="alice")
+    with pytest.raises(WorkflowRunFinishedError):
+        await runs.cancel(run.id, caller="alice")
+    assert queue.jobs == []
+
+
+class CancelledMidRun(MemoryWorkflowRuns):
+    """A cancel request arrives while the run's second checkpoint is being saved."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs_service: WorkflowRuns | None = None
+        self.saves = 0
+
+    def checkpoints(self, run_id: str, user_id: str) -> Any:
+        storage = super().checkpoints(run_id, user_id)
+        save = storage.save
+
+        async def save_then_cancel(checkpoint: Any) -> str:
+            saved = await save(checkpoint)
+            self.saves += 1
+            if self.saves == 2 and self.runs_service is not None:
+                await self.runs_service.cancel(run_id, caller=user_id)
+            return saved
+
+        storage.save = save_then_cancel  # type: ignore[method-assign]
+        return storage
+
+
+async def test_a_running_run_cancelled_stops_at_its_next_checkpoint_and_stays_cancelled():
+    store, queue = CancelledMidRun(), ListQueue()
+    runs = service(store, queue)
+    store.runs_service = runs
+    run = await runs.start("support", "/handoff_to_specialist", caller="alice")
+
+    await runs.run(queue.jobs.pop())
+
+    assert store.saves == 2, "no superstep ran after the cancel"
+    assert (await runs.read(run.id, caller="alice")).status == "cancelled"
+
+
 @pytest.mark.parametrize(
     ("source", "cause"),
     [
@@ -249,6 +306,7 @@ def test_a_run_answered_from_another_process_after_a_restart_completes_and_belon
         (f"/workflows/runs/wfrun-{'0' * 32}/responses", {"responses": []}, 400),
         (f"/workflows/runs/wfrun-{'0' * 32}/responses", {"responses": [{"id": "a"}]}, 400),
         (f"/workflows/runs/wfrun-{'0' * 32}/responses", {"responses": [{"id": "a", "data": "x"}]}, 404),
+        (f"/workflows/runs/wfrun-{'0' * 32}/cancel", {}, 404),
     ],
 )
 def test_bad_workflow_requests_are_problems_of_the_right_status(env, path: str, body: dict[str, Any], status: int):
@@ -257,6 +315,24 @@ def test_bad_workflow_requests_are_problems_of_the_right_status(env, path: str, 
 
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_a_waiting_run_is_cancelled_over_http_and_takes_no_answer_after(env):
+    with running_host(env, log_path=ARTIFACTS / "apphost-workflows-cancel.log", queue_lease_seconds=3) as host:
+        started = httpx.post(
+            f"{host.base}/workflows/support/runs", json={"input": "/handoff_to_specialist"}, headers=ALICE, timeout=60
+        )
+        run_id = started.json()["id"]
+        [request] = run_in(host.base, run_id, "awaiting_input", "failed", "completed")["pendingRequests"]
+        by_stranger = httpx.post(f"{host.base}/workflows/runs/{run_id}/cancel", headers=BOB, timeout=60)
+        cancelled = httpx.post(f"{host.base}/workflows/runs/{run_id}/cancel", headers=ALICE, timeout=60)
+        again = httpx.post(f"{host.base}/workflows/runs/{run_id}/cancel", headers=ALICE, timeout=60)
+        answer = {"responses": [{"id": request["id"], "data": "too late"}]}
+        late = httpx.post(f"{host.base}/workflows/runs/{run_id}/responses", json=answer, headers=ALICE, timeout=60)
+
+    assert by_stranger.status_code == 404
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert again.status_code == 409 and late.status_code == 409
 
 
 def test_a_run_whose_process_is_killed_mid_superstep_resumes_from_its_checkpoint_without_repeating_one(

@@ -63,6 +63,12 @@ class WorkflowRequestConflictError(ProblemError):
     slug = "workflow-request-not-pending"
 
 
+class WorkflowRunFinishedError(ProblemError):
+    kind = ErrorKind.CONFLICT
+    title = "Workflow run already finished"
+    slug = "workflow-run-finished"
+
+
 class WorkflowRunFailedError(ProblemError):
     kind: ClassVar[ErrorKind] = ErrorKind.INTERNAL
     title = "Workflow run failed"
@@ -151,6 +157,24 @@ class WorkflowRuns:
             return written
         raise WorkflowRequestConflictError("The run kept changing while the answers were recorded; send them again.")
 
+    async def cancel(self, run_id: str, *, caller: str) -> WorkflowRun:
+        """Cancel a run that has not ended: at once when it waits; a job running it stops at its next superstep's
+        checkpoint (its current superstep completes first).
+
+        Raises:
+            WorkflowRunFinishedError: the run had ended already.
+        """
+        for _ in range(RACES):
+            run = await self.read(run_id, caller=caller)
+            if run.finished:
+                raise WorkflowRunFinishedError(f"The run ended {run.status} already; nothing is left to cancel.")
+            cancelled = await self.store.replace(
+                run.but(status="cancelled", pending=(), attempt=run.attempt + 1, updated_at=time.time())
+            )
+            if cancelled is not None:
+                return cancelled
+        raise WorkflowRequestConflictError("The run kept changing while it was cancelled; send the cancel again.")
+
     async def run(self, job: Mapping[str, Any]) -> None:
         """Run (or resume) the job's run until it ends or waits for people; a crash is retried by the queue."""
         run = await self._current(job)
@@ -164,7 +188,7 @@ class WorkflowRuns:
         if claimed is None:
             return  # changed meanwhile (answered, cancelled): the newer job runs it
         workflow = factory()
-        storage = _Strict(self.store.checkpoints(run.id, run.user_id))
+        storage = _Strict(self.store.checkpoints(run.id, run.user_id), self.store, claimed)
         latest = await storage.get_latest(workflow_name=workflow.name)
         try:
             if latest is None:
@@ -180,6 +204,9 @@ class WorkflowRuns:
                     responses=answers or None, checkpoint_id=latest.checkpoint_id, checkpoint_storage=storage
                 )
         except CheckpointNotSaved as stop:  # the queue runs the job again, from the last checkpoint saved
+            if stop.error is None:
+                logger.info("Workflow run %s stopped: it was cancelled", run.id)
+                return
             logger.warning("Workflow run %s stopped: its checkpoint was not saved (%s)", run.id, stop.error.title)
             raise stop.error from None
         except Exception as error:
@@ -236,22 +263,30 @@ class CheckpointNotSaved(BaseException):
     catches ``Exception``); a run that went on without its checkpoint would repeat supersteps after a crash, so
     the save raises this past the runner instead, and the job fails for the queue to retry."""
 
-    def __init__(self, error: ProblemError) -> None:
-        super().__init__(error.title)
+    def __init__(self, error: ProblemError | None) -> None:
+        super().__init__(error.title if error is not None else "cancelled")
         self.error = error
+        """``None``: the run was cancelled (or taken over by a newer job), so this job stops quietly."""
 
 
 class _Strict:
-    """A run's checkpoint storage whose failed save stops the run (:class:`CheckpointNotSaved`)."""
+    """A run's checkpoint storage whose failed save stops the run (:class:`CheckpointNotSaved`), as does a run
+    cancelled meanwhile (read after each save: one point read per superstep)."""
 
-    def __init__(self, storage: CheckpointStorage) -> None:
+    def __init__(self, storage: CheckpointStorage, runs: WorkflowRunStore, run: WorkflowRun) -> None:
         self._storage = storage
+        self._runs = runs
+        self._run = run
 
     async def save(self, checkpoint: WorkflowCheckpoint) -> str:
         try:
-            return await self._storage.save(checkpoint)
+            saved = await self._storage.save(checkpoint)
+            current = await self._runs.find(self._run.id, self._run.user_id)
         except ProblemError as error:
             raise CheckpointNotSaved(error) from error
+        if current is None or current.attempt != self._run.attempt:
+            raise CheckpointNotSaved(None)
+        return saved
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._storage, name)

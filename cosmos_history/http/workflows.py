@@ -63,6 +63,12 @@ async def respond_route(call: Call) -> Response:
     return json_response(run.public_json(), status=202, headers={"Location": run_location(run.id)})
 
 
+async def cancel_run_route(call: Call) -> Response:
+    """200 the run, ``cancelled``; 409 when it had ended."""
+    run = await _runs(call).cancel(_run_id(call), caller=call.user_id)
+    return json_response(run.public_json())
+
+
 def _responses(body: dict[str, Any]) -> list[tuple[str, Any]]:
     given = body.get("responses")
     if set(body) != {"responses"} or not isinstance(given, list):

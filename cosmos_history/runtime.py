@@ -264,8 +264,8 @@ class LazyRuntime:
 
     def _unavailable(self) -> AgentsUnavailableError:
         return AgentsUnavailableError(
-            f"The app's agents could not be loaded at start-up: {self._agents_error.rstrip('.')}. "
-            "Fix the agent module or setting and restart the app."
+            f"The app's agents or workflows could not be loaded at start-up: {self._agents_error.rstrip('.')}. "
+            "Fix the agent or workflow module or setting and restart the app."
         )
 
     async def close(self, *, drain_seconds: float = 30.0) -> None:

@@ -22,7 +22,7 @@ import pytest
 from agent_framework import Agent
 
 from cosmos_history.adapters.memory_workflows import MemoryWorkflowRuns
-from cosmos_history.domain.errors import StoreUnavailableError
+from cosmos_history.domain.errors import AgentsUnavailableError, StoreUnavailableError
 from cosmos_history.domain.workflow_runs import PendingRequest, WorkflowRun
 from cosmos_history.domain.workflows import (
     WorkflowRequestConflictError,
@@ -31,6 +31,8 @@ from cosmos_history.domain.workflows import (
     WorkflowRuns,
 )
 from cosmos_history.models.offline import OfflineChatClient
+from cosmos_history.runtime import LazyRuntime
+from cosmos_history.settings import load_settings
 from cosmos_history.workflows.discovery import WorkflowLoadError, workflow_modules
 from devtools.devhost import running_host
 
@@ -231,6 +233,24 @@ def test_a_broken_workflow_module_is_a_start_up_error_naming_its_file(tmp_path: 
         sys.path.remove(str(tmp_path))
 
     assert "bad.py" in str(raised.value) and cause in str(raised.value)
+
+
+async def test_a_broken_workflow_module_makes_every_request_a_503_naming_it_as_a_broken_agent_does(tmp_path: Path):
+    package = f"broken_workflows_{uuid.uuid4().hex[:8]}"
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / package / "bad.py").write_text("X = 1\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        lazy = LazyRuntime(load_settings({"MODEL_PROVIDER": "offline", "WORKFLOWS_PACKAGE": package}), telemetry=False)
+        loaded = lazy.load_agents()
+        with pytest.raises(AgentsUnavailableError) as raised:
+            await lazy.get()
+    finally:
+        sys.path.remove(str(tmp_path))
+
+    assert loaded is False
+    assert "bad.py" in raised.value.detail and "create_workflow" in raised.value.detail
 
 
 # --- over real sockets: local hosts running the queue, the local Cosmos DB and storage emulator ------------------

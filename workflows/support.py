@@ -2,9 +2,10 @@
 
 A handoff (``agent-framework-orchestrations``' ``HandoffBuilder``) between two agents and one human-input step:
 after the specialist's first answer the run waits (``awaiting_input``) for the person's reply, plain text; the
-specialist answers it and the run completes. Both agents use the app's chat client (the ``assistant`` agent's),
-so it runs with the offline model: start it with ``{"input": "/handoff_to_specialist"}`` (the offline model
-calls the tool a message names) and answer the pending request with any text.
+specialist answers it and the run completes. Both agents use the app's chat client (the one every agent of the
+app shares, so it needs no particular agent), and it runs with the offline model: start it with
+``{"input": "/handoff_to_specialist"}`` (the offline model calls the tool a message names) and answer the pending
+request with any text.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def _answered(conversation: list[Message]) -> bool:
 
 
 def create_workflow(agents: Mapping[str, Agent]) -> Workflow:
-    client = agents["assistant"].client
+    client = next(iter(agents.values())).client
     triage = Agent(
         client=client,
         name="triage",

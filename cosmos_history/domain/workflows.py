@@ -29,7 +29,7 @@ from agent_framework import (
     WorkflowRunState,
 )
 
-from cosmos_history.domain.errors import BadRequestError, ErrorKind, ProblemError
+from cosmos_history.domain.errors import BackgroundNotConfiguredError, BadRequestError, ErrorKind, ProblemError
 from cosmos_history.domain.ports import JobQueue
 from cosmos_history.domain.workflow_runs import TEXT, PendingRequest, WorkflowRun, WorkflowRunStore
 
@@ -252,8 +252,6 @@ class WorkflowRuns:
 
     def _queue(self) -> JobQueue:
         if self.queue is None:
-            from cosmos_history.domain.errors import BackgroundNotConfiguredError
-
             raise BackgroundNotConfiguredError("Workflow runs need the host storage queue (AzureWebJobsStorage).")
         return self.queue
 

@@ -111,6 +111,26 @@ async def test_another_callers_run_is_not_found():
         await runs.respond(run.id, [("any", "x")], caller="bob")
 
 
+async def test_two_requests_answered_one_at_a_time_keep_the_other_pending_until_it_is_answered():
+    store, queue = MemoryWorkflowRuns(), ListQueue()
+    modules = workflow_modules(offline_agents(), "tests.crash_workflows")
+    runs = WorkflowRuns({n: m.build for n, m in modules.items()}, {}, store, queue)
+    run = await runs.start("ask_two", "tea", caller="alice")
+    await runs.run(queue.jobs.pop())
+    first, second = (await runs.read(run.id, caller="alice")).pending
+
+    await runs.respond(run.id, [(first.id, "yes")], caller="alice")
+    await runs.run(queue.jobs.pop())
+    halfway = await runs.read(run.id, caller="alice")
+    await runs.respond(run.id, [(second.id, "no")], caller="alice")
+    await runs.run(queue.jobs.pop())
+    done = await runs.read(run.id, caller="alice")
+
+    assert (first.data, second.data) == ("first about tea", "second about tea")
+    assert halfway.status == "awaiting_input" and halfway.pending == (second,)
+    assert done.status == "completed" and done.outputs == ("yes and no",)
+
+
 async def test_answers_to_a_run_that_is_resuming_wait_until_it_pauses_again():
     store, queue = MemoryWorkflowRuns(), ListQueue()
     runs = service(store, queue)

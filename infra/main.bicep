@@ -102,6 +102,9 @@ param modelApi string = 'responses'
 @description('AGENTS_PACKAGE: the Python package whose modules are the agents; empty: agents.')
 param agentsPackage string = ''
 
+@description('WORKFLOWS_PACKAGE: the Python package whose modules are the workflows; empty: workflows.')
+param workflowsPackage string = ''
+
 @description('MAX_TOOL_ROUNDS: most model round trips with tool calls in one turn; empty: 8.')
 param maxToolRounds string = ''
 
@@ -306,6 +309,7 @@ module functionApp 'app/function-app.bicep' = {
     easyAuthTenantId: tenant().tenantId
     modelApi: modelApi
     agentsPackage: agentsPackage
+    workflowsPackage: workflowsPackage
     maxToolRounds: maxToolRounds
     maxRequestBytes: maxRequestBytes
     maxMessageChars: maxMessageChars

@@ -88,6 +88,9 @@ param modelApi string
 @description('AGENTS_PACKAGE; empty leaves the app default. So do the empty values of the settings below.')
 param agentsPackage string
 
+@description('WORKFLOWS_PACKAGE.')
+param workflowsPackage string
+
 @description('MAX_TOOL_ROUNDS.')
 param maxToolRounds string
 
@@ -185,6 +188,7 @@ var requiredSettings = {
   MODEL_API: modelApi
   // An empty value leaves the app's default: every setting the app reads is a parameter (an azd variable).
   AGENTS_PACKAGE: agentsPackage
+  WORKFLOWS_PACKAGE: workflowsPackage
   MAX_TOOL_ROUNDS: maxToolRounds
   MAX_REQUEST_BYTES: maxRequestBytes
   MAX_MESSAGE_CHARS: maxMessageChars

@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
-import typing
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from agent_framework import (
-    AgentResponse,
     CheckpointStorage,
-    Content,
-    Message,
     Workflow,
     WorkflowCheckpoint,
     WorkflowRunState,
@@ -31,7 +27,8 @@ from agent_framework import (
 
 from cosmos_history.domain.errors import BackgroundNotConfiguredError, BadRequestError, ErrorKind, ProblemError
 from cosmos_history.domain.ports import JobQueue
-from cosmos_history.domain.workflow_runs import TEXT, PendingRequest, WorkflowRun, WorkflowRunStore
+from cosmos_history.domain.workflow_requests import answer, output_json, pending_request
+from cosmos_history.domain.workflow_runs import TEXT, WorkflowRun, WorkflowRunStore
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +193,7 @@ class WorkflowRuns:
             else:
                 waiting = set(latest.pending_request_info_events)
                 answers = {
-                    request: _answer(latest.pending_request_info_events[request], data)
+                    request: answer(latest.pending_request_info_events[request], data)
                     for request, data in run.answers.items()
                     if request in waiting
                 }
@@ -312,45 +309,3 @@ def _error(error: ProblemError) -> dict[str, Any]:
 
 def _failed(detail: str) -> dict[str, Any]:
     return _error(WorkflowRunFailedError(detail))
-
-
-def output_json(output: Any) -> Any:
-    """A workflow output as JSON: an agent's answer as its author and text, plain values as they are."""
-    if isinstance(output, AgentResponse):
-        return {"author": output.messages[-1].author_name if output.messages else None, "text": output.text}
-    if isinstance(output, Message):
-        return {"role": output.role, "author": output.author_name, "text": output.text}
-    if isinstance(output, list) and all(isinstance(item, Message) for item in output):
-        return [output_json(item) for item in output]
-    if output is None or isinstance(output, str | int | float | bool | dict | list):
-        return output
-    return str(output)
-
-
-def pending_request(event: Any) -> PendingRequest:
-    """A ``request_info`` event as a pending request: an agent's answer in it is shown as its text."""
-    data = event.data
-    response = getattr(data, "agent_response", None)
-    shown = {"text": response.text} if isinstance(response, AgentResponse) else output_json(data)
-    return PendingRequest(event.request_id, type(data).__name__, shown, TEXT if _texty(event.response_type) else None)
-
-
-def _texty(response_type: Any) -> bool:
-    """Whether a plain-text answer is what the request takes (a string, a message or a list of messages)."""
-    if response_type in (str, Message, Content):
-        return True
-    return typing.get_origin(response_type) is list and typing.get_args(response_type) == (Message,)
-
-
-def _answer(event: Any, data: Any) -> Any:
-    """The answer as the request's response type: plain text becomes a user message where messages are asked."""
-    response_type = event.response_type
-    if isinstance(data, str) and response_type is Message:
-        return Message(role="user", contents=[data])
-    if (
-        isinstance(data, str)
-        and typing.get_origin(response_type) is list
-        and typing.get_args(response_type) == (Message,)
-    ):
-        return [Message(role="user", contents=[data])]
-    return data

@@ -3,8 +3,9 @@
 A :class:`WorkflowRun` is a small record in the caller's partition (``[userId, runId]``), beside the run's
 checkpoints. It says what was asked (the workflow and its input), where the run is (``status``), what it
 produced (``outputs``), what it waits for (``pending``: requests for human input) and the answers given but
-not yet delivered to the workflow (``answers``). ``attempt`` grows with every job sent for the run, so a job
-that was superseded (or delivered twice after the run moved on) finds nothing to do.
+not yet delivered to the workflow (``answers``); ``tool_journal`` notes the calls of tools with side effects
+that started since the last checkpoint (see :mod:`.workflow_tool_journal`). ``attempt`` grows with every job
+sent for the run, so a job that was superseded (or delivered twice after the run moved on) finds nothing to do.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ RunStatus = Literal["queued", "in_progress", "awaiting_input", "completed", "fai
 FINISHED: tuple[RunStatus, ...] = ("completed", "failed", "cancelled")
 TEXT = "text"
 """A pending request whose answer is plain text (the workflow's response type is ``str`` or messages)."""
+APPROVAL = "approval"
+"""A pending request that is a tool's approval: its answer is ``{"approved": true|false}``."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,35 @@ class PendingRequest:
 
 
 @dataclass(frozen=True)
+class ToolCallNote:
+    """A call of a tool with side effects that started in a job of the run; ``done`` once it returned, with its
+    result (as :mod:`.workflow_tool_journal` encodes it) so a retry hands that result back instead of running it."""
+
+    call_id: str
+    name: str
+    arguments: str
+    """A digest of the tool's name and arguments (never the arguments themselves)."""
+    key: str
+    done: bool = False
+    result: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "callId": self.call_id,
+            "name": self.name,
+            "arguments": self.arguments,
+            "key": self.key,
+            "done": self.done,
+            "result": self.result,
+        }
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> ToolCallNote:
+        names = (str(item["callId"]), str(item["name"]), str(item["arguments"]), str(item["key"]))
+        return cls(*names, done=bool(item.get("done")), result=item.get("result"))
+
+
+@dataclass(frozen=True)
 class WorkflowRun:
     """One run of a workflow, as stored (see the module docstring)."""
 
@@ -54,6 +86,7 @@ class WorkflowRun:
     answers: Mapping[str, Any] = field(default_factory=dict)
     answered: tuple[str, ...] = ()
     """Every request id answered so far (a second answer to one is a conflict, never a second delivery)."""
+    tool_journal: tuple[ToolCallNote, ...] = ()
     attempt: int = 1
     error: Mapping[str, Any] | None = None
     created_at: float = 0.0
@@ -79,6 +112,7 @@ class WorkflowRun:
             "pending": [request.to_json() for request in self.pending],
             "answers": dict(self.answers),
             "answered": list(self.answered),
+            **({"toolJournal": [note.to_json() for note in self.tool_journal]} if self.tool_journal else {}),
             "attempt": self.attempt,
             "error": dict(self.error) if self.error is not None else None,
             "createdAt": self.created_at,
@@ -97,6 +131,7 @@ class WorkflowRun:
             pending=tuple(PendingRequest.from_json(p) for p in item.get("pending") or ()),
             answers=dict(item.get("answers") or {}),
             answered=tuple(item.get("answered") or ()),
+            tool_journal=tuple(ToolCallNote.from_json(n) for n in item.get("toolJournal") or ()),
             attempt=int(item.get("attempt") or 1),
             error=item.get("error"),
             created_at=float(item.get("createdAt") or 0.0),

@@ -27,8 +27,9 @@ from agent_framework import (
 
 from cosmos_history.domain.errors import BackgroundNotConfiguredError, BadRequestError, ErrorKind, ProblemError
 from cosmos_history.domain.ports import JobQueue
-from cosmos_history.domain.workflow_requests import answer, output_json, pending_request
-from cosmos_history.domain.workflow_runs import TEXT, WorkflowRun, WorkflowRunStore
+from cosmos_history.domain.workflow_requests import answer, check_answer, output_json, pending_request
+from cosmos_history.domain.workflow_runs import WorkflowRun, WorkflowRunStore
+from cosmos_history.domain.workflow_tool_journal import JournalInUse, guard_tools
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class WorkflowRuns:
 
         Raises:
             WorkflowRequestConflictError: an id is not a request the run waits on now (unknown, or answered).
-            BadRequestError: an answer that must be text is not.
+            BadRequestError: an answer of the wrong shape (text not a string, an approval not ``{"approved": bool}``).
         """
         if not responses or len(responses) > MAX_RESPONSES:
             raise BadRequestError(f"responses must list 1 to {MAX_RESPONSES} answers.")
@@ -131,8 +132,7 @@ class WorkflowRuns:
                 if pending is None:
                     said = "was answered already" if request in run.answered else "is not a request of this run"
                     raise WorkflowRequestConflictError(f"The request {request!r} {said}.")
-                if pending.answer == TEXT and not isinstance(data, str):
-                    raise BadRequestError(f"The answer to {request!r} must be text (a JSON string).")
+                check_answer(pending, data)
             answered = {request for request, _ in responses}
             changed = run.but(
                 status="queued",
@@ -185,8 +185,10 @@ class WorkflowRuns:
         if claimed is None:
             return  # changed meanwhile (answered, cancelled): the newer job runs it
         workflow = factory()
+        guard_tools(workflow)  # tools with side effects run exactly once across a crash
         storage = _Strict(self.store.checkpoints(run.id, run.user_id), self.store, claimed)
         latest = await storage.get_latest(workflow_name=workflow.name)
+        journal = JournalInUse(self.store, claimed)
         try:
             if latest is None:
                 result = await workflow.run(run.input, checkpoint_storage=storage)
@@ -215,6 +217,8 @@ class WorkflowRuns:
             logger.warning("Workflow run %s failed: %s", run.id, type(error).__name__)
             await self._end(claimed, "failed", error=_failed(f"The workflow raised {type(error).__name__}."))
             return
+        finally:
+            journal.close()
         outputs = (*claimed.outputs, *(output_json(o) for o in result.get_outputs()))
         pending = tuple(pending_request(event) for event in result.get_request_info_events())
         state = result.get_final_state()
@@ -277,6 +281,8 @@ class _Strict:
         try:
             saved = await self._storage.save(checkpoint)
             current = await self._runs.find(self._run.id, self._run.user_id)
+            if current is not None and current.attempt == self._run.attempt and current.tool_journal:
+                await self._runs.replace(current.but(tool_journal=()))  # the checkpoint holds the calls' results
         except ProblemError as error:
             raise CheckpointNotSaved(error) from error
         if current is None or current.attempt != self._run.attempt:

@@ -1,5 +1,6 @@
 """Finds the app's agents: every module of the top-level ``agents`` package that defines ``create_agent``,
-and every ``<name>.yaml`` agent definition beside them (:mod:`cosmos_history.agents.declarative`).
+and every ``<name>.yaml`` agent definition beside them (:mod:`cosmos_history.agents.declarative`); the modules
+are found and loaded as workflows are (:mod:`cosmos_history.discovery`).
 
 The module's (or file's) name is the agent's name, so adding a file adds an agent and there is no registry
 to edit. Anything wrong with a module (it does not import, has no ``create_agent``, or that does not
@@ -9,20 +10,15 @@ refuses) is a start-up error naming the file: a typo must never leave the app si
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from agent_framework import Agent
 
+from cosmos_history.discovery import NAME, find_package, made
 from cosmos_history.domain.errors import SettingsError
-
-AGENT_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 
 AgentFactory = Callable[[Any], Agent]
 
@@ -45,28 +41,16 @@ class AgentLoadError(SettingsError):
 
 def agent_modules(package: str = "agents") -> dict[str, AgentModule]:
     """Every agent module in ``package``, by agent name (sorted)."""
-    try:
-        root = importlib.import_module(package)
-    except Exception as error:
-        raise AgentLoadError(f"The agents package {package!r} cannot be imported: {error!r}") from error
+    found = find_package(package, kind="agent", factory="create_agent(client)", error=AgentLoadError)
     factories: dict[str, AgentModule] = {}
-    for info in sorted(pkgutil.iter_modules(root.__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        path = Path(root.__path__[0]) / f"{info.name}.py"
-        if not AGENT_NAME.fullmatch(info.name):
-            raise AgentLoadError(f"{path}: an agent's module name must be lower-case letters, digits, '-' or '_'.")
-        module = _import(f"{package}.{info.name}", path)
-        create = getattr(module, "create_agent", None)
-        if not callable(create):
-            raise AgentLoadError(f"{path}: defines no create_agent(client) function.")
-        prompt = getattr(module, "SUMMARY_PROMPT", None)
+    for module in found.modules:
+        prompt = getattr(module.module, "SUMMARY_PROMPT", None)
         if prompt is not None and not isinstance(prompt, str):
-            raise AgentLoadError(f"{path}: SUMMARY_PROMPT must be a string.")
-        factories[info.name] = AgentModule(_checked(create, path), prompt, path)
-    factories.update(_yaml_agents(Path(root.__path__[0]), factories))
+            raise AgentLoadError(f"{module.path}: SUMMARY_PROMPT must be a string.")
+        factories[module.name] = AgentModule(_checked(module.factory, module.path), prompt, module.path)
+    factories.update(_yaml_agents(found.folder, factories))
     if not factories:
-        raise AgentLoadError(f"The agents package {package!r} ({root.__path__[0]}) holds no agent module.")
+        raise AgentLoadError(f"The agents package {package!r} ({found.folder}) holds no agent module.")
     return factories
 
 
@@ -79,7 +63,7 @@ def _yaml_agents(folder: Path, modules: dict[str, AgentModule]) -> dict[str, Age
 
     found: dict[str, AgentModule] = {}
     for path in files:
-        if not AGENT_NAME.fullmatch(path.stem):
+        if not NAME.fullmatch(path.stem):
             raise AgentLoadError(f"{path}: an agent's file name must be lower-case letters, digits, '-' or '_'.")
         if path.stem in modules or path.stem in found:
             raise AgentLoadError(f"{path}: another file already defines the agent {path.stem!r}.")
@@ -91,23 +75,8 @@ def _unbuilt(client: Any) -> Agent:
     raise AgentLoadError("A YAML agent is built by the catalog, with the app's tools.")
 
 
-def _import(name: str, path: Path) -> ModuleType:
-    try:
-        return importlib.import_module(name)
-    except Exception as error:
-        raise AgentLoadError(f"{path}: cannot be imported: {error!r}") from error
-
-
 def _checked(create: Callable[[Any], Any], path: Path) -> AgentFactory:
     def factory(client: Any) -> Agent:
-        try:
-            agent = create(client)
-        except Exception as error:
-            raise AgentLoadError(f"{path}: create_agent(client) failed: {error!r}") from error
-        if not isinstance(agent, Agent):
-            raise AgentLoadError(
-                f"{path}: create_agent(client) returned {type(agent).__name__}, not an agent_framework.Agent."
-            )
-        return agent
+        return made(create, client, path=path, call="create_agent(client)", made_type=Agent, error=AgentLoadError)
 
     return factory

@@ -33,7 +33,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from agent_framework import Content, FunctionInvocationContext, FunctionMiddleware, MiddlewareFailure
 
@@ -97,6 +97,30 @@ def arguments_digest(name: str, arguments: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
+class Noted(Protocol):
+    """A call noted before it ran: its id, its tool, and the digest of its arguments."""
+
+    @property
+    def call_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def arguments(self) -> str: ...
+
+
+N = TypeVar("N", bound=Noted)
+
+
+def met_again(earlier: list[N], call_id: str, name: str, digest: str) -> N | None:
+    """Take from ``earlier`` the note of the call about to run: the same call id (an approved call keeps it),
+    else the same tool and arguments (a model asked again issues a new id)."""
+    same = next((n for n in earlier if n.call_id == call_id and n.name == name), None)
+    same = same or next((n for n in earlier if n.name == name and n.arguments == digest), None)
+    if same is not None:
+        earlier.remove(same)
+    return same
+
+
 def unknown_result() -> list[Content]:
     """What the model receives for a call that is not run again: one text, marked as an unknown outcome."""
     return [Content.from_text(UNKNOWN_RESULT, additional_properties={OUTCOME: UNKNOWN})]
@@ -146,11 +170,7 @@ class ToolJournal(FunctionMiddleware):
         return list(self.earlier)
 
     def _met_again(self, call_id: str, name: str, digest: str) -> StartedCall | None:
-        same = next((c for c in self.earlier if c.call_id == call_id and c.name == name), None)
-        same = same or next((c for c in self.earlier if c.name == name and c.arguments == digest), None)
-        if same is not None:
-            self.earlier.remove(same)
-        return same
+        return met_again(self.earlier, call_id, name, digest)
 
     async def _note(self, started: StartedCall) -> None:
         """One conditional write of the journal with ``started`` added; the tool runs only once it landed."""

@@ -37,6 +37,7 @@ from cosmos_history.domain.tool_journal import (
     arguments_digest,
     call_key,
     has_side_effects,
+    met_again,
     unknown_result,
 )
 from cosmos_history.domain.workflow_runs import ToolCallNote, WorkflowRun, WorkflowRunStore
@@ -66,7 +67,7 @@ class RunToolJournal:
             await call_next()
             return
         call_id = str(context.metadata.get("call_id") or "")
-        met = self._met_again(call_id, tool.name, arguments_digest(tool.name, context.arguments))
+        met = met_again(self.earlier, call_id, tool.name, arguments_digest(tool.name, context.arguments))
         if met is not None and met.done:
             context.result = decoded(met.result)
             return
@@ -85,13 +86,6 @@ class RunToolJournal:
             await self._note(ToolCallNote(note.call_id, note.name, note.arguments, note.key, True, encoded(context)))
         except MiddlewareFailure:  # the start is noted: a retry does not run it again (its outcome unknown)
             logger.warning("Workflow run %s: a tool's result was not noted", self._run.id)
-
-    def _met_again(self, call_id: str, name: str, digest: str) -> ToolCallNote | None:
-        same = next((n for n in self.earlier if n.call_id == call_id and n.name == name), None)
-        same = same or next((n for n in self.earlier if n.name == name and n.arguments == digest), None)
-        if same is not None:
-            self.earlier.remove(same)
-        return same
 
     async def _note(self, note: ToolCallNote) -> bool:
         """One conditional write of the run with ``note`` (replacing the call's earlier note); ``False`` when the

@@ -1,5 +1,5 @@
 """Finds the app's workflows: every module of the top-level ``workflows`` package (``WORKFLOWS_PACKAGE``) that
-defines ``create_workflow(agents)``.
+defines ``create_workflow(agents)``, found and loaded as agents are (:mod:`cosmos_history.discovery`).
 
 As for agents, the module's name is the workflow's name and anything wrong with a module (it does not import,
 has no ``create_workflow``, or that fails or returns no ``agent_framework.Workflow`` when called with the app's
@@ -9,9 +9,6 @@ Each job builds a new instance (a workflow instance keeps state between its runs
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import pkgutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +16,8 @@ from typing import Any
 
 from agent_framework import Agent, Workflow
 
-from cosmos_history.agents.discovery import AGENT_NAME, AgentLoadError
+from cosmos_history.agents.discovery import AgentLoadError
+from cosmos_history.discovery import find_package, installed, made
 
 
 class WorkflowLoadError(AgentLoadError):
@@ -38,16 +36,8 @@ class WorkflowModule:
 
     def build(self) -> Workflow:
         """A new instance, checked."""
-        try:
-            workflow = self.create(self.agents)
-        except Exception as error:
-            raise WorkflowLoadError(f"{self.path}: create_workflow(agents) failed: {error!r}") from error
-        if not isinstance(workflow, Workflow):
-            raise WorkflowLoadError(
-                f"{self.path}: create_workflow(agents) returned {type(workflow).__name__}, not an "
-                "agent_framework.Workflow."
-            )
-        return workflow
+        call = "create_workflow(agents)"
+        return made(self.create, self.agents, path=self.path, call=call, made_type=Workflow, error=WorkflowLoadError)
 
 
 def workflow_modules(agents: Mapping[str, Agent], package: str = "workflows") -> dict[str, WorkflowModule]:
@@ -56,31 +46,12 @@ def workflow_modules(agents: Mapping[str, Agent], package: str = "workflows") ->
     Raises:
         WorkflowLoadError: a module is broken (the message names the file).
     """
-    try:
-        if importlib.util.find_spec(package) is None:
-            return {}
-    except (ImportError, ValueError):
+    if not installed(package):
         return {}
-    try:
-        root = importlib.import_module(package)
-    except Exception as error:
-        raise WorkflowLoadError(f"The workflows package {package!r} cannot be imported: {error!r}") from error
     found: dict[str, WorkflowModule] = {}
-    for info in sorted(pkgutil.iter_modules(root.__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        path = Path(root.__path__[0]) / f"{info.name}.py"
-        if not AGENT_NAME.fullmatch(info.name):
-            raise WorkflowLoadError(f"{path}: a workflow's module name must be lower-case letters, digits, '-' or '_'.")
-        try:
-            module = importlib.import_module(f"{package}.{info.name}")
-        except Exception as error:
-            raise WorkflowLoadError(f"{path}: cannot be imported: {error!r}") from error
-        create = getattr(module, "create_workflow", None)
-        if not callable(create):
-            raise WorkflowLoadError(f"{path}: defines no create_workflow(agents) function.")
-        doc = (module.__doc__ or "").strip().splitlines()
-        entry = WorkflowModule(info.name, doc[0] if doc else "", path, agents, create)
+    package_found = find_package(package, kind="workflow", factory="create_workflow(agents)", error=WorkflowLoadError)
+    for module in package_found.modules:
+        entry = WorkflowModule(module.name, module.description, module.path, agents, module.factory)
         entry.build()
-        found[info.name] = entry
+        found[module.name] = entry
     return found

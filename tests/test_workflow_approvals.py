@@ -112,6 +112,27 @@ async def test_an_approval_answered_with_anything_but_approved_true_or_false_is_
     assert queue.jobs == []
 
 
+async def test_the_shipped_example_asks_approval_for_a_refund_the_person_asks_for_and_completes_with_it():
+    store, queue = MemoryWorkflowRuns(), ListQueue()
+    modules = workflow_modules(offline_agents())
+    runs = WorkflowRuns({n: m.build for n, m in modules.items()}, {}, store, queue)
+    run = await runs.start("support", "/handoff_to_specialist", caller="alice")
+    await runs.run(queue.jobs.pop())
+    [reply] = (await runs.read(run.id, caller="alice")).pending
+
+    await runs.respond(run.id, [(reply.id, '/refund {"amount": 20}')], caller="alice")
+    await runs.run(queue.jobs.pop())
+    [approval] = (await runs.read(run.id, caller="alice")).pending
+    await runs.respond(run.id, [(approval.id, {"approved": True})], caller="alice")
+    await runs.run(queue.jobs.pop())
+    done = await runs.read(run.id, caller="alice")
+
+    assert (approval.type, approval.data) == (TOOL_APPROVAL, {"name": "refund", "arguments": {"amount": 20}})
+    assert done.status == "completed"
+    assert done.outputs[-1]["author"] == "specialist"
+    assert done.outputs[-1]["text"].endswith("refund returned Refund of 20 EUR issued.")
+
+
 class CheckpointLostOnce(MemoryWorkflowRuns):
     """The store fails the checkpoint after the approved tool ran (the save that ends the resumed superstep),
     as a worker that dies between the tool's run and that checkpoint leaves the run."""

@@ -5,20 +5,28 @@ after the specialist's first answer the run waits (``awaiting_input``) for the p
 specialist answers it and the run completes. Both agents use the app's chat client (the one every agent of the
 app shares, so it needs no particular agent), and it runs with the offline model: start it with
 ``{"input": "/handoff_to_specialist"}`` (the offline model calls the tool a message names) and answer the pending
-request with any text.
+request with any text. The specialist's ``refund`` tool needs a person's approval: answer
+``/refund {"amount": 20}`` and the run waits again, on a ``ToolApprovalRequest``, until it is approved or rejected.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Annotated
 
-from agent_framework import Agent, Message, Workflow
+from agent_framework import Agent, Message, Workflow, tool
 from agent_framework_orchestrations import HandoffBuilder
 
 
 def _answered(conversation: list[Message]) -> bool:
     """Done once the person replied and the specialist answered that reply."""
     return sum(1 for m in conversation if m.role == "user") >= 2 and conversation[-1].role == "assistant"
+
+
+@tool(approval_mode="always_require")
+def refund(amount: Annotated[int, "How much to refund, in euros."]) -> str:
+    """Refund the customer (a person approves it first)."""
+    return f"Refund of {amount} EUR issued."
 
 
 def create_workflow(agents: Mapping[str, Agent]) -> Workflow:
@@ -32,7 +40,8 @@ def create_workflow(agents: Mapping[str, Agent]) -> Workflow:
     specialist = Agent(
         client=client,
         name="specialist",
-        instructions="Answer the case, then ask the person whether anything else is needed.",
+        instructions="Answer the case, then ask the person whether anything else is needed. Refund with refund.",
+        tools=[refund],
         require_per_service_call_history_persistence=True,
     )
     return (

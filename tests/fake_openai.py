@@ -7,7 +7,8 @@ are deterministic ("answer N to: <last user text>"). Responses created with
 and an unknown id answers 404 as the real service does for an expired thread (``expired_status``
 makes it 400, as some deployments answer). Streams can pause before their first text delta
 (``first_token_delay``, a model's time to first token) and between deltas (``chunk_delay``), and fail after
-their first delta (``fail_mid_stream``); ``streams_finished`` counts completed streams.
+their first delta (``fail_mid_stream``); ``streams_finished`` counts completed streams. A chat completion can be
+held in flight (``hold_at``) until the test releases it.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class FakeOpenAI:
     pause_after: int | None = None
     """When set, a streamed reply stops after this many pieces until ``released`` is set (at most a minute)."""
     released: threading.Event = field(default_factory=threading.Event)
+    hold_at: int | None = None
+    """When set, the request of this number (1 for the first) waits, once ``held`` is set, until ``released`` is
+    set (at most a minute): a model call in flight for as long as a test needs (to kill its caller)."""
+    held: threading.Event = field(default_factory=threading.Event)
     gate: threading.Event | None = None
     """While set to an unset event, every answer waits for it (a model slower than any client's timeout)."""
     base_url: str = ""
@@ -215,6 +220,9 @@ class FakeOpenAI:
     async def _chat(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append(body)
+        if self.hold_at == len(self.requests):
+            self.held.set()
+            await self._wait_for_release()
         if self.fail_next:
             self.fail_next -= 1
             return JSONResponse({"error": {"message": "injected failure", "type": "server_error"}}, status_code=500)

@@ -67,21 +67,20 @@ class RunToolJournal:
             await call_next()
             return
         call_id = str(context.metadata.get("call_id") or "")
-        met = met_again(self.earlier, call_id, tool.name, arguments_digest(tool.name, context.arguments))
+        digest = arguments_digest(tool.name, context.arguments)
+        met = met_again(self.earlier, call_id, tool.name, digest)
         if met is not None and met.done:
             context.result = decoded(met.result)
             return
         if met is not None and not accepts_key(tool):
             context.result = unknown_result()
             return
-        note = met or ToolCallNote(
-            call_id, tool.name, arguments_digest(tool.name, context.arguments), call_key(self._run.id, 0, call_id)
-        )
+        note = met or ToolCallNote(call_id, tool.name, digest, call_key(self._run.id, 0, call_id))
         if met is None and not await self._note(note):
             raise MiddlewareFailure("The workflow run was cancelled or taken over; the tool did not run.")
         if accepts_key(tool):
             context.kwargs[IDEMPOTENCY_KEY] = note.key
-        await call_next()
+        await call_next()  # a tool that raises leaves its start noted: a retry does not run it again either
         try:
             await self._note(ToolCallNote(note.call_id, note.name, note.arguments, note.key, True, encoded(context)))
         except MiddlewareFailure:  # the start is noted: a retry does not run it again (its outcome unknown)

@@ -176,29 +176,22 @@ async def test_an_approved_tool_whose_next_checkpoint_is_lost_is_not_run_again_b
     assert charges(ledger) == [{"ref": "r5", "amount": 5}]
 
 
-class CancelledAsTheJobStarts(MemoryWorkflowRuns):
-    """A cancel lands after the job claimed the run and before the approved tool runs."""
+class CancelledAsTheToolIsNoted(MemoryWorkflowRuns):
+    """A cancel lands just as the approved tool's start is being noted (the note's write then finds a newer run)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.runs_service: WorkflowRuns | None = None
 
-    def checkpoints(self, run_id: str, user_id: str) -> Any:
-        storage = super().checkpoints(run_id, user_id)
-        latest = storage.get_latest
-
-        async def cancel_then_latest(*, workflow_name: str) -> Any:
-            run = await self.find(run_id, user_id)
-            if self.runs_service is not None and run is not None and run.status == "in_progress":
-                await self.runs_service.cancel(run_id, caller=user_id)
-            return await latest(workflow_name=workflow_name)
-
-        storage.get_latest = cancel_then_latest  # type: ignore[method-assign]
-        return storage
+    async def replace(self, run: Any) -> Any:
+        if self.runs_service is not None and run.tool_journal and not run.tool_journal[-1].done:
+            runs, self.runs_service = self.runs_service, None
+            await runs.cancel(run.id, caller=run.user_id)
+        return await super().replace(run)
 
 
-async def test_a_run_cancelled_while_its_approval_is_delivered_never_runs_the_approved_tool(ledger: Path):
-    store, queue = CancelledAsTheJobStarts(), ListQueue()
+async def test_a_run_cancelled_as_its_approved_tool_is_about_to_run_never_runs_it(ledger: Path):
+    store, queue = CancelledAsTheToolIsNoted(), ListQueue()
     runs = service(store, queue)
     waiting = await waiting_run(runs, queue, "r6")
     await runs.respond(waiting.id, [(waiting.pending[0].id, {"approved": True})], caller="alice")
@@ -206,6 +199,7 @@ async def test_a_run_cancelled_while_its_approval_is_delivered_never_runs_the_ap
 
     await runs.run(queue.jobs.pop())
 
+    assert store.runs_service is None, "the cancel landed"
     assert (await runs.read(waiting.id, caller="alice")).status == "cancelled"
     assert charges(ledger) == []
 

@@ -9,7 +9,6 @@ worker); the last ones run local hosts over real sockets, the local Cosmos DB an
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from pathlib import Path
@@ -27,6 +26,7 @@ from cosmos_history.workflows.discovery import workflow_modules
 from devtools.devhost import running_host
 
 from .conftest import ARTIFACTS
+from .crash_agents.ledger import lines
 from .test_workflows import ALICE, ListQueue, offline_agents, run_in
 
 ENV_PACKAGE = "tests.crash_workflows"
@@ -39,8 +39,7 @@ def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def charges(ledger: Path) -> list[dict[str, Any]]:
-    path = ledger / "charges.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return lines("charges.jsonl", ledger)
 
 
 def service(store: MemoryWorkflowRuns, queue: ListQueue) -> WorkflowRuns:
@@ -263,14 +262,14 @@ def test_an_approved_tool_runs_exactly_once_when_the_worker_is_killed_before_the
 ):
     ref = f"k{uuid.uuid4().hex[:6]}"
     log = ARTIFACTS / "apphost-workflow-approvals-kill.log"
-    os.mkfifo(ledger / f"reached-{ref}")
+    os.mkfifo(ledger / f"reached-{point}-{ref}")
     with running_host(env, log_path=log, queue_lease_seconds=3) as first:
         waiting = start(first.base, ref)
         [request] = waiting["pendingRequests"]
         (ledger / f"armed-{point}-{ref}").touch()
         approved = answer(first.base, waiting["id"], request["id"], {"approved": True})
-        with open(ledger / f"reached-{ref}", encoding="utf-8") as fifo:  # the resumed job stopped there: kill it
-            assert fifo.read() == "stopped\n"
+        with open(ledger / f"reached-{point}-{ref}", encoding="utf-8") as fifo:  # the resumed job stopped: kill it
+            assert fifo.read() == "effect recorded\n"
         charged_before_the_kill = charges(ledger)
         first.process.kill()
         first.process.wait()

@@ -110,7 +110,9 @@ def test_the_example_killed_mid_run_resumes_from_its_checkpoint_without_running_
             waiting = run_in(second.base, run_id, "awaiting_input", "failed", "completed")
             [request] = waiting["pendingRequests"]
             answer = {"responses": [{"id": request["id"], "data": "the printer is on fire"}]}
-            answered = httpx.post(f"{second.base}/workflows/runs/{run_id}/responses", json=answer, headers=ALICE)
+            answered = httpx.post(
+                f"{second.base}/workflows/runs/{run_id}/responses", json=answer, headers=ALICE, timeout=60
+            )
             done = run_in(second.base, run_id, "completed", "failed")
         requests = list(fake.requests)
 

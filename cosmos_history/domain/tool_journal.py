@@ -97,6 +97,13 @@ def arguments_digest(name: str, arguments: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
+def journalled(context: FunctionInvocationContext) -> tuple[str, str] | None:
+    """The call id and arguments digest of a call a journal notes (its tool has side effects); ``None`` else."""
+    if not has_side_effects(context.function):
+        return None
+    return str(context.metadata.get("call_id") or ""), arguments_digest(context.function.name, context.arguments)
+
+
 class Noted(Protocol):
     """A call noted before it ran: its id, its tool, and the digest of its arguments."""
 
@@ -146,11 +153,11 @@ class ToolJournal(FunctionMiddleware):
 
     async def process(self, context: FunctionInvocationContext, call_next: Callable[[], Awaitable[None]]) -> None:
         tool = context.function
-        if not has_side_effects(tool):
+        call = journalled(context)
+        if call is None:
             await call_next()
             return
-        call_id = str(context.metadata.get("call_id") or "")
-        digest = arguments_digest(tool.name, context.arguments)
+        call_id, digest = call
         started = self._met_again(call_id, tool.name, digest)
         if started is None:
             started = StartedCall(call_id, tool.name, digest, call_key(self.record.id, self.record.turns + 1, call_id))

@@ -34,9 +34,8 @@ from cosmos_history.domain.errors import ProblemError
 from cosmos_history.domain.tool_journal import (
     IDEMPOTENCY_KEY,
     accepts_key,
-    arguments_digest,
     call_key,
-    has_side_effects,
+    journalled,
     met_again,
     unknown_result,
 )
@@ -63,11 +62,11 @@ class RunToolJournal:
 
     async def process(self, context: FunctionInvocationContext, call_next: Callable[[], Awaitable[None]]) -> None:
         tool = context.function
-        if not has_side_effects(tool):
+        call = journalled(context)
+        if call is None:
             await call_next()
             return
-        call_id = str(context.metadata.get("call_id") or "")
-        digest = arguments_digest(tool.name, context.arguments)
+        call_id, digest = call
         met = met_again(self.earlier, call_id, tool.name, digest)
         if met is not None and met.done:
             context.result = decoded(met.result)

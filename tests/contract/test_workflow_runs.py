@@ -10,7 +10,7 @@ from agent_framework import WorkflowCheckpoint
 
 from cosmos_history import Runtime
 from cosmos_history.adapters.memory_workflows import MemoryWorkflowRuns
-from cosmos_history.domain.workflow_runs import PendingRequest, WorkflowRun, WorkflowRunStore
+from cosmos_history.domain.workflow_runs import PendingRequest, ToolCallNote, WorkflowRun, WorkflowRunStore
 
 
 @pytest.fixture(params=["memory", "cosmos"])
@@ -38,6 +38,19 @@ async def test_a_run_reads_back_as_written_for_its_caller_only(runs: WorkflowRun
     assert found.status == "awaiting_input" and found.input == {"text": "hi"}
     assert found.pending == (PendingRequest("r1", "Ask", {"q": 1}, "text"),)
     assert await runs.find(run.id, "bob") is None
+
+
+async def test_a_runs_tool_notes_read_back_as_written_and_clear(runs: WorkflowRunStore):
+    run = await runs.create(new_run("alice"))
+    started = ToolCallNote("call-1", "charge", "digest", "key")
+    done = ToolCallNote("call-2", "charge", "digest2", "key2", True, {"contents": [{"type": "text", "text": "ok"}]})
+    noted = await runs.replace(run.but(status="in_progress", tool_journal=(started, done)))
+    found = await runs.find(run.id, "alice")
+    assert noted is not None and found is not None
+    cleared = await runs.replace(found.but(tool_journal=()))
+
+    assert found.tool_journal == (started, done)
+    assert cleared is not None and (await runs.find(run.id, "alice")).tool_journal == ()  # type: ignore[union-attr]
 
 
 async def test_a_write_from_a_stale_read_is_refused(runs: WorkflowRunStore):

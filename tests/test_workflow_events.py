@@ -19,14 +19,14 @@ import pytest
 from cosmos_history.adapters.memory_workflows import MemoryRunEvents, MemoryWorkflowRuns
 from cosmos_history.domain.errors import StoreUnavailableError
 from cosmos_history.domain.turn_records import EventBatch, StoredEvent
-from cosmos_history.domain.workflow_events import RUN_EVENTS
+from cosmos_history.domain.workflow_events import RUN_EVENTS, RunEventsGoneError
 from cosmos_history.domain.workflows import WorkflowRunNotFoundError, WorkflowRuns
 from cosmos_history.workflows.discovery import workflow_modules
 from devtools.devhost import running_host
 
 from .conftest import ARTIFACTS
 from .test_durable_turns_e2e import Event, sse
-from .test_workflows import ALICE, BOB, ListQueue, offline_agents, run_in
+from .test_workflows import ALICE, BOB, FailingOnce, ListQueue, offline_agents, run_in
 
 # --- the domain, over the memory adapters ----------------------------------------------------------------------
 
@@ -89,26 +89,40 @@ async def test_a_strangers_run_has_no_events_for_them():
         await runs.follow(run.id, caller="bob", after=0)
 
 
-class DiesAfterSecondSuperstep(MemoryWorkflowRuns):
+async def test_events_past_their_retention_are_gone_before_a_stream_and_end_one_that_meets_the_gap():
+    store, queue, events = MemoryWorkflowRuns(), ListQueue(), MemoryRunEvents()
+    runs = runs_of("workflows", store, queue, events)
+    run = await runs.start("support", "/handoff_to_specialist", caller="alice")
+    await runs.run(queue.jobs.pop())
+    assert (await runs.read(run.id, caller="alice")).events[0] >= 2
+    del events.batches[("alice", run.id, 2)]  # expired: Cosmos DB's ttl removed it
+    replayed = await stored(runs, run.id)
+    del events.batches[("alice", run.id, 1)]
+
+    assert replayed[-1].name == "error" and replayed[-1].data["slug"] == "events-gone"
+    assert replayed[-1].seq == replayed[-2].seq  # the last id the client has: no new id
+    assert [e.seq for e in replayed[:-1]] == list(range(1, len(replayed)))
+    with pytest.raises(RunEventsGoneError):
+        await runs.follow(run.id, caller="alice", after=0)
+
+
+async def test_a_run_cancelled_before_its_job_ran_logs_its_cancel_as_its_last_event():
+    store, queue, events = MemoryWorkflowRuns(), ListQueue(), MemoryRunEvents()
+    runs = runs_of("workflows", store, queue, events)
+    run = await runs.start("support", "/handoff_to_specialist", caller="alice")
+    await runs.cancel(run.id, caller="alice")
+
+    await runs.run(queue.jobs.pop())  # the job finds nothing to do, and logs nothing
+
+    assert await stored(runs, run.id) == [StoredEvent(1, "run_status", {"status": "cancelled"})]
+
+
+class DiesAfterSecondSuperstep(FailingOnce):
     """The checkpoint after the second superstep cannot be saved once: the job stops there, as one whose
     worker died after the second superstep yielded its output and before any checkpoint held it."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.failures = 1
-
-    def checkpoints(self, run_id: str, user_id: str) -> Any:
-        storage = super().checkpoints(run_id, user_id)
-        save = storage.save
-
-        async def failing(checkpoint: Any) -> str:
-            if checkpoint.iteration_count == 2 and self.failures:
-                self.failures -= 1
-                raise StoreUnavailableError("Cosmos DB is unavailable", retry_after=1)
-            return await save(checkpoint)
-
-        storage.save = failing  # type: ignore[method-assign]
-        return storage
+    def fails(self, checkpoint: Any) -> bool:
+        return checkpoint.iteration_count == 2
 
 
 async def test_outputs_of_supersteps_before_the_last_checkpoint_survive_a_job_that_dies_and_none_repeats(
@@ -164,6 +178,15 @@ def until_event(events: Iterator[Event], name: str, data: Any) -> list[Event]:
     raise AssertionError(f"the stream ended before {name} {data}")
 
 
+def armed_gate(env: dict[str, str], ledger: Path, name: str) -> tuple[str, dict[str, str]]:
+    """A ref for a run of ``gated`` whose middle step will wait at its gate, and the hosts' settings for it."""
+    ref = f"{name}-{uuid.uuid4().hex[:6]}"
+    os.mkfifo(ledger / f"reached-{ref}")
+    os.mkfifo(ledger / f"gate-{ref}")
+    (ledger / f"armed-{ref}").touch()
+    return ref, {**env, "WORKFLOWS_PACKAGE": "tests.crash_workflows", "LEDGER_DIR": str(ledger)}
+
+
 def test_a_client_resuming_with_its_last_event_id_gets_exactly_the_events_it_missed(env):
     with running_host(env, log_path=ARTIFACTS / "apphost-wfevents-resume.log", queue_lease_seconds=3) as host:
         run_id = start(host.base, "support", "/handoff_to_specialist")
@@ -179,11 +202,7 @@ def test_a_client_resuming_with_its_last_event_id_gets_exactly_the_events_it_mis
 
 
 def test_a_reader_on_another_process_follows_a_run_started_on_the_first_until_it_ends(env, tmp_path: Path):
-    ref = f"follow-{uuid.uuid4().hex[:6]}"
-    gated = {**env, "WORKFLOWS_PACKAGE": "tests.crash_workflows", "LEDGER_DIR": str(tmp_path)}
-    os.mkfifo(tmp_path / f"reached-{ref}")
-    os.mkfifo(tmp_path / f"gate-{ref}")
-    (tmp_path / f"armed-{ref}").touch()
+    ref, gated = armed_gate(env, tmp_path, "follow")
     reader_env = {**gated, "BACKGROUND_QUEUE": f"wfe-other-{uuid.uuid4().hex[:8]}"}  # runs none of the first's jobs
     logs = ARTIFACTS / "apphost-wfevents-follow.log"
     with (
@@ -209,11 +228,7 @@ def test_a_reader_on_another_process_follows_a_run_started_on_the_first_until_it
 
 
 def test_a_run_killed_mid_superstep_keeps_each_output_once_and_its_event_ids_keep_growing(env, tmp_path: Path):
-    ref = f"kill-{uuid.uuid4().hex[:6]}"
-    gated = {**env, "WORKFLOWS_PACKAGE": "tests.crash_workflows", "LEDGER_DIR": str(tmp_path)}
-    os.mkfifo(tmp_path / f"reached-{ref}")
-    os.mkfifo(tmp_path / f"gate-{ref}")
-    (tmp_path / f"armed-{ref}").touch()
+    ref, gated = armed_gate(env, tmp_path, "kill")
     logs = ARTIFACTS / "apphost-wfevents-kill.log"
     with running_host(gated, log_path=logs, queue_lease_seconds=3) as first:
         run_id = start(first.base, "gated", ref)

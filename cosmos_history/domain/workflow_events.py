@@ -120,14 +120,18 @@ class RunJournal:
         return self._batches, self._last
 
     async def open(self, *, resumed: bool) -> None:
-        """Find where the log ends (a killed job may have written past the known position) and start the beat."""
+        """A job starts: find where the log ends and start the beat."""
+        await self.find_end()
+        self.add("run_status", {"status": "in_progress", "resumed": resumed})
+        self._beats = asyncio.create_task(self._beat(), name="workflow run events")
+
+    async def find_end(self) -> None:
+        """Move past the batches stored after the known position (a killed job's, a running job's)."""
         try:
             if self._log is not None:
                 await self._skip_taken()
         except Exception as error:  # an outage: a conflicting create finds the end later
             logger.info("Could not read a workflow run's events: %s", type(error).__name__)
-        self.add("run_status", {"status": "in_progress", "resumed": resumed})
-        self._beats = asyncio.create_task(self._beat(), name="workflow run events")
 
     def add(self, name: RunEventName, data: dict[str, Any]) -> None:
         self._buffer.append((name, data))
@@ -265,9 +269,10 @@ async def follow_run(
 ) -> AsyncIterator[StoredEvent]:
     """The run's stored events after ``after``, then its new ones as its jobs store them (from any instance),
     until the run stops (ends or waits for input) or :data:`FOLLOW_SECONDS` pass (the client resumes with its
-    last id). A stop the log does not end with (a run cancelled or given up outside its job) closes the stream
-    with a ``run_status`` event from the record, without an id (it is not in the log)."""
-    number, last, until = 1, None, clock() + FOLLOW_SECONDS
+    last id). Batches gone in the middle of a replay end it with an ``error`` event carrying the client's last id
+    (no new one: the ids after it are the expired events')."""
+    number, until = 1, clock() + FOLLOW_SECONDS
+    last: StoredEvent | None = None
     while True:
         batch = await log.batch(run.id, run.user_id, number)
         if batch is None:
@@ -277,11 +282,9 @@ async def follow_run(
             if current.status in STOPPED:  # its record is written after its last batch: look once more
                 batch = await log.batch(run.id, run.user_id, number)
                 if batch is None:
-                    if number <= current.events[0]:  # a batch expired in the middle of the replay
+                    if number <= current.events[0]:  # a batch expired in the middle of the replay: no new id
                         gone = RunEventsGoneError(f"Some events of workflow run {run.id!r} are past their retention.")
-                        yield StoredEvent(0, "error", error_fields(gone))
-                    elif last is None or last.name != "run_status" or last.data.get("status") != current.status:
-                        yield StoredEvent(0, "run_status", {"status": current.status})
+                        yield StoredEvent(max(last.seq if last else 0, after), "error", error_fields(gone))
                     return
             elif clock() >= until:
                 return
@@ -305,3 +308,12 @@ async def check_events(log: RunEventLog, run: WorkflowRun) -> None:
         raise RunEventsGoneError(
             f"The events of workflow run {run.id!r} are past their retention; GET the run itself for its outputs."
         )
+
+
+async def log_stop(log: RunEventLog | None, run: WorkflowRun, status: str, **fields: Any) -> None:
+    """The ``run_status`` event of a stop decided outside the run's job (a cancel, the queue giving up), after
+    the log's end; an outage leaves it out (the run's record says how it stopped)."""
+    if log is not None:
+        journal = RunJournal(log, run, outputs=(), position=run.events, flush_seconds=0)
+        await journal.find_end()
+        await journal.close(status, **fields)

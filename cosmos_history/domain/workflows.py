@@ -35,6 +35,7 @@ from cosmos_history.domain.workflow_events import (
     checkpoint_outputs,
     checkpoint_position,
     follow_run,
+    log_stop,
 )
 from cosmos_history.domain.workflow_requests import answer, pending_request
 from cosmos_history.domain.workflow_runs import TEXT, WorkflowRun, WorkflowRunStore
@@ -193,6 +194,7 @@ class WorkflowRuns:
                 run.but(status="cancelled", pending=(), attempt=run.attempt + 1, updated_at=time.time())
             )
             if cancelled is not None:
+                await log_stop(self.events, cancelled, "cancelled")
                 return cancelled
         raise WorkflowRequestConflictError("The run kept changing while it was cancelled; send the cancel again.")
 
@@ -232,9 +234,9 @@ class WorkflowRuns:
                 )  # fmt: skip
             result = await journal.follow(stream)
         except CheckpointNotSaved as stop:  # the queue runs the job again, from the last checkpoint saved
-            if stop.error is None:
+            if stop.error is None:  # the cancel logged its own run_status event
                 logger.info("Workflow run %s stopped: it was cancelled", run.id)
-                await journal.close("cancelled")
+                await journal.close()
                 return
             await journal.close()
             logger.warning("Workflow run %s stopped: its checkpoint was not saved (%s)", run.id, stop.error.title)
@@ -270,7 +272,9 @@ class WorkflowRuns:
         """The queue gave up on the job (every delivery failed): its run ends ``failed``."""
         run = await self._current(job)
         if run is not None:
-            await self._end(run, "failed", error=_failed("The run failed on every attempt the queue made."))
+            failed = _failed("The run failed on every attempt the queue made.")
+            if await self._end(run, "failed", error=failed):
+                await log_stop(self.events, run, "failed", error=failed)
 
     async def _current(self, job: Mapping[str, Any]) -> WorkflowRun | None:
         try:
@@ -283,10 +287,12 @@ class WorkflowRuns:
             return None
         return run
 
-    async def _end(self, run: WorkflowRun, status: Any, **changes: Any) -> None:
+    async def _end(self, run: WorkflowRun, status: Any, **changes: Any) -> bool:
+        """Whether the run (still at ``run``'s attempt) now ends ``status``."""
         current = await self.store.find(run.id, run.user_id)
         if current is not None and current.attempt == run.attempt and not current.finished:
-            await self.store.replace(current.but(status=status, updated_at=time.time(), **changes))
+            return await self.store.replace(current.but(status=status, updated_at=time.time(), **changes)) is not None
+        return False
 
     def _queue(self) -> JobQueue:
         if self.queue is None:

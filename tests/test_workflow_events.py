@@ -26,7 +26,7 @@ from devtools.devhost import running_host
 
 from .conftest import ARTIFACTS
 from .test_durable_turns_e2e import Event, sse
-from .test_workflows import ALICE, BOB, FailingOnce, ListQueue, offline_agents, run_in
+from .test_workflows import ALICE, BOB, CancelledMidRun, FailingOnce, ListQueue, offline_agents, run_in
 
 # --- the domain, over the memory adapters ----------------------------------------------------------------------
 
@@ -115,6 +115,20 @@ async def test_a_run_cancelled_before_its_job_ran_logs_its_cancel_as_its_last_ev
     await runs.run(queue.jobs.pop())  # the job finds nothing to do, and logs nothing
 
     assert await stored(runs, run.id) == [StoredEvent(1, "run_status", {"status": "cancelled"})]
+
+
+async def test_a_run_cancelled_while_its_job_runs_logs_one_cancel_after_the_jobs_events():
+    store, queue, events = CancelledMidRun(), ListQueue(), MemoryRunEvents()
+    runs = runs_of("workflows", store, queue, events)
+    store.runs_service = runs
+    run = await runs.start("support", "/handoff_to_specialist", caller="alice")
+
+    await runs.run(queue.jobs.pop())
+    every = await stored(runs, run.id)
+
+    assert [e.seq for e in every] == list(range(1, len(every) + 1))
+    assert [e.data["status"] for e in every if e.name == "run_status"] == ["in_progress", "cancelled"]
+    assert every[-1] == StoredEvent(len(every), "run_status", {"status": "cancelled"})
 
 
 class DiesAfterSecondSuperstep(FailingOnce):

@@ -234,11 +234,10 @@ class WorkflowRuns:
                 )  # fmt: skip
             result = await journal.follow(stream)
         except CheckpointNotSaved as stop:  # the queue runs the job again, from the last checkpoint saved
-            if stop.error is None:  # the cancel logged its own run_status event
+            await journal.close()  # no run_status: a cancel logged its own
+            if stop.error is None:
                 logger.info("Workflow run %s stopped: it was cancelled", run.id)
-                await journal.close()
                 return
-            await journal.close()
             logger.warning("Workflow run %s stopped: its checkpoint was not saved (%s)", run.id, stop.error.title)
             raise stop.error from None
         except Exception as error:

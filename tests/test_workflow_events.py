@@ -19,7 +19,8 @@ import pytest
 from cosmos_history.adapters.memory_workflows import MemoryRunEvents, MemoryWorkflowRuns
 from cosmos_history.domain.errors import StoreUnavailableError
 from cosmos_history.domain.turn_records import EventBatch, StoredEvent
-from cosmos_history.domain.workflow_events import RUN_EVENTS, RunEventsGoneError
+from cosmos_history.domain.workflow_events import RUN_EVENTS, RunEventsGoneError, RunJournal
+from cosmos_history.domain.workflow_runs import WorkflowRun
 from cosmos_history.domain.workflows import WorkflowRunNotFoundError, WorkflowRuns
 from cosmos_history.workflows.discovery import workflow_modules
 from devtools.devhost import running_host
@@ -78,6 +79,20 @@ async def test_a_job_numbers_its_events_after_the_batches_a_killed_job_stored():
 
     assert after[0].seq == last + 2 and after[0].data == {"status": "in_progress", "resumed": True}
     assert [e.seq for e in after] == list(range(last + 2, last + 2 + len(after)))
+
+
+async def test_a_batch_number_another_job_of_the_run_took_meanwhile_moves_the_journal_past_it():
+    events = MemoryRunEvents()
+    run = WorkflowRun(f"wfrun-{uuid.uuid4().hex}", "alice", "support", "in_progress")
+    journal = RunJournal(events, run, outputs=(), position=(0, 0), flush_seconds=60)
+    journal.add("step_started", {"executor": "mine"})
+    theirs = (StoredEvent(1, "step_started", {"executor": "theirs"}), StoredEvent(2, "step_completed", {}))
+    await events.append(run.id, "alice", EventBatch(1, theirs))  # written after this journal found the log's end
+
+    assert await journal.flush()
+    assert events.batches[("alice", run.id, 1)].events == theirs
+    assert events.batches[("alice", run.id, 2)].events == (StoredEvent(3, "step_started", {"executor": "mine"}),)
+    assert journal.position == (2, 3)
 
 
 async def test_a_strangers_run_has_no_events_for_them():

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from agent_framework import AgentResponseUpdate, Content, WorkflowEvent
 
 from cosmos_history.adapters.memory_workflows import MemoryRunEvents, MemoryWorkflowRuns
 from cosmos_history.domain.errors import StoreUnavailableError
@@ -93,6 +94,34 @@ async def test_a_batch_number_another_job_of_the_run_took_meanwhile_moves_the_jo
     assert events.batches[("alice", run.id, 1)].events == theirs
     assert events.batches[("alice", run.id, 2)].events == (StoredEvent(3, "step_started", {"executor": "mine"}),)
     assert journal.position == (2, 3)
+
+
+def update(author: str, text: str) -> AgentResponseUpdate:
+    return AgentResponseUpdate(
+        contents=[Content.from_text(text)], role="assistant", author_name=author, message_id=author
+    )
+
+
+async def test_an_agents_streamed_updates_are_one_output_and_an_intermediate_agents_are_its_steps_text_only():
+    run, events = WorkflowRun(f"wfrun-{uuid.uuid4().hex}", "alice", "w", "in_progress"), MemoryRunEvents()
+    journal = RunJournal(events, run, outputs=("earlier",), position=(0, 0), flush_seconds=60)
+    for event in (
+        WorkflowEvent("output", update("writer", "Hel"), executor_id="writer"),
+        WorkflowEvent("intermediate", update("critic", "Too "), executor_id="critic"),
+        WorkflowEvent("output", update("writer", "lo"), executor_id="writer"),
+        WorkflowEvent("intermediate", update("critic", "short"), executor_id="critic"),
+        WorkflowEvent.executor_completed("critic"),
+        WorkflowEvent.executor_completed("writer"),
+    ):
+        journal.read(event)
+    await journal.flush()
+
+    assert journal.outputs == ["earlier", {"author": "writer", "text": "Hello"}]
+    assert [(e.name, e.data) for e in events.batches[("alice", run.id, 1)].events] == [
+        ("step_completed", {"executor": "critic", "text": "Too short"}),
+        ("output", {"executor": "writer", "output": {"author": "writer", "text": "Hello"}}),
+        ("step_completed", {"executor": "writer", "text": "Hello"}),
+    ]
 
 
 async def test_a_strangers_run_has_no_events_for_them():

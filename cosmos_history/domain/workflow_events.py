@@ -109,7 +109,8 @@ class RunJournal:
         self._batches, self._last = position
         self._flush_seconds = flush_seconds
         self._buffer: list[tuple[str, Any]] = []
-        self._updates: dict[str, list[AgentResponseUpdate]] = {}
+        self._updates: dict[tuple[str, bool], list[AgentResponseUpdate]] = {}
+        """Streamed updates not folded yet, by executor and whether they are outputs (else intermediate)."""
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._beats: asyncio.Task[None] | None = None
@@ -146,7 +147,7 @@ class RunJournal:
         """Record one framework event as the run's events (most framework events have none)."""
         kind, data, executor = event.type, event.data, event.executor_id
         if kind in ("output", "intermediate") and isinstance(data, AgentResponseUpdate):
-            self._updates.setdefault(executor or "", []).append(data)
+            self._updates.setdefault((executor or "", kind == "output"), []).append(data)
         elif kind == "output":
             self._output(executor, output_json(data))
         elif kind == "superstep_started":
@@ -157,10 +158,12 @@ class RunJournal:
         elif kind == "executor_invoked":
             self.add("step_started", {"executor": executor})
         elif kind == "executor_completed":
-            text = self._fold(executor or "", output=True) or _agent_text(data)
+            said = [self._fold((executor or "", final)) for final in (True, False)]
+            text = said[0] or said[1] or _agent_text(data)
             self.add("step_completed", {"executor": executor, "text": text})
         elif kind == "executor_failed":
-            self._fold(executor or "", output=False)
+            for final in (True, False):
+                self._updates.pop((executor or "", final), None)
             error = event.details.error_type if event.details is not None else "Exception"
             self.add("step_failed", {"executor": executor, "error": error})
         elif kind == "request_info":
@@ -170,17 +173,19 @@ class RunJournal:
             self.add("handoff", {"from": getattr(data, "source", None), "to": getattr(data, "target", None)})
 
     def fold(self) -> None:
-        """Every agent's streamed updates so far as its output (before a checkpoint: it must hold them)."""
-        for executor in list(self._updates):
-            self._fold(executor, output=True)
+        """Every agent's streamed updates so far as one answer each (before a checkpoint: it must hold them)."""
+        for key in list(self._updates):
+            self._fold(key)
 
-    def _fold(self, executor: str, *, output: bool) -> str | None:
-        updates = self._updates.pop(executor, None)
+    def _fold(self, key: tuple[str, bool]) -> str | None:
+        """One executor's streamed updates as one answer: an output of the run when they were its outputs (an
+        ``intermediate`` executor's are not); returns the answer's text."""
+        updates = self._updates.pop(key, None)
         if not updates:
             return None
         response = AgentResponse.from_updates(updates)
-        if output:
-            self._output(executor, output_json(response))
+        if key[1]:
+            self._output(key[0], output_json(response))
         return response.text
 
     def _output(self, executor: str | None, output: Any) -> None:

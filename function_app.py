@@ -62,6 +62,7 @@ ROUTES = (
     Route("GET", "workflows", wf.list_workflows_route),
     Route("POST", "workflows/{name}/runs", wf.start_run_route),
     Route("GET", "workflows/runs/{id}", wf.get_run_route),
+    Route("GET", "workflows/runs/{id}/events", wf.run_events_route),
     Route("POST", "workflows/runs/{id}/responses", wf.respond_route),
     Route("POST", "workflows/runs/{id}/cancel", wf.cancel_run_route),
     Route("GET", "health", api.health_route),

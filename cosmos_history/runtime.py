@@ -24,6 +24,7 @@ from cosmos_history.adapters.cosmos.lease import CosmosTurnLease
 from cosmos_history.adapters.cosmos.responses import CosmosResponseLog
 from cosmos_history.adapters.cosmos.sessions import CosmosSessions
 from cosmos_history.adapters.cosmos.turns import CosmosTurnLog
+from cosmos_history.adapters.cosmos.workflow_events import CosmosRunEvents
 from cosmos_history.adapters.cosmos.workflows import CosmosWorkflowRuns
 from cosmos_history.agents.catalog import Agents, build_agents
 from cosmos_history.domain.background import BackgroundTurns
@@ -147,7 +148,13 @@ async def build_runtime(
         responses=responses,
         turn_log=turn_log,
         jobs=job_queue(settings),
-        workflows=workflow_runs(modules, runs, job_queue(settings, queue_name(settings))),
+        workflows=workflow_runs(
+            modules,
+            runs,
+            job_queue(settings, queue_name(settings)),
+            CosmosRunEvents(container, event_ttl_seconds=settings.events_ttl_seconds),
+            settings,
+        ),
     )
 
 

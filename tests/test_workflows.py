@@ -145,18 +145,21 @@ async def test_answers_to_a_run_that_is_resuming_wait_until_it_pauses_again():
 
 
 class FailingOnce(MemoryWorkflowRuns):
-    """Checkpoints whose first save fails as the store does when it is unavailable."""
+    """Checkpoints whose first save (of those :meth:`fails` picks) fails as the store does when it is unavailable."""
 
     def __init__(self) -> None:
         super().__init__()
         self.failures = 1
+
+    def fails(self, checkpoint: Any) -> bool:
+        return True
 
     def checkpoints(self, run_id: str, user_id: str) -> Any:
         storage = super().checkpoints(run_id, user_id)
         save = storage.save
 
         async def failing(checkpoint: Any) -> str:
-            if self.failures:
+            if self.failures and self.fails(checkpoint):
                 self.failures -= 1
                 raise StoreUnavailableError("Cosmos DB is unavailable", retry_after=1)
             return await save(checkpoint)

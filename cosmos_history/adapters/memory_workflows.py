@@ -13,6 +13,7 @@ from agent_framework import WorkflowCheckpoint
 from agent_framework._workflows._checkpoint_encoding import decode_checkpoint_value, encode_checkpoint_value
 from agent_framework.exceptions import WorkflowCheckpointException
 
+from cosmos_history.domain.turn_records import EventBatch
 from cosmos_history.domain.workflow_runs import WorkflowRun
 
 
@@ -73,3 +74,20 @@ class MemoryRunCheckpoints:
 
     async def delete(self, checkpoint_id: str) -> bool:
         return self._saved.pop(checkpoint_id, None) is not None
+
+
+class MemoryRunEvents:
+    """:class:`~cosmos_history.domain.workflow_events.RunEventLog` in a dict (batches never expire here)."""
+
+    def __init__(self, event_ttl_seconds: int = 86400) -> None:
+        self.event_ttl_seconds = event_ttl_seconds
+        self.batches: dict[tuple[str, str, int], EventBatch] = {}
+
+    async def append(self, run_id: str, user_id: str, batch: EventBatch) -> bool:
+        if (user_id, run_id, batch.number) in self.batches:
+            return False
+        self.batches[(user_id, run_id, batch.number)] = batch
+        return True
+
+    async def batch(self, run_id: str, user_id: str, number: int) -> EventBatch | None:
+        return self.batches.get((user_id, run_id, number))

@@ -89,6 +89,8 @@ class WorkflowRun:
     tool_journal: tuple[ToolCallNote, ...] = ()
     attempt: int = 1
     error: Mapping[str, Any] | None = None
+    events: tuple[int, int] = (0, 0)
+    """Where its event log stood when a job last stopped: ``(batches, last event id)``."""
     created_at: float = 0.0
     updated_at: float = 0.0
     etag: str | None = None
@@ -115,6 +117,7 @@ class WorkflowRun:
             **({"toolJournal": [note.to_json() for note in self.tool_journal]} if self.tool_journal else {}),
             "attempt": self.attempt,
             "error": dict(self.error) if self.error is not None else None,
+            "events": list(self.events),
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
         }
@@ -134,6 +137,7 @@ class WorkflowRun:
             tool_journal=tuple(ToolCallNote.from_json(n) for n in item.get("toolJournal") or ()),
             attempt=int(item.get("attempt") or 1),
             error=item.get("error"),
+            events=event_position(item.get("events")),
             created_at=float(item.get("createdAt") or 0.0),
             updated_at=float(item.get("updatedAt") or 0.0),
             etag=etag,
@@ -150,6 +154,13 @@ class WorkflowRun:
             "error": dict(self.error) if self.error is not None else None,
         }
         return body
+
+
+def event_position(value: Any) -> tuple[int, int]:
+    """A stored event log position ``[batches, last id]`` (``(0, 0)`` when absent or malformed)."""
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(n, int) for n in value):
+        return value[0], value[1]
+    return 0, 0
 
 
 class WorkflowRunStore(Protocol):

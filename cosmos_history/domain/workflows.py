@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,7 +27,17 @@ from agent_framework import (
 
 from cosmos_history.domain.errors import BackgroundNotConfiguredError, BadRequestError, ErrorKind, ProblemError
 from cosmos_history.domain.ports import JobQueue
-from cosmos_history.domain.workflow_requests import answer, check_answer, output_json, pending_request
+from cosmos_history.domain.turn_records import StoredEvent
+from cosmos_history.domain.workflow_events import (
+    RunEventLog,
+    RunJournal,
+    check_events,
+    checkpoint_outputs,
+    checkpoint_position,
+    follow_run,
+    log_stop,
+)
+from cosmos_history.domain.workflow_requests import answer, check_answer, pending_request
 from cosmos_history.domain.workflow_runs import WorkflowRun, WorkflowRunStore
 from cosmos_history.domain.workflow_tool_journal import JournalInUse, guard_tools
 
@@ -81,6 +91,9 @@ class WorkflowRuns:
     descriptions: Mapping[str, str]
     store: WorkflowRunStore
     queue: JobQueue | None
+    events: RunEventLog | None = None
+    flush_seconds: float = 1.0
+    poll_seconds: float = 0.5
 
     def listing(self) -> list[dict[str, str]]:
         return [{"name": name, "description": self.descriptions.get(name, "")} for name in sorted(self.workflows)]
@@ -105,6 +118,18 @@ class WorkflowRuns:
         if run is None:
             raise WorkflowRunNotFoundError(f"This caller has no workflow run {run_id!r}.")
         return run
+
+    async def follow(self, run_id: str, *, caller: str, after: int) -> AsyncIterator[StoredEvent]:
+        """The caller's run's events after ``after``, replayed then followed (see :func:`follow_run`).
+
+        Raises:
+            WorkflowRunNotFoundError: not the caller's run. RunEventsGoneError: past their retention.
+        """
+        run = await self.read(run_id, caller=caller)
+        if self.events is None:
+            raise BackgroundNotConfiguredError("This app stores no workflow run events.")
+        await check_events(self.events, run)
+        return follow_run(self.events, self.store, run, after=after, poll_seconds=self.poll_seconds)
 
     async def respond(self, run_id: str, responses: list[tuple[str, Any]], *, caller: str) -> WorkflowRun:
         """Record answers to pending requests, each exactly once, and send the job that delivers them.
@@ -169,6 +194,7 @@ class WorkflowRuns:
                 run.but(status="cancelled", pending=(), attempt=run.attempt + 1, updated_at=time.time())
             )
             if cancelled is not None:
+                await log_stop(self.events, cancelled, "cancelled")
                 return cancelled
         raise WorkflowRequestConflictError("The run kept changing while it was cancelled; send the cancel again.")
 
@@ -186,12 +212,17 @@ class WorkflowRuns:
             return  # changed meanwhile (answered, cancelled): the newer job runs it
         workflow = factory()
         guard_tools(workflow)  # tools with side effects run exactly once across a crash
-        storage = _Strict(self.store.checkpoints(run.id, run.user_id), self.store, claimed)
-        latest = await storage.get_latest(workflow_name=workflow.name)
-        journal = JournalInUse(self.store, claimed)
+        checkpoints = self.store.checkpoints(run.id, run.user_id)
+        latest = await checkpoints.get_latest(workflow_name=workflow.name)
+        journal = RunJournal(self.events, claimed, outputs=checkpoint_outputs(latest, claimed.outputs),
+                             position=max(claimed.events, checkpoint_position(latest)),
+                             flush_seconds=self.flush_seconds)  # fmt: skip
+        await journal.open(resumed=latest is not None)
+        storage = _Strict(checkpoints, self.store, claimed, journal)
+        tools = JournalInUse(self.store, claimed)
         try:
             if latest is None:
-                result = await workflow.run(run.input, checkpoint_storage=storage)
+                stream = workflow.run(run.input, stream=True, checkpoint_storage=storage)
             else:
                 waiting = set(latest.pending_request_info_events)
                 answers = {
@@ -199,10 +230,13 @@ class WorkflowRuns:
                     for request, data in run.answers.items()
                     if request in waiting
                 }
-                result = await workflow.run(
-                    responses=answers or None, checkpoint_id=latest.checkpoint_id, checkpoint_storage=storage
-                )
+                stream = workflow.run(
+                    stream=True, responses=answers or None, checkpoint_id=latest.checkpoint_id,
+                    checkpoint_storage=storage,
+                )  # fmt: skip
+            result = await journal.follow(stream)
         except CheckpointNotSaved as stop:  # the queue runs the job again, from the last checkpoint saved
+            await journal.close()  # no run_status: a cancel logged its own
             if stop.error is None:
                 logger.info("Workflow run %s stopped: it was cancelled", run.id)
                 return
@@ -211,29 +245,39 @@ class WorkflowRuns:
         except Exception as error:
             passing = _passing(error)
             if passing is not None:  # the store failed for now: the queue runs the job again, from the checkpoint
+                await journal.close()
                 logger.warning("Workflow run %s stopped, the queue retries it: %s", run.id, passing.title)
                 raise passing from error
             # The workflow's own failure: the run ends failed (types only, never text).
             logger.warning("Workflow run %s failed: %s", run.id, type(error).__name__)
-            await self._end(claimed, "failed", error=_failed(f"The workflow raised {type(error).__name__}."))
+            failed = _failed(f"The workflow raised {type(error).__name__}.")
+            await journal.close("failed", error=failed)
+            await self._end(claimed, "failed", outputs=tuple(journal.outputs), error=failed, events=journal.position)
             return
+        except BaseException:
+            await journal.close()
+            raise
         finally:
-            journal.close()
-        outputs = (*claimed.outputs, *(output_json(o) for o in result.get_outputs()))
+            tools.close()
+        outputs = tuple(journal.outputs)
         pending = tuple(pending_request(event) for event in result.get_request_info_events())
         state = result.get_final_state()
         if state == WorkflowRunState.FAILED:
-            await self._end(claimed, "failed", outputs=outputs, error=_failed("The workflow failed."))
+            status, changes = "failed", {"error": _failed("The workflow failed.")}
         elif pending or state == WorkflowRunState.IDLE_WITH_PENDING_REQUESTS:
-            await self._end(claimed, "awaiting_input", outputs=outputs, pending=pending, answers={})
+            status, changes = "awaiting_input", {"pending": pending, "answers": {}}
         else:
-            await self._end(claimed, "completed", outputs=outputs, pending=(), answers={})
+            status, changes = "completed", {"pending": (), "answers": {}}
+        await journal.close(status, **({"error": changes["error"]} if "error" in changes else {}))
+        await self._end(claimed, status, outputs=outputs, events=journal.position, **changes)
 
     async def give_up(self, job: Mapping[str, Any]) -> None:
         """The queue gave up on the job (every delivery failed): its run ends ``failed``."""
         run = await self._current(job)
         if run is not None:
-            await self._end(run, "failed", error=_failed("The run failed on every attempt the queue made."))
+            failed = _failed("The run failed on every attempt the queue made.")
+            if await self._end(run, "failed", error=failed):
+                await log_stop(self.events, run, "failed", error=failed)
 
     async def _current(self, job: Mapping[str, Any]) -> WorkflowRun | None:
         try:
@@ -246,10 +290,12 @@ class WorkflowRuns:
             return None
         return run
 
-    async def _end(self, run: WorkflowRun, status: Any, **changes: Any) -> None:
+    async def _end(self, run: WorkflowRun, status: Any, **changes: Any) -> bool:
+        """Whether the run (still at ``run``'s attempt) now ends ``status``."""
         current = await self.store.find(run.id, run.user_id)
         if current is not None and current.attempt == run.attempt and not current.finished:
-            await self.store.replace(current.but(status=status, updated_at=time.time(), **changes))
+            return await self.store.replace(current.but(status=status, updated_at=time.time(), **changes)) is not None
+        return False
 
     def _queue(self) -> JobQueue:
         if self.queue is None:
@@ -272,12 +318,17 @@ class _Strict:
     """A run's checkpoint storage whose failed save stops the run (:class:`CheckpointNotSaved`), as does a run
     cancelled meanwhile (read after each save: one point read per superstep)."""
 
-    def __init__(self, storage: CheckpointStorage, runs: WorkflowRunStore, run: WorkflowRun) -> None:
+    def __init__(
+        self, storage: CheckpointStorage, runs: WorkflowRunStore, run: WorkflowRun, journal: RunJournal
+    ) -> None:
         self._storage = storage
         self._runs = runs
         self._run = run
+        self._journal = journal
 
     async def save(self, checkpoint: WorkflowCheckpoint) -> str:
+        """The superstep's events stored first, its outputs saved with it (a resumed run starts from both)."""
+        await self._journal.before_checkpoint(checkpoint)
         try:
             saved = await self._storage.save(checkpoint)
             current = await self._runs.find(self._run.id, self._run.user_id)

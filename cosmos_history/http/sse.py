@@ -58,12 +58,14 @@ async def turn_events(turn: TurnStream) -> AsyncIterator[str]:
             yield encoded
 
 
-def stored_events_stream(events: AsyncIterator[StoredEvent], turn: int) -> StreamingResponse:
-    """A turn's stored (and then followed) events as SSE, with the ids the live stream gave them."""
+def stored_events_stream(events: AsyncIterator[StoredEvent], prefix: str = "") -> StreamingResponse:
+    """Stored (and then followed) events as SSE, each with the id ``<prefix><seq>`` (a turn's ``<turn>:``, so
+    a turn's ids are the ones its live stream gave); an event numbered 0 (made up by the follower, not stored)
+    goes out without an id, so a client resuming from its last id misses nothing."""
 
     async def encoded() -> AsyncIterator[str]:
         async for event in events:
-            yield encode_stored(event, f"{turn}:{event.seq}")
+            yield encode_stored(event, f"{prefix}{event.seq}" if event.seq else None)
 
     return StreamingResponse(
         encoded(), media_type=EVENT_STREAM, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -30,8 +30,9 @@ def parse_turn(value: str) -> int:
     return int(value)
 
 
-def parse_after(call: Call, turn: int) -> int:
-    """The last event the client has (``Last-Event-ID``, as ``<turn>:<n>`` or ``<n>``, or ``?after=<n>``); 0: none."""
+def parse_after(call: Call, turn: int | None) -> int:
+    """The last event the client has (``Last-Event-ID``, as ``<turn>:<n>`` or ``<n>``, or ``?after=<n>``); 0: none.
+    ``turn`` ``None``: a stream whose ids are plain numbers (a workflow run's)."""
     after = call.query("after")
     if after is not None:
         if not _NUMBER.match(after):
@@ -41,8 +42,9 @@ def parse_after(call: Call, turn: int) -> int:
     if last is None or not last.strip():
         return 0
     match = _EVENT_ID.match(last.strip())
-    if match is None:
-        raise BadRequestError("Last-Event-ID must be an id this stream sent (<turn>:<n>).")
+    if match is None or (turn is None and match.group(1) is not None):
+        form = "<n>" if turn is None else "<turn>:<n>"
+        raise BadRequestError(f"Last-Event-ID must be an id this stream sent ({form}), or ?after=<n>.")
     if match.group(1) is not None and int(match.group(1)) != turn:
         raise BadRequestError(f"Last-Event-ID {last.strip()!r} is an event of another turn than {turn}.")
     return int(match.group(2))
@@ -58,7 +60,7 @@ async def turn_events_route(call: Call) -> Response:
     session_id, turn = call.session_id(), parse_turn(call.route("turn"))
     after = parse_after(call, turn)
     events = await call.turns.follow(session_id, turn, caller=call.user_id, after=after)
-    return stored_events_stream(events, turn)
+    return stored_events_stream(events, f"{turn}:")
 
 
 async def cancel_turn_route(call: Call) -> Response:

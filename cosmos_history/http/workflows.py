@@ -14,6 +14,8 @@ from cosmos_history.domain.errors import BackgroundNotConfiguredError, BadReques
 from cosmos_history.domain.workflows import WorkflowRunNotFoundError, WorkflowRuns
 from cosmos_history.http.calls import Call
 from cosmos_history.http.responses import json_response
+from cosmos_history.http.sse import stored_events_stream
+from cosmos_history.http.turns import parse_after
 
 _RUN_ID = re.compile(r"^wfrun-[0-9a-f]{32}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -53,6 +55,14 @@ async def start_run_route(call: Call) -> Response:
 async def get_run_route(call: Call) -> Response:
     run = await _runs(call).read(_run_id(call), caller=call.user_id)
     return json_response(run.public_json())
+
+
+async def run_events_route(call: Call) -> Response:
+    """SSE: the run's events after the client's last one (``Last-Event-ID`` or ``?after=``), then its new ones
+    until it ends or waits for input (from storage: any instance serves it)."""
+    run_id = _run_id(call)
+    after = parse_after(call, None)
+    return stored_events_stream(await _runs(call).follow(run_id, caller=call.user_id, after=after))
 
 
 async def respond_route(call: Call) -> Response:

@@ -8,6 +8,7 @@ from agent_framework import Agent
 
 from cosmos_history.agents.catalog import Agents
 from cosmos_history.domain.ports import JobQueue
+from cosmos_history.domain.workflow_events import RunEventLog
 from cosmos_history.domain.workflow_runs import WorkflowRunStore
 from cosmos_history.domain.workflows import WorkflowRuns
 from cosmos_history.settings import Settings
@@ -30,11 +31,23 @@ def discover(settings: Settings, agents: Agents) -> dict[str, WorkflowModule]:
 
 
 def workflow_runs(
-    modules: Mapping[str, WorkflowModule], store: WorkflowRunStore, queue: JobQueue | None
+    modules: Mapping[str, WorkflowModule],
+    store: WorkflowRunStore,
+    queue: JobQueue | None,
+    events: RunEventLog | None = None,
+    settings: Settings | None = None,
 ) -> WorkflowRuns:
+    """The runs of ``modules``; with ``events`` their events are stored (flushed and polled as ``settings`` say)."""
+    timing = (
+        {"flush_seconds": settings.events_flush_ms / 1000, "poll_seconds": settings.events_poll_ms / 1000}
+        if settings is not None
+        else {}
+    )
     return WorkflowRuns(
         {name: module.build for name, module in modules.items()},
         {name: module.description for name, module in modules.items()},
         store,
         queue,
+        events,
+        **timing,
     )

@@ -25,6 +25,7 @@ from agent_framework import (
 from cosmos_history import build_agents, load_settings, run_turn
 from cosmos_history.adapters.memory import MemorySessions
 from cosmos_history.domain.compaction import SUMMARY_HEADER, count_tokens
+from cosmos_history.runtime import history_policy
 
 from .inprocess import user_message
 from .model import BenchChatClient
@@ -80,15 +81,11 @@ async def _turns(variant: str, env: Mapping[str, str], model: InputRecordingClie
     strategy = variant.removeprefix("local, ") if variant.startswith("local") else "summarize"
     settings = load_settings({**env, "HISTORY_COMPACTION": strategy})
     agents = build_agents(settings, model)
-    store = MemorySessions(
-        user_id="bench",
-        max_item_bytes=settings.max_session_bytes,
-        max_history_messages=settings.max_history_messages,
-        max_history_tokens=settings.compaction.document_tokens,
-    )
+    store = MemorySessions(user_id="bench")
+    policy = history_policy(settings)  # the document's budget, as the runtime builds it
     mode = "service" if variant == "service" else "local"
 
     async def project(number: int) -> None:
-        await run_turn(store, agents, session_id="tokens", message=user_message(number), mode=mode)
+        await run_turn(store, agents, session_id="tokens", message=user_message(number), mode=mode, policy=policy)
 
     return project

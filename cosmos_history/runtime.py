@@ -28,7 +28,9 @@ from cosmos_history.adapters.cosmos.workflow_events import CosmosRunEvents
 from cosmos_history.adapters.cosmos.workflows import CosmosWorkflowRuns
 from cosmos_history.agents.catalog import Agents, build_agents
 from cosmos_history.domain.background import BackgroundTurns
+from cosmos_history.domain.budget import HistoryBudget
 from cosmos_history.domain.errors import AgentsUnavailableError, SettingsError
+from cosmos_history.domain.policy import HistoryPolicy
 from cosmos_history.domain.ports import JobQueue, ResponseLog, SessionRepository
 from cosmos_history.domain.service import Turns
 from cosmos_history.domain.supervisor import TurnSupervisor
@@ -64,12 +66,15 @@ class Runtime:
     """The queue of background turns; ``None`` where the app has no host storage connection."""
     workflows: WorkflowRuns | None = None
     """The app's workflows and their runs; ``None`` in runtimes built without them (tests of other parts)."""
+    policy: HistoryPolicy = field(init=False, repr=False)
+    """A new session's mode and the document's budget, built once from the settings (:func:`history_policy`)."""
     turns: Turns = field(init=False, repr=False)
-    """The one turn service every trigger and protocol calls, built once from the store, agents and guards."""
+    """The one turn service every trigger and protocol calls, built once from the store, agents, guards and policy."""
     background: BackgroundTurns | None = field(init=False, repr=False)
     """Queued turns (``"background": true``); ``None`` without a queue or a turn log."""
 
     def __post_init__(self) -> None:
+        self.policy = history_policy(self.settings)
         self.turns = Turns(
             self.store,
             self.agents,
@@ -78,6 +83,7 @@ class Runtime:
             log=self.turn_log,
             flush_seconds=self.settings.events_flush_ms / 1000,
             poll_seconds=self.settings.events_poll_ms / 1000,
+            policy=self.policy,
         )
         has_both = self.turn_log is not None and self.jobs is not None
         self.background = BackgroundTurns(self.turns, self.turn_log, self.jobs) if has_both else None  # type: ignore[arg-type]
@@ -168,17 +174,21 @@ def job_queue(settings: Settings, queue: str | None = None) -> JobQueue | None:
     return StorageJobQueue.from_settings(settings.queue, queue)
 
 
-def session_services(container: ContainerProxy, settings: Settings) -> tuple[CosmosSessions, TurnGuards]:
-    """The store and turn guards over one container, configured from settings."""
-    ttl = settings.session_ttl_seconds
-    store = CosmosSessions(
-        container,
-        default_mode=settings.history_mode,
-        ttl_seconds=ttl,
-        max_item_bytes=settings.max_session_bytes,
-        max_history_messages=settings.max_history_messages,
-        max_history_tokens=settings.compaction.document_tokens,
+def history_policy(settings: Settings) -> HistoryPolicy:
+    """The domain's history policy as the settings configure it: the default mode and the document's budget."""
+    budget = HistoryBudget(
+        max_bytes=settings.max_session_bytes,
+        max_messages=settings.max_history_messages,
+        max_tokens=settings.compaction.document_tokens,
     )
+    return HistoryPolicy(settings.history_mode, budget)
+
+
+def session_services(container: ContainerProxy, settings: Settings) -> tuple[CosmosSessions, TurnGuards]:
+    """The store and turn guards over one container, configured from settings (the history policy is the
+    runtime's: :func:`history_policy`)."""
+    ttl = settings.session_ttl_seconds
+    store = CosmosSessions(container, ttl_seconds=ttl)
     guards = TurnGuards(
         lease=CosmosTurnLease(container, seconds=settings.turn_lease_seconds, ttl_seconds=ttl),
         replays=CosmosReplayCache(container, ttl_seconds=settings.idempotency_ttl_seconds),

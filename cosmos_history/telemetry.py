@@ -20,12 +20,13 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, Status, StatusCode
 
-from cosmos_history.settings import TelemetrySettings
+if TYPE_CHECKING:  # the domain imports this module, and must not load settings with it
+    from cosmos_history.settings import TelemetrySettings
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,8 @@ from google.protobuf.json_format import MessageToDict
 from cosmos_history.adapters.memory import MemorySessions, MemoryTurnLease, MemoryTurnLog
 from cosmos_history.agents.catalog import build_agents
 from cosmos_history.domain.archive import history_messages
+from cosmos_history.domain.budget import HistoryBudget
+from cosmos_history.domain.policy import HistoryPolicy
 from cosmos_history.domain.results import TurnRequest
 from cosmos_history.domain.service import Turns
 from cosmos_history.domain.turn import TurnGuards
@@ -34,15 +36,17 @@ REMINDER = '/schedule_reminder {"text": "call Ada", "at": "2026-12-01T09:00"}'
 
 @pytest.fixture
 def store() -> MemorySessions:
-    return MemorySessions(user_id="ada", max_history_messages=4)
+    return MemorySessions(user_id="ada")
 
 
 SETTINGS = load_settings({"MODEL_PROVIDER": "offline", "HISTORY_COMPACTION": "window"})
+SMALL_DOCUMENTS = HistoryPolicy(budget=HistoryBudget(max_messages=4))
+"""Documents of 4 messages, so a few turns already reach the archive."""
 
 
 @pytest.fixture
 def turns(store) -> Turns:
-    return Turns(store, build_agents(SETTINGS))
+    return Turns(store, build_agents(SETTINGS), policy=SMALL_DOCUMENTS)
 
 
 async def say(turns: Turns, text: str, **fields) -> None:
@@ -142,7 +146,7 @@ class RacingTurns(Turns):
 
 
 async def test_a_streamed_message_racing_another_turn_is_refused_not_named_after_that_turn(store):
-    racing = RacingTurns(store, build_agents(SETTINGS))
+    racing = RacingTurns(store, build_agents(SETTINGS), policy=SMALL_DOCUMENTS)
     await racing.run(TurnRequest("s", "Hello"), caller="ada")
     call = Call(None, "ada", store, racing.agents, SETTINGS, racing)  # type: ignore[arg-type]  # no HTTP here
     sent = A2AMessage(role=Role.ROLE_USER, parts=[Part(text="Late")], message_id="m-late", context_id="s")
@@ -167,6 +171,7 @@ def recorded(store) -> tuple[Turns, RecordingChatClient, SessionTaskHandler]:
         log=MemoryTurnLog(store.database),
         flush_seconds=0.01,
         poll_seconds=0.01,
+        policy=SMALL_DOCUMENTS,
     )
     call = Call(None, "ada", store, turns.agents, SETTINGS, turns)  # type: ignore[arg-type]  # no HTTP here
     return turns, model, SessionTaskHandler(call, turns.agents.default, [])

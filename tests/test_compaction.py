@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -16,8 +16,9 @@ from cosmos_history import build_agents, load_settings, run_turn
 from cosmos_history.adapters.cosmos.client import create_client, ensure_container
 from cosmos_history.domain.compaction import SUMMARY, SUMMARY_HEADER, WindowHistory, count_tokens, summary_of
 from cosmos_history.domain.conversations import read_history
+from cosmos_history.domain.policy import HistoryPolicy
 from cosmos_history.models.offline import OfflineChatClient
-from cosmos_history.runtime import session_services
+from cosmos_history.runtime import history_policy, session_services
 
 pytestmark = pytest.mark.integration
 
@@ -53,9 +54,13 @@ class Conversation:
     store: Any
     guards: Any
     agents: Any
+    policy: HistoryPolicy
+    """The document's budget, as the runtime builds it from the first deployment's settings."""
 
     async def say(self, session_id: str, message: str) -> Any:
-        return await run_turn(self.store, self.agents, session_id=session_id, message=message, guards=self.guards)
+        return await run_turn(
+            self.store, self.agents, session_id=session_id, message=message, guards=self.guards, policy=self.policy
+        )
 
     async def restart(self) -> None:
         """A new process: new agents, a new client and store; only what Cosmos DB holds carries over."""
@@ -70,7 +75,8 @@ async def conversation(cosmos_env) -> AsyncIterator[Conversation]:
     client = create_client(settings.cosmos)
     store, guards = session_services(await ensure_container(client, settings.cosmos), settings)
     model = RecordingOfflineModel()
-    yield Conversation(env, model, store.for_user(f"u-{uuid.uuid4().hex[:6]}"), guards, build_agents(settings, model))
+    user = store.for_user(f"u-{uuid.uuid4().hex[:6]}")
+    yield Conversation(env, model, user, guards, build_agents(settings, model), history_policy(settings))
     await client.close()
 
 
@@ -155,6 +161,7 @@ async def test_tool_calls_stay_with_their_results_across_the_compaction_boundary
         message="",
         approvals=[(waiting.approvals[0].id, True)],
         guards=conversation.guards,
+        policy=conversation.policy,
     )
 
     assert waiting.status == "awaiting_approval" and done.status == "completed"
@@ -176,7 +183,7 @@ async def test_tool_calls_stay_with_their_results_across_the_compaction_boundary
 async def test_a_request_is_cut_to_the_budget_even_when_the_stored_window_is_longer(conversation):
     session = f"shrunk-{uuid.uuid4().hex[:8]}"
     conversation.env["HISTORY_COMPACTION"] = "none"  # first deployed without compaction: a long stored window
-    conversation.store.max_history_tokens = None
+    conversation.policy = replace(conversation.policy, budget=replace(conversation.policy.budget, max_tokens=None))
     await conversation.restart()
     for number in range(1, 31):
         await conversation.say(session, said(number))

@@ -34,7 +34,13 @@ async def tool_conversation(runtime: Runtime, session_id: str) -> None:
 
     async def turn(message: str, **options: Any):
         return await run_turn(
-            store, runtime.agents, session_id=session_id, message=message, guards=runtime.guards, **options
+            store,
+            runtime.agents,
+            session_id=session_id,
+            message=message,
+            guards=runtime.guards,
+            policy=runtime.policy,
+            **options,
         )
 
     for number in range(3):

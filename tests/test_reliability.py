@@ -27,8 +27,9 @@ from cosmos_history.domain.errors import (
     TurnInProgressError,
     TurnTooLargeError,
 )
+from cosmos_history.domain.policy import HistoryPolicy
 from cosmos_history.domain.turn import TurnGuards
-from cosmos_history.runtime import session_services
+from cosmos_history.runtime import history_policy, session_services
 
 from .fakes import RecordingChatClient
 from .faults import Fault, FaultInjectingTransport, is_item_read, is_item_write, is_session_write
@@ -46,6 +47,8 @@ class Rig:
     container: ContainerProxy
     settings: Settings
     model: RecordingChatClient
+    policy: HistoryPolicy
+    """The budget (``BUDGET`` bytes, 40 messages) the runtime would build from the settings."""
 
     @property
     def agents(self):
@@ -53,7 +56,13 @@ class Rig:
 
     async def turn(self, session_id: str, message: str, **kwargs):
         return await run_turn(
-            self.store, self.agents, session_id=session_id, message=message, guards=self.guards, **kwargs
+            self.store,
+            self.agents,
+            session_id=session_id,
+            message=message,
+            guards=self.guards,
+            policy=self.policy,
+            **kwargs,
         )
 
     async def document(self, session_id: str) -> dict:
@@ -91,9 +100,8 @@ async def rig(cosmos_env) -> AsyncIterator[Rig]:
     client = create_client(settings.cosmos, transport=transport)  # the production retry and timeout options
     container = await ensure_container(client, settings.cosmos)
     store, guards = session_services(container, settings)
-    yield Rig(
-        store.for_user(f"u-{uuid.uuid4().hex[:6]}"), guards, transport, container, settings, RecordingChatClient()
-    )
+    user = store.for_user(f"u-{uuid.uuid4().hex[:6]}")
+    yield Rig(user, guards, transport, container, settings, RecordingChatClient(), history_policy(settings))
     await client.close()
 
 
@@ -276,7 +284,9 @@ async def test_a_3000_turn_conversation_never_writes_an_item_over_budget_and_los
     rig.model.reply_prefix = "a long and detailed answer " * 8
     guards = TurnGuards()  # the lease is tested above; here only the archive matters
     for n in range(turns):
-        await run_turn(rig.store, rig.agents, session_id=session_id, message=f"{n}:{long_text}", guards=guards)
+        await run_turn(
+            rig.store, rig.agents, session_id=session_id, message=f"{n}:{long_text}", guards=guards, policy=rig.policy
+        )
 
     writes = [size for method, url, size in rig.transport.sent if method in ("POST", "PUT") and "/docs" in url]
     assert max(writes) <= BUDGET, f"largest write was {max(writes)} bytes"
@@ -297,13 +307,22 @@ async def test_a_3000_turn_conversation_never_writes_an_item_over_budget_and_los
 async def test_an_archive_chunk_from_a_failed_save_stays_invisible(rig, session_id):
     guards = TurnGuards()
     for n in range(30):
-        await run_turn(rig.store, rig.agents, session_id=session_id, message=f"{n} " + "x" * 600, guards=guards)
+        await run_turn(
+            rig.store, rig.agents, session_id=session_id, message=f"{n} " + "x" * 600, guards=guards, policy=rig.policy
+        )
     committed = await archive_item_ids(rig, session_id)
     rig.transport.faults.append(Fault(lambda r: r.method == "PUT" and r.url.rstrip("/").endswith(session_id), 412, 50))
 
     for n in range(30, 40):  # each turn alone needs room: its save must archive older turns first
         with pytest.raises(SessionConflictError):
-            await run_turn(rig.store, rig.agents, session_id=session_id, message=f"{n} " + "x" * 20_000, guards=guards)
+            await run_turn(
+                rig.store,
+                rig.agents,
+                session_id=session_id,
+                message=f"{n} " + "x" * 20_000,
+                guards=guards,
+                policy=rig.policy,
+            )
     rig.transport.faults.clear()
 
     orphans = await archive_item_ids(rig, session_id) - committed
@@ -432,7 +451,14 @@ async def test_a_reply_too_large_for_one_item_is_refused_and_changes_nothing(rig
 
 async def test_archive_retention_slides_with_the_sessions_activity(rig, session_id):
     for n in range(30):
-        await run_turn(rig.store, rig.agents, session_id=session_id, message=f"{n} " + "w" * 600, guards=TurnGuards())
+        await run_turn(
+            rig.store,
+            rig.agents,
+            session_id=session_id,
+            message=f"{n} " + "w" * 600,
+            guards=TurnGuards(),
+            policy=rig.policy,
+        )
     record = await rig.store.load(session_id)
     assert record is not None and record.archive.starts
     first_chunk = record.archive.chunk_id(session_id, 0)
@@ -454,7 +480,14 @@ async def test_archive_retention_slides_with_the_sessions_activity(rig, session_
 
 async def test_archive_chunks_of_different_saves_never_share_an_id(rig, session_id):
     for n in range(60):
-        await run_turn(rig.store, rig.agents, session_id=session_id, message=f"{n} " + "v" * 600, guards=TurnGuards())
+        await run_turn(
+            rig.store,
+            rig.agents,
+            session_id=session_id,
+            message=f"{n} " + "v" * 600,
+            guards=TurnGuards(),
+            policy=rig.policy,
+        )
     record = await rig.store.load(session_id)
 
     assert record is not None and len(record.archive.starts) >= 2

@@ -19,8 +19,9 @@ from cosmos_history import build_agents, load_settings, run_turn
 from cosmos_history.adapters.cosmos.client import create_client, ensure_container
 from cosmos_history.adapters.cosmos.sessions import CosmosSessions
 from cosmos_history.domain.errors import TurnInProgressError
+from cosmos_history.domain.policy import HistoryPolicy
 from cosmos_history.domain.turn import TurnGuards
-from cosmos_history.runtime import session_services
+from cosmos_history.runtime import history_policy, session_services
 from devtools.wire import CountingProxy
 
 from .fakes import RecordingChatClient
@@ -34,10 +35,13 @@ class Wire:
     store: CosmosSessions
     guards: TurnGuards
     model: RecordingChatClient
+    policy: HistoryPolicy
 
     async def turn(self, session_id: str, message: str, **kwargs):
         agents = build_agents(load_settings({}), self.model)
-        return await run_turn(self.store, agents, session_id=session_id, message=message, guards=self.guards, **kwargs)
+        return await run_turn(
+            self.store, agents, session_id=session_id, message=message, guards=self.guards, policy=self.policy, **kwargs
+        )
 
 
 @pytest.fixture
@@ -47,7 +51,8 @@ async def wire(cosmos_env) -> AsyncIterator[Wire]:
         client = create_client(settings.cosmos)
         try:
             store, guards = session_services(await ensure_container(client, settings.cosmos), settings)
-            yield Wire(proxy, store.for_user(f"u-{uuid.uuid4().hex[:6]}"), guards, RecordingChatClient())
+            user = store.for_user(f"u-{uuid.uuid4().hex[:6]}")
+            yield Wire(proxy, user, guards, RecordingChatClient(), history_policy(settings))
         finally:
             await client.close()
 

@@ -322,7 +322,9 @@ def test_without_a_connection_string_nothing_is_configured_or_even_imported(cosm
         async def main():
             source = LazyRuntime(load_settings())
             runtime = await source.get()  # configures telemetry once, as the first request does
-            result = await run_turn(runtime.store, runtime.agents, session_id="no-telemetry", message="hi")
+            result = await run_turn(
+                runtime.store, runtime.agents, session_id="no-telemetry", message="hi", policy=runtime.policy
+            )
             assert result.turn >= 1
             assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider"
             assert type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"

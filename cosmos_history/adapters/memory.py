@@ -21,7 +21,7 @@ from typing import Any
 
 from agent_framework import AgentSession, InMemoryHistoryProvider, Message
 
-from cosmos_history.domain.budget import HistoryBudget, StoredSize
+from cosmos_history.domain.budget import StoredSize
 from cosmos_history.domain.errors import (
     BadRequestError,
     SessionConflictError,
@@ -29,6 +29,7 @@ from cosmos_history.domain.errors import (
     SessionNotFoundError,
     TurnInProgressError,
 )
+from cosmos_history.domain.policy import DEFAULT_POLICY, HistoryPolicy
 from cosmos_history.domain.records import (
     ANONYMOUS_USER,
     MAX_LIST_LIMIT,
@@ -43,7 +44,6 @@ from cosmos_history.domain.records import (
 )
 from cosmos_history.domain.session_store import RepositorySessionStore, check_durable
 from cosmos_history.domain.turn_records import EventBatch, StoredEvent, TurnRecord
-from cosmos_history.settings import HistoryMode
 
 _etags = itertools.count(1)
 
@@ -93,23 +93,11 @@ class MemorySessions:
         database: MemoryDatabase | None = None,
         *,
         user_id: str = ANONYMOUS_USER,
-        default_mode: HistoryMode = "local",
-        max_item_bytes: int = 1_000_000,
-        max_history_messages: int = 200,
-        max_history_tokens: int | None = None,
     ) -> None:
         self.database = database if database is not None else MemoryDatabase()
         self.user_id = user_id
-        self.default_mode: HistoryMode = default_mode
-        self.max_item_bytes = max_item_bytes
-        self.max_history_messages = max_history_messages
-        self.max_history_tokens = max_history_tokens
         self.archive = MemoryArchive(self.database)
         self.saves = 0
-
-    @property
-    def budget(self) -> HistoryBudget:
-        return HistoryBudget(self.max_item_bytes, self.max_history_messages, self.max_history_tokens)
 
     def measure(self, record: SessionRecord) -> StoredSize:
         """The serialized session's length (message sizes left to the domain to measure)."""
@@ -118,14 +106,7 @@ class MemorySessions:
         return StoredSize(len(json.dumps(data)))
 
     def for_user(self, user_id: str) -> MemorySessions:
-        return MemorySessions(
-            self.database,
-            user_id=user_id,
-            default_mode=self.default_mode,
-            max_item_bytes=self.max_item_bytes,
-            max_history_messages=self.max_history_messages,
-            max_history_tokens=self.max_history_tokens,
-        )
+        return MemorySessions(self.database, user_id=user_id)
 
     async def load(self, session_id: str) -> SessionRecord | None:
         validate_session_id(session_id)
@@ -214,10 +195,12 @@ class MemorySessions:
 
 
 class MemorySessionStore(RepositorySessionStore):
-    """The framework's ``SessionStore`` over :class:`MemorySessions`."""
+    """The framework's ``SessionStore`` over :class:`MemorySessions`, under ``policy``."""
 
-    def __init__(self, database: MemoryDatabase | None = None, **options: Any) -> None:
-        super().__init__(MemorySessions(database, **options))
+    def __init__(
+        self, database: MemoryDatabase | None = None, *, policy: HistoryPolicy = DEFAULT_POLICY, **options: Any
+    ) -> None:
+        super().__init__(MemorySessions(database, **options), policy=policy)
 
 
 class MemoryTurnLease:

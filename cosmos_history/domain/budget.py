@@ -3,7 +3,8 @@
 Adapters only store what they are given and report sizes (:meth:`SessionRepository.measure`, measured on the
 document exactly as they would write it); the domain decides which of the oldest turns move to archive chunks
 (:mod:`.archive` plans the cut). Every commit path calls :func:`fit_to_budget` just before
-:meth:`SessionRepository.save`, so the adapter is handed a record that already fits.
+:meth:`SessionRepository.save`, so the adapter is handed a record that already fits. The budget itself is
+part of the domain's :class:`~.policy.HistoryPolicy`, built once from settings, never a repository's.
 """
 
 from __future__ import annotations
@@ -48,15 +49,14 @@ class StoredSize:
     """Bytes of each history message in it, in order (``None``: the domain measures them itself)."""
 
 
-async def fit_to_budget(repository: SessionRepository, record: SessionRecord) -> bool:
+async def fit_to_budget(repository: SessionRepository, record: SessionRecord, budget: HistoryBudget) -> bool:
     """Before a local-mode record is saved: renew its archive's retention and move the oldest turns to
-    archive chunks (written first, invisible until the save commits them) when it is over the repository's
-    budget. Returns whether anything moved. A service-mode record keeps no history here: nothing to do.
+    archive chunks (written first, invisible until the save commits them) when it is over ``budget``
+    (the policy's). Returns whether anything moved. A service-mode record keeps no history here: nothing to do.
     """
     if record.mode != "local":
         return False
     await repository.archive.renew(record)
-    budget = repository.budget
     measured: list[StoredSize] = []
 
     def size() -> StoredSize:

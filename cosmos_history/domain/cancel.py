@@ -100,7 +100,7 @@ async def use_up_number(turn: PreparedTurn) -> None:
     current.turns = record.turns + 1
     current.updated_at = utc_now()
     try:
-        await fit_to_budget(store, current)
+        await fit_to_budget(store, current, turn.policy.budget)
         await store.save(current, etag=current.etag, items=TurnItems(lease_etag=turn.lease_etag))
         turn.lease_etag = None  # released by that same write
     except SessionConflictError:

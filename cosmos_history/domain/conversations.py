@@ -10,6 +10,7 @@ from cosmos_history.domain.budget import fit_to_budget
 from cosmos_history.domain.delegation import children_of
 from cosmos_history.domain.errors import SessionNotFoundError
 from cosmos_history.domain.modes import HistoryMode
+from cosmos_history.domain.policy import HistoryPolicy
 from cosmos_history.domain.ports import AgentCatalog, SessionRepository
 from cosmos_history.domain.records import SessionPage, SessionRecord, validate_session_id
 
@@ -18,19 +19,21 @@ async def create_session(
     store: SessionRepository,
     agents: AgentCatalog,
     *,
+    policy: HistoryPolicy,
     session_id: str | None = None,
     mode: HistoryMode | None = None,
     title: str | None = None,
     agent: str | None = None,
 ) -> SessionRecord:
-    """Create an empty session for ``agent`` (one write, create-only: an existing id is a conflict)."""
+    """Create an empty session for ``agent`` (one write, create-only: an existing id is a conflict), in
+    ``mode`` or else the ``policy``'s default."""
     session_id = str(uuid.uuid4()) if session_id is None else session_id
     validate_session_id(session_id)
-    mode = mode or store.default_mode
+    mode = policy.mode_of_new(mode)
     served = agents.resolve(agent)
     served.for_mode(mode)  # fail before writing when the model API cannot serve this mode
     record = SessionRecord.new(session_id, user_id=store.user_id, mode=mode, title=title, agent=served.name)
-    await fit_to_budget(store, record)
+    await fit_to_budget(store, record, policy.budget)
     return await store.save(record, etag=None)
 
 

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from agent_framework import Message
 
-from cosmos_history.domain.budget import HistoryBudget, StoredSize
+from cosmos_history.domain.budget import StoredSize
 from cosmos_history.domain.modes import CompactionSettings, HistoryMode
 from cosmos_history.domain.records import NO_ITEMS, LeaseClaim, SessionPage, SessionRecord, TurnItems
 
@@ -69,18 +69,15 @@ class ArchiveChunks(Protocol):
 class SessionRepository(Protocol):
     """One user's sessions: etag-aware load and conditional save, listing and deletion.
 
+    Storage only: which mode a new session gets and how large a document may grow are the domain's
+    :class:`~.policy.HistoryPolicy`; a repository stores records as given and reports their sizes.
+
     Session ids are per user: every item is stored under the key ``(user id, session id)``, so another
     user's session is never reached (it loads as missing) and two users may use the same id.
     """
 
     user_id: str
-    default_mode: HistoryMode
     archive: ArchiveChunks
-
-    @property
-    def budget(self) -> HistoryBudget:
-        """The budget the domain keeps local-mode documents within (:func:`~.budget.fit_to_budget`)."""
-        ...
 
     def for_user(self, user_id: str) -> SessionRepository: ...
 
@@ -102,7 +99,7 @@ class SessionRepository(Protocol):
         ...
 
     async def save(self, record: SessionRecord, *, etag: str | None, items: TurnItems = NO_ITEMS) -> SessionRecord:
-        """Write ``record`` as given (the domain has already fitted it to :attr:`budget`), only if the stored
+        """Write ``record`` as given (the domain has already fitted it to its policy's budget), only if the stored
         version still has ``etag`` (``None``: only if none exists yet): the unit
         of work of a turn, which commits ``items`` (the lease's release, the replay entry, the stored
         response) in the same atomic write, all or nothing. Without items it is one conditional write.

@@ -1,6 +1,6 @@
 """The turn service: the one way into a turn for every trigger and protocol.
 
-The runtime builds one :class:`Turns` (store, agents, guards) at start-up; HTTP handlers, the
+The runtime builds one :class:`Turns` (store, agents, guards, history policy) at start-up; HTTP handlers, the
 OpenAI-compatible adapter, the MCP server and any other trigger only build a
 :class:`~cosmos_history.domain.results.TurnRequest` and hand it over with the caller's user id.
 Nothing but this module calls into :mod:`cosmos_history.domain.turn`.
@@ -20,6 +20,7 @@ from cosmos_history.domain.client_tools import ClientTool, check_tool_names
 from cosmos_history.domain.event_log import TurnRecorder
 from cosmos_history.domain.events import EventSink, Fanout, TurnCompleted, TurnFailed
 from cosmos_history.domain.modes import HistoryMode
+from cosmos_history.domain.policy import DEFAULT_POLICY, HistoryPolicy
 from cosmos_history.domain.ports import AgentCatalog, SessionRepository
 from cosmos_history.domain.results import ResponseKeeper, TurnRequest, TurnResult
 from cosmos_history.domain.streaming import TurnStream
@@ -47,6 +48,8 @@ class Turns:
     """How often a streamed turn's buffered events are stored (and its cancel flag looked at)."""
     poll_seconds: float = 0.5
     """How often a follower of a turn running elsewhere looks for its next stored batch."""
+    policy: HistoryPolicy = DEFAULT_POLICY
+    """A new session's mode and the document's budget (the runtime's, from settings)."""
 
     def sessions_of(self, caller: str) -> SessionRepository:
         """The caller's view of the sessions: the repository itself when it is already theirs."""
@@ -178,6 +181,7 @@ class Turns:
                     self.agents,
                     request,
                     guards=self.guards,
+                    policy=self.policy,
                     sink=sink if streamed else None,
                     delegate=self._child,
                     control=control,
@@ -204,10 +208,11 @@ async def run_turn(
     idempotency_key: str | None = None,
     approvals: Sequence[tuple[str, bool]] | None = None,
     guards: TurnGuards = NO_GUARDS,
+    policy: HistoryPolicy = DEFAULT_POLICY,
 ) -> TurnResult:
     """One turn on ``store``'s user's session, for scripts and the library API (:meth:`Turns.run`)."""
     request = TurnRequest(session_id, message, mode, agent, idempotency_key, approvals)
-    return await Turns(store, agents, guards).run(request, caller=store.user_id)
+    return await Turns(store, agents, guards, policy=policy).run(request, caller=store.user_id)
 
 
 async def run_turn_stream(
@@ -221,7 +226,8 @@ async def run_turn_stream(
     idempotency_key: str | None = None,
     approvals: Sequence[tuple[str, bool]] | None = None,
     guards: TurnGuards = NO_GUARDS,
+    policy: HistoryPolicy = DEFAULT_POLICY,
 ) -> TurnStream:
     """One streamed turn, for scripts and the library API (:meth:`Turns.stream`)."""
     request = TurnRequest(session_id, message, mode, agent, idempotency_key, approvals)
-    return await Turns(store, agents, guards).stream(request, caller=store.user_id)
+    return await Turns(store, agents, guards, policy=policy).stream(request, caller=store.user_id)

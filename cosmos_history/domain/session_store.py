@@ -21,6 +21,7 @@ from agent_framework import AgentSession, SessionStore
 
 from cosmos_history.domain.budget import fit_to_budget
 from cosmos_history.domain.errors import SessionNotFoundError, UnstorableStateError, UnstorableTypeError
+from cosmos_history.domain.policy import DEFAULT_POLICY, HistoryPolicy
 from cosmos_history.domain.ports import SessionRepository
 from cosmos_history.domain.records import SessionRecord, utc_now, validate_session_id
 
@@ -32,10 +33,12 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 class RepositorySessionStore(SessionStore):
-    """A ``SessionStore`` acting for one user of a repository; writes are conditional, as every write here."""
+    """A ``SessionStore`` acting for one user of a repository; writes are conditional, as every write here.
+    ``policy`` gives a new session its mode and every session document its budget."""
 
-    def __init__(self, repository: SessionRepository) -> None:
+    def __init__(self, repository: SessionRepository, *, policy: HistoryPolicy = DEFAULT_POLICY) -> None:
         self.repository = repository
+        self.policy = policy
 
     @staticmethod
     def validate_session_id(session_id: str) -> None:
@@ -64,12 +67,12 @@ class RepositorySessionStore(SessionStore):
         record = await self.repository.load(session_id)
         etag = record.etag if record is not None else None
         if record is None:
-            record = SessionRecord.new(session_id, user_id=self.repository.user_id, mode=self.repository.default_mode)
+            record = SessionRecord.new(session_id, user_id=self.repository.user_id, mode=self.policy.default_mode)
         record.session = snapshot
         record.key = session_id if snapshot.session_id != session_id else None
         record.loaded_bytes = None  # a replaced session: its size says nothing about the new one
         record.updated_at = utc_now()
-        await fit_to_budget(self.repository, record)
+        await fit_to_budget(self.repository, record, self.policy.budget)
         await self.repository.save(record, etag=etag)
 
     async def delete(self, session_id: str) -> None:

@@ -49,6 +49,7 @@ from cosmos_history.domain.errors import (
 from cosmos_history.domain.events import EventSink, ModelAnswering, TextDelta, TurnStarted
 from cosmos_history.domain.heartbeat import Pause, keep_renewed
 from cosmos_history.domain.model_errors import model_call_error
+from cosmos_history.domain.policy import HistoryPolicy
 from cosmos_history.domain.ports import AgentCatalog, ReplayCache, SessionRepository, TurnLease
 from cosmos_history.domain.records import (
     ReplayEntry,
@@ -88,6 +89,7 @@ async def execute_turn(
     request: TurnRequest,
     *,
     guards: TurnGuards,
+    policy: HistoryPolicy,
     sink: EventSink | None = None,
     delegate: ChildTurns | None = None,
     control: TurnControl | None = None,
@@ -98,9 +100,9 @@ async def execute_turn(
     With a ``sink`` the model's reply streams into it as typed events as it is written; the session is
     saved the same way. ``delegate`` runs the turns of the agent's delegation tools (sub-agents). A ``control``
     can stop the turn while the model and its tools work (:mod:`.cancel`). ``keep`` makes the response object
-    the turn commits with its session.
+    the turn commits with its session. ``policy`` gives a new session its mode and the document its budget.
     """
-    turn = await prepare_turn(store, agents, request, guards=guards, keep=keep)
+    turn = await prepare_turn(store, agents, request, guards=guards, policy=policy, keep=keep)
     if isinstance(turn, TurnResult):
         if sink is not None:
             await sink.publish(TurnStarted(turn.session_id, turn.turn, turn.mode, turn.agent, replayed=True))
@@ -169,6 +171,8 @@ class PreparedTurn:
     request: TurnRequest
     fingerprint: str
     lease_etag: str | None
+    policy: HistoryPolicy
+    """The budget the commit fits the document to (and the cancel's save)."""
     summary_prompt: str | None = None
     journal: ToolJournal | None = None
     """Notes each call with side effects before it runs, and hands keyed tools their key."""
@@ -244,7 +248,7 @@ class PreparedTurn:
         """One commit: the session (conditional on the etag it was read, or last noted, with) and ``items``."""
         try:
             with telemetry.phase("save"):
-                await fit_to_budget(self.store, self.record)  # the domain decides what moves to the archive
+                await fit_to_budget(self.store, self.record, self.policy.budget)  # the domain decides what moves
                 await self.store.save(self.record, etag=self.record.etag, items=items)
             self.lease_etag = None  # released by the commit
         except SessionExistsError:
@@ -261,6 +265,7 @@ async def prepare_turn(
     request: TurnRequest,
     *,
     guards: TurnGuards = NO_GUARDS,
+    policy: HistoryPolicy,
     keep: ResponseKeeper | None = None,
 ) -> PreparedTurn | TurnResult:
     """Every step before the model call: claim the lease and read the session (one request), check the
@@ -277,21 +282,21 @@ async def prepare_turn(
     record: SessionRecord | None = None
     if guards.lease is None or keyed:
         with telemetry.phase("load"):
-            record = await load_or_new(store, request.session_id, request.mode, served.name)
+            record = await load_or_new(store, request.session_id, request.mode, served.name, policy)
         telemetry.note_session(record.mode, record.turns)
         if keyed and (replayed := await _replayed(store, record, request, guards.replays, fingerprint)):
             return replayed
     if guards.lease is None:
         assert record is not None
-        return _prepared(store, agents, record, request, guards, fingerprint, None, keep)
+        return _prepared(store, agents, record, request, guards, policy, fingerprint, None, keep)
     with telemetry.phase("load"):  # the lease's claim and the session's read are one request
         claim = await guards.lease.claim(request.session_id, store.user_id)
     try:
-        record = stored_or_new(claim.record, store, request.session_id, request.mode, served.name)
+        record = stored_or_new(claim.record, store, request.session_id, request.mode, served.name, policy)
         if keyed and (replayed := await _replayed(store, record, request, guards.replays, fingerprint)):
             await guards.lease.release(request.session_id, store.user_id, claim.etag)
             return replayed
-        return _prepared(store, agents, record, request, guards, fingerprint, claim.etag, keep)
+        return _prepared(store, agents, record, request, guards, policy, fingerprint, claim.etag, keep)
     except BaseException:
         await guards.lease.release(request.session_id, store.user_id, claim.etag)
         raise
@@ -310,6 +315,7 @@ def _prepared(
     record: SessionRecord,
     request: TurnRequest,
     guards: TurnGuards,
+    policy: HistoryPolicy,
     fingerprint: str,
     lease_etag: str | None,
     keep: ResponseKeeper | None,
@@ -346,6 +352,7 @@ def _prepared(
         request,
         fingerprint,
         lease_etag,
+        policy,
         agents.resolve(record.agent or agents.default).summary_prompt,
         ToolJournal(store, record, durable=request.store),
         keep,

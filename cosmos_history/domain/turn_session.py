@@ -6,25 +6,34 @@ from typing import Any
 
 from cosmos_history.domain.errors import AgentMismatchError, ModeConflictError
 from cosmos_history.domain.modes import HistoryMode
+from cosmos_history.domain.policy import HistoryPolicy
 from cosmos_history.domain.ports import AgentCatalog, SessionRepository
 from cosmos_history.domain.records import SessionRecord
 
 
-async def load_or_new(store: SessionRepository, session_id: str, mode: HistoryMode | None, agent: str) -> SessionRecord:
+async def load_or_new(
+    store: SessionRepository, session_id: str, mode: HistoryMode | None, agent: str, policy: HistoryPolicy
+) -> SessionRecord:
     """The stored session, or a new (unsaved) one for ``agent``; refuses to switch an existing session's mode."""
-    return stored_or_new(await store.load(session_id), store, session_id, mode, agent)
+    return stored_or_new(await store.load(session_id), store, session_id, mode, agent, policy)
 
 
 def stored_or_new(
-    record: SessionRecord | None, store: SessionRepository, session_id: str, mode: HistoryMode | None, agent: str
+    record: SessionRecord | None,
+    store: SessionRepository,
+    session_id: str,
+    mode: HistoryMode | None,
+    agent: str,
+    policy: HistoryPolicy,
 ) -> SessionRecord:
-    """``record`` (as read), or a new (unsaved) session for ``agent`` when there is none.
+    """``record`` (as read), or a new (unsaved) session for ``agent`` when there is none (in ``mode``, else
+    the policy's default mode).
 
     Raises:
         ModeConflictError: ``mode`` is not the stored session's.
     """
     if record is None:
-        return SessionRecord.new(session_id, user_id=store.user_id, mode=mode or store.default_mode, agent=agent)
+        return SessionRecord.new(session_id, user_id=store.user_id, mode=policy.mode_of_new(mode), agent=agent)
     if mode is not None and mode != record.mode:
         raise ModeConflictError(
             f"Session {session_id!r} uses history mode {record.mode!r}; a session's mode never changes."

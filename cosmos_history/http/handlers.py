@@ -45,7 +45,13 @@ from cosmos_history.http.sse import event_stream_response, wants_event_stream
 async def create_session_route(call: Call) -> Response:
     new = parse_new_session(await call.json_body(required=False))
     record = await create_session(
-        call.store, call.agents, session_id=new.id, mode=new.mode, title=new.title, agent=new.agent
+        call.store,
+        call.agents,
+        policy=call.turns.policy,
+        session_id=new.id,
+        mode=new.mode,
+        title=new.title,
+        agent=new.agent,
     )
     return json_response(session_json(record), status=201, headers={"Location": f"/api/sessions/{record.id}"})
 

@@ -1,5 +1,5 @@
 """The budget is the domain's decision: every adapter stores a record as given and reports its size
-(#27 seam 4); :func:`fit_to_budget` moves what is over budget to the archive before the save."""
+(#27 seam 4); :func:`fit_to_budget` moves what is over the policy's budget to the archive before the save."""
 
 from __future__ import annotations
 
@@ -8,17 +8,13 @@ from agent_framework import InMemoryHistoryProvider, Message
 
 from cosmos_history import SessionRecord
 from cosmos_history.domain.archive import history_messages, read_page
-from cosmos_history.domain.budget import fit_to_budget
+from cosmos_history.domain.budget import HistoryBudget, fit_to_budget
 from cosmos_history.domain.ports import SessionRepository
 
 pytestmark = pytest.mark.integration
 
-
-def small_budget(repository: SessionRepository) -> SessionRepository:
-    """The same sessions with a budget of 4 messages a document."""
-    small = repository.for_user(repository.user_id)
-    small.max_history_messages = 4  # type: ignore[attr-defined]  # both adapters carry their configured budget
-    return small
+SMALL = HistoryBudget(max_messages=4)
+"""A budget of 4 messages a document: the domain's to choose, whatever the adapter."""
 
 
 def conversation(repository: SessionRepository, session_id: str, turns: int) -> SessionRecord:
@@ -32,37 +28,34 @@ def conversation(repository: SessionRepository, session_id: str, turns: int) -> 
 
 
 async def test_save_stores_a_record_over_budget_as_given_without_archiving(repository, session_id):
-    small = small_budget(repository)
-    record = conversation(small, session_id, turns=10)
+    record = conversation(repository, session_id, turns=10)
 
-    await small.save(record, etag=None)
+    await repository.save(record, etag=None)
 
-    loaded = await small.load(session_id)
+    loaded = await repository.load(session_id)
     assert loaded is not None and len(history_messages(loaded.session.state)) == 20
     assert loaded.archive.count == 0 and loaded.archive.starts == []
 
 
 async def test_fitting_to_budget_before_the_save_moves_the_oldest_turns_to_the_archive(repository, session_id):
-    small = small_budget(repository)
-    record = conversation(small, session_id, turns=10)
+    record = conversation(repository, session_id, turns=10)
 
-    moved = await fit_to_budget(small, record)
-    await small.save(record, etag=None)
+    moved = await fit_to_budget(repository, record, SMALL)
+    await repository.save(record, etag=None)
 
-    loaded = await small.load(session_id)
+    loaded = await repository.load(session_id)
     assert loaded is not None and moved
     kept = history_messages(loaded.session.state)
     assert 2 <= len(kept) <= 4 and kept[0].role == "user" and loaded.archive.count == 20 - len(kept)
-    page = await read_page(loaded, small.archive, before=None, limit=50)
+    page = await read_page(loaded, repository.archive, before=None, limit=50)
     assert [m.text for _, m in page.messages] == [f"{r} {t}" for t in range(10) for r in ("user", "assistant")]
 
 
 async def test_a_service_mode_record_is_never_archived(repository, session_id):
-    small = small_budget(repository)
-    record = conversation(small, session_id, turns=10)
+    record = conversation(repository, session_id, turns=10)
     record.mode = "service"
 
-    assert await fit_to_budget(small, record) is False
+    assert await fit_to_budget(repository, record, SMALL) is False
     assert record.archive.count == 0
 
 

@@ -7,6 +7,8 @@ import math
 import pytest
 from agent_framework import AgentSession, FileSessionStore, Message
 
+from cosmos_history.domain.budget import HistoryBudget
+from cosmos_history.domain.policy import HistoryPolicy
 from cosmos_history.domain.session_store import RepositorySessionStore
 
 pytestmark = pytest.mark.integration
@@ -29,9 +31,7 @@ async def test_get_returns_the_session_id_that_was_set_not_the_key(session_store
 
 
 async def test_set_never_changes_the_callers_session(repository, session_id):
-    small_budget = repository.for_user(repository.user_id)
-    small_budget.max_history_messages = 40  # type: ignore[attr-defined]  # both adapters archive beyond it
-    store = RepositorySessionStore(small_budget)
+    store = RepositorySessionStore(repository, policy=HistoryPolicy(budget=HistoryBudget(max_messages=40)))
     session = conversation(300)
     before = session.to_dict()
 
@@ -41,15 +41,14 @@ async def test_set_never_changes_the_callers_session(repository, session_id):
 
 
 async def test_a_service_mode_store_keeps_every_state_but_the_history(repository, session_id):
-    service = repository.for_user(repository.user_id)
-    service.default_mode = "service"
+    service = HistoryPolicy(default_mode="service")
     session = conversation(4)
     session.service_session_id = "resp_123"
     session.state["tool_approval"] = {"pending": {"call-1": {"name": "schedule_reminder"}}}
     session.state["notes"] = {"items": ["buy milk"]}
 
-    await RepositorySessionStore(service).set(session_id, session)
-    restored = await RepositorySessionStore(service).get(session_id)
+    await RepositorySessionStore(repository, policy=service).set(session_id, session)
+    restored = await RepositorySessionStore(repository, policy=service).get(session_id)
 
     assert restored is not None and restored.service_session_id == "resp_123"
     assert restored.state == {

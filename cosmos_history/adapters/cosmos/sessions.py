@@ -25,13 +25,14 @@ from cosmos_history.adapters.cosmos.archive import CosmosArchive
 from cosmos_history.adapters.cosmos.client import container_missing, response_size, store_errors, written_etag
 from cosmos_history.adapters.cosmos.commit import commit_batch, session_write_errors
 from cosmos_history.domain.archive import json_size, serialized_message_sizes
-from cosmos_history.domain.budget import HistoryBudget, StoredSize
+from cosmos_history.domain.budget import StoredSize
 from cosmos_history.domain.errors import (
     BadRequestError,
     SessionConflictError,
     SessionExistsError,
     SessionNotFoundError,
 )
+from cosmos_history.domain.policy import DEFAULT_POLICY, HistoryPolicy
 from cosmos_history.domain.records import (
     ANONYMOUS_USER,
     MAX_LIST_LIMIT,
@@ -43,7 +44,6 @@ from cosmos_history.domain.records import (
     empty_like,
 )
 from cosmos_history.domain.session_store import RepositorySessionStore, check_durable
-from cosmos_history.settings import HistoryMode
 
 
 class CosmosSessions:
@@ -59,24 +59,12 @@ class CosmosSessions:
         container: ContainerProxy,
         *,
         user_id: str = ANONYMOUS_USER,
-        default_mode: HistoryMode = "local",
         ttl_seconds: int | None = None,
-        max_item_bytes: int = 1_000_000,
-        max_history_messages: int = 200,
-        max_history_tokens: int | None = None,
     ) -> None:
         self.container = container
         self.user_id = user_id
-        self.default_mode: HistoryMode = default_mode
         self.ttl_seconds = ttl_seconds
-        self.max_item_bytes = max_item_bytes
-        self.max_history_messages = max_history_messages
-        self.max_history_tokens = max_history_tokens
         self.archive = CosmosArchive(container, ttl_seconds=ttl_seconds)
-
-    @property
-    def budget(self) -> HistoryBudget:
-        return HistoryBudget(self.max_item_bytes, self.max_history_messages, self.max_history_tokens)
 
     def measure(self, record: SessionRecord) -> StoredSize:
         """The document's bytes as the SDK sends it, and each history message's within it."""
@@ -84,16 +72,8 @@ class CosmosSessions:
         return StoredSize(json_size(document), serialized_message_sizes(document["session"]))
 
     def for_user(self, user_id: str) -> CosmosSessions:
-        """The same sessions (container, limits) acting for ``user_id``."""
-        return CosmosSessions(
-            self.container,
-            user_id=user_id,
-            default_mode=self.default_mode,
-            ttl_seconds=self.ttl_seconds,
-            max_item_bytes=self.max_item_bytes,
-            max_history_messages=self.max_history_messages,
-            max_history_tokens=self.max_history_tokens,
-        )
+        """The same sessions (container, retention) acting for ``user_id``."""
+        return CosmosSessions(self.container, user_id=user_id, ttl_seconds=self.ttl_seconds)
 
     async def load(self, session_id: str) -> SessionRecord | None:
         """Point-read the caller's session (one round trip, in the partition ``[user, session]``);
@@ -302,10 +282,11 @@ class CosmosSessions:
 
 
 class CosmosSessionStore(RepositorySessionStore):
-    """The framework's ``SessionStore`` over session documents in Cosmos DB (see :class:`CosmosSessions`)."""
+    """The framework's ``SessionStore`` over session documents in Cosmos DB (see :class:`CosmosSessions`),
+    under ``policy`` (a new session's mode, the document's budget)."""
 
-    def __init__(self, container: ContainerProxy, **options: Any) -> None:
-        super().__init__(CosmosSessions(container, **options))
+    def __init__(self, container: ContainerProxy, *, policy: HistoryPolicy = DEFAULT_POLICY, **options: Any) -> None:
+        super().__init__(CosmosSessions(container, **options), policy=policy)
 
 
 #: The listing query. The partition key prefix scopes it; the ``userId`` filter is defence in depth

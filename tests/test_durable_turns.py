@@ -26,8 +26,8 @@ from cosmos_history.domain.turn import TurnGuards
 from cosmos_history.domain.turn_records import EventBatch, TurnRecord
 from cosmos_history.http.sse import turn_events
 
+from .clock import ManualClock
 from .fakes import RecordingChatClient
-from .test_memory_clock import ManualClock
 
 USER = "alice"
 HANG_GUARD = 20  # seconds: only stops a broken test from hanging; nothing waits for it

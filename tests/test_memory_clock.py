@@ -7,18 +7,7 @@ import pytest
 from cosmos_history.adapters.memory import MemoryDatabase, MemoryReplayCache, MemoryTurnLease
 from cosmos_history.domain.errors import TurnInProgressError
 
-
-class ManualClock:
-    """A clock that moves only when the test says so."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from .clock import ManualClock
 
 
 @pytest.fixture

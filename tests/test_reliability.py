@@ -31,6 +31,7 @@ from cosmos_history.domain.policy import HistoryPolicy
 from cosmos_history.domain.turn import TurnGuards
 from cosmos_history.runtime import history_policy, session_services
 
+from .clock import ManualClock, ManualHeartbeat
 from .fakes import RecordingChatClient
 from .faults import Fault, FaultInjectingTransport, is_item_read, is_item_write, is_session_write
 
@@ -70,17 +71,6 @@ class Rig:
 
     async def lease_item(self, session_id: str) -> dict:
         return await self.container.read_item(lease_id(session_id), partition_key=[self.store.user_id, session_id])
-
-    async def wait_for_lease_renewals(self, session_id: str, *, count: int, after: dict) -> list[dict]:
-        """The lease item's versions as the running turn renews it, until ``count`` renewals were seen."""
-        seen = [after]
-        async with asyncio.timeout(120):  # generous: renewals come every second; a loaded machine is slower
-            while len(seen) <= count:
-                current = await self.lease_item(session_id)
-                if current["_etag"] != seen[-1]["_etag"]:
-                    seen.append(current)
-                await asyncio.sleep(0.05)  # polling an observable condition, not standing in for one
-        return seen[1:]
 
 
 @pytest.fixture
@@ -139,22 +129,33 @@ def test_a_crashed_instances_session_accepts_turns_within_fifteen_seconds_by_def
 
 
 async def test_a_turn_longer_than_its_lease_keeps_it_by_renewing(rig, session_id):
-    rig.guards = dataclasses.replace(rig.guards, model_timeout_seconds=600)  # the gate, not a clock, ends it
+    clock = ManualClock(time.time())  # the lease's clock: the test moves it, no real time passes
+    heartbeat = ManualHeartbeat(clock)
+    seconds = rig.settings.turn_lease_seconds
+    lease = CosmosTurnLease(rig.container, seconds=seconds, ttl_seconds=rig.settings.session_ttl_seconds, clock=clock)
+    # The gate, not a clock, ends the model call; the heartbeat renews when the test lets a third of the lease pass.
+    rig.guards = dataclasses.replace(rig.guards, lease=lease, pause=heartbeat.pause, model_timeout_seconds=600)
     await rig.turn(session_id, "first")
     rig.model.gate, rig.model.entered = asyncio.Event(), asyncio.Event()
     running = asyncio.create_task(rig.turn(session_id, "a long answer"))
     await rig.model.entered.wait()
     claimed = await rig.lease_item(session_id)
 
-    renewals = await rig.wait_for_lease_renewals(session_id, count=4, after=claimed)  # > the 3 s lease
+    renewals = []
+    for _ in range(4):  # four thirds of the lease: without renewals it would have run out
+        await heartbeat.beat()
+        renewals.append(await rig.lease_item(session_id))
+    beats = [round(claimed["expiresAt"] + n * seconds / 3, 3) for n in (1, 2, 3, 4)]
+    assert [r["expiresAt"] for r in renewals] == pytest.approx(beats, abs=0.002), "each beat renewed by a whole lease"
+    assert clock.now > claimed["expiresAt"], "the racer comes after the claim alone would have expired"
     with pytest.raises(TurnInProgressError):
         await rig.turn(session_id, "racer")
     rig.model.gate.set()
     result = await running
 
-    assert result.turn == 2 and renewals[-1]["expiresAt"] - claimed["expiresAt"] >= rig.settings.turn_lease_seconds
-    lease = await rig.lease_item(session_id)
-    assert lease["expiresAt"] == 0, "the commit released the renewed lease: the next turn claims it at once"
+    assert result.turn == 2 and renewals[-1]["expiresAt"] - claimed["expiresAt"] >= seconds
+    lease_item = await rig.lease_item(session_id)
+    assert lease_item["expiresAt"] == 0, "the commit released the renewed lease: the next turn claims it at once"
     assert (await rig.turn(session_id, "next")).turn == 3
 
 

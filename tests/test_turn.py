@@ -34,9 +34,9 @@ from cosmos_history.domain.streaming import TextDeltas
 from cosmos_history.domain.turn import TurnGuards
 from cosmos_history.models.errors import model_call_error
 
+from .clock import ManualClock, ManualHeartbeat
 from .fakes import RecordingChatClient
 from .faults import intercept, raising
-from .test_memory_clock import ManualClock
 
 
 @pytest.fixture
@@ -211,12 +211,15 @@ async def test_a_streamed_turn_is_saved_even_when_its_reader_is_cancelled(memory
     turns = Turns(memory_store, memory_agents)
     turn = await turns.stream(TurnRequest("s1", "Hello"), caller=memory_store.user_id)
 
+    reading = asyncio.Event()
+
     async def read_then_leave() -> None:
         async for _ in turn.events():
-            await asyncio.sleep(3600)  # the client stops reading; its response is then cancelled
+            reading.set()
+            await asyncio.Event().wait()  # the client stops reading; its response is then cancelled
 
     reader = asyncio.create_task(read_then_leave())
-    await asyncio.sleep(0.01)
+    await reading.wait()
     reader.cancel()
     async with asyncio.timeout(5):
         await turns.supervisor.drain()
@@ -334,34 +337,22 @@ async def test_a_keyed_turn_whose_save_failed_runs_again_on_retry(memory_store, 
 
 async def test_a_turn_longer_than_its_lease_renews_it_and_a_racer_is_refused(memory_agents, offline_model):
     clock = ManualClock()
+    heartbeat = ManualHeartbeat(clock)  # the heartbeat's waits end when the test moves the clock: no time passes
     store = MemorySessions(MemoryDatabase(clock=clock), user_id="alice")
-    renewed = asyncio.Event()
+    guards = TurnGuards(lease=MemoryTurnLease(store.database, seconds=3), pause=heartbeat.pause)
+    offline_model.gate, offline_model.entered = asyncio.Event(), asyncio.Event()
+    running = asyncio.create_task(run_turn(store, memory_agents, session_id="s1", message="slow", guards=guards))
+    await offline_model.entered.wait()
+    claimed_until = store.database.leases[("alice", "s1")][0]
 
-    async def pause(seconds: float) -> None:  # the heartbeat's wait: the clock moves, no time passes
-        clock.advance(seconds)
-        await asyncio.sleep(0)
+    for _ in range(4):  # a renewal every third of the lease: the turn now runs longer than one lease
+        await heartbeat.beat()
+    assert clock.now > claimed_until and store.database.leases[("alice", "s1")][0] == clock.now + 3
 
-    guards = TurnGuards(lease=MemoryTurnLease(store.database, seconds=3), pause=pause)
-
-    def noted(renew):
-        async def noted_renew(*args):
-            etag = await renew(*args)
-            if clock.now - started > guards.lease.seconds:  # the turn now runs longer than one lease
-                renewed.set()
-            return etag
-
-        return noted_renew
-
-    started = clock.now
-    offline_model.gate = asyncio.Event()
-    with intercept(guards.lease, "renew", noted):
-        running = asyncio.create_task(run_turn(store, memory_agents, session_id="s1", message="slow", guards=guards))
-        await asyncio.wait_for(renewed.wait(), 20)  # a hang guard only: nothing waits for time to pass
-
-        with pytest.raises(TurnInProgressError):
-            await run_turn(store, memory_agents, session_id="s1", message="racer", guards=guards)
-        offline_model.gate.set()
-        result = await running
+    with pytest.raises(TurnInProgressError):
+        await run_turn(store, memory_agents, session_id="s1", message="racer", guards=guards)
+    offline_model.gate.set()
+    result = await running
 
     assert result.turn == 1
     assert store.database.leases[("alice", "s1")][0] == 0.0, "the commit released the renewed lease"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,12 +15,14 @@ from azure.cosmos.aio import ContainerProxy
 from cosmos_history import Runtime, build_agents, build_runtime, load_settings
 from cosmos_history.adapters.cosmos.sessions import CosmosSessions
 from cosmos_history.adapters.memory import MemorySessions
+from cosmos_history.agents.catalog import Agents
 from devtools.local_cosmos import EMULATOR_KEY, free_port, local_cosmos
 from devtools.local_storage import local_storage
 
 from .apphost import registered_functions
 from .fake_openai import FakeOpenAI, fake_openai_server
 from .fakes import RecordingChatClient
+from .mcp_server import RecordingMCP, mcp_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -98,11 +101,45 @@ def memory_store() -> MemorySessions:
     return MemorySessions(user_id="alice")
 
 
+@pytest.fixture
+def memory_agents(offline_model: RecordingChatClient) -> Agents:
+    """The app's default agents on the test's own recording model, for turn tests that need no Cosmos DB."""
+    return build_agents(load_settings({}), offline_model)
+
+
 @pytest.fixture(scope="module")
 def fake_model() -> Iterator[FakeOpenAI]:
     """The fake OpenAI service (the only thing mocked end to end), one per test module."""
     with fake_openai_server() as fake:
         yield fake
+
+
+@pytest.fixture(autouse=True)
+def calm_fake_model(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test using the fake OpenAI service starts and ends with it calm (:meth:`FakeOpenAI.reset`)."""
+    if "fake_model" not in request.fixturenames:
+        yield
+        return
+    fake: FakeOpenAI = request.getfixturevalue("fake_model")
+    fake.reset()
+    yield
+    fake.reset()
+
+
+@pytest.fixture
+def gate(fake_model: FakeOpenAI) -> Iterator[threading.Event]:
+    """Holds every answer of the fake service until the test sets it (a model slower than any client's timeout)."""
+    fake_model.gate = threading.Event()
+    yield fake_model.gate
+    fake_model.gate.set()
+    fake_model.gate = None
+
+
+@pytest.fixture(scope="module")
+def mcp() -> Iterator[RecordingMCP]:
+    """A local MCP server recording every tool call, one per test module."""
+    with mcp_server() as server:
+        yield server
 
 
 @pytest.fixture

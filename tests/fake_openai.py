@@ -68,6 +68,21 @@ class FakeOpenAI:
             "OPENAI_MODEL": "fake-model",
         }
 
+    def reset(self) -> None:
+        """A model that answers at once and never fails, as the next test expects (the fixtures call this before
+        and after each test): every knob a test turns back to its default, and a reply still held let go.
+        ``requests`` and ``threads`` stay: they are the service's history, which tests read by their own ids."""
+        if self.gate is not None:
+            self.gate.set()
+        self.gate = None
+        self.released.set()
+        self.released = threading.Event()
+        self.pause_after = None
+        self.chunk_delay = 0.0
+        self.fail_next = 0
+        self.fail_mid_stream = 0
+        self.expired_status = 404
+
     def forget_threads(self) -> None:
         """Simulate the service expiring every stored response."""
         self.threads.clear()

@@ -29,7 +29,7 @@ class RecordingChatClient(FunctionInvocationLayer[Any], BaseChatClient[Any]):
         super().__init__()
         self.calls: list[list[Message]] = []
         self.options: list[dict[str, Any]] = []
-        self.reply_prefix = reply_prefix
+        self.reply_prefix = self._first_prefix = reply_prefix
         self.reply_template: str | None = None
         """When set (even to ""), the exact reply text instead of ``reply_prefix`` + call number."""
         self.fail_with = fail_with
@@ -56,6 +56,7 @@ class RecordingChatClient(FunctionInvocationLayer[Any], BaseChatClient[Any]):
         at once and never fails (fixtures call it before and after each test)."""
         self.calls.clear()
         self.options.clear()
+        self.reply_prefix = self._first_prefix
         self.reply_template = None
         self.fail_with = None
         self.fail_after = 0

@@ -35,7 +35,8 @@ REMINDER = '/schedule_reminder {"text": "call Ada", "at": "2026-12-01T09:00"}'
 
 
 @pytest.fixture
-def store() -> MemorySessions:
+def sessions() -> MemorySessions:
+    """Ada's sessions in memory (named apart from conftest's ``store``, which is the Cosmos DB one)."""
     return MemorySessions(user_id="ada")
 
 
@@ -45,8 +46,8 @@ SMALL_DOCUMENTS = HistoryPolicy(budget=HistoryBudget(max_messages=4))
 
 
 @pytest.fixture
-def turns(store) -> Turns:
-    return Turns(store, build_agents(SETTINGS), policy=SMALL_DOCUMENTS)
+def turns(sessions) -> Turns:
+    return Turns(sessions, build_agents(SETTINGS), policy=SMALL_DOCUMENTS)
 
 
 async def say(turns: Turns, text: str, **fields) -> None:
@@ -71,13 +72,13 @@ def test_numbers_protobuf_cannot_hold_are_sent_as_their_digits():
     assert MessageToDict(struct({"result": [huge, 2**53, 1.5, True]})) == {"result": [str(huge), 2.0**53, 1.5, True]}
 
 
-async def test_each_message_turn_starts_a_task_and_an_approval_turn_continues_the_one_that_asked(store, turns):
+async def test_each_message_turn_starts_a_task_and_an_approval_turn_continues_the_one_that_asked(sessions, turns):
     await say(turns, "Hello")
     waiting = await turns.run(TurnRequest("s", REMINDER), caller="ada")
     await turns.run(TurnRequest("s", "", approvals=((waiting.approvals[0].id, True),)), caller="ada")
-    record = await store.load("s")
+    record = await sessions.load("s")
 
-    first, reminder, answer = [await read_task(store, record, turn) for turn in (1, 2, 3)]
+    first, reminder, answer = [await read_task(sessions, record, turn) for turn in (1, 2, 3)]
 
     assert answer is None and first is not None and reminder is not None
     assert (first.latest, reminder.latest) == (False, True)
@@ -86,24 +87,24 @@ async def test_each_message_turn_starts_a_task_and_an_approval_turn_continues_th
     assert task.artifacts[0].parts[0].text.endswith("Reminder 1 scheduled for 2026-12-01T09:00.")
 
 
-async def test_a_turn_of_several_user_messages_counts_once(store, turns):
+async def test_a_turn_of_several_user_messages_counts_once(sessions, turns):
     await say(turns, "one")
     await say(turns, "two", inputs=(Message(role="user", contents=["and a half"]),))
     await say(turns, "three")
-    record = await store.load("s")
+    record = await sessions.load("s")
 
-    second, third = [stored_task(await read_task(store, record, turn), record) for turn in (2, 3)]
+    second, third = [stored_task(await read_task(sessions, record, turn), record) for turn in (2, 3)]
 
     assert texts(second)[:2] == ["two", "and a half"] and texts(third)[0] == "three"
 
 
-async def test_turns_in_the_archive_are_read_from_it(store, turns):
+async def test_turns_in_the_archive_are_read_from_it(sessions, turns):
     for text in ("one", "two", "three", "four"):
         await say(turns, text)
-    record = await store.load("s")
+    record = await sessions.load("s")
     assert record.archive.count > 0
 
-    assert [texts(stored_task(await read_task(store, record, n), record))[0] for n in (1, 2, 3, 4)] == [
+    assert [texts(stored_task(await read_task(sessions, record, n), record))[0] for n in (1, 2, 3, 4)] == [
         "one",
         "two",
         "three",
@@ -111,16 +112,16 @@ async def test_turns_in_the_archive_are_read_from_it(store, turns):
     ]
 
 
-async def test_a_history_with_a_removed_archive_chunk_never_yields_another_turns_messages(store, turns):
+async def test_a_history_with_a_removed_archive_chunk_never_yields_another_turns_messages(sessions, turns):
     words = ("one", "two", "three", "four", "five", "six")
     for text in words:
         await say(turns, text)
-    record = await store.load("s")
-    chunks = sorted(store.database.chunks)
+    record = await sessions.load("s")
+    chunks = sorted(sessions.database.chunks)
     assert len(chunks) >= 2
-    del store.database.chunks[chunks[-1]]  # as retention removes an expired chunk: a gap before the document
+    del sessions.database.chunks[chunks[-1]]  # as retention removes an expired chunk: a gap before the document
 
-    read = {n: await read_task(store, record, n) for n in range(1, 7)}
+    read = {n: await read_task(sessions, record, n) for n in range(1, 7)}
 
     assert all(task is not None for task in read.values())
     found = {n: texts(stored_task(task, record))[0] for n, task in read.items() if task.messages is not None}
@@ -129,11 +130,11 @@ async def test_a_history_with_a_removed_archive_chunk_never_yields_another_turns
     assert {stored_task(task, record).status.state for task in read.values()} == {TaskState.TASK_STATE_COMPLETED}
 
 
-async def test_no_task_is_read_beyond_the_latest_turn_or_before_the_first(store, turns):
+async def test_no_task_is_read_beyond_the_latest_turn_or_before_the_first(sessions, turns):
     await say(turns, "one")
-    record = await store.load("s")
+    record = await sessions.load("s")
 
-    assert await read_task(store, record, 0) is None and await read_task(store, record, 2) is None
+    assert await read_task(sessions, record, 0) is None and await read_task(sessions, record, 2) is None
 
 
 class RacingTurns(Turns):
@@ -145,35 +146,35 @@ class RacingTurns(Turns):
         return latest
 
 
-async def test_a_streamed_message_racing_another_turn_is_refused_not_named_after_that_turn(store):
-    racing = RacingTurns(store, build_agents(SETTINGS), policy=SMALL_DOCUMENTS)
+async def test_a_streamed_message_racing_another_turn_is_refused_not_named_after_that_turn(sessions):
+    racing = RacingTurns(sessions, build_agents(SETTINGS), policy=SMALL_DOCUMENTS)
     await racing.run(TurnRequest("s", "Hello"), caller="ada")
-    call = Call(None, "ada", store, racing.agents, SETTINGS, racing)  # type: ignore[arg-type]  # no HTTP here
+    call = Call(None, "ada", sessions, racing.agents, SETTINGS, racing)  # type: ignore[arg-type]  # no HTTP here
     sent = A2AMessage(role=Role.ROLE_USER, parts=[Part(text="Late")], message_id="m-late", context_id="s")
     handler = SessionTaskHandler(call, "assistant", [])
 
     with pytest.raises(InvalidParamsError, match="answered meanwhile"):
         [event async for event in handler.on_message_send_stream(SendMessageRequest(message=sent), ServerCallContext())]
 
-    record = await store.load("s")
+    record = await sessions.load("s")
     assert record.turns == 2 and "Late" not in [m.text for m in history_messages(record.session.state)]
 
 
 @pytest.fixture
-def recorded(store) -> tuple[Turns, RecordingChatClient, SessionTaskHandler]:
+def recorded(sessions) -> tuple[Turns, RecordingChatClient, SessionTaskHandler]:
     """Turns that keep turn records (as the runtime's do), on a model a test can hold mid-reply, and the
     A2A handler of ada's default agent over them."""
     model = RecordingChatClient()
     turns = Turns(
-        store,
+        sessions,
         build_agents(SETTINGS, model),
-        TurnGuards(lease=MemoryTurnLease(store.database, seconds=30), model_timeout_seconds=30),
-        log=MemoryTurnLog(store.database),
+        TurnGuards(lease=MemoryTurnLease(sessions.database, seconds=30), model_timeout_seconds=30),
+        log=MemoryTurnLog(sessions.database),
         flush_seconds=0.01,
         poll_seconds=0.01,
         policy=SMALL_DOCUMENTS,
     )
-    call = Call(None, "ada", store, turns.agents, SETTINGS, turns)  # type: ignore[arg-type]  # no HTTP here
+    call = Call(None, "ada", sessions, turns.agents, SETTINGS, turns)  # type: ignore[arg-type]  # no HTTP here
     return turns, model, SessionTaskHandler(call, turns.agents.default, [])
 
 

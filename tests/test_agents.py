@@ -32,15 +32,15 @@ _packages = itertools.count()
 
 
 @pytest.fixture
-def memory_agents(offline_model: RecordingChatClient):
+def sample_agents(offline_model: RecordingChatClient):
     return build_agents(load_settings(SAMPLE), offline_model)
 
 
-def test_every_module_of_the_agents_package_is_an_agent_named_after_it(memory_agents):
-    assert sorted(memory_agents) == ["assistant", "helper"]
-    assert memory_agents.resolve(None).name == "assistant"
-    assert [t.name for t in memory_agents["helper"].tools()] == ["add", "flaky"]
-    assert {t.name: t.approval_required for t in memory_agents["assistant"].tools()}["schedule_reminder"] is True
+def test_every_module_of_the_agents_package_is_an_agent_named_after_it(sample_agents):
+    assert sorted(sample_agents) == ["assistant", "helper"]
+    assert sample_agents.resolve(None).name == "assistant"
+    assert [t.name for t in sample_agents["helper"].tools()] == ["add", "flaky"]
+    assert {t.name: t.approval_required for t in sample_agents["assistant"].tools()}["schedule_reminder"] is True
 
 
 def agent_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, module: str = "broken") -> str:
@@ -90,32 +90,32 @@ def test_a_default_agent_that_does_not_exist_is_a_start_up_error():
 
 
 async def test_an_unknown_agent_is_not_found_and_never_falls_back_to_another(
-    memory_store, memory_agents, offline_model
+    memory_store, sample_agents, offline_model
 ):
     with pytest.raises(AgentNotFoundError):
-        await run_turn(memory_store, memory_agents, session_id="s1", message="hi", agent="nobody")
+        await run_turn(memory_store, sample_agents, session_id="s1", message="hi", agent="nobody")
 
     assert await memory_store.load("s1") is None and offline_model.calls == []
 
 
 async def test_a_session_keeps_its_agent_and_a_turn_naming_another_is_refused(
-    memory_store, memory_agents, offline_model
+    memory_store, sample_agents, offline_model
 ):
-    first = await run_turn(memory_store, memory_agents, session_id="s1", message="hi", agent="helper")
+    first = await run_turn(memory_store, sample_agents, session_id="s1", message="hi", agent="helper")
 
     with pytest.raises(AgentMismatchError):
-        await run_turn(memory_store, memory_agents, session_id="s1", message="again", agent="assistant")
-    later = await run_turn(memory_store, memory_agents, session_id="s1", message="and again")
+        await run_turn(memory_store, sample_agents, session_id="s1", message="again", agent="assistant")
+    later = await run_turn(memory_store, sample_agents, session_id="s1", message="and again")
 
     assert first.agent == later.agent == "helper" and (await memory_store.load("s1")).agent == "helper"
 
 
 async def test_a_tool_that_raises_gives_the_model_the_error_and_the_turn_completes(
-    memory_store, memory_agents, offline_model
+    memory_store, sample_agents, offline_model
 ):
     offline_model.tool_call = ("flaky", {})
 
-    result = await run_turn(memory_store, memory_agents, session_id="s1", message="try it", agent="helper")
+    result = await run_turn(memory_store, sample_agents, session_id="s1", message="try it", agent="helper")
 
     assert result.status == "completed" and result.turn == 1
     assert [c.name for c in result.tool_calls] == ["flaky"] and "Error" in str(result.tool_calls[0].result)
@@ -123,8 +123,8 @@ async def test_a_tool_that_raises_gives_the_model_the_error_and_the_turn_complet
     assert len(sent_back) == 1 and sent_back[0].exception
 
 
-def test_each_tool_lists_the_json_schema_of_its_parameters_as_the_model_is_sent_it(memory_agents):
-    add = next(t for t in memory_agents["helper"].tools() if t.name == "add")
+def test_each_tool_lists_the_json_schema_of_its_parameters_as_the_model_is_sent_it(sample_agents):
+    add = next(t for t in sample_agents["helper"].tools() if t.name == "add")
 
     assert add.parameters is not None and add.parameters["required"] == ["a", "b"]
     assert {name: field["type"] for name, field in add.parameters["properties"].items()} == {
@@ -138,11 +138,11 @@ def test_each_tool_lists_the_json_schema_of_its_parameters_as_the_model_is_sent_
     [({"a": 1}, "missing b"), ({"a": "two", "b": 3}, "a: Input should be a valid integer"), ({}, "missing a, b")],
 )
 async def test_a_tool_called_with_invalid_arguments_tells_the_model_briefly_which_fields_to_fix(
-    memory_store, memory_agents, offline_model, arguments, named
+    memory_store, sample_agents, offline_model, arguments, named
 ):
     offline_model.tool_call = ("add", arguments)
 
-    result = await run_turn(memory_store, memory_agents, session_id="s1", message="add them", agent="helper")
+    result = await run_turn(memory_store, sample_agents, session_id="s1", message="add them", agent="helper")
 
     sent_back = [c for m in offline_model.calls[-1] for c in m.contents if c.type == "function_result"]
     told = sent_back[0].result
@@ -153,60 +153,60 @@ async def test_a_tool_called_with_invalid_arguments_tells_the_model_briefly_whic
 
 
 async def test_the_tool_rounds_of_one_turn_are_bounded_by_max_tool_rounds(memory_store, offline_model):
-    memory_agents = build_agents(load_settings({**SAMPLE, "MAX_TOOL_ROUNDS": "3"}), offline_model)
+    sample_agents = build_agents(load_settings({**SAMPLE, "MAX_TOOL_ROUNDS": "3"}), offline_model)
     offline_model.tool_call, offline_model.tool_call_always = ("add", {"a": 1, "b": 2}), True
 
-    await run_turn(memory_store, memory_agents, session_id="s1", message="loop", agent="helper")
+    await run_turn(memory_store, sample_agents, session_id="s1", message="loop", agent="helper")
 
     assert 3 <= len(offline_model.calls) <= 3 + 1
 
 
-async def approval_waiting(memory_store, memory_agents, offline_model) -> str:
+async def approval_waiting(memory_store, sample_agents, offline_model) -> str:
     offline_model.tool_call = ("schedule_reminder", {"text": "tea", "at": "2026-12-01T16:00"})
-    waiting = await run_turn(memory_store, memory_agents, session_id="s1", message="remind me")
+    waiting = await run_turn(memory_store, sample_agents, session_id="s1", message="remind me")
     offline_model.tool_call = None
     assert waiting.status == "awaiting_approval" and waiting.reply == ""
     return waiting.approvals[0].id
 
 
 async def test_a_message_while_an_approval_is_pending_is_refused_and_changes_nothing(
-    memory_store, memory_agents, offline_model
+    memory_store, sample_agents, offline_model
 ):
-    await approval_waiting(memory_store, memory_agents, offline_model)
+    await approval_waiting(memory_store, sample_agents, offline_model)
     before = await memory_store.load("s1")
 
     with pytest.raises(ApprovalPendingError):
-        await run_turn(memory_store, memory_agents, session_id="s1", message="hello?")
+        await run_turn(memory_store, sample_agents, session_id="s1", message="hello?")
 
     assert (await memory_store.load("s1")).etag == before.etag and len(offline_model.calls) == 1
 
 
 @pytest.mark.parametrize("answers", [[("forged", True)], [("{pending}", True), ("forged", False)]])
-async def test_an_approval_id_that_is_not_pending_is_refused(memory_store, memory_agents, offline_model, answers):
-    approval = await approval_waiting(memory_store, memory_agents, offline_model)
+async def test_an_approval_id_that_is_not_pending_is_refused(memory_store, sample_agents, offline_model, answers):
+    approval = await approval_waiting(memory_store, sample_agents, offline_model)
     answers = [(approval if a == "{pending}" else a, ok) for a, ok in answers]
 
     with pytest.raises(ApprovalUnknownError):
-        await run_turn(memory_store, memory_agents, session_id="s1", message="", approvals=answers)
+        await run_turn(memory_store, sample_agents, session_id="s1", message="", approvals=answers)
 
 
 async def test_answers_that_leave_a_pending_approval_open_or_repeat_one_are_invalid(
-    memory_store, memory_agents, offline_model
+    memory_store, sample_agents, offline_model
 ):
-    approval = await approval_waiting(memory_store, memory_agents, offline_model)
+    approval = await approval_waiting(memory_store, sample_agents, offline_model)
 
     with pytest.raises(ValidationError, match="twice"):
         await run_turn(
-            memory_store, memory_agents, session_id="s1", message="", approvals=[(approval, True), (approval, False)]
+            memory_store, sample_agents, session_id="s1", message="", approvals=[(approval, True), (approval, False)]
         )
 
 
 async def test_the_call_that_runs_is_the_stored_one_whatever_the_client_claims(
-    memory_store, memory_agents, offline_model
+    memory_store, sample_agents, offline_model
 ):
-    approval = await approval_waiting(memory_store, memory_agents, offline_model)
+    approval = await approval_waiting(memory_store, sample_agents, offline_model)
 
-    done = await run_turn(memory_store, memory_agents, session_id="s1", message="", approvals=[(approval, True)])
+    done = await run_turn(memory_store, sample_agents, session_id="s1", message="", approvals=[(approval, True)])
 
     assert [(c.name, c.arguments) for c in done.tool_calls] == [
         ("schedule_reminder", {"text": "tea", "at": "2026-12-01T16:00"})
@@ -217,10 +217,10 @@ async def test_the_call_that_runs_is_the_stored_one_whatever_the_client_claims(
 
 
 async def test_answering_approvals_of_a_session_that_does_not_exist_is_not_found(
-    memory_store, memory_agents, offline_model
+    memory_store, sample_agents, offline_model
 ):
     with pytest.raises(SessionNotFoundError):
-        await run_turn(memory_store, memory_agents, session_id="nowhere", message="", approvals=[("a1", True)])
+        await run_turn(memory_store, sample_agents, session_id="nowhere", message="", approvals=[("a1", True)])
 
     assert await memory_store.load("nowhere") is None and offline_model.calls == []
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -124,14 +123,6 @@ def model_host(cosmos_env, storage_env, fake_model: FakeOpenAI) -> Iterator[str]
     log = ARTIFACTS / "apphost-background-model.log"
     with running_host(env, log_path=log, queue_lease_seconds=3) as host:
         yield host.base
-
-
-@pytest.fixture
-def gate(fake_model: FakeOpenAI) -> Iterator[threading.Event]:
-    fake_model.gate = threading.Event()
-    yield fake_model.gate
-    fake_model.gate.set()
-    fake_model.gate = None
 
 
 def new_session() -> str:

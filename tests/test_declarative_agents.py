@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,7 +22,6 @@ from cosmos_history.runtime import LazyRuntime
 from .apphost import app_host
 from .conftest import ARTIFACTS, ROOT
 from .fakes import RecordingChatClient
-from .mcp_server import RecordingMCP, mcp_server
 
 YAML_AGENTS = {"AGENTS_PACKAGE": "tests.yaml_agents"}
 USER = {"x-user-id": "yaml-user"}
@@ -89,12 +87,6 @@ async def test_a_yaml_agent_delegates_to_another_agent_named_in_its_tools():
     done = await run_turn(store, agents, session_id="s", message='/ask_assistant {"task": "hi"}', agent="planner")
 
     assert [c.name for c in done.tool_calls] == ["ask_assistant"] and "You said: hi" in done.tool_calls[0].result
-
-
-@pytest.fixture(scope="module")
-def mcp() -> Iterator[RecordingMCP]:
-    with mcp_server() as server:
-        yield server
 
 
 async def test_a_yaml_agents_mcp_server_is_used_with_its_approval_mode(tmp_path, monkeypatch, mcp):

@@ -20,7 +20,6 @@ from devtools.chat import ChatClient, print_reply
 from .apphost import two_app_hosts
 from .conftest import ARTIFACTS
 from .dropping_proxy import dropping_proxy
-from .fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.integration
 
@@ -33,14 +32,6 @@ def hosts(cosmos_env, fake_model) -> Iterator[tuple[str, str]]:
     """Two app processes against the same Cosmos DB: "here" runs the turns, "there" serves everything else."""
     with two_app_hosts({**cosmos_env, **fake_model.app_settings()}, logs=ARTIFACTS / "apphost-durable") as both:
         yield both
-
-
-@pytest.fixture(autouse=True)
-def calm_model(fake_model: FakeOpenAI) -> Iterator[None]:
-    yield
-    fake_model.chunk_delay = 0.0
-    fake_model.pause_after = None
-    fake_model.released.set()
 
 
 def new_id() -> str:

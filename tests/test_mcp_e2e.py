@@ -4,24 +4,16 @@ approvals over the same API as local tools, against a real MCP server the test s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from .apphost import app_host
 from .conftest import ARTIFACTS
-from .mcp_server import RecordingMCP, mcp_server
 
 pytestmark = pytest.mark.integration
 
 USER = {"x-user-id": "mcp-user"}
-
-
-@pytest.fixture(scope="module")
-def mcp() -> Iterator[RecordingMCP]:
-    with mcp_server() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

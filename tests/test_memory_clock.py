@@ -17,7 +17,7 @@ def clock() -> ManualClock:
 
 async def test_a_held_lease_refuses_a_racer_until_the_clock_passes_its_expiry(clock):
     lease = MemoryTurnLease(MemoryDatabase(clock=clock), seconds=30)
-    await lease.claim("s1", "alice")
+    first = await lease.claim("s1", "alice")
 
     clock.advance(29)
     with pytest.raises(TurnInProgressError) as refused:
@@ -25,7 +25,8 @@ async def test_a_held_lease_refuses_a_racer_until_the_clock_passes_its_expiry(cl
     assert refused.value.retry_after == 1
 
     clock.advance(2)
-    assert await lease.claim("s1", "alice")
+    taken = await lease.claim("s1", "alice")  # no longer refused: the first claim has expired
+    assert taken.etag != first.etag and await lease.renew("s1", "alice", first.etag) is None
 
 
 async def test_a_renewal_moves_the_expiry_from_the_clocks_now(clock):

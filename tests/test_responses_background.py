@@ -5,7 +5,6 @@ the vendored schemas."""
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -35,14 +34,6 @@ def base(cosmos_env, storage_env, fake_model: FakeOpenAI) -> Iterator[str]:
     }
     with running_host(env, log_path=ARTIFACTS / "apphost-responses-background.log", queue_lease_seconds=3) as host:
         yield host.base
-
-
-@pytest.fixture
-def gate(fake_model: FakeOpenAI) -> Iterator[threading.Event]:
-    fake_model.gate = threading.Event()
-    yield fake_model.gate
-    fake_model.gate.set()
-    fake_model.gate = None
 
 
 def client(base: str, **options: Any) -> openai.OpenAI:

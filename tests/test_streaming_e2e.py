@@ -20,21 +20,12 @@ from devtools.chat import read_events
 
 from .apphost import ROOT, app_host
 from .conftest import ARTIFACTS
-from .fake_openai import FakeOpenAI, request_texts
+from .fake_openai import request_texts
 from .http_calls import COMPLETED, read_document
 
 pytestmark = pytest.mark.integration
 
 Events = list[tuple[str, Any]]
-
-
-@pytest.fixture(autouse=True)
-def calm_model(fake_model: FakeOpenAI) -> Iterator[None]:
-    """Each test starts and ends with a model that answers at once and never fails."""
-    yield
-    fake_model.chunk_delay = 0.0
-    fake_model.fail_mid_stream = 0
-    fake_model.expired_status = 404
 
 
 @pytest.fixture(scope="module")

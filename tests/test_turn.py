@@ -39,11 +39,6 @@ from .fakes import RecordingChatClient
 from .faults import intercept, raising
 
 
-@pytest.fixture
-def memory_agents(offline_model: RecordingChatClient):
-    return build_agents(load_settings({}), offline_model)
-
-
 async def test_first_turn_creates_the_session_and_returns_the_reply(memory_store, memory_agents, offline_model):
     result = await run_turn(memory_store, memory_agents, session_id="s1", message="Hello there")
 

@@ -18,9 +18,11 @@ from cosmos_history.adapters.memory import (
     MemoryResponseLog,
     MemorySessions,
     MemoryTurnLease,
+    MemoryTurnLog,
 )
 from cosmos_history.domain.ports import ReplayCache, ResponseLog, SessionRepository, TurnLease
 from cosmos_history.domain.session_store import RepositorySessionStore
+from cosmos_history.domain.turn_records import TurnLog
 
 
 @pytest.fixture(params=["memory", "cosmos"])
@@ -82,3 +84,13 @@ def ports(request: pytest.FixtureRequest) -> TurnPorts:
         )
 
     return TurnPorts(store, lease, runtime.guards.replays, runtime.responses, expire_in_cosmos)
+
+
+@pytest.fixture(params=["memory", "cosmos"])
+def turn_log(request: pytest.FixtureRequest) -> TurnLog:
+    """Turn records and their event batches in the adapter under test."""
+    if request.param == "memory":
+        return MemoryTurnLog(MemoryDatabase())
+    runtime: Runtime = request.getfixturevalue("runtime")
+    assert runtime.turn_log is not None
+    return runtime.turn_log

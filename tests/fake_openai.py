@@ -78,6 +78,8 @@ class FakeOpenAI:
         self.released.set()
         self.released = threading.Event()
         self.pause_after = None
+        self.hold_at = None
+        self.held = threading.Event()
         self.chunk_delay = 0.0
         self.fail_next = 0
         self.fail_mid_stream = 0

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from azure.core.pipeline.transport import AioHttpTransport, AsyncHttpTransport
+from azure.core.pipeline.transport import AsyncHttpTransport
+
+from cosmos_history.adapters.cosmos.client import default_transport
 
 #: Published reference points (Azure Cosmos DB "Request Units" and key-value cost pages): a point
 #: read of a 1 KB item costs 1 RU and of a 100 KB item about 10 RU; a write of a 1 KB item about
@@ -179,11 +181,12 @@ def _headers_size(headers: Any) -> int:
 
 
 class CountingTransport(AsyncHttpTransport):
-    """The default aiohttp transport with a :class:`RequestCounter` looking at every exchange."""
+    """The app's aiohttp transport (:func:`~cosmos_history.adapters.cosmos.client.default_transport`) with a
+    :class:`RequestCounter` looking at every exchange."""
 
     def __init__(self, counter: RequestCounter, inner: AsyncHttpTransport | None = None) -> None:
         self.counter = counter
-        self.inner = inner if inner is not None else AioHttpTransport()
+        self.inner = inner if inner is not None else default_transport()
 
     async def send(self, request: Any, **kwargs: Any) -> Any:
         response = await self.inner.send(request, **kwargs)

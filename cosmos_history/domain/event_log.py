@@ -6,6 +6,10 @@ writes as one batch item every ``flush_seconds`` (and once more at the end), so 
 event at once. The same task reads the turn's record each beat, so a cancel asked on another instance
 (a flag on the record) reaches the running turn. Extra requests per streamed turn: two record writes, one
 batch write per beat that has new events, one record read per beat (see the README's "Durable turns").
+
+The first record write goes out alongside the model call instead of before it (it would otherwise add a
+Cosmos DB round trip to the time to first token): the turn's stream, and so its address, goes out only once
+the record is stored (:meth:`TurnRecorder.stored`), and a write that fails fails the turn before its stream.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class TurnRecorder:
         self._seq = 0
         self._stop = asyncio.Event()
         self._beats: asyncio.Task[None] | None = None
+        self._writing: asyncio.Task[BaseException | None] | None = None
 
     @property
     def record(self) -> TurnRecord | None:
@@ -89,8 +94,10 @@ class TurnRecorder:
 
     async def publish(self, event: TurnEvent) -> None:
         if isinstance(event, TurnStarted):
-            await self._start(event)
+            self._start(event)
             return
+        if self._writing is not None and not self._writing.done():
+            await asyncio.wait([self._writing])  # events follow their record (a failed write: see stored())
         if self._record is None or not shown(event):
             return  # a replayed turn stores nothing again; unshown events are not numbered
         self._seq += 1
@@ -100,8 +107,14 @@ class TurnRecorder:
         if isinstance(event, TurnCompleted | TurnFailed):
             await self._finish(event)
 
-    async def _start(self, event: TurnStarted) -> None:
-        """Written before the model is called, so the turn is addressable (and cancellable) from any instance."""
+    async def stored(self) -> None:
+        """Wait until the turn's record is stored, so the turn is addressable (and cancellable) from any
+        instance before its stream starts; raises what storing it raised."""
+        if self._writing is not None and (error := await asyncio.shield(self._writing)) is not None:
+            raise error
+
+    def _start(self, event: TurnStarted) -> None:
+        """Start writing the record while the turn goes on to its model call (see the module docstring)."""
         if event.replayed:
             return
         deadline = round(self._clock() + self._deadline_seconds, 3)
@@ -119,9 +132,17 @@ class TurnRecorder:
                 streamed=True,
                 deadline=deadline,
             )
-        self._record = await self._log.put(record)
-        self._control.started(self._user_id, event.session_id, event.turn)
+        self._writing = asyncio.create_task(self._write_first(record), name="turn record")
+
+    async def _write_first(self, record: TurnRecord) -> BaseException | None:
+        """The record's first write; its error is returned, for :meth:`stored` to raise in the turn."""
+        try:
+            self._record = await self._log.put(record)
+        except Exception as error:
+            return error
+        self._control.started(self._user_id, record.session_id, record.turn)
         self._beats = asyncio.create_task(self._beat(), name="turn event log")
+        return None
 
     async def _beat(self) -> None:
         """Flush and look for a cancel flag every ``flush_seconds`` until the turn ends."""

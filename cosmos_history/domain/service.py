@@ -101,13 +101,14 @@ class Turns:
         ``subscriber`` hears every event in the turn's own task, before the commit (so ``keep`` can make the
         stored response from what it heard).
         """
-        stream = TurnStream()
         control = TurnControl(self.supervisor)
+        recorder = self._recorder(caller, control, queued) if self.log is not None and request.store else None
+        stream = TurnStream(ready=recorder.stored if recorder is not None else None)
         sinks: list[EventSink] = [stream]
         if subscriber is not None:
             sinks.append(subscriber)
-        if self.log is not None and request.store:
-            sinks.append(self._recorder(caller, control, queued))
+        if recorder is not None:
+            sinks.append(recorder)
         if self.events is not None:
             sinks.append(self.events)
         sink = stream if len(sinks) == 1 else Fanout(sinks)

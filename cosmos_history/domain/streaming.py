@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from agent_framework import Message
@@ -41,7 +41,9 @@ class TurnStream:
     :class:`TurnFailed`), then :meth:`result` if needed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, ready: Callable[[], Awaitable[None]] | None = None) -> None:
+        self._ready = ready
+        """Awaited before the stream starts (the turn's durable record stored); what it raises fails the turn."""
         self._events: asyncio.Queue[TurnEvent | None] = asyncio.Queue()
         self._first_update: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._answering = False
@@ -66,6 +68,8 @@ class TurnStream:
             self.turn, self._replayed = event.turn, event.replayed
             return
         if isinstance(event, ModelAnswering):
+            if self._ready is not None:
+                await self._ready()
             self._answering = True
             self._signal_started()
             return

@@ -2,8 +2,9 @@
 
 Azure runs the app from a read-only package, so Python never writes bytecode there. Each child runs in
 a copy of the deployment package (``infra/hooks/build_package.py``, what ``azd deploy`` zips) made
-read-only, with ``PYTHONDONTWRITEBYTECODE=1``; once with the package's unchecked-hash bytecode (as
-deployed) and once with the sources only (as deployed before: every module compiled at every start).
+read-only, with ``PYTHONDONTWRITEBYTECODE=1``; once with the package's unchecked-hash bytecode and
+precompiled dataclass methods (as deployed) and once with the sources only (as deployed before: every module
+and every dataclass method compiled at every start).
 
     python -m bench.coldstart measure [--runs 5]   # build the packages, run the children, print the table
     python -m bench.coldstart modules   # (child) list what import function_app loads outside the project
@@ -37,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The project's own top-level modules (the package, the agent modules, the app); everything else is a dependency.
-OWN = ("cosmos_history", "agents", "function_app")
+#: The project's own top-level modules (the package, the agent and workflow modules, the app); everything else is
+#: a dependency.
+OWN = ("cosmos_history", "agents", "workflows", "function_app")
 #: Imported by a deployment only when a real model provider or managed identity is configured.
 OPTIONAL_DEPENDENCIES = (("agent_framework_openai", ("OpenAIChatClient",)), ("azure.identity.aio", ()), ("aiohttp", ()))
 
@@ -131,6 +133,17 @@ def _first_request() -> tuple[float, int]:
     return seconds, counter.requests
 
 
+def _dataclass_methods() -> dict[str, int | None]:
+    """(child) Dataclass methods served from the package's precompiled file, and compiled (``None``: no file)."""
+    from cosmos_history import precompiled
+
+    methods = precompiled.installed()
+    return {
+        "dataclass_served": methods.served if methods else 0,
+        "dataclass_compiled": methods.compiled if methods else None,
+    }
+
+
 def child(kind: str) -> dict[str, Any]:
     if kind == "modules":
         return {"modules": _loaded_dependencies()}
@@ -143,14 +156,27 @@ def child(kind: str) -> dict[str, Any]:
         project = _import_all([("function_app", ())])
         import function_app
 
-        return {"deps": deps, "project": project, "compiled": len(compiled), "app_file": function_app.__file__}
+        return {
+            "deps": deps,
+            "project": project,
+            "compiled": len(compiled),
+            "app_file": function_app.__file__,
+            **_dataclass_methods(),
+        }
     compiled = _count_compiles()
     imported = _import_all([("function_app", ())])
+    dataclass_methods = _dataclass_methods()  # those of the import, not of the first request's lazy imports
     first, requests = _first_request()
     # The benchmark's own modules (imported to count the first request's Cosmos DB requests) do not count.
     harness = tuple(f"{ROOT / folder}{os.sep}" for folder in ("bench", "devtools"))
     app_compiled = [path for path in compiled if not path.startswith(harness)]
-    return {"import": imported, "compiled": len(app_compiled), "first_request": first, "cosmos_requests": requests}
+    return {
+        "import": imported,
+        "compiled": len(app_compiled),
+        "first_request": first,
+        "cosmos_requests": requests,
+        **dataclass_methods,
+    }
 
 
 @dataclass(frozen=True)
@@ -172,6 +198,12 @@ class ColdStart:
     first_request: float
     first_request_cosmos_requests: int
     process_wall: float
+    dataclass_methods_compiled: int | None = None
+    """Dataclass methods compiled while a fresh process imports ``function_app`` from the package (``None``:
+    the package has no precompiled file, as when its hook could not import the app)."""
+    dataclass_methods_precompiled: int = 0
+    """Dataclass methods the same import ran from the package's precompiled file (``cosmos_history/precompiled.py``);
+    without it, each would be compiled."""
 
     @property
     def project_overhead_pct(self) -> float:
@@ -229,7 +261,8 @@ def read_only_packages() -> Iterator[tuple[Path, Path]]:
     with tempfile.TemporaryDirectory(prefix="coldstart-") as tmp:
         compiled = _load_builder().build_package(ROOT, Path(tmp) / "package", python=sys.executable)
         sources_only = Path(tmp) / "sources-only"
-        shutil.copytree(compiled, sources_only, ignore=shutil.ignore_patterns("__pycache__"))
+        # As deployed before: no bytecode, no precompiled dataclass methods.
+        shutil.copytree(compiled, sources_only, ignore=shutil.ignore_patterns("__pycache__", "dataclass_methods.*"))
         before = {p: _snapshot(p) for p in (compiled, sources_only)}
         for package in before:
             _set_writable(package, False)
@@ -274,7 +307,15 @@ def measure_cold_start(env: dict[str, str], runs: int) -> ColdStart:
         first_request=statistics.median(a[0]["first_request"] for a in app),
         first_request_cosmos_requests=int(statistics.median(a[0]["cosmos_requests"] for a in app)),
         process_wall=statistics.median(a[1] for a in app),
+        dataclass_methods_compiled=_most(a[0]["dataclass_compiled"] for a in app),
+        dataclass_methods_precompiled=min(a[0]["dataclass_served"] for a in app),
     )
+
+
+def _most(counts: Any) -> int | None:
+    """The largest count, or ``None`` when any process had no precompiled file."""
+    values = list(counts)
+    return None if any(v is None for v in values) else max(values)
 
 
 def main(argv: list[str] | None = None) -> None:

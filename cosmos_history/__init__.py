@@ -12,6 +12,11 @@ import importlib
 import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
+from cosmos_history import precompiled
+
+# First, before any module of the app defines a dataclass: their methods come precompiled in the package.
+precompiled.install()
+
 if TYPE_CHECKING:
     from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore
     from cosmos_history.agents.catalog import build_agents

@@ -29,7 +29,7 @@ def fallback_handler(routes: Iterable[tuple[str, str, ErrorRenderer]]) -> Callab
     where none does).
     """
     served = list(routes)
-    table = [(method.upper(), _pattern(path)) for method, path, _ in served]
+    table: list[tuple[str, re.Pattern[str]]] = []  # compiled on the first unknown path, not at every cold start
     shapes: dict[str, ErrorRenderer] = {}
     for _, path, render in served:
         shapes.setdefault(_first_segment(path), render)
@@ -39,6 +39,8 @@ def fallback_handler(routes: Iterable[tuple[str, str, ErrorRenderer]]) -> Callab
         base = _base(req.url.path, path)
         if not path and req.method == "GET":
             return json_response(index_json(base))
+        if not table:
+            table.extend((method.upper(), _pattern(template)) for method, template, _ in served)
         allowed = sorted(
             {method for method, pattern in table if pattern.fullmatch(path)} | ({"GET"} if not path else set())
         )

@@ -8,6 +8,11 @@ and zip archives (2-second resolution) do not preserve. This hook therefore copi
 (the project minus ``.funcignore``) to ``.build/package`` (``dist`` in azure.yaml) and compiles it
 with ``--invalidation-mode unchecked-hash``: Python uses those files without looking at the source.
 
+The hook then imports the app once in the copy to record the methods ``@dataclass`` generates, which
+no ``.pyc`` can hold (``cosmos_history/precompiled.py``): a cold start then compiles none of those either.
+That needs the app's requirements in the hook's interpreter (the project's virtual environment); without
+them the package is built without that file, as before, and the hook says so.
+
 Built in a copy, not in place: an unchecked ``.pyc`` in the working tree would keep running stale
 code after an edit. ``.funcignore`` is copied too: azd applies it to the ``dist`` folder, and without
 it azd's Python defaults would drop every ``__pycache__`` from the zip.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
 import re
 import shutil
 import subprocess
@@ -103,6 +109,11 @@ def copy_sources(root: Path, output: Path) -> None:
     shutil.copytree(root, output, ignore=skip, symlinks=False)
 
 
+#: Run in the package: import the app as the worker does, recording every dataclass method source.
+RECORD_DATACLASSES = "import function_app, cosmos_history.precompiled as p; print(p.save())"
+RECORD_ENV = "COSMOS_HISTORY_RECORD_DATACLASSES"  # cosmos_history.precompiled.RECORD_ENV
+
+
 def build_package(root: Path = REPO_ROOT, output: Path | None = None, *, python: str | None = None) -> Path:
     """Build the deployment folder; returns it. ``python`` defaults to one of the deployed version."""
     output = output if output is not None else root / DEFAULT_OUTPUT
@@ -113,7 +124,23 @@ def build_package(root: Path = REPO_ROOT, output: Path | None = None, *, python:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    record_dataclass_methods(output, interpreter)
     return output
+
+
+def record_dataclass_methods(output: Path, interpreter: str) -> int | None:
+    """Write the package's precompiled dataclass methods (see the module docstring); returns how many, or
+    ``None`` when the app cannot be imported here (the package then works as before, compiling them)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env |= {RECORD_ENV: "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(
+        [interpreter, "-c", RECORD_DATACLASSES], cwd=output, env=env, capture_output=True, text=True, timeout=300
+    )
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"build_package: dataclass methods not precompiled (the app did not import here: {reason})")
+        return None
+    return int(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -134,6 +134,17 @@ def test_the_report_lists_the_cold_start_targets() -> None:
     assert "bytecode writing off) | 6.0% (without the package's bytecode: 15.0%) | **not met** |" in slow
 
 
+def test_the_report_lists_the_dataclass_methods_a_cold_start_compiles() -> None:
+    notes = standard_notes(real_account=False, scale=1, total=1)
+    shipped = replace(COLD, dataclass_methods_compiled=0, dataclass_methods_precompiled=330)
+    report = render_report(Results(False, [1], [], {}, {}, [], shipped, 0.0, notes))
+    assert "(`cosmos_history/precompiled.py`) | 0 (330 run precompiled; without the package's file each is" in report
+    assert "compiled) | met |" in report
+
+    without = render_report(Results(False, [1], [], {}, {}, [], COLD, 0.0, notes))
+    assert "(`cosmos_history/precompiled.py`) | no precompiled file in the package | **not met** |" in without
+
+
 def _lat(*ms: float) -> Latencies:
     return Latencies([m / 1000 for m in ms])
 

@@ -144,3 +144,31 @@ def test_a_cold_import_loads_nothing_the_first_native_request_does_not_need() ->
     loaded = done.stdout.split()
     assert "function_app" in loaded and "cosmos_history.http.handlers" in loaded
     assert [m for m in loaded if any(m == u or m.startswith(u + ".") for u in unused)] == []
+
+
+def test_a_cold_import_from_the_package_runs_every_dataclass_method_precompiled(package: Path) -> None:
+    # @dataclass compiles each class's methods as it is created, which no .pyc holds: the hook recorded them.
+    assert (package / "cosmos_history" / f"dataclass_methods.{sys.implementation.cache_tag}.bin").is_file()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import function_app, cosmos_history.precompiled as p; m = p.installed(); print(m.served, m.compiled)",
+        ],
+        cwd=package,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    served, compiled = map(int, done.stdout.split())
+    assert compiled == 0 and served > 200
+
+
+def test_a_package_whose_app_cannot_be_imported_is_built_without_precompiled_methods(tmp_path: Path) -> None:
+    (tmp_path / "function_app.py").write_text("raise ImportError('a requirement is missing here')\n")
+
+    assert builder.record_dataclass_methods(tmp_path, sys.executable) is None
+    assert not list(tmp_path.rglob("dataclass_methods.*"))

@@ -1,0 +1,104 @@
+"""Dataclass methods precompiled into the deployment package (``cosmos_history/precompiled.py``): a class built
+from the file compiles nothing and behaves exactly as one compiled at import; anything the file does not hold
+compiles as before; a missing or unreadable file installs nothing. (That the built package carries the file
+and a cold import from it compiles no method: tests/test_package.py.)"""
+
+from __future__ import annotations
+
+import dataclasses
+import marshal
+import sys
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from cosmos_history import precompiled
+from cosmos_history.precompiled import PrecompiledMethods
+
+SAMPLE = """
+from __future__ import annotations
+from dataclasses import dataclass, field
+
+@dataclass(frozen=True)
+class Point:
+    x: int
+    y: int = 0
+    tags: tuple[str, ...] = ()
+
+@dataclass
+class Bag:
+    name: str
+    items: list[int] = field(default_factory=list)
+"""
+
+
+@contextmanager
+def serving(methods: PrecompiledMethods) -> Iterator[PrecompiledMethods]:
+    assert precompiled.installed() is None  # a working tree has no file: the test process installed nothing
+    dataclasses.exec = methods.exec  # type: ignore[attr-defined]
+    try:
+        yield methods
+    finally:
+        precompiled.uninstall()
+
+
+def sample_module(name: str = "sample_classes") -> types.ModuleType:
+    """``SAMPLE`` imported as module ``name`` (dataclasses reads string annotations in the class's module)."""
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    try:
+        exec(compile(SAMPLE, f"<{name}>", "exec"), module.__dict__)
+    finally:
+        del sys.modules[name]
+    return module
+
+
+def recorded() -> bytes:
+    with serving(PrecompiledMethods({}, recording=True)) as methods:
+        sample_module()
+    assert methods.compiled > 0
+    return methods.dump()
+
+
+def test_classes_built_from_the_file_compile_nothing_and_behave_as_classes_compiled_at_import() -> None:
+    plain = sample_module()
+    with serving(PrecompiledMethods(marshal.loads(recorded()))) as methods:
+        served = sample_module()
+
+    assert methods.compiled == 0 and methods.served > 0
+    for module in (plain, served):
+        point = module.Point(1, tags=("a",))
+        assert point == module.Point(1, 0, ("a",)) and point != module.Point(2)
+        assert repr(point) == "Point(x=1, y=0, tags=('a',))"
+        assert hash(point) == hash(module.Point(1, 0, ("a",)))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            point.x = 2  # type: ignore[misc]
+        first, second = module.Bag("a"), module.Bag("b")
+        first.items.append(1)
+        assert second.items == [] and first == module.Bag("a", [1])
+        assert [f.name for f in dataclasses.fields(module.Bag)] == ["name", "items"]
+
+
+def test_a_class_the_file_does_not_hold_is_compiled_as_before() -> None:
+    with serving(PrecompiledMethods(marshal.loads(recorded()))) as methods:
+        other = sample_module("another_module")  # the same source in another module: not in the file
+
+    assert methods.served == 0 and methods.compiled > 0
+    assert other.Point(1) == other.Point(1, 0)
+
+
+def test_without_a_readable_file_of_this_python_nothing_is_installed(tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged.bin"
+    damaged.write_bytes(b"\x00not marshal")
+
+    assert precompiled.install(tmp_path / "missing.bin") is None
+    assert precompiled.install(damaged) is None
+    assert precompiled.installed() is None and not hasattr(dataclasses, "exec")
+
+
+def test_the_file_is_named_after_this_pythons_bytecode_tag() -> None:
+    assert precompiled.CACHE.name == f"dataclass_methods.{sys.implementation.cache_tag}.bin"
+    assert not precompiled.CACHE.exists()  # only the deployment package carries it

@@ -172,3 +172,18 @@ def test_a_package_whose_app_cannot_be_imported_is_built_without_precompiled_met
 
     assert builder.record_dataclass_methods(tmp_path, sys.executable) is None
     assert not list(tmp_path.rglob("dataclass_methods.*"))
+
+
+def test_what_a_cold_start_builds_is_left_out_of_the_garbage_collectors_full_collections() -> None:
+    # A full collection over the start-up's objects (imports, agents) stopped whichever request it fell on.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"MODEL_PROVIDER": "offline"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import gc, function_app; print(gc.get_freeze_count())"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) > 10_000

@@ -9,7 +9,6 @@ Names are imported on first use: the worker pays only for what a cold start touc
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 from cosmos_history import precompiled
@@ -52,11 +51,6 @@ _EXPORTS = {
     "run_turn_stream": "cosmos_history.domain.service",
 }
 
-try:
-    __version__ = importlib.metadata.version("cosmos-history")
-except importlib.metadata.PackageNotFoundError:
-    __version__ = "0.1.0"
-
 __all__ = [
     "CosmosSessionStore",
     "ProblemError",
@@ -78,7 +72,21 @@ __all__ = [
 ]
 
 
+def _version() -> str:
+    """The installed distribution's version; looked up on first use (a cold start scans the installed packages
+    for it otherwise, and the deployment package is not an installed distribution)."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("cosmos-history")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.1.0"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = version = _version()
+        return version
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'cosmos_history' has no attribute {name!r}")

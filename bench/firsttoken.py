@@ -13,23 +13,35 @@ One OpenAI-compatible stand-in (``tests/fake_openai.py``) streams its first text
 What the backend adds is each mode's figure minus the direct one (medians, and p95s). The stand-in
 serves both in a thread of this process, so it costs both the same.
 
-    python -m bench.firsttoken [--samples 20] [--delay 0.05]
+``--profile N`` instead runs N streamed turns in this process (the registered ``post_message`` function on a
+runtime whose model is the stand-in) under :mod:`cProfile`, from the request to its first ``delta`` only, and
+prints the top functions by cumulative time per turn: what stands between a request and its first token.
+
+    python -m bench.firsttoken [--samples 20] [--delay 0.05] [--profile 20 --mode local]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import multiprocessing
+import pstats
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 
 import httpx
 
 from .hosts import BenchEnv, app_hosts, bench_cosmos
-from .inprocess import USER, new_session_id, user_message
+from .inprocess import USER, message_request, new_session_id, registered_function, user_message
 from .markdown import ms as _ms
 from .markdown import table
 from .measure import Latencies
+from .profile import render as render_profile
+from .profile import top_functions
 
 MODES = ("local", "service")
 DEFAULT_DELAY = 0.05
@@ -126,6 +138,67 @@ def measure_first_token(bench: BenchEnv, samples: int, delay: float = DEFAULT_DE
     return FirstToken(delay, measured)
 
 
+async def _profile(bench: BenchEnv, fake_url: str, mode: str, turns: int) -> pstats.Stats:
+    import function_app
+    from cosmos_history import build_runtime, create_app, load_settings
+
+    runtime = await build_runtime(load_settings(model_env(bench, fake_url)))
+    post = registered_function(create_app(function_app.ROUTES, runtime=runtime), "post_message_route")
+    profiler = cProfile.Profile()
+
+    async def turn(session_id: str, number: int, *, profiled: bool) -> None:
+        if profiled:
+            profiler.enable()
+        response = await post(message_request(session_id, number, mode, stream=True))
+        async for chunk in response.body_iterator:
+            if profiled and "event: delta" in (chunk if isinstance(chunk, str) else chunk.decode()):
+                profiled = False
+                profiler.disable()
+
+    try:
+        session_id = new_session_id(mode, "profile")
+        for number in (1, 2):  # warm-up: clients, connections, first-request paths
+            await turn(session_id, number, profiled=False)
+        for number in range(3, 3 + turns):
+            await turn(session_id, number, profiled=True)
+    finally:
+        await runtime.close()
+    return pstats.Stats(profiler)
+
+
+def profile_first_token(bench: BenchEnv, mode: str, turns: int, delay: float = 0.0) -> pstats.Stats:
+    """Profile ``turns`` streamed turns of one session from request to first ``delta`` (see the module docstring)."""
+    with stand_in_process(delay) as base_url:
+        return asyncio.run(_profile(bench, base_url, mode, turns))
+
+
+@contextmanager
+def stand_in_process(delay: float) -> Iterator[str]:
+    """The stand-in in a process of its own (yields its base URL): in a thread of this one it would take the
+    interpreter lock whenever the profiled code waits on a socket, and its time would show as the app's."""
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.get_context("spawn").Process(target=_serve_stand_in, args=(child, delay), daemon=True)
+    process.start()
+    try:
+        if not parent.poll(60):
+            raise RuntimeError("the stand-in process did not start")
+        yield parent.recv()
+    finally:
+        parent.send("stop")
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+
+
+def _serve_stand_in(connection: Connection, delay: float) -> None:
+    from tests.fake_openai import fake_openai_server
+
+    with fake_openai_server() as fake:
+        fake.first_token_delay = delay
+        connection.send(fake.base_url)
+        connection.recv()
+
+
 def render(result: FirstToken) -> list[str]:
     rows = [
         [
@@ -155,8 +228,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.firsttoken", description=__doc__)
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--delay", type=float, default=DEFAULT_DELAY, help="the stand-in's time to first token (s)")
+    parser.add_argument("--profile", type=int, metavar="TURNS", help="profile this many turns to their first delta")
+    parser.add_argument("--mode", choices=MODES, default="local", help="the profiled turns' history mode")
+    parser.add_argument("--top", type=int, default=40, help="functions listed (--profile)")
     args = parser.parse_args(argv)
     with bench_cosmos() as bench:
+        if args.profile:
+            stats = profile_first_token(bench, args.mode, args.profile, delay=0.0)
+            rows = top_functions(stats, args.profile, args.top)
+            lines = render_profile(rows, variant=args.mode, length=2, turns=args.profile)
+            print("\n".join([f"## Request to first delta, {args.mode} mode", *lines[1:]]))
+            return
         result = measure_first_token(bench, args.samples, args.delay)
     print("\n".join(render(result)))
 

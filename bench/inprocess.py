@@ -44,10 +44,10 @@ def new_session_id(variant: str, label: str = "") -> str:
     return f"{variant}-{label}-{uuid.uuid4().hex[:10]}"
 
 
-def message_request(session_id: str, turn: int, mode: str) -> Request:
+def message_request(session_id: str, turn: int, mode: str, *, stream: bool = False) -> Request:
     """What the Functions worker hands ``post_message`` for ``POST /api/sessions/{id}/messages``
     under HTTP streams: a FastAPI request with the route values in ``path_params``."""
-    body = json.dumps({"message": user_message(turn), "mode": mode}).encode()
+    body = json.dumps({"message": user_message(turn), "mode": mode, **({"stream": True} if stream else {})}).encode()
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}

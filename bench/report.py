@@ -300,6 +300,12 @@ def cold_start_lines(cold: ColdStart) -> list[str]:
         ],
         ["Import `function_app` in a fresh process (all of it)", _ms(cold.app_import)],
         [
+            "Dataclass methods compiled by that import (run precompiled from the package's file)",
+            "no precompiled file"
+            if cold.dataclass_methods_compiled is None
+            else f"{cold.dataclass_methods_compiled} ({cold.dataclass_methods_precompiled} precompiled)",
+        ],
+        [
             f"First `POST message` after that (runtime build + turn, "
             f"{cold.first_request_cosmos_requests} Cosmos requests)",
             _ms(cold.first_request),

@@ -26,14 +26,20 @@ import argparse
 import asyncio
 import cProfile
 import multiprocessing
+import os
 import pstats
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import httpx
+
+from devtools.local_cosmos import free_port, stop_process
 
 from .hosts import BenchEnv, app_hosts, bench_cosmos
 from .inprocess import USER, message_request, new_session_id, registered_function, user_message
@@ -108,34 +114,83 @@ async def backend_first_delta(http: httpx.AsyncClient, base: str, session_id: st
     return first
 
 
-async def _measure(base: str, fake_url: str, samples: int, sessions: int) -> dict[str, Latencies]:
+async def _measure(bases: dict[str, str], fake_url: str, samples: int, sessions: int) -> dict[str, Latencies]:
+    """``bases``: a label (``""`` for this checkout) -> a host's base URL; every path takes its turn per sample."""
     from openai import AsyncOpenAI
 
-    results: dict[str, Latencies] = {path: Latencies() for path in ("direct", *MODES)}
-    ids = {mode: [new_session_id(mode, "ttft") for _ in range(sessions)] for mode in MODES}
+    paths = [(label, mode) for label in bases for mode in MODES]
+    results: dict[str, Latencies] = {"direct": Latencies(), **{_key(mode, label): Latencies() for label, mode in paths}}
+    ids = {path: [new_session_id(path[1], "ttft") for _ in range(sessions)] for path in paths}
     async with AsyncOpenAI(base_url=fake_url, api_key="bench") as client, httpx.AsyncClient(timeout=120) as http:
         for turn in (1, 2):  # warm-up: connections, the host's clients, first-request paths
             await direct_first_delta(client, user_message(turn))
-            for mode in MODES:
-                await backend_first_delta(http, base, new_session_id(mode, "warm"), mode, user_message(turn))
+            for label, mode in paths:
+                await backend_first_delta(http, bases[label], new_session_id(mode, "warm"), mode, user_message(turn))
         for index in range(samples):
             message = user_message(index + 1)
             results["direct"].samples.append(await direct_first_delta(client, message))
-            for mode in MODES:
-                session_id = ids[mode][index % sessions]
-                results[mode].samples.append(await backend_first_delta(http, base, session_id, mode, message))
+            for label, mode in paths:
+                session_id = ids[(label, mode)][index % sessions]
+                first = await backend_first_delta(http, bases[label], session_id, mode, message)
+                results[_key(mode, label)].samples.append(first)
     return results
 
 
-def measure_first_token(bench: BenchEnv, samples: int, delay: float = DEFAULT_DELAY, sessions: int = 3) -> FirstToken:
-    """Start the stand-in and one host of ``function_app`` on it, then time ``samples`` of each path."""
+def _key(mode: str, label: str) -> str:
+    return f"{mode} ({label})" if label else mode
+
+
+def measure_first_token(
+    bench: BenchEnv,
+    samples: int,
+    delay: float = DEFAULT_DELAY,
+    sessions: int = 3,
+    *,
+    before: Path | None = None,
+) -> FirstToken:
+    """Start the stand-in and one host of ``function_app`` on it, then time ``samples`` of each path.
+
+    ``before``: another checkout of the project (the merged code, say) whose host takes its turn too, in the
+    same run, so a change is measured against the code without it under the same load (paths ``local
+    (before)`` and ``service (before)``)."""
     from tests.fake_openai import fake_openai_server
 
     with fake_openai_server() as fake:
         fake.first_token_delay = delay
-        with app_hosts(model_env(bench, fake.base_url), "function_app", 1) as hosts:
-            measured = asyncio.run(_measure(hosts[0], fake.base_url, samples, sessions))
+        env = model_env(bench, fake.base_url)
+        with ExitStack() as stack:
+            bases = {"": stack.enter_context(app_hosts(env, "function_app", 1))[0]}
+            if before is not None:
+                bases["before"] = stack.enter_context(host_in(before, env))
+            measured = asyncio.run(_measure(bases, fake.base_url, samples, sessions))
     return FirstToken(delay, measured)
+
+
+@contextmanager
+def host_in(checkout: Path, env: dict[str, str]) -> Iterator[str]:
+    """``python -m devtools.devhost`` of another checkout (its own code, this run's environment); yields its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devtools.devhost", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=checkout,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | env | {"PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/api"
+    try:
+        for _ in range(600):  # at most about two minutes
+            if process.poll() is not None:
+                raise RuntimeError(f"the host in {checkout} exited with code {process.returncode}")
+            with suppress(httpx.TransportError):
+                if httpx.get(f"{base}/health", timeout=30).status_code == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"the host in {checkout} did not become healthy in time")
+        yield base
+    finally:
+        stop_process(process, grace=15)
 
 
 async def _profile(bench: BenchEnv, fake_url: str, mode: str, turns: int) -> pstats.Stats:
@@ -199,10 +254,15 @@ def _serve_stand_in(connection: Connection, delay: float) -> None:
         connection.recv()
 
 
+def _path_label(path: str) -> str:
+    mode, _, label = path.partition(" ")
+    return f"backend, {mode} mode" + (f" {label}" if label else "")
+
+
 def render(result: FirstToken) -> list[str]:
     rows = [
         [
-            "direct (openai SDK to the stand-in)" if path == "direct" else f"backend, {path} mode",
+            "direct (openai SDK to the stand-in)" if path == "direct" else _path_label(path),
             str(len(lat.samples)),
             _ms(lat.median),
             _ms(lat.p95),
@@ -228,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.firsttoken", description=__doc__)
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--delay", type=float, default=DEFAULT_DELAY, help="the stand-in's time to first token (s)")
+    parser.add_argument("--before", type=Path, help="another checkout (say, the merged code) timed in the same run")
     parser.add_argument("--profile", type=int, metavar="TURNS", help="profile this many turns to their first delta")
     parser.add_argument("--mode", choices=MODES, default="local", help="the profiled turns' history mode")
     parser.add_argument("--top", type=int, default=40, help="functions listed (--profile)")
@@ -239,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
             lines = render_profile(rows, variant=args.mode, length=2, turns=args.profile)
             print("\n".join([f"## Request to first delta, {args.mode} mode", *lines[1:]]))
             return
-        result = measure_first_token(bench, args.samples, args.delay)
+        result = measure_first_token(bench, args.samples, args.delay, before=args.before)
     print("\n".join(render(result)))
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from bench.coldstart import ColdStart, _run_child, read_only_packages, record_dependencies
 from bench.counting import RequestCounter, classify
-from bench.firsttoken import FirstToken, measure_first_token
+from bench.firsttoken import FirstToken, measure_first_token, profile_first_token
+from bench.firsttoken import render as render_first_token
 from bench.hosts import BenchEnv
 from bench.inprocess import variants
 from bench.listing import OWN_SESSIONS, measure_listing, measure_route_partitions
@@ -24,6 +25,9 @@ from bench.report import render as render_report
 from bench.wire import measure_wire, wire_row
 
 pytestmark = pytest.mark.integration
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +208,22 @@ def test_the_first_token_bench_times_streamed_turns_and_the_stand_in_called_dire
 
     assert {path: len(lat.samples) for path, lat in result.samples.items()} == {"direct": 2, "local": 2, "service": 2}
     assert all(sample > 0 for lat in result.samples.values() for sample in lat.samples)
+
+
+def test_the_first_token_bench_times_another_checkouts_host_in_the_same_run(bench_env: BenchEnv) -> None:
+    result = measure_first_token(bench_env, samples=2, delay=0.0, sessions=1, before=REPO)
+
+    assert set(result.samples) == {"direct", "local", "service", "local (before)", "service (before)"}
+    assert all(len(lat.samples) == 2 and min(lat.samples) > 0 for lat in result.samples.values())
+    assert "| backend, local mode (before) | 2 |" in "\n".join(render_first_token(result))
+
+
+def test_the_first_token_profile_lists_the_path_from_request_to_first_delta(bench_env: BenchEnv) -> None:
+    stats = profile_first_token(bench_env, "local", turns=2)
+
+    functions = [row.function for row in top_functions(stats, 2, 400)]
+    assert any(f.startswith("cosmos_history/adapters/cosmos/lease.py:") and "(claim)" in f for f in functions)
+    assert any(f.startswith("cosmos_history/domain/turn.py:") and "(_call_model)" in f for f in functions)
 
 
 async def test_the_listing_bench_shows_one_partition_after_and_a_fan_out_before(bench_env: BenchEnv) -> None:

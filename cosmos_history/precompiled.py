@@ -12,7 +12,8 @@ object, and :func:`save` writes them to :data:`CACHE` beside this module. In the
 sources from the file. The file can only save work, never change what a class does: its code objects are
 compiled from the same text with the same flags as ``exec`` would compile it, and a text that is not in the
 file (another class, a lazily imported dependency) is compiled exactly as before. The file is named after
-the interpreter's bytecode tag, so another Python never reads it. Without the file (a working tree, the
+the interpreter's bytecode tag and its bytecode magic number (:data:`TAG`), so no Python whose bytecode
+differs (another version, or a patch release that changed it) ever reads it. Without the file (a working tree, the
 tests) nothing is installed.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import importlib.util
 import marshal
 import os
 import sys
@@ -27,7 +29,9 @@ from pathlib import Path
 from types import CodeType
 from typing import Any
 
-CACHE = Path(__file__).with_name(f"dataclass_methods.{sys.implementation.cache_tag}.bin")
+TAG = f"{sys.implementation.cache_tag}-{importlib.util.MAGIC_NUMBER.hex()}"
+"""Which interpreters may read the file: the code objects in it are this bytecode's."""
+CACHE = Path(__file__).with_name(f"dataclass_methods.{TAG}.bin")
 RECORD_ENV = "COSMOS_HISTORY_RECORD_DATACLASSES"
 """Set (to any value) by the deploy hook's recording run."""
 

@@ -100,5 +100,5 @@ def test_without_a_readable_file_of_this_python_nothing_is_installed(tmp_path: P
 
 
 def test_the_file_is_named_after_this_pythons_bytecode_tag() -> None:
-    assert precompiled.CACHE.name == f"dataclass_methods.{sys.implementation.cache_tag}.bin"
+    assert precompiled.CACHE.name == f"dataclass_methods.{precompiled.TAG}.bin"
     assert not precompiled.CACHE.exists()  # only the deployment package carries it

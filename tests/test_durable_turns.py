@@ -326,6 +326,32 @@ class FlakyLog(MemoryTurnLog):
         await super().append(record, batch)
 
 
+async def test_a_follower_that_misses_a_batch_written_as_the_turn_ends_still_gets_every_event(database, offline_model):
+    log = LaggingLog(database, late_batch=2)
+    turns = instance(database, offline_model, log=log)
+    offline_model.reply_template, offline_model.delay = "a b c d e f", 0.02
+    live = parsed(await live_events(await turns.stream(TurnRequest("s1", "hello"), caller=USER)))
+
+    stored = await followed(turns, "s1", 1)
+
+    assert log.lagged and (await log.find("s1", USER, 1)).batches >= 2  # type: ignore[union-attr]
+    assert [e.seq for e in stored] == list(range(1, len(live) + 1)) and stored[-1].name == "done"
+
+
+class LaggingLog(MemoryTurnLog):
+    """A turn log whose first read of one batch comes too early: the batch lands, and the turn ends, just after."""
+
+    def __init__(self, database: MemoryDatabase, *, late_batch: int) -> None:
+        super().__init__(database)
+        self.late_batch, self.lagged = late_batch, False
+
+    async def batch(self, record: TurnRecord, number: int) -> EventBatch | None:
+        if number == self.late_batch and not self.lagged:
+            self.lagged = True
+            return None
+        return await super().batch(record, number)
+
+
 async def test_a_turn_whose_process_died_reads_as_failed_and_its_follower_gets_turn_lost(database, offline_model):
     turns = instance(database, offline_model)
     await turns.log.put(TurnRecord("s1", USER, 1, "in_progress", streamed=True, deadline=1.0))  # type: ignore[union-attr]

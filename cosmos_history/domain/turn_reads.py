@@ -139,9 +139,12 @@ async def follow(
         if current is None or current.attempt != record.attempt:
             return  # deleted with its session, or a new attempt took the turn's number
         if current.finished:
-            if number <= current.batches:  # a batch expired in the middle of the replay
-                gone = EventsGoneError(f"Some events of turn {record.turn} are past their retention.")
-                yield StoredEvent(max(last, after) + 1, "error", error_fields(gone))
+            if number > current.batches:
+                return
+            if await log.batch(record, number) is not None:
+                continue  # written between the two reads above, as the turn ended
+            gone = EventsGoneError(f"Some events of turn {record.turn} are past their retention.")
+            yield StoredEvent(max(last, after) + 1, "error", error_fields(gone))
             return
         if current.lost(clock()):
             yield StoredEvent(max(last, after) + 1, "error", error_fields(TurnLostError(LOST)))

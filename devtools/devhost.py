@@ -40,6 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cosmos_history.app import ConversationApp
+from devtools.local_cosmos import check_cosmos_credential, use_local_cosmos
 from devtools.local_storage import add_storage_arguments, use_local_storage
 from devtools.queue_runner import QueueOptions, QueueRunner, queue_functions
 
@@ -306,25 +307,6 @@ def running_host(
             log.close()
 
 
-def check_cosmos_credential() -> None:
-    """Say at start-up, rather than at every request, when nothing can authenticate to an Azure account:
-    without COSMOS_KEY the app uses DefaultAzureCredential (``az login`` locally, a managed identity in Azure)."""
-    from azure.core.exceptions import ClientAuthenticationError
-    from azure.identity import DefaultAzureCredential
-
-    from cosmos_history.adapters.cosmos.client import NO_CREDENTIAL
-    from cosmos_history.settings import load_settings
-
-    cosmos = load_settings().cosmos
-    if cosmos.key or cosmos.is_local:
-        return
-    try:
-        with DefaultAzureCredential() as credential:
-            credential.get_token("https://cosmos.azure.com/.default")
-    except ClientAuthenticationError:
-        logger.error("COSMOS_ENDPOINT is %s: %s", cosmos.endpoint, NO_CREDENTIAL)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
@@ -375,26 +357,6 @@ def bind_port(host: str, port: int) -> Iterator[socket.socket]:
                 f"`make run PORT=<port>` (devhost: --port <port>)."
             )
         yield sock
-
-
-def use_local_cosmos(stack: contextlib.ExitStack, port: int) -> None:
-    """Point the app at the local Cosmos DB on ``port``: one already listening there (`make cosmos`, its data
-    outlives restarts of the app) or one started for this run. A COSMOS_ENDPOINT on this machine (as in
-    local.settings.json.example) means the local one too; an account elsewhere is left alone."""
-    from cosmos_history.settings import CosmosSettings
-    from devtools.local_cosmos import EMULATOR_KEY, is_listening, local_cosmos, not_cosmos_message, not_cosmos_reason
-
-    configured = os.environ.get("COSMOS_ENDPOINT")
-    if configured and not CosmosSettings(endpoint=configured).is_local:
-        return
-    if not is_listening(port):
-        os.environ["COSMOS_ENDPOINT"] = stack.enter_context(local_cosmos(port))
-    elif (reason := not_cosmos_reason(port)) is not None:
-        sys.exit(not_cosmos_message(port, reason))
-    else:
-        os.environ["COSMOS_ENDPOINT"] = f"https://127.0.0.1:{port}"
-    os.environ.setdefault("COSMOS_KEY", EMULATOR_KEY)
-    logger.info("Using the local Cosmos DB at %s", os.environ["COSMOS_ENDPOINT"])
 
 
 if __name__ == "__main__":

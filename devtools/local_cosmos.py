@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import os
 import shutil
 import socket
@@ -27,6 +28,8 @@ from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import quote
+
+logger = logging.getLogger("devtools.local_cosmos")
 
 #: The Cosmos DB emulator's documented, public key. Only ever sent to a server on this machine.
 EMULATOR_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
@@ -166,6 +169,44 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(str(error))
     print(f"The local Cosmos DB on https://127.0.0.1:{port} (in memory; Ctrl-C stops it)", flush=True)
     os.execve(command[0], command, {**os.environ, "NODE_NO_WARNINGS": "1"})
+
+
+def use_local_cosmos(stack: contextlib.ExitStack, port: int) -> None:
+    """Point the app at the local Cosmos DB on ``port``: one already listening there (`make cosmos`, its data
+    outlives restarts of the app) or one started for this run. A COSMOS_ENDPOINT on this machine (as in
+    local.settings.json.example) means the local one too; an account elsewhere is left alone."""
+    from cosmos_history.settings import CosmosSettings
+
+    configured = os.environ.get("COSMOS_ENDPOINT")
+    if configured and not CosmosSettings(endpoint=configured).is_local:
+        return
+    if not is_listening(port):
+        os.environ["COSMOS_ENDPOINT"] = stack.enter_context(local_cosmos(port))
+    elif (reason := not_cosmos_reason(port)) is not None:
+        sys.exit(not_cosmos_message(port, reason))
+    else:
+        os.environ["COSMOS_ENDPOINT"] = f"https://127.0.0.1:{port}"
+    os.environ.setdefault("COSMOS_KEY", EMULATOR_KEY)
+    logger.info("Using the local Cosmos DB at %s", os.environ["COSMOS_ENDPOINT"])
+
+
+def check_cosmos_credential() -> None:
+    """Say at start-up, rather than at every request, when nothing can authenticate to an Azure account:
+    without COSMOS_KEY the app uses DefaultAzureCredential (``az login`` locally, a managed identity in Azure)."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import DefaultAzureCredential
+
+    from cosmos_history.adapters.cosmos.client import NO_CREDENTIAL
+    from cosmos_history.settings import load_settings
+
+    cosmos = load_settings().cosmos
+    if cosmos.key or cosmos.is_local:
+        return
+    try:
+        with DefaultAzureCredential() as credential:
+            credential.get_token("https://cosmos.azure.com/.default")
+    except ClientAuthenticationError:
+        logger.error("COSMOS_ENDPOINT is %s: %s", cosmos.endpoint, NO_CREDENTIAL)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import quote
 
-logger = logging.getLogger("devtools.local_cosmos")
+logger = logging.getLogger("devtools.devhost")  # what the local host says at start-up
 
 #: The Cosmos DB emulator's documented, public key. Only ever sent to a server on this machine.
 EMULATOR_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="

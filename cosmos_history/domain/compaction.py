@@ -101,11 +101,6 @@ def _excluded(message: Message) -> bool:
     return bool(message.additional_properties.get(EXCLUDED_KEY, False))
 
 
-async def included_tokens(messages: Sequence[Message]) -> int:
-    """``count_tokens(messages)``, from the table: the tokens of the messages not marked excluded."""
-    return await TOKEN_COUNTS.total([message for message in messages if not _excluded(message)])
-
-
 class _TruncateToRoom:
     """The framework's truncation, to the room this request leaves (set by :class:`InputBudget`)."""
 
@@ -131,7 +126,7 @@ class InputBudget(CompactionProvider):
         self.max_input_tokens = max_input_tokens
 
     async def before_run(self, *, agent: Any, session: Any, context: Any, state: dict[str, Any]) -> None:
-        room = max(1, self.max_input_tokens - await included_tokens(context.input_messages))
+        room = max(1, self.max_input_tokens - await count_tokens(context.input_messages))
         if await fits(context.get_messages(), room):
             return
         token = _room.set(room)
@@ -143,10 +138,17 @@ class InputBudget(CompactionProvider):
 
 async def fits(messages: Sequence[Message], room: int) -> bool:
     """Whether the truncation to ``room`` would keep ``messages`` as they are: none is excluded yet (the
-    framework would drop those from the context) and their tokens add up to at most ``room``."""
-    if any(_excluded(message) for message in messages):
+    framework would drop those from the context) and their tokens add up to at most ``room``.
+
+    The framework's pass first names each message without an id ``msg_<index>`` (on this turn's copies, and
+    counts the name), so a count taken without the name may be short by the name's length: each such message
+    is allowed for its longest possible name, and a window that might not fit takes the framework's pass.
+    """
+    if type(TOKENIZER) is not CharacterEstimatorTokenizer or any(_excluded(message) for message in messages):
         return False
-    return await TOKEN_COUNTS.total(messages) <= room
+    unnamed = sum(1 for message in messages if not message.message_id)
+    longest_name = len(f'"msg_{2 * len(messages) + 1}"') - len("null")  # JSON: the name replaces null
+    return await TOKEN_COUNTS.total(messages) + unnamed * (longest_name // 4 + 1) <= room
 
 
 class WindowHistory(InMemoryHistoryProvider):

@@ -25,6 +25,8 @@ from agent_framework import Content, Message
 _TYPES = (Message, Content)
 """The framework types walked by their attributes: their ``to_dict`` is a function of those attributes alone."""
 _PLAIN = (str, int, float, bool, type(None))
+_WALKED = "walked"
+"""Tags a fingerprint made by :func:`_plain`'s walk, where every tuple is a tag, as distinct from marshal's own."""
 
 
 class _NotPlain(Exception):
@@ -64,8 +66,11 @@ def content_key(content: Content) -> bytes | None:
                 return None
             rest = {name: value for name, value in state.items() if name != "items"}
             return marshal.dumps((Content.__qualname__, rest, nested))
-        return marshal.dumps(_plain(content))
-    except (ValueError, _NotPlain):  # marshal: "unmarshallable object"
+    except ValueError:  # marshal: "unmarshallable object" (a nested content, say): walked below
+        pass
+    try:  # tagged: a walked value never reads like one marshal wrote directly
+        return marshal.dumps((_WALKED, _plain(content)))
+    except (ValueError, _NotPlain):
         return None
 
 
@@ -91,7 +96,7 @@ def message_key(message: Message) -> bytes | None:
         return marshal.dumps((Message.__qualname__, others, contents))
     except ValueError:
         try:
-            return marshal.dumps((Message.__qualname__, _plain(others), contents))
+            return marshal.dumps((_WALKED, Message.__qualname__, _plain(others), contents))
         except (ValueError, _NotPlain):
             return None
 

@@ -11,6 +11,8 @@ from agent_framework import AgentSession, Content, ContextProvider, Message, Ses
 
 from cosmos_history import build_agents, load_settings, run_turn
 from cosmos_history.adapters.cosmos import items
+from cosmos_history.domain.archive import BYTES_PER_TOKEN
+from cosmos_history.domain.budget import _clearly_within_budget
 from cosmos_history.domain.stored_forms import StoredForms, history_forms, session_dict
 
 
@@ -140,3 +142,18 @@ async def test_a_session_read_from_cosmos_is_written_back_as_the_framework_would
 
     assert len(record.stored_forms) == 6
     assert json.dumps(document["session"]) == json.dumps(record.session.to_dict())
+
+
+@pytest.mark.integration
+async def test_a_save_skips_measuring_the_document_only_when_its_history_fits_the_token_budget(
+    cosmos_env, store, session_id, offline_model
+):
+    agents = build_agents(load_settings(cosmos_env), offline_model)
+    for message in ("one", "two " * 40, "three " * 80):
+        await run_turn(store, agents, session_id=session_id, message=message)
+    record = await store.load(session_id)
+    record.session.state["in_memory"]["messages"].append(Message(role="user", contents=["a new message " * 20]))
+    history = sum(store.measure(record).messages)  # each message's bytes in the document the save would write
+
+    for tokens in range(history // BYTES_PER_TOKEN - 30, history // BYTES_PER_TOKEN + 30):
+        assert _clearly_within_budget(record, 1_000_000, 200, tokens) == (history <= tokens * BYTES_PER_TOKEN)

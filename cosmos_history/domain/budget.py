@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from agent_framework import Message
+
 from cosmos_history.domain.archive import (
     BYTES_PER_TOKEN,
     entry_starts,
@@ -97,8 +99,7 @@ async def keep_within_budget(
     Returns whether anything moved (the caller then rebuilds the document it is about to write).
     ``message_sizes``: see :func:`plan_archive`.
     """
-    limit = min(max_bytes, max_tokens * BYTES_PER_TOKEN) if max_tokens is not None else max_bytes
-    if _clearly_within_budget(record, limit, max_messages):
+    if _clearly_within_budget(record, max_bytes, max_messages, max_tokens):
         return False
     chunks = plan_archive(
         record.session.state,
@@ -125,13 +126,30 @@ async def keep_within_budget(
     return True
 
 
-def _clearly_within_budget(record: SessionRecord, max_bytes: int, max_messages: int) -> bool:
-    """True when the loaded size plus this turn's new messages stay far below the budget, so the
-    whole document need not be serialized once more just to be measured (the SDK serializes it
-    for sending anyway)."""
+def _clearly_within_budget(record: SessionRecord, max_bytes: int, max_messages: int, max_tokens: int | None) -> bool:
+    """True when the document certainly stays within the budget, so it need not be serialized once more just to
+    be measured (the SDK serializes it for sending anyway): the loaded size plus this turn's new messages stay
+    far below the byte budget, and the history's messages, each measured as :func:`plan_archive` measures them,
+    add up to at most the token budget (exactly: the window sits near that budget by design)."""
     messages = history_messages(record.session.state)
     if record.loaded_bytes is None or len(messages) > max_messages:
         return False
     added = sum(json_size(m.to_dict()) for m in messages[record.loaded_messages :])
     # json.dumps spacing makes our measure up to ~10% larger than the server's compact JSON.
-    return (record.loaded_bytes * 1.15 + added + 2048) < max_bytes * 0.8
+    estimate = record.loaded_bytes * 1.15 + added + 2048
+    if estimate >= max_bytes * 0.8:
+        return False
+    if max_tokens is None or estimate < max_tokens * BYTES_PER_TOKEN * 0.8:
+        return True
+    return sum(_history_sizes(record, messages)) <= max_tokens * BYTES_PER_TOKEN
+
+
+def _history_sizes(record: SessionRecord, messages: list[Message]) -> list[int]:
+    """Each history message's bytes in the document about to be written: a loaded, unchanged message's stored
+    form (written as it was read), any other message as the framework serializes it."""
+    forms = record.stored_forms
+    sizes = []
+    for message in messages:
+        form = forms.form_of(message) if forms else None
+        sizes.append(json_size(form if form is not None else message.to_dict()))
+    return sizes

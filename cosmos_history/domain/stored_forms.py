@@ -58,6 +58,10 @@ class StoredForms:
             return None
         return entry.form
 
+    def form_ids(self) -> set[int]:
+        """The ids of the stored forms (values read from a stored document: JSON, checked before they were written)."""
+        return {id(entry.form) for entry in self.loaded.values()}
+
     def __len__(self) -> int:
         return len(self.loaded)
 

@@ -75,6 +75,7 @@ async def fit_to_budget(repository: SessionRepository, record: SessionRecord, bu
             max_messages=budget.max_messages,
             max_tokens=budget.max_tokens,
             message_sizes=lambda: size().messages,
+            pending=record.pending_chunks if getattr(repository, "commits_chunks", False) else None,
         )
     except (TypeError, ValueError):
         # Measuring a message JSON cannot hold failed before anything was written: the adapter's own check
@@ -93,11 +94,13 @@ async def keep_within_budget(
     max_messages: int,
     max_tokens: int | None = None,
     message_sizes: Callable[[], list[int] | None] | None = None,
+    pending: list[tuple[int, list[Message]]] | None = None,
 ) -> bool:
     """Move the oldest turns to archive chunks (written first) when the document is over budget.
 
     Returns whether anything moved (the caller then rebuilds the document it is about to write).
-    ``message_sizes``: see :func:`plan_archive`.
+    ``message_sizes``: see :func:`plan_archive`. ``pending``: the chunks are added to it instead of written, for
+    the save to write with the document (they stay invisible either way until the document lists them).
     """
     if _clearly_within_budget(record, max_bytes, max_messages, max_tokens):
         return False
@@ -121,6 +124,9 @@ async def keep_within_budget(
             record.archive.entries += sum(entry_count(m) for m in messages)
     if not record.archive.touched_at:
         record.archive.touched_at = time.time()
+    if pending is not None:
+        pending.extend(chunks)
+        return True
     for chunk, messages in chunks:
         await archive.write(record, chunk, messages)
     return True

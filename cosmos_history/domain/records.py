@@ -102,6 +102,9 @@ class SessionRecord:
     loaded_messages: int = field(default=0, compare=False, repr=False)
     stored_forms: StoredForms | None = field(default=None, compare=False, repr=False)
     """The loaded history messages' stored JSON forms: a save reuses those of the unchanged ones."""
+    pending_chunks: list[tuple[int, list[Message]]] = field(default_factory=list, compare=False, repr=False)
+    """Archive chunks the budget moved out of this record that its save writes with the document (only for a
+    repository that :attr:`~.ports.SessionRepository.commits_chunks`; otherwise they are written at once)."""
 
     @property
     def id(self) -> str:

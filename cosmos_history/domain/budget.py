@@ -53,8 +53,9 @@ class StoredSize:
 
 async def fit_to_budget(repository: SessionRepository, record: SessionRecord, budget: HistoryBudget) -> bool:
     """Before a local-mode record is saved: renew its archive's retention and move the oldest turns to
-    archive chunks (written first, invisible until the save commits them) when it is over ``budget``
-    (the policy's). Returns whether anything moved. A service-mode record keeps no history here: nothing to do.
+    archive chunks (written first, or by the save with the document: invisible until the save commits them) when
+    it is over ``budget`` (the policy's). Returns whether anything moved. A service-mode record keeps no history
+    here: nothing to do.
     """
     if record.mode != "local":
         return False
@@ -96,7 +97,8 @@ async def keep_within_budget(
     message_sizes: Callable[[], list[int] | None] | None = None,
     pending: list[tuple[int, list[Message]]] | None = None,
 ) -> bool:
-    """Move the oldest turns to archive chunks (written first) when the document is over budget.
+    """Move the oldest turns to archive chunks (written first, or left in ``pending``) when the document is over
+    budget.
 
     Returns whether anything moved (the caller then rebuilds the document it is about to write).
     ``message_sizes``: see :func:`plan_archive`. ``pending``: the chunks are added to it instead of written, for

@@ -1,5 +1,6 @@
 """``python -m bench``: run every measurement, print the report and write docs/performance.md.
-``python -m bench profile``: profile turns instead (``bench/profile.py``; ``make bench PROFILE=1``).
+``python -m bench profile``: profile turns instead (``bench/profile.py``; ``make bench PROFILE=1``; ``--cpu``).
+``python -m bench compare --before DIR``: this checkout's per-turn overhead against another's (``bench/compare.py``).
 
 Starts its own local Cosmos DB (unless ``COSMOS_ENDPOINT`` names a real account) and its own
 local host processes on 127.0.0.1, and stops them all before exiting.
@@ -51,6 +52,11 @@ def main(argv: list[str] | None = None) -> None:
         from .profile import main as profile
 
         profile(argv[1:])
+        return
+    if argv[:1] == ["compare"]:  # python -m bench compare --before DIR: two checkouts' overhead, interleaved
+        from .compare import main as compare
+
+        compare(argv[1:])
         return
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--lengths", type=_ints, default=[1, 10, 100, 500], help="conversation lengths (turns)")

@@ -26,22 +26,17 @@ import argparse
 import asyncio
 import cProfile
 import multiprocessing
-import os
 import pstats
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 import httpx
 
-from devtools.local_cosmos import free_port, stop_process
-
-from .hosts import BenchEnv, app_hosts, bench_cosmos
+from .hosts import BenchEnv, app_hosts, bench_cosmos, checkout_host
 from .inprocess import USER, message_request, new_session_id, registered_function, user_message
 from .markdown import ms as _ms
 from .markdown import table
@@ -167,30 +162,11 @@ def measure_first_token(
 
 
 @contextmanager
-def host_in(checkout: Path, env: dict[str, str]) -> Iterator[str]:
-    """``python -m devtools.devhost`` of another checkout (its own code, this run's environment); yields its URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devtools.devhost", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=checkout,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | env | {"PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/api"
-    try:
-        for _ in range(600):  # at most about two minutes
-            if process.poll() is not None:
-                raise RuntimeError(f"the host in {checkout} exited with code {process.returncode}")
-            with suppress(httpx.TransportError):
-                if httpx.get(f"{base}/health", timeout=30).status_code == 200:
-                    break
-            time.sleep(0.2)
-        else:
-            raise RuntimeError(f"the host in {checkout} did not become healthy in time")
-        yield base
-    finally:
-        stop_process(process, grace=15)
+def host_in(checkout: Path, env: dict[str, str], *, app: str = "function_app") -> Iterator[str]:
+    """``python -m devtools.devhost --app <app>`` of another checkout (its own code, this run's environment);
+    yields its URL."""
+    with checkout_host(checkout, env, app=app) as host:
+        yield host.base
 
 
 async def _profile(bench: BenchEnv, fake_url: str, mode: str, turns: int) -> pstats.Stats:

@@ -4,15 +4,20 @@ local host processes serving an app module over HTTP on 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+import httpx
+
 from devtools.devhost import host_process
-from devtools.local_cosmos import EMULATOR_KEY, free_port, local_cosmos
+from devtools.local_cosmos import EMULATOR_KEY, free_port, local_cosmos, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -75,3 +80,47 @@ def app_hosts(env: dict[str, str], app: str, count: int) -> Iterator[list[str]]:
     """``count`` host processes of the same app (a scaled-out Functions app on one machine)."""
     with ExitStack() as stack:
         yield [stack.enter_context(app_host(env, app)) for _ in range(count)]
+
+
+@dataclass(frozen=True)
+class Host:
+    """A host process serving an app: its base URL (…/api) and its process id (to read its CPU time)."""
+
+    base: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time the process's threads have run so far (the kernel's per-thread run time, in nanoseconds)."""
+        total = 0
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            with suppress(OSError):  # a thread that just ended
+                total += int((task / "schedstat").read_text().split()[0])
+        return total / 1e9
+
+
+@contextmanager
+def checkout_host(checkout: Path, env: dict[str, str], *, app: str = "function_app") -> Iterator[Host]:
+    """``python -m devtools.devhost --app <app>`` run in ``checkout`` (that checkout's code, this run's environment
+    and interpreter), on a free port, until the block ends."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devtools.devhost", "--host", "127.0.0.1", "--port", str(port), "--app", app],
+        cwd=checkout,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | env | {"PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/api"
+    try:
+        for _ in range(600):  # at most about two minutes
+            if process.poll() is not None:
+                raise RuntimeError(f"the host in {checkout} exited with code {process.returncode}")
+            with suppress(httpx.TransportError):
+                if httpx.get(f"{base}/health", timeout=30).status_code == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"the host in {checkout} did not become healthy in time")
+        yield Host(base, process.pid)
+    finally:
+        stop_process(process, grace=15)

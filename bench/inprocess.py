@@ -21,6 +21,7 @@ from azurefunctions.extensions.http.fastapi import Request, Response
 
 from cosmos_history import Runtime, SessionRecord, build_agents, build_runtime, create_app, load_settings
 from cosmos_history.adapters.cosmos.client import create_client
+from cosmos_history.domain.budget import fit_to_budget
 from cosmos_history.domain.compaction import SUMMARY
 from cosmos_history.domain.records import TurnItems, utc_now
 from cosmos_history.domain.turn import title_from
@@ -112,7 +113,12 @@ class Variants:
 
     async def seed(self, variant: Variant, session_id: str, turns: int) -> None:
         """Store ``turns`` earlier turns in one write, uncounted: the model runs in memory, the
-        session is written once (store.save / provider.save_messages), so long histories are quick."""
+        session is written once (store.save / provider.save_messages), so long histories are quick.
+
+        A local-mode session is fitted to its budget first, as every turn's commit fits it, and its summary
+        covers what went to the archive: the steady state of a conversation that grew turn by turn, not a
+        window of ``turns`` turns that the first timed turns would archive and summarise 200 messages at a time.
+        """
         if turns <= 0:
             return
         with self.counter.pause():
@@ -128,6 +134,7 @@ class Variants:
             store = self.runtime.store.for_user(USER)
             lease = self.runtime.guards.lease
             claim = await lease.claim(session_id, USER) if lease is not None else None  # as a real turn does
+            await fit_to_budget(store, record, self.runtime.policy.budget)  # as every commit does
             saved = await store.save(record, etag=None, items=TurnItems(claim.etag if claim else None))
             if saved.archive.count:  # a steady state: what went to the archive is in the summary already
                 saved.session.state[SUMMARY] = {"text": REPLY, "through": saved.archive.count}

@@ -7,6 +7,10 @@ route, body parsing, lease, load, agent, model stand-in, save) against the bench
 under :mod:`cProfile`, after a warm-up turn on another session that pays the clients' start-up.
 Times include waiting for Cosmos DB (inside the event loop's ``select``); the profiler slows Python
 code down, so read the shares, not the milliseconds.
+
+``--cpu`` profiles the process's CPU time instead of the wall clock (``time.process_time``: waiting for Cosmos DB
+and for a busy machine's CPU counts nothing), and first times as many turns again without the profiler: the
+CPU a turn costs this process (the app, plus the model stand-in, which costs next to nothing).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import asyncio
 import cProfile
 import pstats
 import sysconfig
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,12 +43,15 @@ class ProfileRow:
     own_ms: float
 
 
-async def profile_turns(v: Variants, variant: Variant, length: int, turns: int) -> pstats.Stats:
-    """Profile turns ``length`` to ``length + turns - 1`` of a session seeded with ``length - 1`` turns."""
+async def profile_turns(
+    v: Variants, variant: Variant, length: int, turns: int, *, timer: Callable[[], float] | None = None
+) -> pstats.Stats:
+    """Profile turns ``length`` to ``length + turns - 1`` of a session seeded with ``length - 1`` turns
+    (``timer``: the profiler's clock, the wall clock by default)."""
     await v.turn(variant, new_session_id(variant, "profile-warm"), 1)
     session_id = new_session_id(variant, "profile")
     await v.seed(variant, session_id, length - 1)
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(timer) if timer is not None else cProfile.Profile()
     profiler.enable()
     try:
         for turn in range(length, length + turns):
@@ -50,6 +59,17 @@ async def profile_turns(v: Variants, variant: Variant, length: int, turns: int) 
     finally:
         profiler.disable()
     return pstats.Stats(profiler)
+
+
+async def cpu_per_turn(v: Variants, variant: Variant, length: int, turns: int) -> float:
+    """This process's CPU seconds per turn over turns ``length`` to ``length + turns - 1``, unprofiled."""
+    await v.turn(variant, new_session_id(variant, "cpu-warm"), 1)
+    session_id = new_session_id(variant, "cpu")
+    await v.seed(variant, session_id, length - 1)
+    started = time.process_time()
+    for turn in range(length, length + turns):
+        await v.turn(variant, session_id, turn)
+    return (time.process_time() - started) / turns
 
 
 def where(filename: str, line: int, name: str) -> str:
@@ -73,9 +93,12 @@ def top_functions(stats: pstats.Stats, turns: int, top: int) -> list[ProfileRow]
     ]
 
 
-def render(rows: list[ProfileRow], *, variant: Variant, length: int, turns: int) -> list[str]:
+def render(
+    rows: list[ProfileRow], *, variant: Variant, length: int, turns: int, clock: str = "wall-clock"
+) -> list[str]:
     return [
-        f"## Profile of a {variant}-mode turn at {length} turns ({turns} turns profiled; per turn)",
+        f"## {'CPU profile' if clock == 'CPU' else 'Profile'} of a {variant}-mode turn at {length} turns "
+        f"({turns} turns profiled; per turn)",
         "",
         *table(
             ["Function", "Calls", "Cumulative ms", "Own ms"],
@@ -84,10 +107,12 @@ def render(rows: list[ProfileRow], *, variant: Variant, length: int, turns: int)
     ]
 
 
-async def _run(variant: Variant, length: int, turns: int) -> pstats.Stats:
+async def _run(variant: Variant, length: int, turns: int, cpu: bool) -> tuple[pstats.Stats, float | None]:
     with bench_cosmos() as bench:
         async with variants(bench) as v:
-            return await profile_turns(v, variant, length, turns)
+            unprofiled = await cpu_per_turn(v, variant, length, turns) if cpu else None
+            timer = time.process_time if cpu else None
+            return await profile_turns(v, variant, length, turns, timer=timer), unprofiled
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,11 +121,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--length", type=int, default=100, help="the conversation's length at the first profiled turn")
     parser.add_argument("--turns", type=int, default=20, help="turns profiled")
     parser.add_argument("--top", type=int, default=40, help="functions listed")
+    parser.add_argument("--cpu", action="store_true", help="profile CPU time (not the wall clock); CPU per turn too")
     parser.add_argument("--save", type=Path, help="also write the raw profile (pstats format) here")
     args = parser.parse_args(argv)
-    print(f"Profiling {args.turns} {args.variant}-mode turns from length {args.length} ...", flush=True)
-    stats = asyncio.run(_run(args.variant, args.length, args.turns))
+    clock = "CPU" if args.cpu else "wall-clock"
+    print(f"Profiling the {clock} time of {args.turns} {args.variant}-mode turns from length {args.length} ...")
+    stats, unprofiled = asyncio.run(_run(args.variant, args.length, args.turns, args.cpu))
     if args.save is not None:
         stats.dump_stats(args.save)
     rows = top_functions(stats, args.turns, args.top)
-    print("\n".join(render(rows, variant=args.variant, length=args.length, turns=args.turns)))
+    if unprofiled is not None:
+        print(f"CPU per turn without the profiler: {unprofiled * 1000:.2f} ms ({args.turns} turns)")
+    print("\n".join(render(rows, variant=args.variant, length=args.length, turns=args.turns, clock=clock)))

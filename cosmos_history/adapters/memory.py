@@ -97,6 +97,7 @@ class MemorySessions:
         self.database = database if database is not None else MemoryDatabase()
         self.user_id = user_id
         self.archive = MemoryArchive(self.database)
+        self.commits_chunks = False  # the budget writes each chunk as it plans it
         self.saves = 0
 
     def measure(self, record: SessionRecord) -> StoredSize:

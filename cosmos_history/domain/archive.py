@@ -7,7 +7,8 @@ When a document would exceed ``MAX_SESSION_BYTES`` or ``MAX_HISTORY_MESSAGES``, 
 oldest whole turns move into archive items in the same partition; the document keeps
 the recent window, which is what the model sees.
 
-Archive items are append-only and are written *before* the session document. Each
+Archive items are append-only and are written *before* the session document, or with it in a turn's
+commit batch (the Cosmos DB store: created atomically with the document that lists them). Each
 write gets ids of its own (``<sessionId>:archive:<n>:<token>``), and the document lists
 the chunks it committed (``archive.starts`` and ``archive.tokens``): a chunk written by a
 save that then failed or lost a race is never listed, so it stays invisible (and is

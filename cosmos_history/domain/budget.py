@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from agent_framework import Message
+
 from cosmos_history.domain.archive import (
     BYTES_PER_TOKEN,
     entry_starts,
@@ -51,8 +53,9 @@ class StoredSize:
 
 async def fit_to_budget(repository: SessionRepository, record: SessionRecord, budget: HistoryBudget) -> bool:
     """Before a local-mode record is saved: renew its archive's retention and move the oldest turns to
-    archive chunks (written first, invisible until the save commits them) when it is over ``budget``
-    (the policy's). Returns whether anything moved. A service-mode record keeps no history here: nothing to do.
+    archive chunks (written first, or by the save with the document: invisible until the save commits them) when
+    it is over ``budget`` (the policy's). Returns whether anything moved. A service-mode record keeps no history
+    here: nothing to do.
     """
     if record.mode != "local":
         return False
@@ -73,6 +76,7 @@ async def fit_to_budget(repository: SessionRepository, record: SessionRecord, bu
             max_messages=budget.max_messages,
             max_tokens=budget.max_tokens,
             message_sizes=lambda: size().messages,
+            pending=record.pending_chunks if getattr(repository, "commits_chunks", False) else None,
         )
     except (TypeError, ValueError):
         # Measuring a message JSON cannot hold failed before anything was written: the adapter's own check
@@ -91,14 +95,16 @@ async def keep_within_budget(
     max_messages: int,
     max_tokens: int | None = None,
     message_sizes: Callable[[], list[int] | None] | None = None,
+    pending: list[tuple[int, list[Message]]] | None = None,
 ) -> bool:
-    """Move the oldest turns to archive chunks (written first) when the document is over budget.
+    """Move the oldest turns to archive chunks (written first, or left in ``pending``) when the document is over
+    budget.
 
     Returns whether anything moved (the caller then rebuilds the document it is about to write).
-    ``message_sizes``: see :func:`plan_archive`.
+    ``message_sizes``: see :func:`plan_archive`. ``pending``: the chunks are added to it instead of written, for
+    the save to write with the document (they stay invisible either way until the document lists them).
     """
-    limit = min(max_bytes, max_tokens * BYTES_PER_TOKEN) if max_tokens is not None else max_bytes
-    if _clearly_within_budget(record, limit, max_messages):
+    if _clearly_within_budget(record, max_bytes, max_messages, max_tokens):
         return False
     chunks = plan_archive(
         record.session.state,
@@ -120,18 +126,38 @@ async def keep_within_budget(
             record.archive.entries += sum(entry_count(m) for m in messages)
     if not record.archive.touched_at:
         record.archive.touched_at = time.time()
+    if pending is not None:
+        pending.extend(chunks)
+        return True
     for chunk, messages in chunks:
         await archive.write(record, chunk, messages)
     return True
 
 
-def _clearly_within_budget(record: SessionRecord, max_bytes: int, max_messages: int) -> bool:
-    """True when the loaded size plus this turn's new messages stay far below the budget, so the
-    whole document need not be serialized once more just to be measured (the SDK serializes it
-    for sending anyway)."""
+def _clearly_within_budget(record: SessionRecord, max_bytes: int, max_messages: int, max_tokens: int | None) -> bool:
+    """True when the document certainly stays within the budget, so it need not be serialized once more just to
+    be measured (the SDK serializes it for sending anyway): the loaded size plus this turn's new messages stay
+    far below the byte budget, and the history's messages, each measured as :func:`plan_archive` measures them,
+    add up to at most the token budget (exactly: the window sits near that budget by design)."""
     messages = history_messages(record.session.state)
     if record.loaded_bytes is None or len(messages) > max_messages:
         return False
     added = sum(json_size(m.to_dict()) for m in messages[record.loaded_messages :])
     # json.dumps spacing makes our measure up to ~10% larger than the server's compact JSON.
-    return (record.loaded_bytes * 1.15 + added + 2048) < max_bytes * 0.8
+    estimate = record.loaded_bytes * 1.15 + added + 2048
+    if estimate >= max_bytes * 0.8:
+        return False
+    if max_tokens is None or estimate < max_tokens * BYTES_PER_TOKEN * 0.8:
+        return True
+    return sum(_history_sizes(record, messages)) <= max_tokens * BYTES_PER_TOKEN
+
+
+def _history_sizes(record: SessionRecord, messages: list[Message]) -> list[int]:
+    """Each history message's bytes in the document about to be written: a loaded, unchanged message's stored
+    form (written as it was read), any other message as the framework serializes it."""
+    forms = record.stored_forms
+    sizes = []
+    for message in messages:
+        form = forms.form_of(message) if forms else None
+        sizes.append(json_size(form if form is not None else message.to_dict()))
+    return sizes

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from agent_framework import (
+    EXCLUDED_KEY,
     AgentSession,
     CharacterEstimatorTokenizer,
     CompactionProvider,
@@ -45,6 +46,7 @@ from agent_framework import (
 
 from cosmos_history import telemetry
 from cosmos_history.domain.archive import read_page
+from cosmos_history.domain.message_keys import TokenCounts
 from cosmos_history.domain.modes import CompactionSettings
 
 if TYPE_CHECKING:
@@ -83,6 +85,22 @@ async def _unchanged(messages: list[Message]) -> bool:
     return False
 
 
+async def _count_one(message: Message) -> int:
+    """One message's tokens as the framework counts them, whether or not it is marked excluded (the count
+    reads only its role, id and contents; :meth:`TokenCounts.of` keys it by exactly those)."""
+    duplicate = copy.copy(message)
+    duplicate.additional_properties = {}
+    return await count_tokens([duplicate])
+
+
+TOKEN_COUNTS = TokenCounts(_count_one)
+"""The process's table of token counts: a window's messages are counted once, not on every turn."""
+
+
+def _excluded(message: Message) -> bool:
+    return bool(message.additional_properties.get(EXCLUDED_KEY, False))
+
+
 class _TruncateToRoom:
     """The framework's truncation, to the room this request leaves (set by :class:`InputBudget`)."""
 
@@ -97,7 +115,10 @@ class InputBudget(CompactionProvider):
     """Bounds what the model reads: summary plus history plus the new input within ``max_input_tokens``.
 
     The room for history depends on each request's input, so it travels in a context variable rather than
-    in the provider, which every concurrent request of the process shares.
+    in the provider, which every concurrent request of the process shares. When the context provably fits
+    (no message already excluded, and the sum of its messages' counts within the room, which is exactly when
+    the truncation would change nothing), the framework's pass is skipped: it would annotate every message
+    of this turn's copies again only to keep them all.
     """
 
     def __init__(self, max_input_tokens: int) -> None:
@@ -106,11 +127,28 @@ class InputBudget(CompactionProvider):
 
     async def before_run(self, *, agent: Any, session: Any, context: Any, state: dict[str, Any]) -> None:
         room = max(1, self.max_input_tokens - await count_tokens(context.input_messages))
+        if await fits(context.get_messages(), room):
+            return
         token = _room.set(room)
         try:
             await super().before_run(agent=agent, session=session, context=context, state=state)
         finally:
             _room.reset(token)
+
+
+async def fits(messages: Sequence[Message], room: int) -> bool:
+    """Whether the truncation to ``room`` would keep ``messages`` as they are: none is excluded yet (the
+    framework would drop those from the context) and their tokens add up to at most ``room``.
+
+    The framework's pass first names each message without an id ``msg_<index>`` (on this turn's copies, and
+    counts the name), so a count taken without the name may be short by the name's length: each such message
+    is allowed for its longest possible name, and a window that might not fit takes the framework's pass.
+    """
+    if type(TOKENIZER) is not CharacterEstimatorTokenizer or any(_excluded(message) for message in messages):
+        return False
+    unnamed = sum(1 for message in messages if not message.message_id)
+    longest_name = len(f'"msg_{2 * len(messages) + 1}"') - len("null")  # JSON: the name replaces null
+    return await TOKEN_COUNTS.total(messages) + unnamed * (longest_name // 4 + 1) <= room
 
 
 class WindowHistory(InMemoryHistoryProvider):

@@ -78,6 +78,9 @@ class SessionRepository(Protocol):
 
     user_id: str
     archive: ArchiveChunks
+    commits_chunks: bool
+    """Whether :meth:`save` writes the record's ``pending_chunks`` itself (in the turn's atomic commit where it can,
+    else before the document); when false, the budget writes each chunk before the save, as it plans it."""
 
     def for_user(self, user_id: str) -> SessionRepository: ...
 

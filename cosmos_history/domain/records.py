@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_framework import AgentSession, Message
 
@@ -15,6 +15,9 @@ from cosmos_history.domain.archive import ArchiveIndex
 from cosmos_history.domain.errors import InvalidSessionIdError
 from cosmos_history.domain.modes import HistoryMode
 from cosmos_history.domain.tool_journal import StartedCall
+
+if TYPE_CHECKING:
+    from cosmos_history.domain.stored_forms import StoredForms
 
 ANONYMOUS_USER = "anonymous"
 MAX_LIST_LIMIT = 100
@@ -97,6 +100,11 @@ class SessionRecord:
     loaded_bytes: int | None = field(default=None, compare=False, repr=False)
     """Size of the document as read; lets a save skip measuring a document far from its budget."""
     loaded_messages: int = field(default=0, compare=False, repr=False)
+    stored_forms: StoredForms | None = field(default=None, compare=False, repr=False)
+    """The loaded history messages' stored JSON forms: a save reuses those of the unchanged ones."""
+    pending_chunks: list[tuple[int, list[Message]]] = field(default_factory=list, compare=False, repr=False)
+    """Archive chunks the budget moved out of this record that its save writes with the document (only for a
+    repository that :attr:`~.ports.SessionRepository.commits_chunks`; otherwise they are written at once)."""
 
     @property
     def id(self) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 from agent_framework import AgentSession, SessionStore
@@ -93,19 +93,24 @@ class RepositorySessionStore(SessionStore):
         return AgentSession.from_dict(data)
 
 
-def check_durable(value: Any, *, path: str) -> None:
-    """Mirror of the framework's durable-state check (``_validate_durable_state_value``), same messages."""
+def check_durable(value: Any, *, path: str, known: Container[int] = ()) -> None:
+    """Mirror of the framework's durable-state check (``_validate_durable_state_value``), same messages.
+
+    ``known``: ids of values read from a stored document (JSON, written after this same check): not walked again.
+    """
+    if known and id(value) in known:
+        return
     if isinstance(value, float) and not math.isfinite(value):
         raise UnstorableStateError(f"Session state value at {path} must be a finite float.")
     if type(value) in _SCALARS:
         return
     if isinstance(value, list):
         for index, item in enumerate(value):
-            check_durable(item, path=f"{path}[{index}]")
+            check_durable(item, path=f"{path}[{index}]", known=known)
         return
     if isinstance(value, Mapping):
         for key, item in value.items():
-            check_durable(item, path=f"{path}.{key}")
+            check_durable(item, path=f"{path}.{key}", known=known)
         return
     raise UnstorableTypeError(
         f"Session state value at {path} has unsupported serialized type {type(value).__name__!r}; "

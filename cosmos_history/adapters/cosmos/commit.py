@@ -34,10 +34,28 @@ def held_by(holder: str) -> str:
     return f"FROM c WHERE c.holder = '{holder}'"
 
 
+#: What a batch may carry besides the document: Cosmos DB takes at most 100 operations and 2 MB in one batch,
+#: and a document may be up to 1 MB (``MAX_SESSION_BYTES``); larger chunks are written before the commit.
+CHUNK_BATCH_BYTES = 512 * 1024
+CHUNK_BATCH_ITEMS = 8
+
+
+def fits_in_batch(chunks: list[dict[str, Any]]) -> bool:
+    """Whether a turn's new archive chunks can ride in its commit batch (see :data:`CHUNK_BATCH_BYTES`)."""
+    return len(chunks) <= CHUNK_BATCH_ITEMS and sum(len(_compact(chunk)) for chunk in chunks) <= CHUNK_BATCH_BYTES
+
+
 async def commit_batch(
-    container: ContainerProxy, document: dict[str, Any], *, etag: str | None, extra: TurnItems, ttl: int | None
+    container: ContainerProxy,
+    document: dict[str, Any],
+    *,
+    etag: str | None,
+    extra: TurnItems,
+    ttl: int | None,
+    chunks: list[dict[str, Any]] | None = None,
 ) -> str:
-    """Write ``document`` and ``extra`` atomically; returns the document's new etag.
+    """Write ``document``, ``extra`` and the turn's new archive ``chunks`` (creates) atomically; returns the
+    document's new etag. The chunks become visible with the document that lists them, or not at all.
 
     Raises:
         CosmosBatchOperationError: the batch failed (nothing was written); see :func:`session_write_errors`.
@@ -66,6 +84,7 @@ async def commit_batch(
     if extra.response is not None:
         response = items.response_item(partition, user_id, document["turns"], extra.response, ttl)
         operations.append(("upsert", (response,), {}))
+    operations += [("create", (chunk,), {}) for chunk in chunks or []]
     extras = _not_the_document([(kind, args, dict(options)) for kind, args, options in operations])
     results = await container.execute_item_batch(operations, partition_key=items.partition_key(user_id, partition))
     telemetry.note_batch_extras(extras)

@@ -27,6 +27,7 @@ from agent_framework import AgentSession, InMemoryHistoryProvider, Message
 from cosmos_history.domain.archive import ArchiveIndex, history_messages
 from cosmos_history.domain.errors import SessionNotFoundError
 from cosmos_history.domain.records import RecentKey, SessionRecord, validate_session_id
+from cosmos_history.domain.stored_forms import StoredForms, history_forms, session_dict
 from cosmos_history.domain.tool_journal import StartedCall
 
 SCHEMA_VERSION = 1
@@ -90,7 +91,7 @@ def envelope(kind: str, document_id: str, partition: str, user_id: str, ttl: int
 def session_document(record: SessionRecord, ttl: int | None) -> dict[str, Any]:
     """The session document. A ``service`` session keeps no history (the service keeps the thread) but
     every other part of its state, such as pending tool approvals and context providers' data."""
-    session = record.session.to_dict()
+    session = session_dict(record.session, record.stored_forms)
     if record.mode == "service":
         session["state"] = {k: v for k, v in session["state"].items() if k != InMemoryHistoryProvider.DEFAULT_SOURCE_ID}
     partition = item_id(record.id)
@@ -145,7 +146,10 @@ def owned_record(document: dict[str, Any], user_id: str, *, size: int | None) ->
         raise SessionNotFoundError()
     record = session_record(document)
     record.loaded_bytes = size
-    record.loaded_messages = len(history_messages(record.session.state))
+    messages = history_messages(record.session.state)
+    record.loaded_messages = len(messages)
+    if messages:
+        record.stored_forms = StoredForms.of(messages, history_forms(document["session"]))
     return record
 
 

@@ -23,7 +23,7 @@ from cosmos_history.adapters.cosmos import items
 from cosmos_history.adapters.cosmos import items as _items
 from cosmos_history.adapters.cosmos.archive import CosmosArchive
 from cosmos_history.adapters.cosmos.client import container_missing, response_size, store_errors, written_etag
-from cosmos_history.adapters.cosmos.commit import commit_batch, session_write_errors
+from cosmos_history.adapters.cosmos.commit import commit_batch, fits_in_batch, session_write_errors
 from cosmos_history.domain.archive import json_size, serialized_message_sizes
 from cosmos_history.domain.budget import StoredSize
 from cosmos_history.domain.errors import (
@@ -65,6 +65,8 @@ class CosmosSessions:
         self.user_id = user_id
         self.ttl_seconds = ttl_seconds
         self.archive = CosmosArchive(container, ttl_seconds=ttl_seconds)
+        self.commits_chunks = True
+        """A turn's new archive chunks go into its commit batch: no write of their own (:meth:`save`)."""
 
     def measure(self, record: SessionRecord) -> StoredSize:
         """The document's bytes as the SDK sends it, and each history message's within it."""
@@ -106,7 +108,9 @@ class CosmosSessions:
 
         With ``items`` (a turn's commit) the document and the items are one transactional batch in the
         session's partition: the lease released (If-Match on its claim), the replay entry and the stored
-        response upserted, all or nothing (:mod:`.commit`). Without, it is one plain conditional write.
+        response upserted, the archive chunks the budget moved out of the record created, all or nothing
+        (:mod:`.commit`). Without, it is one plain conditional write, after the chunks' own writes (unlisted, and
+        so invisible, until it lands), as are chunks too large to ride in the batch.
 
         Raises:
             SessionConflictError: someone else wrote (or created) the session first, or took the lease over.
@@ -115,9 +119,18 @@ class CosmosSessions:
         if record.user_id != self.user_id:
             raise SessionNotFoundError()
         document = self._document(record)
+        pending, record.pending_chunks = record.pending_chunks, []
+        chunks = [_items.archive_chunk(record, chunk, messages, self.ttl_seconds) for chunk, messages in pending]
+        if not items or not fits_in_batch(chunks):  # written first, invisible until this document lists them
+            for chunk_item in chunks:
+                with store_errors():
+                    await self.container.create_item(chunk_item, no_response=True)
+            chunks = []
         with store_errors(), session_write_errors(record):
             if items:
-                stored_etag = await commit_batch(self.container, document, etag=etag, extra=items, ttl=self.ttl_seconds)
+                stored_etag = await commit_batch(
+                    self.container, document, etag=etag, extra=items, ttl=self.ttl_seconds, chunks=chunks
+                )
             elif etag is None:
                 stored_etag = written_etag(await self.container.create_item(document, no_response=True))
             else:
@@ -134,7 +147,8 @@ class CosmosSessions:
     def _document(self, record: SessionRecord) -> dict[str, Any]:
         """The document to write, as given: the domain has already moved what is over budget to the archive."""
         document = _items.session_document(record, self.ttl_seconds)
-        check_durable(document["session"]["state"], path="state")
+        read = record.stored_forms.form_ids() if record.stored_forms else ()  # as read: not walked again
+        check_durable(document["session"]["state"], path="state", known=read)
         return document
 
     async def note_started(self, record: SessionRecord) -> str:

@@ -20,6 +20,10 @@ import httpx
 LoadClient = Literal["aiohttp", "httpx"]
 CLIENTS: tuple[LoadClient, ...] = ("aiohttp", "httpx")
 
+# Idle connections are dropped before the local host's server closes them (uvicorn: after 5 s), so a request
+# never goes out on a connection the server is closing at that moment (the client would see it reset).
+KEEPALIVE_SECONDS = 3.0
+
 # POST url, JSON body, headers -> (status, response text); the caller times it.
 Post = Callable[[str, bytes, dict[str, str]], Awaitable[tuple[int, str]]]
 
@@ -28,7 +32,9 @@ Post = Callable[[str, bytes, dict[str, str]], Awaitable[tuple[int, str]]]
 async def load_session(client: LoadClient, connections: int) -> AsyncIterator[Post]:
     """A ``Post`` over one session of ``client`` keeping up to ``connections`` connections open."""
     if client == "httpx":
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        limits = httpx.Limits(
+            max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=KEEPALIVE_SECONDS
+        )
         async with httpx.AsyncClient(timeout=300, limits=limits) as http:
 
             async def post_httpx(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
@@ -37,7 +43,9 @@ async def load_session(client: LoadClient, connections: int) -> AsyncIterator[Po
 
             yield post_httpx
         return
-    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections, ttl_dns_cache=None)
+    connector = aiohttp.TCPConnector(
+        limit=connections, limit_per_host=connections, ttl_dns_cache=None, keepalive_timeout=KEEPALIVE_SECONDS
+    )
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(
         connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False

@@ -31,6 +31,7 @@ import httpx
 
 from devtools.local_cosmos import EMULATOR_DIR, EMULATOR_KEY, free_port, node_server
 
+from .cpu import CpuMeter, CpuShare, pid_listening
 from .firsttoken import host_in
 from .hosts import ARTIFACTS, app_hosts
 from .inprocess import Variant, new_session_id
@@ -40,10 +41,14 @@ from .measure import ThroughputRow, merged, post_turn, run_load
 
 @dataclass(frozen=True)
 class Setup:
-    """One configuration under load: its label and the base URL of each variant's host."""
+    """One configuration under load: its label, the base URL of each variant's host and its stand-in's URL."""
 
     label: str
     bases: dict[Variant, str]
+    standin: str
+
+
+Key = tuple[str, LoadClient, Variant, int]
 
 
 @contextmanager
@@ -79,27 +84,44 @@ async def warm(setups: list[Setup]) -> None:
 
 async def run(
     setups: list[Setup], clients: list[LoadClient], concurrencies: list[int], total: int, rounds: int
-) -> dict[tuple[str, LoadClient, Variant, int], ThroughputRow]:
-    """Every cell ``rounds`` times, interleaved; returns the merged cells."""
+) -> tuple[dict[Key, ThroughputRow], dict[Key, CpuShare]]:
+    """Every cell ``rounds`` times, interleaved; returns the merged cells and the CPU each took."""
     await warm(setups)
-    cells: dict[tuple[str, LoadClient, Variant, int], list[ThroughputRow]] = {}
+    cells: dict[Key, list[ThroughputRow]] = {}
+    cpu: dict[Key, CpuShare] = {}
     for concurrency in concurrencies:
         for _, setup, client in itertools.product(range(rounds), setups, clients):
             for variant, base in setup.bases.items():
+                key = (setup.label, client, variant, concurrency)
+                meter = CpuMeter(pid_listening(base), pid_listening(setup.standin))
+                meter.start()
                 row = await run_load([base], variant, concurrency, total, client)
-                cells.setdefault((setup.label, client, variant, concurrency), []).append(row)
-    return {key: merged(rows) for key, rows in cells.items()}
+                meter.add_to(cpu.setdefault(key, CpuShare()), row.requests)
+                cells.setdefault(key, []).append(row)
+    return {key: merged(rows) for key, rows in cells.items()}, cpu
 
 
-def render(results: dict[tuple[str, LoadClient, Variant, int], ThroughputRow]) -> list[str]:
-    """One line per cell: turns/s, median and p95 latency, and the ratio to the provider of its setup and client."""
-    lines = [f"{'setup':<24} {'client':<8} {'conc':>4} {'variant':<9} {'turns/s':>8} {'med ms':>7} {'p95 ms':>7} ratio"]
-    for (label, client, variant, concurrency), row in results.items():
+def render(results: dict[Key, ThroughputRow], cpu: dict[Key, CpuShare]) -> list[str]:
+    """One line per cell: turns/s, median and p95 latency, the CPU per turn of the host, the stand-in and the
+    load generator, and the ratios to the provider of the same setup and client: measured turns/s, and
+    turns/s of an instance bound by its own CPU (``1 / host CPU per turn``)."""
+    lines = [
+        f"{'setup':<12} {'client':<8} {'conc':>4} {'variant':<9} {'turns/s':>8} {'med ms':>7} {'p95 ms':>7} "
+        f"{'host':>6} {'stand-in':>8} {'gen':>5}  {'ratio':>6} {'bound/s':>8} {'ratio':>6}"
+    ]
+    for key, row in results.items():
+        label, client, variant, concurrency = key
         provider = results.get((label, client, "provider", concurrency))
-        ratio = f"{row.per_second / provider.per_second:.2f}x" if provider and variant != "provider" else ""
+        share, provider_share = cpu[key], cpu.get((label, client, "provider", concurrency))
+        ratio = bound_ratio = ""
+        if provider and provider_share and variant != "provider":
+            ratio = f"{row.per_second / provider.per_second:.2f}x"
+            bound_ratio = f"{share.bound_per_second / provider_share.bound_per_second:.2f}x"
         lines.append(
-            f"{label:<24} {client:<8} {concurrency:>4} {variant:<9} {row.per_second:>8.1f} "
-            f"{row.latencies.median * 1000:>7.1f} {row.latencies.p95 * 1000:>7.1f} {ratio}"
+            f"{label:<12} {client:<8} {concurrency:>4} {variant:<9} {row.per_second:>8.1f} "
+            f"{row.latencies.median * 1000:>7.1f} {row.latencies.p95 * 1000:>7.1f} "
+            f"{share.per_turn_ms('host'):>6.2f} {share.per_turn_ms('standin'):>8.2f} "
+            f"{share.per_turn_ms('generator'):>5.2f}  {ratio:>6} {share.bound_per_second:>8.1f} {bound_ratio:>6}"
         )
     return lines
 
@@ -125,15 +147,17 @@ def main(argv: list[str] | None = None) -> None:
         setups = []
         for index, directory in enumerate(args.standins):
             env = stack.enter_context(standin(directory))
+            cosmos = env["COSMOS_ENDPOINT"]
             backend = stack.enter_context(app_hosts(env, "bench.bench_app", 1))[0]
             provider = stack.enter_context(app_hosts(env, "bench.provider_app", 1))[0]
             name = f"{directory.parent.name}" if len(args.standins) > 1 else "this"
-            setups.append(Setup(name, {"local": backend, "service": backend, "provider": provider}))
+            setups.append(Setup(name, {"local": backend, "service": backend, "provider": provider}, cosmos))
             if index == 0 and args.before is not None:
                 before = stack.enter_context(host_in(args.before, env, app="bench.bench_app"))
-                setups.append(Setup("before", {"local": before, "service": before, "provider": provider}))
-        results = asyncio.run(run(setups, clients, concurrencies, args.total, args.rounds))
-    print("\n".join(render(results)))
+                setups.append(Setup("before", {"local": before, "service": before, "provider": provider}, cosmos))
+        results, cpu = asyncio.run(run(setups, clients, concurrencies, args.total, args.rounds))
+    print("CPU ms per turn of the host, the stand-in and the load generator; bound/s = turns/s at the host's CPU")
+    print("\n".join(render(results, cpu)))
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
 

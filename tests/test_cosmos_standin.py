@@ -177,3 +177,47 @@ async def test_queries_answer_each_request_with_its_own_parameters_and_partition
         assert found == expected
     count = [n async for n in items.query_items("SELECT VALUE COUNT(1) FROM c", partition_key=second)]
     assert count == [2]
+
+
+@pytest.mark.parametrize(
+    ("predicate", "applies"),
+    [
+        ("from c where c.expiresAt < 1733291234.500 OR c.holder = 'ab12'", True),  # a lease's claim
+        ("from c where c.expiresAt < 10.5 OR c.holder = 'someone else'", False),
+        ('from c where c.count = -3 AND c.name = "Ada Lovelace"', True),  # negative, double-quoted
+        ("from c where c.count = -3 AND c.name = 'ada lovelace'", False),  # strings compare with their case
+        ("from c where c.tags[0] = 'x' AND c.count < 0", True),  # brackets: run as sent
+        ("from c where c.tags[1] = 'x'", False),
+        ("from c where c.name IN ('Bob', 'Ada Lovelace')", True),
+        ("from c where c.note = 'it\\'s'", True),  # an escape: run as sent
+        ("from c where c.note = 'its'", False),
+        ("from c where STARTSWITH(c.name, 'Ada') AND c.ratio = 0.25", True),
+        ("from c where c.ratio = 0.5", False),
+    ],
+)
+async def test_a_patch_predicate_with_literals_decides_as_it_reads(
+    items: ContainerProxy, predicate: str, applies: bool
+) -> None:
+    """Literals become parameters of one compiled query in the stand-in; the outcome must be what the text says."""
+    pk = _pk()
+    await items.create_item(
+        {
+            "id": "x",
+            "pk": pk,
+            "expiresAt": 1733291234.75,
+            "holder": "ab12",
+            "count": -3,
+            "name": "Ada Lovelace",
+            "tags": ["x", "y"],
+            "note": "it's",
+            "ratio": 0.25,
+        }
+    )
+    patch = [{"op": "set", "path": "/touched", "value": True}]
+    if applies:
+        await items.patch_item("x", partition_key=pk, patch_operations=patch, filter_predicate=predicate)
+        assert (await items.read_item("x", partition_key=pk))["touched"] is True
+    else:
+        with pytest.raises(exceptions.CosmosAccessConditionFailedError):
+            await items.patch_item("x", partition_key=pk, patch_operations=patch, filter_predicate=predicate)
+        assert "touched" not in await items.read_item("x", partition_key=pk)

@@ -50,21 +50,49 @@ class CpuShare:
 
 
 class CpuMeter:
-    """Reads the CPU time of a host, a stand-in and this process around a cell."""
+    """Reads the CPU time of the host processes, the stand-in (if on this machine) and this process around a cell."""
 
-    def __init__(self, host_pid: int, standin_pid: int) -> None:
-        self._pids = (host_pid, standin_pid)
+    def __init__(self, host_pids: list[int], standin_pid: int | None) -> None:
+        self._hosts = host_pids
+        self._standin = standin_pid
         self._start = (0.0, 0.0, 0.0)
 
+    def _now(self) -> tuple[float, float, float]:
+        host = sum(cpu_seconds(pid) for pid in self._hosts)
+        standin = cpu_seconds(self._standin) if self._standin is not None else 0.0
+        return host, standin, time.process_time()
+
     def start(self) -> None:
-        self._start = (*(cpu_seconds(pid) for pid in self._pids), time.process_time())
+        self._start = self._now()
 
     def add_to(self, share: CpuShare, turns: int) -> None:
-        host, standin, generator = (
-            *(cpu_seconds(pid) for pid in self._pids),
-            time.process_time(),
-        )
+        host, standin, generator = self._now()
         share.host += host - self._start[0]
         share.standin += standin - self._start[1]
         share.generator += generator - self._start[2]
         share.turns += turns
+
+
+def merged_shares(shares: list[CpuShare | None]) -> CpuShare | None:
+    """The sum of several cells' shares (``None`` when any is missing)."""
+    if not shares or any(share is None for share in shares):
+        return None
+    total = CpuShare()
+    for share in shares:
+        assert share is not None
+        total.host += share.host
+        total.standin += share.standin
+        total.generator += share.generator
+        total.turns += share.turns
+    return total
+
+
+CPU_COLUMNS = ["Host CPU ms", "Cosmos DB CPU ms", "Generator CPU ms", "CPU-bound turns/s"]
+
+
+def cpu_cells(share: CpuShare) -> list[str]:
+    """A share as the report's cells: CPU ms per turn of each process, then the CPU-bound turns per second."""
+    return [
+        *(f"{share.per_turn_ms(which):.2f}" for which in ("host", "standin", "generator")),
+        f"{share.bound_per_second:,.1f}",
+    ]

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import statistics
 import time
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 import httpx
 
 from .counting import RequestCounter
+from .cpu import CpuMeter, CpuShare, merged_shares, pid_listening
 from .hosts import app_hosts
 from .inprocess import USER, VARIANTS, Variant, Variants, new_session_id, provider_container, user_message
 from .loadclient import LoadClient, Post, load_session, timed_post
@@ -153,6 +156,7 @@ class ThroughputRow:
     requests: int
     seconds: float
     latencies: Latencies
+    cpu: CpuShare | None = None  # CPU time of the hosts, the local Cosmos DB and the load generator (bench/cpu.py)
 
     @property
     def per_second(self) -> float:
@@ -199,7 +203,13 @@ def merged(rows: list[ThroughputRow]) -> ThroughputRow:
     latencies = Latencies([sample for row in rows for sample in row.latencies.samples])
     seconds = sum(row.seconds for row in rows)
     return ThroughputRow(
-        first.variant, first.processes, first.concurrency, sum(r.requests for r in rows), seconds, latencies
+        first.variant,
+        first.processes,
+        first.concurrency,
+        sum(r.requests for r in rows),
+        seconds,
+        latencies,
+        merged_shares([r.cpu for r in rows]),
     )
 
 
@@ -217,6 +227,8 @@ async def measure_throughput(
     machine's other load during the run weighs on every variant alike (the ratios are what counts)."""
     rows = []
     most = max(process_counts)
+    endpoint = urlparse(env["COSMOS_ENDPOINT"])
+    standin = pid_listening(endpoint.port or 443) if endpoint.hostname in ("localhost", "127.0.0.1") else None
     with app_hosts(env, "bench.bench_app", most) as backends, app_hosts(env, "bench.provider_app", most) as providers:
         async with httpx.AsyncClient(timeout=300) as http:
             for base in backends + providers:  # warm every process before timing anything
@@ -228,6 +240,10 @@ async def measure_throughput(
             cells: dict[Variant, list[ThroughputRow]] = {variant: [] for variant in VARIANTS}
             for _, variant in itertools.product(range(max(1, rounds)), VARIANTS):
                 bases = (providers if variant == "provider" else backends)[:processes]
-                cells[variant].append(await run_load(bases, variant, concurrency, total, client))
+                meter = CpuMeter([pid_listening(base) for base in bases], standin)
+                meter.start()
+                row = await run_load(bases, variant, concurrency, total, client)
+                meter.add_to(share := CpuShare(), row.requests)
+                cells[variant].append(dataclasses.replace(row, cpu=share))
             rows += [merged(cells[variant]) for variant in VARIANTS]
     return rows

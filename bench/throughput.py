@@ -93,7 +93,7 @@ async def run(
         for _, setup, client in itertools.product(range(rounds), setups, clients):
             for variant, base in setup.bases.items():
                 key = (setup.label, client, variant, concurrency)
-                meter = CpuMeter(pid_listening(base), pid_listening(setup.standin))
+                meter = CpuMeter([pid_listening(base)], pid_listening(setup.standin))
                 meter.start()
                 row = await run_load([base], variant, concurrency, total, client)
                 meter.add_to(cpu.setdefault(key, CpuShare()), row.requests)

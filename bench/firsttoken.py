@@ -167,12 +167,11 @@ def measure_first_token(
 
 
 @contextmanager
-def host_in(checkout: Path, env: dict[str, str], *, app: str = "function_app") -> Iterator[str]:
-    """``python -m devtools.devhost --app <app>`` of another checkout (its own code, this run's environment);
-    yields its URL."""
+def host_in(checkout: Path, env: dict[str, str]) -> Iterator[str]:
+    """``python -m devtools.devhost`` of another checkout (its own code, this run's environment); yields its URL."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "devtools.devhost", "--app", app, "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "devtools.devhost", "--host", "127.0.0.1", "--port", str(port)],
         cwd=checkout,
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | env | {"PYTHONUNBUFFERED": "1"},
         stdout=subprocess.DEVNULL,

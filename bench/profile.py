@@ -52,24 +52,6 @@ async def profile_turns(v: Variants, variant: Variant, length: int, turns: int) 
     return pstats.Stats(profiler)
 
 
-async def profile_concurrent(v: Variants, variant: Variant, concurrency: int, turns: int) -> pstats.Stats:
-    """Profile ``concurrency`` new sessions running ``turns`` turns each at once, as the load test runs them."""
-    await v.turn(variant, new_session_id(variant, "profile-warm"), 1)
-
-    async def session() -> None:
-        session_id = new_session_id(variant, "profile-load")
-        for turn in range(1, turns + 1):
-            await v.turn(variant, session_id, turn)
-
-    profiler = cProfile.Profile()
-    profiler.enable()
-    try:
-        await asyncio.gather(*(session() for _ in range(concurrency)))
-    finally:
-        profiler.disable()
-    return pstats.Stats(profiler)
-
-
 def where(filename: str, line: int, name: str) -> str:
     """``package/module.py:line(name)``: paths shortened to the repository or site-packages."""
     if SITE_PACKAGES in filename:
@@ -81,11 +63,10 @@ def where(filename: str, line: int, name: str) -> str:
     return f"{name}" if filename == "~" else f"{filename}:{line}({name})"
 
 
-def top_functions(stats: pstats.Stats, turns: int, top: int, *, by_own: bool = False) -> list[ProfileRow]:
-    """The ``top`` functions by cumulative time (``by_own``: by own time), per turn."""
+def top_functions(stats: pstats.Stats, turns: int, top: int) -> list[ProfileRow]:
+    """The ``top`` functions by cumulative time, per turn."""
     entries = stats.stats  # type: ignore[attr-defined]  # {(file, line, name): (cc, nc, tt, ct, callers)}
-    column = 2 if by_own else 3
-    ranked = sorted(entries.items(), key=lambda item: item[1][column], reverse=True)[:top]
+    ranked = sorted(entries.items(), key=lambda item: item[1][3], reverse=True)[:top]
     return [
         ProfileRow(where(*key), calls / turns, 1000 * cumulative / turns, 1000 * own / turns)
         for key, (_, calls, own, cumulative, _) in ranked
@@ -103,11 +84,9 @@ def render(rows: list[ProfileRow], *, variant: Variant, length: int, turns: int)
     ]
 
 
-async def _run(variant: Variant, length: int, turns: int, concurrency: int) -> pstats.Stats:
+async def _run(variant: Variant, length: int, turns: int) -> pstats.Stats:
     with bench_cosmos() as bench:
         async with variants(bench) as v:
-            if concurrency > 1:
-                return await profile_concurrent(v, variant, concurrency, turns)
             return await profile_turns(v, variant, length, turns)
 
 
@@ -117,14 +96,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--length", type=int, default=100, help="the conversation's length at the first profiled turn")
     parser.add_argument("--turns", type=int, default=20, help="turns profiled")
     parser.add_argument("--top", type=int, default=40, help="functions listed")
-    parser.add_argument("--concurrency", type=int, default=1, help="sessions at once, new ones (the load test's)")
-    parser.add_argument("--by-own", action="store_true", help="rank by own time (clearer under concurrency)")
     parser.add_argument("--save", type=Path, help="also write the raw profile (pstats format) here")
     args = parser.parse_args(argv)
     print(f"Profiling {args.turns} {args.variant}-mode turns from length {args.length} ...", flush=True)
-    stats = asyncio.run(_run(args.variant, args.length, args.turns, args.concurrency))
+    stats = asyncio.run(_run(args.variant, args.length, args.turns))
     if args.save is not None:
         stats.dump_stats(args.save)
-    turns = args.turns * max(1, args.concurrency)
-    rows = top_functions(stats, turns, args.top, by_own=args.by_own)
-    print("\n".join(render(rows, variant=args.variant, length=args.length, turns=turns)))
+    rows = top_functions(stats, args.turns, args.top)
+    print("\n".join(render(rows, variant=args.variant, length=args.length, turns=args.turns)))

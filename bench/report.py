@@ -230,7 +230,7 @@ def _throughput(results: Results) -> list[str]:
         "*Concurrency* sessions, each sending turns back to back (new sessions, so histories stay short), "
         "against one host process or several (requests round-robin over them). Each cell runs in three rounds, "
         "the variants taking turns in each, so a change in the machine's other load weighs on all alike. "
-        "Bounded request counts; "
+        "Bounded request counts, sent through one keep-alive aiohttp session per cell; "
         "the load generator, the host processes and the local Cosmos DB share the same machine. CPU ms per turn "
         "of the host processes, the local Cosmos DB and the load generator (`bench/cpu.py`); *CPU-bound turns/s*: "
         "turns per second of hosts with their CPU to themselves (Cosmos DB's CPU is not an instance's in Azure).",

@@ -193,6 +193,8 @@ async def test_queries_answer_each_request_with_its_own_parameters_and_partition
         ("from c where c.note = 'its'", False),
         ("from c where STARTSWITH(c.name, 'Ada') AND c.ratio = 0.25", True),
         ("from c where c.ratio = 0.5", False),
+        ("from c where c.city = 'Zürich' AND c.count < 0", True),  # beyond ASCII inside a string
+        ("from c where c.city = 'Zurich'", False),
     ],
 )
 async def test_a_patch_predicate_with_literals_decides_as_it_reads(
@@ -211,6 +213,7 @@ async def test_a_patch_predicate_with_literals_decides_as_it_reads(
             "tags": ["x", "y"],
             "note": "it's",
             "ratio": 0.25,
+            "city": "Zürich",
         }
     )
     patch = [{"op": "set", "path": "/touched", "value": True}]

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import statistics
 import time
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 import httpx
 
 from .counting import RequestCounter
+from .cpu import CpuMeter, CpuShare, merged_shares, pid_listening
 from .hosts import app_hosts
 from .inprocess import USER, VARIANTS, Variant, Variants, new_session_id, provider_container, user_message
+from .loadclient import LoadClient, Post, load_session, timed_post
 from .provider import CONTAINER_HEADER
 
 
@@ -152,33 +156,43 @@ class ThroughputRow:
     requests: int
     seconds: float
     latencies: Latencies
+    cpu: CpuShare | None = None  # CPU time of the hosts, the local Cosmos DB and the load generator (bench/cpu.py)
 
     @property
     def per_second(self) -> float:
         return self.requests / self.seconds
 
 
-async def run_load(bases: list[str], variant: Variant, concurrency: int, total: int) -> ThroughputRow:
-    """``concurrency`` sessions, each running turns back to back, requests spread round-robin over ``bases``."""
+async def run_load(
+    bases: list[str], variant: Variant, concurrency: int, total: int, client: LoadClient = "aiohttp"
+) -> ThroughputRow:
+    """``concurrency`` sessions, each running turns back to back, requests spread round-robin over ``bases``.
+
+    The requests go through one keep-alive session of ``client`` (``bench/loadclient.py``), the same for
+    every variant."""
     turns = max(2, total // concurrency)
     latencies = Latencies()
     next_base = itertools.cycle(range(len(bases)))
-    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
-
     container = f"p-load-{len(bases)}-{concurrency}-{uuid.uuid4().hex[:8]}"
+    headers = {"X-User-Id": USER}
+    if variant == "provider":
+        headers[CONTAINER_HEADER] = container
+    mode = "local" if variant == "provider" else variant
 
-    async def session(http: httpx.AsyncClient) -> None:
+    async def session(post: Post) -> None:
         session_id = new_session_id(variant, f"c{concurrency}")
         for turn in range(1, turns + 1):
-            base = bases[next(next_base)]
-            latencies.samples.append(await post_turn(http, base, variant, session_id, turn, container))
+            url = f"{bases[next(next_base)]}/sessions/{session_id}/messages"
+            payload = {"message": user_message(turn), "mode": mode}
+            latencies.samples.append(await timed_post(post, url, payload, headers))
 
-    async with httpx.AsyncClient(timeout=300, limits=limits) as http:
-        if variant == "provider":  # a fresh container per cell, opened in every process before timing
+    if variant == "provider":  # a fresh container per cell, opened in every process before timing
+        async with httpx.AsyncClient(timeout=300) as http:
             for base in bases:
                 await prepare_container(http, base, container)
+    async with load_session(client, concurrency * 2) as post:
         started = time.perf_counter()
-        await asyncio.gather(*(session(http) for _ in range(concurrency)))
+        await asyncio.gather(*(session(post) for _ in range(concurrency)))
         seconds = time.perf_counter() - started
     return ThroughputRow(variant, len(bases), concurrency, turns * concurrency, seconds, latencies)
 
@@ -189,12 +203,23 @@ def merged(rows: list[ThroughputRow]) -> ThroughputRow:
     latencies = Latencies([sample for row in rows for sample in row.latencies.samples])
     seconds = sum(row.seconds for row in rows)
     return ThroughputRow(
-        first.variant, first.processes, first.concurrency, sum(r.requests for r in rows), seconds, latencies
+        first.variant,
+        first.processes,
+        first.concurrency,
+        sum(r.requests for r in rows),
+        seconds,
+        latencies,
+        merged_shares([r.cpu for r in rows]),
     )
 
 
 async def measure_throughput(
-    env: dict[str, str], concurrencies: list[int], process_counts: list[int], total: int, rounds: int = 3
+    env: dict[str, str],
+    concurrencies: list[int],
+    process_counts: list[int],
+    total: int,
+    rounds: int = 3,
+    client: LoadClient = "aiohttp",
 ) -> list[ThroughputRow]:
     """Bounded load (about ``total`` turns per cell and round) against 1 and N host processes of each app.
 
@@ -202,6 +227,8 @@ async def measure_throughput(
     machine's other load during the run weighs on every variant alike (the ratios are what counts)."""
     rows = []
     most = max(process_counts)
+    endpoint = urlparse(env["COSMOS_ENDPOINT"])
+    standin = pid_listening(endpoint.port or 443) if endpoint.hostname in ("localhost", "127.0.0.1") else None
     with app_hosts(env, "bench.bench_app", most) as backends, app_hosts(env, "bench.provider_app", most) as providers:
         async with httpx.AsyncClient(timeout=300) as http:
             for base in backends + providers:  # warm every process before timing anything
@@ -213,6 +240,10 @@ async def measure_throughput(
             cells: dict[Variant, list[ThroughputRow]] = {variant: [] for variant in VARIANTS}
             for _, variant in itertools.product(range(max(1, rounds)), VARIANTS):
                 bases = (providers if variant == "provider" else backends)[:processes]
-                cells[variant].append(await run_load(bases, variant, concurrency, total))
+                meter = CpuMeter([pid_listening(base) for base in bases], standin)
+                meter.start()
+                row = await run_load(bases, variant, concurrency, total, client)
+                meter.add_to(share := CpuShare(), row.requests)
+                cells[variant].append(dataclasses.replace(row, cpu=share))
             rows += [merged(cells[variant]) for variant in VARIANTS]
     return rows

@@ -11,6 +11,7 @@ from cosmos_history import Settings
 
 from .coldstart import ColdStart
 from .counting import QUERY_RU_BASE, WRITE_RU_PER_KB_FIRST
+from .cpu import CPU_COLUMNS, cpu_cells
 from .firsttoken import FirstToken
 from .firsttoken import render as render_first_token
 from .inprocess import VARIANTS, Variant
@@ -219,6 +220,7 @@ def _throughput(results: Results) -> list[str]:
             f"{r.per_second:,.1f}",
             _ms(r.latencies.median),
             _ms(r.latencies.p95),
+            *(cpu_cells(r.cpu) if r.cpu else ["n/a"] * len(CPU_COLUMNS)),
         ]
         for r in results.throughput
     ]
@@ -228,10 +230,12 @@ def _throughput(results: Results) -> list[str]:
         "*Concurrency* sessions, each sending turns back to back (new sessions, so histories stay short), "
         "against one host process or several (requests round-robin over them). Each cell runs in three rounds, "
         "the variants taking turns in each, so a change in the machine's other load weighs on all alike. "
-        "Bounded request counts; "
-        "the load generator, the host processes and the local Cosmos DB share the same machine.",
+        "Bounded request counts, sent through one keep-alive aiohttp session per cell; "
+        "the load generator, the host processes and the local Cosmos DB share the same machine. CPU ms per turn "
+        "of the host processes, the local Cosmos DB and the load generator (`bench/cpu.py`); *CPU-bound turns/s*: "
+        "turns per second of hosts with their CPU to themselves (Cosmos DB's CPU is not an instance's in Azure).",
         "",
-        *_table(["Variant", "Processes", "Concurrency", "Turns", "Turns/s", "Median ms", "p95 ms"], rows),
+        *_table(["Variant", "Processes", "Concurrency", "Turns", "Turns/s", "Median ms", "p95 ms", *CPU_COLUMNS], rows),
     ]
 
 

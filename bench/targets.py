@@ -138,12 +138,18 @@ def throughput_rows(results: Results) -> list[list[str]]:
             if row is None:
                 continue
             ratio = row.per_second / provider.per_second
+            bound = ""
+            if row.cpu and provider.cpu and row.cpu.host and provider.cpu.host:
+                bound = (
+                    f"; host CPU {row.cpu.per_turn_ms('host'):.1f} vs {provider.cpu.per_turn_ms('host'):.1f} ms a "
+                    f"turn, so {row.cpu.bound_per_second / provider.cpu.bound_per_second:.2f}x bound by its own CPU"
+                )
             rows.append(
                 [
                     f"Throughput of one instance at concurrency {concurrency} at least 1.5x the provider's "
                     f"({variant} mode; p95 latency reported)",
                     f"{ratio:.2f}x ({row.per_second:,.1f} vs {provider.per_second:,.1f} turns/s; p95 "
-                    f"{_ms(row.latencies.p95)} vs {_ms(provider.latencies.p95)} ms)",
+                    f"{_ms(row.latencies.p95)} vs {_ms(provider.latencies.p95)} ms{bound})",
                     _mark(ratio >= 1.5),
                 ]
             )

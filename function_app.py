@@ -14,7 +14,6 @@ from cosmos_history.background_jobs import background_triggers
 from cosmos_history.domain.errors import ProblemError
 from cosmos_history.http import handlers as api
 from cosmos_history.http import turns
-from cosmos_history.http import workflows as wf
 from cosmos_history.http.calls import Call, ErrorRenderer, Handler
 from cosmos_history.settings import load_settings
 from cosmos_history.workflows.jobs import workflow_triggers
@@ -22,8 +21,8 @@ from cosmos_history.workflows.jobs import workflow_triggers
 
 def _handler(module: str, name: str) -> Handler:
     """The handler ``module.name``, imported on its first call: a cold start pays for the OpenAI-compatible
-    endpoint, the MCP server, AG-UI and A2A (and their SDKs) only when they are used; the native API's first
-    request needs none of them."""
+    endpoint, the MCP server, AG-UI and A2A (and their SDKs) and the workflow routes only when they are used; the
+    native API's first request needs none of them."""
 
     async def handler(call: Call) -> Response:
         return await getattr(importlib.import_module(module), name)(call)
@@ -46,6 +45,7 @@ OPENAI_ERRORS = _errors("cosmos_history.http.openai.objects")
 MCP = "cosmos_history.http.mcp.transport"
 AGUI = "cosmos_history.http.agui.route"
 A2A = "cosmos_history.http.a2a.transport"
+WORKFLOWS = "cosmos_history.http.workflows"
 
 ROUTES = (
     Route("POST", "sessions", api.create_session_route),
@@ -59,12 +59,12 @@ ROUTES = (
     Route("GET", "sessions/{id}/turns/{turn}/events", turns.turn_events_route),
     Route("POST", "sessions/{id}/turns/{turn}/cancel", turns.cancel_turn_route),
     Route("GET", "agents", api.list_agents_route),
-    Route("GET", "workflows", wf.list_workflows_route),
-    Route("POST", "workflows/{name}/runs", wf.start_run_route),
-    Route("GET", "workflows/runs/{id}", wf.get_run_route),
-    Route("GET", "workflows/runs/{id}/events", wf.run_events_route),
-    Route("POST", "workflows/runs/{id}/responses", wf.respond_route),
-    Route("POST", "workflows/runs/{id}/cancel", wf.cancel_run_route),
+    Route("GET", "workflows", _handler(WORKFLOWS, "list_workflows_route")),
+    Route("POST", "workflows/{name}/runs", _handler(WORKFLOWS, "start_run_route")),
+    Route("GET", "workflows/runs/{id}", _handler(WORKFLOWS, "get_run_route")),
+    Route("GET", "workflows/runs/{id}/events", _handler(WORKFLOWS, "run_events_route")),
+    Route("POST", "workflows/runs/{id}/responses", _handler(WORKFLOWS, "respond_route")),
+    Route("POST", "workflows/runs/{id}/cancel", _handler(WORKFLOWS, "cancel_run_route")),
     Route("GET", "health", api.health_route),
     # The OpenAI Responses-compatible endpoint: base_url .../api/v1 for the openai SDKs.
     Route("POST", "v1/responses", _handler(OPENAI, "create_response_route"), errors=OPENAI_ERRORS),

@@ -22,7 +22,6 @@ from cosmos_history.app import Route, create_app
 from cosmos_history.background_jobs import background_triggers
 from cosmos_history.domain.errors import ProblemError
 from cosmos_history.http import handlers as api
-from cosmos_history.http import turns
 from cosmos_history.http.calls import Call, ErrorRenderer, Handler
 from cosmos_history.settings import load_settings
 from cosmos_history.workflows.jobs import workflow_triggers
@@ -30,8 +29,8 @@ from cosmos_history.workflows.jobs import workflow_triggers
 
 def _handler(module: str, name: str) -> Handler:
     """The handler ``module.name``, imported on its first call: a cold start pays for the OpenAI-compatible
-    endpoint, the MCP server, AG-UI and A2A (and their SDKs) and the workflow routes only when they are used; the
-    native API's first request needs none of them."""
+    endpoint, the MCP server, AG-UI and A2A (and their SDKs), the workflow routes and those of a running turn (reattach,
+    cancel) only when they are used; the native API's first request needs none of them."""
 
     async def handler(call: Call) -> Response:
         return await getattr(importlib.import_module(module), name)(call)
@@ -55,6 +54,7 @@ MCP = "cosmos_history.http.mcp.transport"
 AGUI = "cosmos_history.http.agui.route"
 A2A = "cosmos_history.http.a2a.transport"
 WORKFLOWS = "cosmos_history.http.workflows"
+TURNS = "cosmos_history.http.turns"
 
 ROUTES = (
     Route("POST", "sessions", api.create_session_route),
@@ -64,9 +64,9 @@ ROUTES = (
     Route("POST", "sessions/{id}/messages", api.post_message_route),
     Route("GET", "sessions/{id}/messages", api.list_messages_route),
     Route("POST", "sessions/{id}/approvals", api.post_approvals_route),
-    Route("GET", "sessions/{id}/turns/{turn}", turns.get_turn_route),
-    Route("GET", "sessions/{id}/turns/{turn}/events", turns.turn_events_route),
-    Route("POST", "sessions/{id}/turns/{turn}/cancel", turns.cancel_turn_route),
+    Route("GET", "sessions/{id}/turns/{turn}", _handler(TURNS, "get_turn_route")),
+    Route("GET", "sessions/{id}/turns/{turn}/events", _handler(TURNS, "turn_events_route")),
+    Route("POST", "sessions/{id}/turns/{turn}/cancel", _handler(TURNS, "cancel_turn_route")),
     Route("GET", "agents", api.list_agents_route),
     Route("GET", "workflows", _handler(WORKFLOWS, "list_workflows_route")),
     Route("POST", "workflows/{name}/runs", _handler(WORKFLOWS, "start_run_route")),

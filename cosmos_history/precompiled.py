@@ -27,7 +27,6 @@ import importlib
 import importlib.util
 import marshal
 import os
-import pkgutil
 import sys
 from pathlib import Path
 from types import CodeType
@@ -121,6 +120,8 @@ def import_all(package: str = __package__ or "cosmos_history") -> list[str]:
     """(Recording run) Import every module of ``package``, so that the classes of modules a request imports later
     are recorded too; returns those that could not be imported (a dependency missing here), which then compile
     their methods as before."""
+    import pkgutil
+
     failed: list[str] = []
     root = importlib.import_module(package)
     for module in pkgutil.walk_packages(root.__path__, f"{package}.", onerror=failed.append):

@@ -6,7 +6,8 @@ read-only, with ``PYTHONDONTWRITEBYTECODE=1``; once with the package's unchecked
 precompiled dataclass methods (as deployed) and once with the sources only (as deployed before: every module
 and every dataclass method compiled at every start).
 
-    python -m bench.coldstart measure [--runs 5]   # build the packages, run the children, print the table
+    python -m bench.coldstart measure [--runs 5] [--before DIR]   # build the packages, run the children, print
+                                                                  # the table (DIR: another checkout, interleaved)
     python -m bench.coldstart modules   # (child) list what import function_app loads outside the project
     python -m bench.coldstart deps      # (child) import the dependencies only
     python -m bench.coldstart app       # (child) import function_app, then answer one POST message
@@ -97,28 +98,29 @@ def _count_compiles() -> list[str]:
 
 
 def _first_request() -> tuple[float, int]:
-    """Call the registered post-message function once, as the Functions worker would; (seconds, Cosmos requests).
+    """Call the app's registered post-message function once, as the Functions worker would; (seconds, Cosmos requests).
 
-    The app is the project's route table on a runtime built from the environment on the first request,
-    as in Azure, with a counting transport in the SDK's transport slot.
+    The app is ``function_app.app`` itself: its runtime is built from the environment on this first request, with
+    the agents its start-up built, as in Azure. Only its Cosmos client gets a counting transport in the SDK's
+    transport slot (``create_client`` as the runtime module sees it, wrapped).
     """
     import asyncio
     import uuid
 
     import function_app
-    from cosmos_history import Runtime, Settings, build_runtime, create_app, load_settings
-    from cosmos_history.runtime import LazyRuntime
+    from cosmos_history import runtime
 
     from .counting import CountingTransport, RequestCounter
     from .inprocess import message_request, registered_function
 
     counter = RequestCounter()
+    create_client = runtime.create_client
 
-    async def build(settings: Settings) -> Runtime:
-        return await build_runtime(settings, transport=CountingTransport(counter))
+    def counted_client(settings: Any, *, transport: Any = None) -> Any:
+        return create_client(settings, transport=transport or CountingTransport(counter))
 
-    source = LazyRuntime(load_settings(), build=build)
-    post = registered_function(create_app(function_app.ROUTES, runtime=source), "post_message_route")
+    runtime.create_client = counted_client  # type: ignore[attr-defined]
+    post = registered_function(function_app.app, "post_message_route")
 
     async def call() -> float:
         started = time.perf_counter()
@@ -126,7 +128,7 @@ def _first_request() -> tuple[float, int]:
         elapsed = time.perf_counter() - started
         if response.status_code != 200:
             raise RuntimeError(f"first request answered {response.status_code}")
-        await source.close()
+        await function_app.app.runtime.close()
         return elapsed
 
     seconds = asyncio.run(call())
@@ -166,6 +168,8 @@ def child(kind: str) -> dict[str, Any]:
     compiled = _count_compiles()
     imported = _import_all([("function_app", ())])
     dataclass_methods = _dataclass_methods()  # those of the import, not of the first request's lazy imports
+    own_modules = sum(1 for name in sys.modules if name.split(".")[0] in OWN)
+    all_modules = len(sys.modules)
     first, requests = _first_request()
     # The benchmark's own modules (imported to count the first request's Cosmos DB requests) do not count.
     harness = tuple(f"{ROOT / folder}{os.sep}" for folder in ("bench", "devtools"))
@@ -175,8 +179,24 @@ def child(kind: str) -> dict[str, Any]:
         "compiled": len(app_compiled),
         "first_request": first,
         "cosmos_requests": requests,
+        "own_modules": own_modules,
+        "modules": all_modules,
         **dataclass_methods,
     }
+
+
+@dataclass(frozen=True)
+class Before:
+    """Another checkout's package (say, the merged code) measured beside this one: the before of a before/after."""
+
+    checkout: str
+    project_import: float
+    project_share: float
+    app_import: float
+    first_request: float
+    first_request_cosmos_requests: int
+    project_modules: int
+    modules_loaded: int
 
 
 @dataclass(frozen=True)
@@ -204,6 +224,12 @@ class ColdStart:
     dataclass_methods_precompiled: int = 0
     """Dataclass methods the same import ran from the package's precompiled file (``cosmos_history/precompiled.py``);
     without it, each would be compiled."""
+    project_modules: int = 0
+    """The project's own modules a fresh ``import function_app`` loads."""
+    modules_loaded: int = 0
+    """Every module loaded after a fresh ``import function_app`` (the interpreter's own included)."""
+    before: Before | None = None
+    """The same figures for another checkout (``--before``), measured in the same run, interleaved."""
 
     @property
     def project_overhead_pct(self) -> float:
@@ -234,8 +260,8 @@ def _run_child(
     return result, time.perf_counter() - started
 
 
-def _load_builder() -> Any:
-    spec = importlib.util.spec_from_file_location("build_package", ROOT / "infra" / "hooks" / "build_package.py")
+def _load_builder(root: Path = ROOT) -> Any:
+    spec = importlib.util.spec_from_file_location("build_package", root / "infra" / "hooks" / "build_package.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -253,8 +279,9 @@ def _set_writable(root: Path, writable: bool) -> None:
 
 
 @contextmanager
-def read_only_packages() -> Iterator[tuple[Path, Path]]:
-    """(package with its bytecode, the same without), built by the deploy hook and made read-only.
+def read_only_packages(other: Path | None = None) -> Iterator[tuple[Path, ...]]:
+    """(package with its bytecode, the same without[, ``other`` checkout's package built by its own hook]), built
+    by the deploy hook and made read-only.
 
     Raises if a child wrote anything there (root may write to a read-only folder; nothing else stops it).
     """
@@ -263,11 +290,14 @@ def read_only_packages() -> Iterator[tuple[Path, Path]]:
         sources_only = Path(tmp) / "sources-only"
         # As deployed before: no bytecode, no precompiled dataclass methods.
         shutil.copytree(compiled, sources_only, ignore=shutil.ignore_patterns("__pycache__", "dataclass_methods.*"))
-        before = {p: _snapshot(p) for p in (compiled, sources_only)}
+        packages = [compiled, sources_only]
+        if other is not None:
+            packages.append(_load_builder(other).build_package(other, Path(tmp) / "before", python=sys.executable))
+        before = {p: _snapshot(p) for p in packages}
         for package in before:
             _set_writable(package, False)
         try:
-            yield compiled, sources_only
+            yield tuple(packages)
         finally:
             for package in before:
                 _set_writable(package, True)
@@ -276,23 +306,31 @@ def read_only_packages() -> Iterator[tuple[Path, Path]]:
                 raise RuntimeError(f"a cold start wrote to the read-only package {package}")
 
 
-def measure_cold_start(env: dict[str, str], runs: int) -> ColdStart:
-    """Medians over ``runs`` fresh processes of each kind (after one discarded run that warms the file cache)."""
+def measure_cold_start(env: dict[str, str], runs: int, before: Path | None = None) -> ColdStart:
+    """Medians over ``runs`` fresh processes of each kind (after one discarded run that warms the file cache);
+    with ``before`` (another checkout) its package's children run too, interleaved with these."""
     deps: list[float] = []
     all_deps: list[float] = []
     split: list[dict[str, Any]] = []
     uncompiled: list[dict[str, Any]] = []
     app: list[tuple[dict[str, Any], float]] = []
-    with read_only_packages() as (package, sources_only), tempfile.TemporaryDirectory() as tmp:
+    old: dict[str, list[Any]] = {"split": [], "app": []}
+    with read_only_packages(before) as (package, sources_only, *other), tempfile.TemporaryDirectory() as tmp:
+        env_before = record_dependencies(env, other[0], Path(tmp) / "before.json") if other else env
         env = record_dependencies(env, package, Path(tmp) / "dependencies.json")
         for kind in ("deps", "split", "app"):
             _run_child(kind, env, package)
+            if other:
+                _run_child(kind, env_before, other[0])
         for _ in range(runs):  # interleaved, so that a change of load on the machine hits every kind alike
             deps.append(_run_child("deps", env, package)[0]["deps"])
             all_deps.append(_run_child("deps", env, package, {"BENCH_ALL_DEPS": "1"})[0]["deps"])
             split.append(_run_child("split", env, package)[0])
             uncompiled.append(_run_child("split", env, sources_only)[0])
             app.append(_run_child("app", env, package))
+            if other:
+                for kind in old:
+                    old[kind].append(_run_child(kind, env_before, other[0])[0])
     return ColdStart(
         runs=runs,
         deps_import=statistics.median(deps),
@@ -309,6 +347,23 @@ def measure_cold_start(env: dict[str, str], runs: int) -> ColdStart:
         process_wall=statistics.median(a[1] for a in app),
         dataclass_methods_compiled=_most(a[0]["dataclass_compiled"] for a in app),
         dataclass_methods_precompiled=min(a[0]["dataclass_served"] for a in app),
+        project_modules=max(a[0]["own_modules"] for a in app),
+        modules_loaded=max(a[0]["modules"] for a in app),
+        before=_before(before, old) if before is not None else None,
+    )
+
+
+def _before(checkout: Path, runs: dict[str, list[Any]]) -> Before:
+    app = runs["app"]
+    return Before(
+        checkout=str(checkout),
+        project_import=statistics.median(s["project"] for s in runs["split"]),
+        project_share=statistics.median(s["project"] / s["deps"] for s in runs["split"]),
+        app_import=statistics.median(a["import"] for a in app),
+        first_request=statistics.median(a["first_request"] for a in app),
+        first_request_cosmos_requests=int(statistics.median(a["cosmos_requests"] for a in app)),
+        project_modules=max(a.get("own_modules", 0) for a in app),
+        modules_loaded=max(a.get("modules", 0) for a in app),
     )
 
 
@@ -323,16 +378,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.coldstart", description=__doc__)
     parser.add_argument("kind", choices=["measure", "modules", "deps", "split", "app"])
     parser.add_argument("--runs", type=int, default=5, help="fresh processes of each kind (measure)")
+    parser.add_argument("--before", type=Path, help="another checkout (say, the merged code) measured in the same run")
     args = parser.parse_args(argv)
     if args.kind != "measure":
         print(json.dumps(child(args.kind)))
         return
+    from .coldreport import cold_start_lines
     from .hosts import bench_cosmos
-    from .report import cold_start_lines
     from .targets import cold_start_targets
 
     with bench_cosmos() as bench:
-        cold = measure_cold_start(bench.env, args.runs)
+        cold = measure_cold_start(bench.env, args.runs, args.before)
     print("\n".join([*cold_start_targets(cold), "", *cold_start_lines(cold)]))
 
 

@@ -6,8 +6,10 @@ the class is created. Bytecode files cannot hold these functions: every cold sta
 them for the project's own classes, about half of the project's own import (bench/optimisations.md).
 
 The deploy hook (``infra/hooks/build_package.py``) imports the app once in the built package with
-:data:`RECORD_ENV` set: :func:`install` then records each source ``dataclasses`` executes with its code
-object, and :func:`save` writes them to :data:`CACHE` beside this module. In the deployed package
+:data:`RECORD_ENV` set, then every other module of this package (:func:`import_all`: what a request imports on
+first use, such as the workflow subsystem, the OpenAI-compatible endpoint or A2A): :func:`install` then records each
+source ``dataclasses`` executes with its code object, and :func:`save` writes them to :data:`CACHE` beside this
+module. In the deployed package
 :func:`install` (run by ``cosmos_history/__init__.py``, before any other module of the app) serves those
 sources from the file. The file can only save work, never change what a class does: its code objects are
 compiled from the same text with the same flags as ``exec`` would compile it, and a text that is not in the
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import importlib
 import importlib.util
 import marshal
 import os
@@ -111,6 +114,22 @@ def uninstall() -> None:
     """Give ``dataclasses`` the builtin ``exec`` back (tests)."""
     if installed() is not None:
         del dataclasses.exec  # type: ignore[attr-defined]
+
+
+def import_all(package: str = __package__ or "cosmos_history") -> list[str]:
+    """(Recording run) Import every module of ``package``, so that the classes of modules a request imports later
+    are recorded too; returns those that could not be imported (a dependency missing here), which then compile
+    their methods as before."""
+    import pkgutil
+
+    failed: list[str] = []
+    root = importlib.import_module(package)
+    for module in pkgutil.walk_packages(root.__path__, f"{package}.", onerror=failed.append):
+        try:
+            importlib.import_module(module.name)
+        except ImportError:
+            failed.append(module.name)
+    return failed
 
 
 def save(cache: Path = CACHE) -> int:

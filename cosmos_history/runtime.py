@@ -4,6 +4,10 @@ the turn guards and the agents.
 The Cosmos client, container and agents are built at the first request, on the worker's running
 event loop, because the async Cosmos client binds to that loop (:class:`LazyRuntime`). Tests and the
 benchmark hand an app a runtime they built themselves (:class:`ReadyRuntime`).
+
+The workflow runs and the background turns are subsystems a plain turn never touches: they (and their modules)
+are built on first use (:attr:`Runtime.workflows`, :attr:`Runtime.background`), so a cold start does not import
+them (bench/optimisations.md).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from azure.core.pipeline.transport import AsyncHttpTransport
 from azure.cosmos.aio import ContainerProxy, CosmosClient
@@ -24,10 +28,7 @@ from cosmos_history.adapters.cosmos.lease import CosmosTurnLease
 from cosmos_history.adapters.cosmos.responses import CosmosResponseLog
 from cosmos_history.adapters.cosmos.sessions import CosmosSessions
 from cosmos_history.adapters.cosmos.turns import CosmosTurnLog
-from cosmos_history.adapters.cosmos.workflow_events import CosmosRunEvents
-from cosmos_history.adapters.cosmos.workflows import CosmosWorkflowRuns
 from cosmos_history.agents.catalog import Agents, build_agents
-from cosmos_history.domain.background import BackgroundTurns
 from cosmos_history.domain.budget import HistoryBudget
 from cosmos_history.domain.errors import AgentsUnavailableError, SettingsError
 from cosmos_history.domain.policy import HistoryPolicy
@@ -36,11 +37,13 @@ from cosmos_history.domain.service import Turns
 from cosmos_history.domain.supervisor import TurnSupervisor
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards
 from cosmos_history.domain.turn_records import TurnLog
-from cosmos_history.domain.workflows import WorkflowRuns
 from cosmos_history.settings import Settings
 from cosmos_history.telemetry import configure_telemetry
-from cosmos_history.workflows.discovery import WorkflowModule
-from cosmos_history.workflows.service import discover, queue_name, workflow_runs
+
+if TYPE_CHECKING:
+    from cosmos_history.domain.background import BackgroundTurns
+    from cosmos_history.domain.workflows import WorkflowRuns
+    from cosmos_history.workflows.discovery import WorkflowModule
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +67,16 @@ class Runtime:
     """The turns (and the work that follows them) running in this runtime; drained as the host shuts down."""
     jobs: JobQueue | None = None
     """The queue of background turns; ``None`` where the app has no host storage connection."""
-    workflows: WorkflowRuns | None = None
-    """The app's workflows and their runs; ``None`` in runtimes built without them (tests of other parts)."""
+    build_workflows: Callable[[], WorkflowRuns] | None = field(default=None, repr=False)
+    """Builds the app's workflows and their runs (:attr:`workflows`, on first use); ``None`` in runtimes built
+    without them (tests of other parts)."""
     policy: HistoryPolicy = field(init=False, repr=False)
     """A new session's mode and the document's budget, built once from the settings (:func:`history_policy`)."""
     turns: Turns = field(init=False, repr=False)
     """The one turn service every trigger and protocol calls, built once from the store, agents, guards and policy."""
-    background: BackgroundTurns | None = field(init=False, repr=False)
-    """Queued turns (``"background": true``); ``None`` without a queue or a turn log."""
+    _workflows: WorkflowRuns | None = field(default=None, init=False, repr=False)
+    _workflows_error: str | None = field(default=None, init=False, repr=False)
+    _background: BackgroundTurns | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.policy = history_policy(self.settings)
@@ -85,8 +90,38 @@ class Runtime:
             poll_seconds=self.settings.events_poll_ms / 1000,
             policy=self.policy,
         )
-        has_both = self.turn_log is not None and self.jobs is not None
-        self.background = BackgroundTurns(self.turns, self.turn_log, self.jobs) if has_both else None  # type: ignore[arg-type]
+
+    @property
+    def workflows(self) -> WorkflowRuns | None:
+        """The app's workflows and their runs, built at the first use; ``None`` in a runtime built without them.
+
+        Raises:
+            AgentsUnavailableError: a workflow module is broken (the detail names its file and the cause); logged
+                once, at the first use, and raised at every use after it (until the app restarts).
+        """
+        if self._workflows is None and self.build_workflows is not None:
+            if self._workflows_error is None:
+                try:
+                    self._workflows = self.build_workflows()
+                except SettingsError as error:
+                    self._workflows_error = str(error).rstrip(".")
+                    # A configuration error, not a request's: its text names a file and a cause, never user input.
+                    logger.error("The workflows cannot be loaded, so workflow requests answer 503: %s", error)
+            if self._workflows_error is not None:
+                raise AgentsUnavailableError(
+                    f"The app's workflows could not be loaded: {self._workflows_error}. "
+                    "Fix the workflow module or setting and restart the app."
+                )
+        return self._workflows
+
+    @property
+    def background(self) -> BackgroundTurns | None:
+        """Queued turns (``"background": true``), built at the first use; ``None`` without a queue or a turn log."""
+        if self._background is None and self.turn_log is not None and self.jobs is not None:
+            from cosmos_history.domain.background import BackgroundTurns
+
+            self._background = BackgroundTurns(self.turns, self.turn_log, self.jobs)
+        return self._background
 
     async def recover(self, error: BaseException) -> None:
         """Give the runtime a chance to mend what made a request fail: a database or container deleted
@@ -105,7 +140,7 @@ class Runtime:
     async def close(self) -> None:
         if self.jobs is not None and hasattr(self.jobs, "close"):
             await self.jobs.close()
-        queue = self.workflows.queue if self.workflows is not None else None
+        queue = self._workflows.queue if self._workflows is not None else None
         if queue is not None and hasattr(queue, "close"):
             await queue.close()
         if self.cosmos_client is not None:
@@ -120,7 +155,8 @@ async def build_runtime(
     transport: AsyncHttpTransport | None = None,
     workflows: Mapping[str, WorkflowModule] | None = None,
 ) -> Runtime:
-    """Connect to Cosmos DB (creating the container when allowed) and build the agents.
+    """Connect to Cosmos DB (creating the container when allowed) and build the agents (the workflows, ``workflows``
+    or those discovered, at their first use: :func:`build_workflows`).
 
     A ``client`` passed in stays the caller's to close; one built here (with ``transport`` in the
     SDK's transport slot, when given) is closed by the runtime.
@@ -142,8 +178,6 @@ async def build_runtime(
     turn_log = CosmosTurnLog(
         container, ttl_seconds=settings.session_ttl_seconds, event_ttl_seconds=settings.events_ttl_seconds
     )
-    modules = workflows if workflows is not None else discover(settings, agents)
-    runs = CosmosWorkflowRuns(container, ttl_seconds=settings.session_ttl_seconds)
     return Runtime(
         settings,
         store,
@@ -154,13 +188,33 @@ async def build_runtime(
         responses=responses,
         turn_log=turn_log,
         jobs=job_queue(settings),
-        workflows=workflow_runs(
-            modules,
-            runs,
-            job_queue(settings, queue_name(settings)),
-            CosmosRunEvents(container, event_ttl_seconds=settings.events_ttl_seconds),
-            settings,
-        ),
+        build_workflows=functools.partial(build_workflows, settings, agents, container, workflows),
+    )
+
+
+def build_workflows(
+    settings: Settings,
+    agents: Agents,
+    container: ContainerProxy,
+    modules: Mapping[str, WorkflowModule] | None = None,
+) -> WorkflowRuns:
+    """The app's workflow runs over ``container``: ``modules``, or those ``WORKFLOWS_PACKAGE`` holds (discovered and
+    checked now). Called on the first use of :attr:`Runtime.workflows`, so neither the workflow modules nor the
+    workflow subsystem are imported by a cold start (its first plain turn needs none of them).
+
+    Raises:
+        SettingsError: a workflow module is broken (``WorkflowLoadError`` names its file).
+    """
+    from cosmos_history.adapters.cosmos.workflow_events import CosmosRunEvents
+    from cosmos_history.adapters.cosmos.workflows import CosmosWorkflowRuns
+    from cosmos_history.workflows.service import discover, queue_name, workflow_runs
+
+    return workflow_runs(
+        modules if modules is not None else discover(settings, agents),
+        CosmosWorkflowRuns(container, ttl_seconds=settings.session_ttl_seconds),
+        job_queue(settings, queue_name(settings)),
+        CosmosRunEvents(container, event_ttl_seconds=settings.events_ttl_seconds),
+        settings,
     )
 
 
@@ -229,7 +283,9 @@ class LazyRuntime:
 
     :meth:`load_agents` builds the agents earlier, when the app starts: a broken agent module is then
     logged once, naming its file and the cause, and every request answers 503 with that cause
-    (:class:`AgentsUnavailableError`) instead of failing on its own.
+    (:class:`AgentsUnavailableError`) instead of failing on its own. The workflows are not loaded then: a broken
+    workflow module is reported the same way at the first use of the workflows (:attr:`Runtime.workflows`), and
+    only workflow requests and jobs answer 503.
     """
 
     def __init__(self, settings: Settings, *, build: Builder = build_runtime, telemetry: bool = True) -> None:
@@ -240,13 +296,11 @@ class LazyRuntime:
         self._lock: asyncio.Lock | None = None
         self._agents: Agents | None = None
         self._agents_error: str | None = None
-        self._workflows: Mapping[str, WorkflowModule] | None = None
 
     def load_agents(self) -> bool:
         """Build the app's agents now (start-up); returns whether they could be built."""
         try:
             self._agents = build_agents(self.settings)
-            self._workflows = discover(self.settings, self._agents)
         except SettingsError as error:
             self._fail(error)
         return self._agents_error is None
@@ -274,15 +328,15 @@ class LazyRuntime:
         if self._build is not build_runtime:
             return await self._build(self.settings)
         try:
-            return await build_runtime(self.settings, agents=self._agents, workflows=self._workflows)
+            return await build_runtime(self.settings, agents=self._agents)
         except SettingsError as error:  # agents not loaded at start-up, and broken
             self._fail(error)
             raise self._unavailable() from None
 
     def _unavailable(self) -> AgentsUnavailableError:
         return AgentsUnavailableError(
-            f"The app's agents or workflows could not be loaded at start-up: {self._agents_error.rstrip('.')}. "
-            "Fix the agent or workflow module or setting and restart the app."
+            f"The app's agents could not be loaded at start-up: {self._agents_error.rstrip('.')}. "
+            "Fix the agent module or setting and restart the app."
         )
 
     async def close(self, *, drain_seconds: float = 30.0) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.coldstart import ColdStart, _run_child, read_only_packages, record_dependencies
+from bench.coldreport import cold_start_lines
+from bench.coldstart import Before, ColdStart, _run_child, read_only_packages, record_dependencies
 from bench.counting import RequestCounter, classify
 from bench.firsttoken import FirstToken, measure_first_token, profile_first_token
 from bench.firsttoken import render as render_first_token
@@ -103,6 +104,20 @@ def test_a_cold_import_from_the_read_only_package_compiles_no_module_and_without
     assert "agent_framework._mcp" in json.loads((tmp_path / "dependencies.json").read_text(encoding="utf-8"))
 
 
+def test_the_first_request_after_a_cold_import_is_the_apps_own_counted_on_its_cosmos_client(
+    tmp_path: Path, cosmos_env: dict[str, str]
+) -> None:
+    """The app child answers one message through ``function_app.app`` itself (its start-up agents, its runtime built
+    on that request), with a counting transport; another checkout's package is built by that checkout's own hook."""
+    with read_only_packages(REPO) as (package, _, other):
+        env = record_dependencies(cosmos_env, package, tmp_path / "dependencies.json")
+        result, _ = _run_child("app", env, package)
+        assert (other / "function_app.py").is_file() and list(other.rglob("*.pyc"))
+
+    assert result["first_request"] > 0 and result["cosmos_requests"] >= 2
+    assert 40 < result["own_modules"] < result["modules"]
+
+
 def test_a_cold_start_that_writes_into_the_package_fails_the_measurement() -> None:
     with pytest.raises(RuntimeError, match="wrote to the read-only package"), read_only_packages() as (package, _):
         pyc = next(package.rglob("*.pyc"))
@@ -147,6 +162,17 @@ def test_the_report_lists_the_dataclass_methods_a_cold_start_compiles() -> None:
 
     without = render_report(Results(False, [1], [], {}, {}, [], COLD, 0.0, notes))
     assert "(`cosmos_history/precompiled.py`) | no precompiled file in the package | **not met** |" in without
+
+
+def test_the_report_sets_another_checkouts_cold_start_beside_this_ones() -> None:
+    before = Before("/tmp/main", 0.05, 0.08, 0.7, 0.045, 8, 88, 951)
+    report = "\n".join(cold_start_lines(replace(COLD, before=before, project_modules=72, modules_loaded=900)))
+
+    assert "Before (`/tmp/main`) and after, same run, interleaved:" in report
+    assert "| Project's own import (ms) | 50.0 | 40.0 |" in report
+    assert "| ... as a share of its dependencies' | 8.0% | 4.0% |" in report
+    assert "| Modules loaded (the project's) | 951 (88) | 900 (72) |" in report
+    assert "Before (" not in "\n".join(cold_start_lines(COLD))
 
 
 def _lat(*ms: float) -> Latencies:

@@ -169,6 +169,23 @@ def test_a_cold_import_from_the_package_runs_every_dataclass_method_precompiled(
     assert compiled == 0 and served > 200
 
 
+def test_modules_imported_on_first_use_run_their_dataclass_methods_precompiled_too(package: Path) -> None:
+    # The workflow subsystem and the other APIs load at their first request: the hook recorded their classes too.
+    lazy = ("cosmos_history.http.workflows", "cosmos_history.workflows.service", "cosmos_history.http.openai.handlers")
+    script = (
+        "import importlib, function_app, cosmos_history.precompiled as p; m = p.installed(); start = m.served\n"
+        f"for name in {lazy!r}: importlib.import_module(name)\n"
+        "print(start, m.served, m.compiled)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=package, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    at_start, served, compiled = map(int, done.stdout.split())
+    assert compiled == 0 and served > at_start
+
+
 def test_a_package_whose_app_cannot_be_imported_is_built_without_precompiled_methods(tmp_path: Path) -> None:
     (tmp_path / "function_app.py").write_text("raise ImportError('a requirement is missing here')\n")
 

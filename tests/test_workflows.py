@@ -22,7 +22,7 @@ import pytest
 from agent_framework import Agent
 
 from cosmos_history.adapters.memory_workflows import MemoryWorkflowRuns
-from cosmos_history.domain.errors import AgentsUnavailableError, StoreUnavailableError
+from cosmos_history.domain.errors import StoreUnavailableError
 from cosmos_history.domain.workflow_runs import PendingRequest, WorkflowRun
 from cosmos_history.domain.workflows import (
     WorkflowRequestConflictError,
@@ -36,7 +36,9 @@ from cosmos_history.settings import load_settings
 from cosmos_history.workflows.discovery import WorkflowLoadError, workflow_modules
 from devtools.devhost import running_host
 
+from .apphost import registered_functions
 from .conftest import ARTIFACTS
+from .http_calls import assert_problem, call, post_message, request
 
 ALICE = {"x-user-id": "workflow-alice"}
 BOB = {"x-user-id": "workflow-bob"}
@@ -258,22 +260,33 @@ def test_a_broken_workflow_module_is_a_start_up_error_naming_its_file(tmp_path: 
     assert "bad.py" in str(raised.value) and cause in str(raised.value)
 
 
-async def test_a_broken_workflow_module_makes_every_request_a_503_naming_it_as_a_broken_agent_does(tmp_path: Path):
+async def test_a_broken_workflow_module_makes_every_workflow_request_a_503_naming_it_while_turns_still_run(
+    tmp_path: Path, cosmos_env: dict[str, str]
+):
+    """The workflows are loaded at their first use, not at start-up (a cold start imports none of them): a broken
+    module then fails what needs the workflows, naming its file, as a broken agent fails every request."""
     package = f"broken_workflows_{uuid.uuid4().hex[:8]}"
     (tmp_path / package).mkdir()
     (tmp_path / package / "__init__.py").write_text("")
     (tmp_path / package / "bad.py").write_text("X = 1\n")
     sys.path.insert(0, str(tmp_path))
+    settings = load_settings({**cosmos_env, "MODEL_PROVIDER": "offline", "WORKFLOWS_PACKAGE": package})
+    lazy = LazyRuntime(settings, telemetry=False)
     try:
-        lazy = LazyRuntime(load_settings({"MODEL_PROVIDER": "offline", "WORKFLOWS_PACKAGE": package}), telemetry=False)
         loaded = lazy.load_agents()
-        with pytest.raises(AgentsUnavailableError) as raised:
-            await lazy.get()
+        functions = registered_functions(lazy)
+        listing = await call(functions, "list_workflows_route", request("GET", "/api/workflows"))
+        again = await call(functions, "list_workflows_route", request("GET", "/api/workflows"))
+        turn = await post_message(functions, f"wf-broken-{uuid.uuid4().hex[:8]}", "hello")
     finally:
         sys.path.remove(str(tmp_path))
+        await lazy.close()
 
-    assert loaded is False
-    assert "bad.py" in raised.value.detail and "create_workflow" in raised.value.detail
+    assert loaded is True
+    for status, _, response in (listing, again):
+        problem = assert_problem(status, response, 503)
+        assert "bad.py" in problem["detail"] and "create_workflow" in problem["detail"]
+    assert turn[0] == 200 and turn[1]["status"] == "completed"
 
 
 # --- over real sockets: local hosts running the queue, the local Cosmos DB and storage emulator ------------------

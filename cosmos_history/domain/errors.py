@@ -306,8 +306,9 @@ class StoreUnavailableError(ProblemError):
 
 class AgentsUnavailableError(ProblemError):
     """The app's agents could not be built at start-up (a broken agent module, a ``DEFAULT_AGENT`` that names
-    none): every request that needs them is refused as unavailable, with the cause, so a misconfigured deployment can be
-    diagnosed from outside. Retrying cannot mend it (no ``Retry-After``); it is logged once, at start-up."""
+    none), or its workflows at their first use: every request that needs them is refused as unavailable, with the
+    cause, so a misconfigured deployment can be diagnosed from outside. Retrying cannot mend it (no ``Retry-After``);
+    it is logged once, when the build failed."""
 
     kind = ErrorKind.UNAVAILABLE
     title = "Agents unavailable"

@@ -22,13 +22,11 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
-from cosmos_history.agents.catalog import Agents
-from cosmos_history.domain.background import BackgroundTurns
 from cosmos_history.domain.errors import (
     BadRequestError,
     PayloadTooLargeError,
@@ -38,13 +36,17 @@ from cosmos_history.domain.errors import (
 )
 from cosmos_history.domain.ports import ResponseLog, SessionRepository
 from cosmos_history.domain.records import ANONYMOUS_USER
-from cosmos_history.domain.service import Turns
-from cosmos_history.domain.workflows import WorkflowRuns
 from cosmos_history.http.bodies import parse_idempotency_key, parse_session_id
 from cosmos_history.http.responses import problem_response
 from cosmos_history.runtime import Runtime, RuntimeSource
 from cosmos_history.settings import Settings
 from cosmos_history.telemetry import request_context
+
+if TYPE_CHECKING:
+    from cosmos_history.agents.catalog import Agents
+    from cosmos_history.domain.background import BackgroundTurns
+    from cosmos_history.domain.service import Turns
+    from cosmos_history.domain.workflows import WorkflowRuns
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +67,17 @@ class Call:
     settings: Settings
     turns: Turns
     responses: ResponseLog | None = None
-    background: BackgroundTurns | None = None
-    workflows: WorkflowRuns | None = None
+    runtime: Runtime | None = None
+    """The runtime that served it, for the subsystems built on first use (background turns, workflows)."""
+
+    @property
+    def background(self) -> BackgroundTurns | None:
+        return self.runtime.background if self.runtime is not None else None
+
+    @property
+    def workflows(self) -> WorkflowRuns | None:
+        """The runtime's workflow runs (built now if this is their first use; raises if a workflow module is broken)."""
+        return self.runtime.workflows if self.runtime is not None else None
 
     def route(self, name: str) -> str:
         """A route parameter (the worker copies the host's route values into ``path_params``)."""
@@ -163,8 +174,7 @@ def make_call(req: Request, runtime: Runtime) -> Call:
         runtime.settings,
         runtime.turns,
         runtime.responses,
-        runtime.background,
-        runtime.workflows,
+        runtime,
     )
 
 

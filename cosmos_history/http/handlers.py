@@ -29,8 +29,6 @@ from cosmos_history.http.bodies import (
     parse_new_session,
 )
 from cosmos_history.http.calls import Call
-from cosmos_history.http.openapi import openapi_document
-from cosmos_history.http.page import chat_page_response
 from cosmos_history.http.responses import (
     agents_json,
     history_page_json,
@@ -133,9 +131,13 @@ async def health_route(call: Call) -> Response:
 
 
 async def openapi_route(req: Request) -> Response:
+    from cosmos_history.http.openapi import openapi_document  # on first use: a cold start does not need it
+
     return Response(openapi_document(), media_type="application/json", headers={"X-Content-Type-Options": "nosniff"})
 
 
 async def chat_page_route(req: Request) -> Response:
     """The chat page holds no data (it calls the API with the caller's own key or Easy Auth cookies)."""
+    from cosmos_history.http.page import chat_page_response  # on first use: a cold start does not need it
+
     return chat_page_response()

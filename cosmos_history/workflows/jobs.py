@@ -1,12 +1,24 @@
 """The queue functions of workflow runs: the worker that runs (or resumes) a run, and the one that ends a run
-whose job the queue gave up on (its poison queue) ``failed``."""
+whose job the queue gave up on (its poison queue) ``failed``.
+
+Registered at start-up, so this module imports nothing of the workflow subsystem: the runtime builds it at the
+first job or request that uses it (:attr:`cosmos_history.runtime.Runtime.workflows`).
+"""
 
 from __future__ import annotations
 
-from cosmos_history.domain.workflows import WorkflowRuns
+from typing import TYPE_CHECKING
+
 from cosmos_history.settings import Settings
 from cosmos_history.triggers import Job, QueueTrigger
-from cosmos_history.workflows.service import queue_name
+
+if TYPE_CHECKING:
+    from cosmos_history.domain.workflows import WorkflowRuns
+
+
+def queue_name(settings: Settings) -> str:
+    """The queue of workflow jobs, beside the background turns' (its poison queue: ``<name>-poison``)."""
+    return f"{settings.queue.name}-wf"
 
 
 def _runs(job: Job) -> WorkflowRuns:

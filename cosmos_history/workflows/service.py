@@ -13,11 +13,9 @@ from cosmos_history.domain.workflow_runs import WorkflowRunStore
 from cosmos_history.domain.workflows import WorkflowRuns
 from cosmos_history.settings import Settings
 from cosmos_history.workflows.discovery import WorkflowModule, workflow_modules
+from cosmos_history.workflows.jobs import queue_name
 
-
-def queue_name(settings: Settings) -> str:
-    """The queue of workflow jobs, beside the background turns' (its poison queue: ``<name>-poison``)."""
-    return f"{settings.queue.name}-wf"
+__all__ = ["agents_for_workflows", "discover", "queue_name", "workflow_runs"]
 
 
 def agents_for_workflows(agents: Agents) -> Mapping[str, Agent]:

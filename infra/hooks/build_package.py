@@ -8,8 +8,9 @@ and zip archives (2-second resolution) do not preserve. This hook therefore copi
 (the project minus ``.funcignore``) to ``.build/package`` (``dist`` in azure.yaml) and compiles it
 with ``--invalidation-mode unchecked-hash``: Python uses those files without looking at the source.
 
-The hook then imports the app once in the copy to record the methods ``@dataclass`` generates, which
-no ``.pyc`` can hold (``cosmos_history/precompiled.py``): a cold start then compiles none of those either.
+The hook then imports the app once in the copy, and every other module of ``cosmos_history`` (those a request
+imports on first use), to record the methods ``@dataclass`` generates, which no ``.pyc`` can hold
+(``cosmos_history/precompiled.py``): neither a cold start nor a first use then compiles any of those.
 That needs the app's requirements in the hook's interpreter (the project's virtual environment); without
 them the package is built without that file, as before, and the hook says so.
 
@@ -109,8 +110,9 @@ def copy_sources(root: Path, output: Path) -> None:
     shutil.copytree(root, output, ignore=skip, symlinks=False)
 
 
-#: Run in the package: import the app as the worker does, recording every dataclass method source.
-RECORD_DATACLASSES = "import function_app, cosmos_history.precompiled as p; print(p.save())"
+#: Run in the package: import the app as the worker does, then the modules it imports on first use, recording every
+#: dataclass method source.
+RECORD_DATACLASSES = "import function_app, cosmos_history.precompiled as p; p.import_all(); print(p.save())"
 RECORD_ENV = "COSMOS_HISTORY_RECORD_DATACLASSES"  # cosmos_history.precompiled.RECORD_ENV
 
 

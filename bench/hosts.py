@@ -19,6 +19,8 @@ import httpx
 from devtools.devhost import host_process
 from devtools.local_cosmos import EMULATOR_KEY, free_port, local_cosmos, stop_process
 
+from .cpu import cpu_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -90,12 +92,8 @@ class Host:
     pid: int
 
     def cpu_seconds(self) -> float:
-        """CPU time the process's threads have run so far (the kernel's per-thread run time, in nanoseconds)."""
-        total = 0
-        for task in Path(f"/proc/{self.pid}/task").iterdir():
-            with suppress(OSError):  # a thread that just ended
-                total += int((task / "schedstat").read_text().split()[0])
-        return total / 1e9
+        """CPU time the process (all its threads) has used so far."""
+        return cpu_seconds(self.pid)
 
 
 @contextmanager

@@ -21,21 +21,18 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from devtools.local_cosmos import EMULATOR_DIR, EMULATOR_KEY, free_port, node_server, stop_process
+from devtools.local_cosmos import EMULATOR_DIR, EMULATOR_KEY, free_port, node_server
 
 from .cpu import CpuMeter, CpuShare, pid_listening
-from .hosts import ARTIFACTS, app_hosts
+from .hosts import ARTIFACTS, app_hosts, checkout_host
 from .inprocess import Variant, new_session_id
 from .loadclient import CLIENTS, LoadClient
 from .measure import ThroughputRow, merged, post_turn, run_load
@@ -51,33 +48,6 @@ class Setup:
 
 
 Key = tuple[str, LoadClient, Variant, int]
-
-
-@contextmanager
-def checkout_host(checkout: Path, env: dict[str, str]) -> Iterator[str]:
-    """The benchmark app's host run from another checkout (its code, this run's environment); yields its URL."""
-    port = free_port()
-    command = [sys.executable, "-m", "devtools.devhost", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--app", "bench.bench_app"],
-        cwd=checkout,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | env | {"PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 120
-        while process.poll() is None and time.monotonic() < deadline:
-            with suppress(httpx.TransportError):
-                if httpx.get(f"{base}/health", timeout=30).status_code == 200:
-                    break
-            time.sleep(0.2)
-        else:
-            raise RuntimeError(f"the host in {checkout} did not become healthy (exit code {process.poll()})")
-        yield base
-    finally:
-        stop_process(process, grace=15)
 
 
 @contextmanager
@@ -182,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             name = f"{directory.parent.name}" if len(args.standins) > 1 else "this"
             setups.append(Setup(name, {"local": backend, "service": backend, "provider": provider}, cosmos))
             if index == 0 and args.before is not None:
-                before = stack.enter_context(checkout_host(args.before, env))
+                before = stack.enter_context(checkout_host(args.before, env, app="bench.bench_app")).base
                 setups.append(Setup("before", {"local": before, "service": before, "provider": provider}, cosmos))
         results, cpu = asyncio.run(run(setups, clients, concurrencies, args.total, args.rounds))
     print("CPU ms per turn of the host, the stand-in and the load generator; bound/s = turns/s at the host's CPU")

@@ -21,7 +21,7 @@ from azure.cosmos.aio import ContainerProxy
 
 from cosmos_history.adapters.cosmos import items
 from cosmos_history.adapters.cosmos import items as _items
-from cosmos_history.adapters.cosmos.archive import CosmosArchive
+from cosmos_history.adapters.cosmos.archive import CosmosArchive, RecentChunks
 from cosmos_history.adapters.cosmos.client import container_missing, response_size, store_errors, written_etag
 from cosmos_history.adapters.cosmos.commit import commit_batch, fits_in_batch, session_write_errors
 from cosmos_history.domain.archive import json_size, serialized_message_sizes
@@ -60,11 +60,12 @@ class CosmosSessions:
         *,
         user_id: str = ANONYMOUS_USER,
         ttl_seconds: int | None = None,
+        recent: RecentChunks | None = None,
     ) -> None:
         self.container = container
         self.user_id = user_id
         self.ttl_seconds = ttl_seconds
-        self.archive = CosmosArchive(container, ttl_seconds=ttl_seconds)
+        self.archive = CosmosArchive(container, ttl_seconds=ttl_seconds, recent=recent)
         self.commits_chunks = True
         """A turn's new archive chunks go into its commit batch: no write of their own (:meth:`save`)."""
 
@@ -75,7 +76,7 @@ class CosmosSessions:
 
     def for_user(self, user_id: str) -> CosmosSessions:
         """The same sessions (container, retention) acting for ``user_id``."""
-        return CosmosSessions(self.container, user_id=user_id, ttl_seconds=self.ttl_seconds)
+        return CosmosSessions(self.container, user_id=user_id, ttl_seconds=self.ttl_seconds, recent=self.archive.recent)
 
     async def load(self, session_id: str) -> SessionRecord | None:
         """Point-read the caller's session (one round trip, in the partition ``[user, session]``);
@@ -120,7 +121,8 @@ class CosmosSessions:
             raise SessionNotFoundError()
         document = self._document(record)
         pending, record.pending_chunks = record.pending_chunks, []
-        chunks = [_items.archive_chunk(record, chunk, messages, self.ttl_seconds) for chunk, messages in pending]
+        created = [_items.archive_chunk(record, chunk, messages, self.ttl_seconds) for chunk, messages in pending]
+        chunks = created
         if not items or not fits_in_batch(chunks):  # written first, invisible until this document lists them
             for chunk_item in chunks:
                 with store_errors():
@@ -142,6 +144,7 @@ class CosmosSessions:
                     no_response=True,
                 )
                 stored_etag = written_etag(stored)
+        self.archive.recent.remember(self.user_id, created)
         return replace(record, etag=stored_etag, loaded_bytes=None, loaded_messages=0)
 
     def _document(self, record: SessionRecord) -> dict[str, Any]:

@@ -129,5 +129,10 @@ def test_only_plain_json_skips_the_walk_and_the_callers_extra_body_wins():
     assert sent == {
         "include": ("reasoning.encrypted_content",),
         "extra_headers": {"x-h": "1"},
-        "extra_body": {"model": "m", "store": True, "metadata": {"a": "b"}, "input": [{"role": "user", "content": "hi"}]},
+        "extra_body": {
+            "model": "m",
+            "store": True,
+            "metadata": {"a": "b"},
+            "input": [{"role": "user", "content": "hi"}],
+        },
     }

@@ -18,15 +18,22 @@ the SDK as ``extra_body``, which it merges into the same JSON body with its own 
 still goes through the walk. Options that are not body fields (``extra_headers``, ``timeout``...) stay, and
 so does Chat Completions' ``model``, which the Azure client reads to build the deployment's URL. The body
 sent is the stock clients' (``tests/test_openai_json.py``).
+
+Both clients also say when a request has gone out whole (:func:`~cosmos_history.domain.events.model_request_sent`,
+from a request hook of the SDK's HTTP client that watches the body's stream end): a streamed turn writes its
+record then, so that the write's CPU does not delay the model request (:mod:`cosmos_history.domain.event_log`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+import httpx2
 from agent_framework import Message
 from agent_framework_openai import OpenAIChatClient, OpenAIChatCompletionClient
+
+from cosmos_history.domain.events import SIGNALS_REQUEST_SENT, model_request_sent
 
 REQUEST_OPTIONS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout", "stream"})
 """Arguments of the SDK's ``create`` that are not fields of the request body."""
@@ -68,9 +75,45 @@ def as_extra_body(
     return run_options
 
 
+class _SignalledBody(httpx2.AsyncByteStream):
+    """A request's body stream that calls :func:`model_request_sent` once the transport has taken all of it."""
+
+    def __init__(self, stream: httpx2.AsyncByteStream) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+        model_request_sent()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def _signal_when_sent(request: httpx2.Request) -> None:
+    if isinstance(request.stream, httpx2.AsyncByteStream):
+        request.stream = _SignalledBody(request.stream)
+    else:  # a body this hook cannot watch: say so now, before it is sent, as turns did before the signal
+        model_request_sent()
+
+
+def signal_requests_sent(client: Any) -> None:
+    """Install the request hook on ``client``'s SDK HTTP client, and say so (see the module docstring); an SDK
+    whose HTTP client cannot take it leaves the client as it was (its turns write their records as they start)."""
+    http = getattr(getattr(client, "client", None), "_client", None)
+    hooks = http.event_hooks if isinstance(http, httpx2.AsyncClient) else None
+    if isinstance(hooks, dict) and isinstance(hooks.get("request"), list):
+        hooks["request"].append(_signal_when_sent)
+        setattr(client, SIGNALS_REQUEST_SENT, True)
+
+
 class ResponsesClient(OpenAIChatClient):  # type: ignore[misc]
     """``OpenAIChatClient`` (Responses API) sending its body without the SDK's type walk (except for structured
     output, which the framework streams through the SDK's ``responses.stream`` helper)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        signal_requests_sent(self)
 
     async def _prepare_options(self, messages: Sequence[Message], options: Mapping[str, Any]) -> dict[str, Any]:
         run_options = await super()._prepare_options(messages, options)
@@ -81,6 +124,10 @@ class ChatCompletionsClient(OpenAIChatCompletionClient):  # type: ignore[misc]
     """``OpenAIChatCompletionClient`` sending its body without the SDK's type walk (the SDK requires
     ``messages``, so an empty list stands in for it and the body's ``messages`` replaces it; ``model`` stays,
     for the Azure client's deployment URL)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        signal_requests_sent(self)
 
     def _prepare_options(self, messages: Sequence[Message], options: Mapping[str, Any]) -> dict[str, Any]:
         run_options = super()._prepare_options(messages, options)

@@ -136,3 +136,20 @@ def test_only_plain_json_skips_the_walk_and_the_callers_extra_body_wins():
             "input": [{"role": "user", "content": "hi"}],
         },
     }
+
+
+async def test_the_clients_say_when_each_request_has_gone_out_whole(fake_model: FakeOpenAI):
+    """What a streamed turn waits for before writing its record (cosmos_history.domain.event_log)."""
+    from cosmos_history.domain.events import SIGNALS_REQUEST_SENT, when_model_request_sent
+
+    options = {"model": "m", "api_key": "unused", "base_url": fake_model.base_url}
+    received: list[int] = []
+    when_model_request_sent(lambda: received.append(len(fake_model.requests)))
+    before = len(fake_model.requests)
+
+    await sent_body(fake_model, ResponsesClient(**options), stream=True)
+    await sent_body(fake_model, ChatCompletionsClient(**options), stream=False)
+
+    assert len(received) == 2 and received[0] <= before + 1  # once per request, before the next one
+    assert getattr(ResponsesClient(**options), SIGNALS_REQUEST_SENT) is True
+    assert getattr(OpenAIChatClient(**options), SIGNALS_REQUEST_SENT, False) is False  # the stock client: no signal

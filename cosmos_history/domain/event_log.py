@@ -10,6 +10,10 @@ batch write per beat that has new events, one record read per beat (see the READ
 The first record write goes out alongside the model call instead of before it (it would otherwise add a
 Cosmos DB round trip to the time to first token): the turn's stream, and so its address, goes out only once
 the record is stored (:meth:`TurnRecorder.stored`), and a write that fails fails the turn before its stream.
+Where the model client says when its request has gone out (``TurnStarted.request_signalled``: the app's OpenAI
+clients), the write starts then, not as the turn starts: its CPU (the Cosmos DB SDK's request, 1-2 ms) ran
+between the model request's headers and its body, and the model started later by as much. It starts anyway
+with the model's first update, or as the turn ends, if no signal came before.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from cosmos_history.domain.events import (
     TurnFailed,
     TurnStarted,
     shown,
+    when_model_request_sent,
 )
 from cosmos_history.domain.turn_records import EventBatch, StoredEvent, TurnLog, TurnRecord, error_fields
 
@@ -86,6 +91,8 @@ class TurnRecorder:
         self._seq = 0
         self._stop = asyncio.Event()
         self._beats: asyncio.Task[None] | None = None
+        self._unwritten: TurnRecord | None = None
+        """The record made as the turn started, until its first write starts (see the module docstring)."""
         self._writing: asyncio.Task[BaseException | None] | None = None
 
     @property
@@ -96,6 +103,7 @@ class TurnRecorder:
         if isinstance(event, TurnStarted):
             self._start(event)
             return
+        self._write_record()  # the model answered, or the turn ended, before its request was signalled
         if self._writing is not None and not self._writing.done():
             await asyncio.wait([self._writing])  # events follow their record (a failed write: see stored())
         if self._record is None or not shown(event):
@@ -110,6 +118,7 @@ class TurnRecorder:
     async def stored(self) -> None:
         """Wait until the turn's record is stored, so the turn is addressable (and cancellable) from any
         instance before its stream starts; raises what storing it raised."""
+        self._write_record()
         if self._writing is not None and (error := await asyncio.shield(self._writing)) is not None:
             raise error
 
@@ -132,7 +141,17 @@ class TurnRecorder:
                 streamed=True,
                 deadline=deadline,
             )
-        self._writing = asyncio.create_task(self._write_first(record), name="turn record")
+        self._unwritten = record
+        if event.request_signalled:
+            when_model_request_sent(self._write_record)
+        else:
+            self._write_record()
+
+    def _write_record(self) -> None:
+        """Start the record's first write, unless it started already (or the turn made no record)."""
+        if self._unwritten is not None:
+            record, self._unwritten = self._unwritten, None
+            self._writing = asyncio.create_task(self._write_first(record), name="turn record")
 
     async def _write_first(self, record: TurnRecord) -> BaseException | None:
         """The record's first write; its error is returned, for :meth:`stored` to raise in the turn."""

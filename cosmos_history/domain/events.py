@@ -7,7 +7,8 @@ read the same events; a durable event log is one more sink (:class:`Fanout`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,6 +25,25 @@ class TurnStarted:
     mode: str
     agent: str | None
     replayed: bool = False
+    request_signalled: bool = False
+    """The turn's model client calls :func:`model_request_sent` once its request has gone out."""
+
+
+SIGNALS_REQUEST_SENT = "signals_request_sent"
+"""The attribute by which a chat client says it calls :func:`model_request_sent` (``True``)."""
+_on_request_sent: ContextVar[Callable[[], None] | None] = ContextVar("on_model_request_sent", default=None)
+
+
+def when_model_request_sent(callback: Callable[[], None]) -> None:
+    """Have ``callback`` called once the running turn's model request has gone out (this task's, from now on)."""
+    _on_request_sent.set(callback)
+
+
+def model_request_sent() -> None:
+    """Called by a model client once a request of the running turn has been sent whole (its body written)."""
+    callback = _on_request_sent.get()
+    if callback is not None:
+        callback()
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from cosmos_history.domain.errors import (
     SessionNotFoundError,
     TurnNotReachedError,
 )
-from cosmos_history.domain.events import EventSink, ModelAnswering, TextDelta, TurnStarted
+from cosmos_history.domain.events import SIGNALS_REQUEST_SENT, EventSink, ModelAnswering, TextDelta, TurnStarted
 from cosmos_history.domain.heartbeat import Pause, keep_renewed
 from cosmos_history.domain.model_errors import model_call_error
 from cosmos_history.domain.policy import HistoryPolicy
@@ -114,7 +114,9 @@ async def execute_turn(
     try:
         if sink is not None:
             record = turn.record
-            await sink.publish(TurnStarted(record.id, record.turns + 1, record.mode, record.agent))
+            signalled = getattr(turn.agent.client, SIGNALS_REQUEST_SENT, False) is True
+            started = TurnStarted(record.id, record.turns + 1, record.mode, record.agent, request_signalled=signalled)
+            await sink.publish(started)
         with telemetry.phase("model"):
             async with turn.holding_lease(), asyncio.timeout(guards.model_timeout_seconds):
                 with working:

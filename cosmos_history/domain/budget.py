@@ -154,10 +154,8 @@ def _clearly_within_budget(record: SessionRecord, max_bytes: int, max_messages: 
 
 def _history_sizes(record: SessionRecord, messages: list[Message]) -> list[int]:
     """Each history message's bytes in the document about to be written: a loaded, unchanged message's stored
-    form (written as it was read), any other message as the framework serializes it."""
+    form (written as it was read, measured once), any other message as the framework serializes it."""
     forms = record.stored_forms
-    sizes = []
-    for message in messages:
-        form = forms.form_of(message) if forms else None
-        sizes.append(json_size(form if form is not None else message.to_dict()))
-    return sizes
+    if forms is None:
+        return [json_size(message.to_dict()) for message in messages]
+    return [forms.size_of(message) for message in messages]

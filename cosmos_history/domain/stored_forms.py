@@ -11,6 +11,11 @@ What this relies on: a stored form is what ``to_dict()`` gives for the message r
 serialization is a fixed point over a JSON round trip; ``tests/test_stored_forms.py`` checks it for every kind of
 content a turn stores). A form written by an older framework version is written back as it was read, unchanged,
 as long as its message is.
+
+The same check decides what a commit may leave behind for the next turn (:class:`Window`, kept by
+:class:`~.kept_windows.KeptWindows`): the messages it wrote in their stored form, still as restored from it, are
+exactly what restoring that form again would give, so :func:`restore` takes them back instead of deserializing
+them; the others are restored from the document as any load restores them.
 """
 
 from __future__ import annotations
@@ -21,17 +26,45 @@ from typing import Any
 
 from agent_framework import AgentSession, InMemoryHistoryProvider, Message
 
+from cosmos_history.domain.archive import history_messages, json_size
 from cosmos_history.domain.message_keys import message_key
 
 HISTORY = InMemoryHistoryProvider.DEFAULT_SOURCE_ID
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Loaded:
     message: Message
     """Held, so that its ``id`` cannot be reused by another object while the record lives."""
     key: bytes
     form: dict[str, Any]
+    size: int | None = None
+    """``json_size(form)``, once measured (a message keeps it for as long as it is written unchanged)."""
+
+    def measured(self) -> int:
+        if self.size is None:
+            self.size = json_size(self.form)
+        return self.size
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A history message a commit wrote in the form it was restored from, unchanged: what restoring it gives."""
+
+    message: Message
+    key: bytes
+    size: int
+
+
+@dataclass(frozen=True)
+class Window:
+    """The history a commit wrote, as the next turn may take it back: each message written unchanged in its
+    stored form (:class:`Kept`), or ``None`` for one serialized afresh (restored from the document, as any load
+    restores it)."""
+
+    kept: tuple[Kept | None, ...]
+    size: int
+    """Bytes of the kept messages' stored forms (the window's memory is some multiple of it)."""
 
 
 @dataclass
@@ -41,22 +74,37 @@ class StoredForms:
     loaded: dict[int, _Loaded] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, messages: Sequence[Message], forms: Sequence[Any]) -> StoredForms:
-        """The forms of ``messages``, restored in order from ``forms`` (messages without a fingerprint are left out)."""
+    def of(cls, messages: Sequence[Message], forms: Sequence[Any], window: Window | None = None) -> StoredForms:
+        """The forms of ``messages``, restored in order from ``forms`` (messages without a fingerprint are left out);
+        with the ``window`` they were taken back from, the kept ones keep their fingerprint and size."""
         loaded = {}
-        if len(messages) == len(forms):
-            for message, form in zip(messages, forms, strict=True):
+        kept: Sequence[Kept | None] = window.kept if window is not None else [None] * len(forms)
+        if len(messages) == len(forms) == len(kept):
+            for message, form, known in zip(messages, forms, kept, strict=True):
+                if known is not None and known.message is message and isinstance(form, dict):
+                    loaded[id(message)] = _Loaded(message, known.key, form, known.size)
+                    continue
                 key = message_key(message) if isinstance(form, dict) else None
                 if key is not None:
                     loaded[id(message)] = _Loaded(message, key, form)
         return cls(loaded)
 
-    def form_of(self, message: Message) -> dict[str, Any] | None:
-        """The stored form of ``message`` if it is a loaded message still as it was loaded, else ``None``."""
+    def _entry(self, message: Message) -> _Loaded | None:
         entry = self.loaded.get(id(message))
         if entry is None or entry.message is not message or message_key(message) != entry.key:
             return None
-        return entry.form
+        return entry
+
+    def form_of(self, message: Message) -> dict[str, Any] | None:
+        """The stored form of ``message`` if it is a loaded message still as it was loaded, else ``None``."""
+        entry = self._entry(message)
+        return entry.form if entry is not None else None
+
+    def size_of(self, message: Message) -> int:
+        """Bytes of ``message`` in the document a save writes: its stored form's if it is a loaded message still as
+        it was loaded (measured once), else the framework's serialization of it."""
+        entry = self._entry(message) if type(message) is Message else None
+        return entry.measured() if entry is not None else json_size(message.to_dict())
 
     def form_ids(self) -> set[int]:
         """The ids of the stored forms (values read from a stored document: JSON, checked before they were written)."""
@@ -75,18 +123,43 @@ def history_forms(session: dict[str, Any]) -> list[Any]:
 
 def session_dict(session: AgentSession, forms: StoredForms | None) -> dict[str, Any]:
     """``session.to_dict()``, with each loaded, unchanged history message in the form it was stored in."""
+    return written(session, forms)[0]
+
+
+def written(session: AgentSession, forms: StoredForms | None) -> tuple[dict[str, Any], Window | None]:
+    """:func:`session_dict`, and the :class:`Window` a commit of it leaves for the next turn (``None``: no history,
+    or a session the framework serializes on its own)."""
     history = session.state.get(HISTORY)
     messages = history.get("messages") if isinstance(history, dict) else None
-    if not forms or type(session) is not AgentSession or not isinstance(messages, list):
-        return session.to_dict()
-    reused = [forms.form_of(message) if type(message) is Message else None for message in messages]
-    if all(form is None for form in reused):
-        return session.to_dict()
+    if type(session) is not AgentSession or not isinstance(messages, list) or not messages:
+        return session.to_dict(), None
+    reused = [forms._entry(message) if forms and type(message) is Message else None for message in messages]
+    if all(entry is None for entry in reused):
+        return session.to_dict(), None
     assert isinstance(history, dict)
-    fresh = [message for message, form in zip(messages, reused, strict=True) if form is None]
+    fresh = [message for message, entry in zip(messages, reused, strict=True) if entry is None]
     shadow = AgentSession(session_id=session.session_id, service_session_id=session.service_session_id)
     shadow.state = {**session.state, HISTORY: {**history, "messages": fresh}}
     data = shadow.to_dict()
     serialized = iter(data["state"][HISTORY]["messages"])
-    data["state"][HISTORY]["messages"] = [form if form is not None else next(serialized) for form in reused]
-    return data
+    data["state"][HISTORY]["messages"] = [entry.form if entry else next(serialized) for entry in reused]
+    kept = tuple(Kept(entry.message, entry.key, entry.measured()) if entry else None for entry in reused)
+    return data, Window(kept, sum(k.size for k in kept if k is not None))
+
+
+def restore(data: dict[str, Any], window: Window | None = None) -> tuple[AgentSession, StoredForms | None]:
+    """``AgentSession.from_dict(data)`` and its history's stored forms; with the ``window`` the commit that wrote
+    ``data`` left (the caller vouches for that: same document version), its kept messages are taken back in place
+    of restoring them. A window that does not match the document's history is ignored."""
+    forms = history_forms(data)
+    if window is None or not forms or len(window.kept) != len(forms):
+        session = AgentSession.from_dict(data)
+        messages = history_messages(session.state)
+        return session, (StoredForms.of(messages, forms) if messages else None)
+    state = data["state"]
+    fresh = [form for form, kept in zip(forms, window.kept, strict=True) if kept is None]
+    session = AgentSession.from_dict({**data, "state": {**state, HISTORY: {**state[HISTORY], "messages": fresh}}})
+    restored = iter(session.state[HISTORY]["messages"])
+    messages = [kept.message if kept is not None else next(restored) for kept in window.kept]
+    session.state[HISTORY]["messages"] = messages
+    return session, StoredForms.of(messages, forms, window)

@@ -59,7 +59,7 @@ class CosmosTurnLease:
         self.seconds = seconds
         self.ttl_seconds = ttl_seconds
         self._clock = clock
-        self._windows = windows
+        self.windows = windows
 
     @property
     def renew_every(self) -> float:
@@ -142,7 +142,7 @@ class CosmosTurnLease:
 
     async def _claimed(self, partition: str, user_id: str, holder: str, results: Any) -> LeaseClaim:
         document = results[0]["resourceBody"]
-        kept = self._windows.take((user_id, partition), document.get("_etag")) if self._windows is not None else None
+        kept = self.windows.take((user_id, partition), document.get("_etag")) if self.windows is not None else None
         try:
             record = items.owned_record(document, user_id, size=response_size(results), window=kept)
         except SessionNotFoundError:

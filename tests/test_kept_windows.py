@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from agent_framework import AgentSession, ContextProvider, SessionContext
+from agent_framework import AgentSession, ContextProvider, Message, SessionContext
 from azure.cosmos.aio import ContainerProxy
 
 from cosmos_history import build_agents, load_settings, run_turn
@@ -23,7 +23,7 @@ from cosmos_history.domain.errors import ModelCallError, SessionConflictError, T
 from cosmos_history.domain.kept_windows import KeptWindows, SessionKey
 from cosmos_history.domain.message_keys import message_key
 from cosmos_history.domain.records import SessionRecord
-from cosmos_history.domain.stored_forms import Kept, Window, session_dict
+from cosmos_history.domain.stored_forms import Kept, Window, restore, session_dict, written
 from cosmos_history.domain.turn import TurnGuards
 from cosmos_history.runtime import history_policy
 
@@ -298,3 +298,27 @@ def test_no_bytes_keeps_nothing():
     windows = KeptWindows(max_bytes=0)
     windows.keep(("u", "s"), "v", window(1))
     assert len(windows) == 0
+
+
+def test_a_kept_message_changed_after_its_commit_is_restored_from_the_document():
+    data = json.loads(json.dumps(seeded_session()))
+    session, forms = restore(data)
+    session.state["in_memory"]["messages"].append(Message(role="user", contents=["new"]))
+    document, kept = written(session, forms)
+    assert kept is not None
+    first = kept.kept[0]
+    assert first is not None
+    first.message.contents[0].text = "changed after the commit"  # by code that still held it
+
+    taken, taken_forms = restore(json.loads(json.dumps(document)), kept)
+
+    messages = taken.state["in_memory"]["messages"]
+    assert messages[0] is not first.message and messages[0].text == "Où est Lisbonne ? 🇵🇹"
+    assert [m is k.message for m, k in zip(messages[1:], kept.kept[1:6], strict=False)] == [True] * 5
+    assert json.dumps(session_dict(taken, taken_forms)) == json.dumps(taken.to_dict())
+
+
+def seeded_session() -> dict[str, Any]:
+    session = AgentSession(session_id="s")
+    session.state["in_memory"] = {"messages": every_kind_of_message()}
+    return session.to_dict()

@@ -156,6 +156,8 @@ def restore(data: dict[str, Any], window: Window | None = None) -> tuple[AgentSe
         session = AgentSession.from_dict(data)
         messages = history_messages(session.state)
         return session, (StoredForms.of(messages, forms) if messages else None)
+    # Identity is never trusted alone: a kept message changed since its commit is restored from its form instead.
+    window = Window(tuple(k if k is not None and message_key(k.message) == k.key else None for k in window.kept), 0)
     state = data["state"]
     fresh = [form for form, kept in zip(forms, window.kept, strict=True) if kept is None]
     session = AgentSession.from_dict({**data, "state": {**state, HISTORY: {**state[HISTORY], "messages": fresh}}})

@@ -203,6 +203,8 @@ class CosmosSessions:
         if record is None:
             return False
         partition = items.item_id(session_id)
+        if self.windows is not None:
+            self.windows.take((self.user_id, partition), None)  # dropped: no version of it will be read again
         key = items.partition_key(self.user_id, partition)
         with store_errors():
             query = self.container.query_items(

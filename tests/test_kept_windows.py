@@ -268,7 +268,7 @@ def test_a_window_is_taken_once_and_only_for_its_own_version():
     windows.keep(("u", "s"), "v2", kept)
     assert windows.take(("u", "s"), "v2") is kept
     assert windows.take(("u", "s"), "v2") is None
-    assert (len(windows), windows.stored_bytes) == (0, 0)
+    assert (len(windows), windows.memory_bytes) == (0, 0)
 
 
 def test_a_session_keeps_only_its_newest_window():
@@ -276,11 +276,11 @@ def test_a_session_keeps_only_its_newest_window():
     windows.keep(("u", "s"), "v1", window(10))
     windows.keep(("u", "s"), "v2", window(20))
 
-    assert (len(windows), windows.stored_bytes) == (1, 20)
+    assert (len(windows), windows.memory_bytes) == (1, 20)
     assert windows.take(("u", "s"), "v1") is None
 
 
-def test_windows_are_bounded_by_count_and_by_stored_bytes_the_least_recently_kept_going_first():
+def test_windows_are_bounded_by_count_and_by_memory_the_least_recently_kept_going_first():
     windows = KeptWindows(max_bytes=100, max_windows=3)
     for n in range(4):
         windows.keep(("u", f"s{n}"), "v", window(10))
@@ -288,7 +288,7 @@ def test_windows_are_bounded_by_count_and_by_stored_bytes_the_least_recently_kep
     assert windows.take(("u", "s0"), "v") is None
 
     windows.keep(("u", "big"), "v", window(90))
-    assert windows.stored_bytes <= 100
+    assert windows.memory_bytes <= 100
     assert windows.take(("u", "big"), "v") is not None
     windows.keep(("u", "huge"), "v", window(101))
     assert windows.take(("u", "huge"), "v") is None, "a window over the whole bound is not kept"

@@ -18,8 +18,9 @@ Why this is safe:
 - It holds only messages written unchanged in the form they were restored from (fingerprint-checked at the
   save), so each is what restoring that form gives; the rest are restored from the document.
 
-Bounded by a count and by the bytes of the kept messages' stored forms (the oldest taken out first), so memory
-stays flat however many sessions an instance serves; ``max_bytes=0`` turns it off.
+Bounded by a count and by the kept messages' memory (estimated by :func:`~.stored_forms.memory_of`; the least
+recently kept dropped first), so memory stays flat however many sessions an instance serves; ``max_bytes=0`` turns
+it off.
 """
 
 from __future__ import annotations
@@ -31,13 +32,9 @@ from cosmos_history.domain.stored_forms import Window
 SessionKey = tuple[str, str]
 """A session: the user's id and the session's store key."""
 
-MEMORY_PER_STORED_BYTE = 6
-"""About how much memory a kept window takes per byte of its stored forms (messages and contents as objects,
-their fingerprints), measured on the benchmark's windows; :attr:`KeptWindows.max_bytes` counts stored bytes."""
-
 
 class KeptWindows:
-    """At most ``max_windows`` windows (one per session: its newest version) of at most ``max_bytes`` stored bytes
+    """At most ``max_windows`` windows (one per session: its newest version) holding at most ``max_bytes`` of memory
     together, the least recently kept dropped first."""
 
     def __init__(self, *, max_bytes: int, max_windows: int = 256) -> None:
@@ -72,7 +69,8 @@ class KeptWindows:
         return kept
 
     @property
-    def stored_bytes(self) -> int:
+    def memory_bytes(self) -> int:
+        """The kept windows' memory, estimated."""
         return self._bytes
 
     def __len__(self) -> int:

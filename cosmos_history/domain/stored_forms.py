@@ -20,6 +20,7 @@ them; the others are restored from the document as any load restores them.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,9 +70,12 @@ class Window:
 
 @dataclass
 class StoredForms:
-    """The loaded history messages' stored forms, by the identity of the message restored from each."""
+    """The loaded history messages' stored forms, by the identity of the message restored from each; and, for one
+    save, what it found out about the history it writes (each message fingerprinted and serialized once)."""
 
     loaded: dict[int, _Loaded] = field(default_factory=dict)
+    _checked: tuple[list[Message], list[_Loaded | None]] | None = field(default=None, repr=False)
+    _fresh: dict[int, tuple[Message, bytes, Any]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, messages: Sequence[Message], forms: Sequence[Any], window: Window | None = None) -> StoredForms:
@@ -90,7 +94,7 @@ class StoredForms:
         return cls(loaded)
 
     def _entry(self, message: Message) -> _Loaded | None:
-        entry = self.loaded.get(id(message))
+        entry = self.loaded.get(id(message)) if type(message) is Message else None
         if entry is None or entry.message is not message or message_key(message) != entry.key:
             return None
         return entry
@@ -100,11 +104,44 @@ class StoredForms:
         entry = self._entry(message)
         return entry.form if entry is not None else None
 
-    def size_of(self, message: Message) -> int:
-        """Bytes of ``message`` in the document a save writes: its stored form's if it is a loaded message still as
-        it was loaded (measured once), else the framework's serialization of it."""
-        entry = self._entry(message) if type(message) is Message else None
-        return entry.measured() if entry is not None else json_size(message.to_dict())
+    def sizes(self, messages: Sequence[Message]) -> list[int]:
+        """Bytes of each of ``messages`` in the document a save writes: a loaded message's still as it was loaded is
+        its stored form's (measured once), any other's is its serialized form's (:meth:`fresh_forms`).
+
+        Each message is fingerprinted once for the save: the document it writes (:func:`written`) takes these same
+        answers when its history is still the very same messages. The budget measures and the save builds the
+        document in one step of the domain, with no other code in between (a history that changed meanwhile, by
+        archiving, say, is checked anew)."""
+        entries = [self._entry(message) for message in messages]
+        self._checked = (list(messages), entries)
+        fresh = iter(self.fresh_forms([m for m, entry in zip(messages, entries, strict=True) if entry is None]))
+        return [entry.measured() if entry is not None else json_size(next(fresh)) for entry in entries]
+
+    def checked(self, messages: Sequence[Message]) -> list[_Loaded | None]:
+        """The entry of each of ``messages`` still as it was loaded (``None`` for the others): :meth:`sizes`' answers
+        when they were for these very messages (taken: used once), else fingerprinted now."""
+        answers, self._checked = self._checked, None
+        if answers is not None and len(answers[0]) == len(messages) and all(map(operator.is_, answers[0], messages)):
+            return answers[1]
+        return [self._entry(message) for message in messages]
+
+    def fresh_forms(self, messages: Sequence[Message]) -> list[Any]:
+        """Each message serialized as ``AgentSession.to_dict()`` writes it into the history, made once: a form made
+        earlier in this save is reused while the message's fingerprint is the one it was made from."""
+        keys = [message_key(message) for message in messages]
+        forms = [self._made(message, key) for message, key in zip(messages, keys, strict=True)]
+        missing = [message for message, form in zip(messages, forms, strict=True) if form is None]
+        if missing:
+            made = iter(_serialized(missing))
+            forms = [form if form is not None else next(made) for form in forms]
+            for message, key, form in zip(messages, keys, forms, strict=True):
+                if key is not None:
+                    self._fresh[id(message)] = (message, key, form)
+        return forms
+
+    def _made(self, message: Message, key: bytes | None) -> Any:
+        made = self._fresh.get(id(message)) if key is not None else None
+        return made[2] if made is not None and made[0] is message and made[1] == key else None
 
     def form_ids(self) -> set[int]:
         """The ids of the stored forms (values read from a stored document: JSON, checked before they were written)."""
@@ -112,6 +149,13 @@ class StoredForms:
 
     def __len__(self) -> int:
         return len(self.loaded)
+
+
+def _serialized(messages: list[Message]) -> list[Any]:
+    """``messages`` as ``AgentSession.to_dict()`` serializes them in a history."""
+    shadow = AgentSession(session_id="forms")
+    shadow.state = {HISTORY: {"messages": messages}}
+    return shadow.to_dict()["state"][HISTORY]["messages"]  # type: ignore[no-any-return]
 
 
 def history_forms(session: dict[str, Any]) -> list[Any]:
@@ -133,16 +177,15 @@ def written(session: AgentSession, forms: StoredForms | None) -> tuple[dict[str,
     messages = history.get("messages") if isinstance(history, dict) else None
     if type(session) is not AgentSession or not isinstance(messages, list) or not messages:
         return session.to_dict(), None
-    reused = [forms._entry(message) if forms and type(message) is Message else None for message in messages]
-    if all(entry is None for entry in reused):
+    reused = forms.checked(messages) if forms else []
+    if not any(reused):
         return session.to_dict(), None
-    assert isinstance(history, dict)
-    fresh = [message for message, entry in zip(messages, reused, strict=True) if entry is None]
+    assert forms is not None and isinstance(history, dict)
+    fresh = iter(forms.fresh_forms([message for message, entry in zip(messages, reused, strict=True) if not entry]))
     shadow = AgentSession(session_id=session.session_id, service_session_id=session.service_session_id)
-    shadow.state = {**session.state, HISTORY: {**history, "messages": fresh}}
+    shadow.state = {**session.state, HISTORY: {**history, "messages": []}}
     data = shadow.to_dict()
-    serialized = iter(data["state"][HISTORY]["messages"])
-    data["state"][HISTORY]["messages"] = [entry.form if entry else next(serialized) for entry in reused]
+    data["state"][HISTORY]["messages"] = [entry.form if entry else next(fresh) for entry in reused]
     kept = tuple(Kept(entry.message, entry.key, entry.measured()) if entry else None for entry in reused)
     return data, Window(kept, sum(memory_of(k) for k in kept if k is not None))
 

@@ -69,7 +69,7 @@ SETTING_NAMES: dict[str, str] = {
     "TURN_LEASE_SECONDS": "Length of a turn's session lease, renewed every third of it while the turn runs; a "
     "crashed turn's lease runs out after it (default 10, at least 3).",
     "SESSION_CACHE_KB": "Local mode: memory in kB an instance may spend keeping the history of the sessions its "
-    "turns just saved, so that the next turn there need not restore it (default 4096; 0 turns it off).",
+    "turns just saved, so that the next turn there need not restore it (default 2048; 0 turns it off).",
     "IDEMPOTENCY_TTL_SECONDS": "How long Idempotency-Key results are kept for replay (default 86400).",
     "EVENTS_FLUSH_MS": "How often a streamed turn stores its buffered events, in ms (default 1000, at least 50).",
     "EVENTS_POLL_MS": "How often a resumed stream looks for a running turn's next events, ms (default 500, min 50).",
@@ -176,7 +176,7 @@ class Settings:
     compaction: CompactionSettings = field(default_factory=lambda: CompactionSettings())
     turn_timeout_seconds: int = 120
     turn_lease_seconds: int = 10
-    session_cache_bytes: int = 4096 * 1024
+    session_cache_bytes: int = 2048 * 1024
     """Memory the history windows kept for the next turn on the same instance may take (0: none kept)."""
     idempotency_ttl_seconds: int = 86400
     events_flush_ms: int = 1000

@@ -138,7 +138,7 @@ param turnTimeoutSeconds string = ''
 @description('TURN_LEASE_SECONDS: length of a turn\'s session lease; empty: 10.')
 param turnLeaseSeconds string = ''
 
-@description('SESSION_CACHE_KB: memory an instance may keep the history of the sessions it just saved in, kB; empty: 4096; 0: none.')
+@description('SESSION_CACHE_KB: memory an instance may keep the history of the sessions it just saved in, kB; empty: 2048; 0: none.')
 param sessionCacheKb string = ''
 
 @description('IDEMPOTENCY_TTL_SECONDS: how long Idempotency-Key results are kept; empty: 86400.')

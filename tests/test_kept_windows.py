@@ -322,3 +322,17 @@ def seeded_session() -> dict[str, Any]:
     session = AgentSession(session_id="s")
     session.state["in_memory"] = {"messages": every_kind_of_message()}
     return session.to_dict()
+
+
+def test_a_message_the_history_holds_twice_is_taken_back_once():
+    data = json.loads(json.dumps(seeded_session()))
+    session, forms = restore(data)
+    messages = session.state["in_memory"]["messages"]
+    messages.append(messages[0])  # the same object again (a provider re-adding it, say)
+    document, kept = written(session, forms)
+
+    taken, _ = restore(json.loads(json.dumps(document)), kept)
+
+    again = taken.state["in_memory"]["messages"]
+    assert again[0] is messages[0] and again[-1] is not again[0]
+    assert again[-1].to_dict() == again[0].to_dict()

@@ -186,8 +186,21 @@ def written(session: AgentSession, forms: StoredForms | None) -> tuple[dict[str,
     shadow.state = {**session.state, HISTORY: {**history, "messages": []}}
     data = shadow.to_dict()
     data["state"][HISTORY]["messages"] = [entry.form if entry else next(fresh) for entry in reused]
-    kept = tuple(Kept(entry.message, entry.key, entry.measured()) if entry else None for entry in reused)
-    return data, Window(kept, sum(memory_of(k) for k in kept if k is not None))
+    return data, _window(reused)
+
+
+def _window(reused: list[_Loaded | None]) -> Window:
+    """What the next turn may take back: each loaded message written unchanged, once (a message the history holds
+    twice is restored the second time, as restoring the document would give two objects)."""
+    seen: set[int] = set()
+    kept: list[Kept | None] = []
+    for entry in reused:
+        if entry is None or id(entry.message) in seen:
+            kept.append(None)
+            continue
+        seen.add(id(entry.message))
+        kept.append(Kept(entry.message, entry.key, entry.measured()))
+    return Window(tuple(kept), sum(memory_of(k) for k in kept if k is not None))
 
 
 OBJECT_BYTES = 1_700

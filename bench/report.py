@@ -70,7 +70,8 @@ def render(results: Results) -> str:
         "reply of about 1 KB to a question of about 270 characters):",
         "",
         "- **backend, local mode** and **backend, service mode**: this project (`function_app`), one session "
-        "document per conversation: point read, conditional lease write, conditional session write;",
+        "document per conversation: one batch claims the lease and reads the session, one commits the turn and "
+        "releases the lease;",
         "- **CosmosHistoryProvider**: the framework's provider (`agent-framework-azure-cosmos`), one item per message, "
         "in an `Agent` with `context_providers=[CosmosHistoryProvider(...)]` and a session id per conversation "
         "(`bench/provider.py`).",

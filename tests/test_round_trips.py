@@ -11,13 +11,14 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
 from cosmos_history import build_agents, load_settings, run_turn
 from cosmos_history.adapters.cosmos.client import create_client, ensure_container
 from cosmos_history.adapters.cosmos.sessions import CosmosSessions
+from cosmos_history.domain.compaction import summary_of
 from cosmos_history.domain.errors import TurnInProgressError
 from cosmos_history.domain.policy import HistoryPolicy
 from cosmos_history.domain.turn import TurnGuards
@@ -132,3 +133,55 @@ async def test_a_lease_and_session_stored_by_the_previous_version_keep_working(w
 
     assert result.turn == 2
     assert "leaseEtag" not in await container.read_item(session_id, partition_key=key)
+
+
+async def small_budget_turns(wire: Wire, cosmos_env: dict[str, str], session_id: str, turns: int) -> None:
+    """``turns`` long turns of a local-mode session whose budget archives (and then summarises) every few turns."""
+    small = load_settings({**cosmos_env, "MAX_INPUT_TOKENS": "500"})
+    agents, policy = build_agents(small, wire.model), history_policy(small)
+    for n in range(turns):
+        message = f"turn {n} " + "word " * 80
+        mode = "local" if n == 0 else None
+        await run_turn(
+            wire.store, agents, session_id=session_id, message=message, guards=wire.guards, policy=policy, mode=mode
+        )
+
+
+async def test_turns_that_archive_and_summarise_still_make_two_requests_each(wire, session_id, cosmos_env):
+    await small_budget_turns(wire, cosmos_env, session_id, 2)
+    turns, mark = 8, len(wire.proxy.requests)
+
+    await small_budget_turns(wire, cosmos_env, session_id, turns)
+    sent = wire.proxy.requests[mark:]
+
+    record = await wire.store.load(session_id)
+    assert len(record.archive.starts) >= 2 and summary_of(record), "the turns archived and were summarised"
+    assert len(sent) / turns == 2.00, sent
+
+
+async def test_another_instance_reads_a_just_archived_chunk_from_cosmos_db_and_gets_the_same_messages(
+    wire, session_id, cosmos_env
+):
+    await small_budget_turns(wire, cosmos_env, session_id, 6)
+    other_instance = CosmosSessions(wire.store.container, user_id=wire.store.user_id)
+    record = await other_instance.load(session_id)
+    chunk = len(record.archive.starts) - 1
+    mark = len(wire.proxy.requests)
+
+    from_cosmos = await other_instance.archive.read(record, chunk)
+    read = wire.proxy.count_since(mark)
+    kept = await wire.store.archive.read(record, chunk)
+
+    assert read == 1 and wire.proxy.count_since(mark) == 1, "the committing instance reads nothing"
+    assert from_cosmos and [m.to_dict() for m in kept] == [m.to_dict() for m in from_cosmos]
+
+
+async def test_a_chunk_kept_for_one_user_is_not_served_to_another_with_the_same_ids(wire, session_id, cosmos_env):
+    await small_budget_turns(wire, cosmos_env, session_id, 6)
+    record = await wire.store.load(session_id)
+    stranger = wire.store.for_user(f"u-{uuid.uuid4().hex[:6]}")  # the same process's kept chunks
+
+    foreign = await stranger.archive.read(replace(record, user_id=stranger.user_id), 0)
+
+    assert await wire.store.archive.read(record, 0)
+    assert foreign is None, "read from the stranger's own partition, where no such chunk exists"

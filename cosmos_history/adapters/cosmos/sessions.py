@@ -21,7 +21,7 @@ from azure.cosmos.aio import ContainerProxy
 
 from cosmos_history.adapters.cosmos import items
 from cosmos_history.adapters.cosmos import items as _items
-from cosmos_history.adapters.cosmos.archive import CosmosArchive
+from cosmos_history.adapters.cosmos.archive import CosmosArchive, RecentChunks
 from cosmos_history.adapters.cosmos.client import container_missing, response_size, store_errors, written_etag
 from cosmos_history.adapters.cosmos.commit import commit_batch, fits_in_batch, session_write_errors
 from cosmos_history.domain.archive import json_size, serialized_message_sizes
@@ -63,13 +63,14 @@ class CosmosSessions:
         *,
         user_id: str = ANONYMOUS_USER,
         ttl_seconds: int | None = None,
+        recent: RecentChunks | None = None,
         windows: KeptWindows | None = None,
     ) -> None:
         self.container = container
         self.user_id = user_id
         self.ttl_seconds = ttl_seconds
         self.windows = windows
-        self.archive = CosmosArchive(container, ttl_seconds=ttl_seconds)
+        self.archive = CosmosArchive(container, ttl_seconds=ttl_seconds, recent=recent)
         self.commits_chunks = True
         """A turn's new archive chunks go into its commit batch: no write of their own (:meth:`save`)."""
 
@@ -79,8 +80,14 @@ class CosmosSessions:
         return StoredSize(json_size(document), serialized_message_sizes(document["session"]))
 
     def for_user(self, user_id: str) -> CosmosSessions:
-        """The same sessions (container, retention, kept windows) acting for ``user_id``."""
-        return CosmosSessions(self.container, user_id=user_id, ttl_seconds=self.ttl_seconds, windows=self.windows)
+        """The same sessions (container, retention, recent chunks, kept windows) acting for ``user_id``."""
+        return CosmosSessions(
+            self.container,
+            user_id=user_id,
+            ttl_seconds=self.ttl_seconds,
+            recent=self.archive.recent,
+            windows=self.windows,
+        )
 
     async def load(self, session_id: str) -> SessionRecord | None:
         """Point-read the caller's session (one round trip, in the partition ``[user, session]``);
@@ -126,7 +133,8 @@ class CosmosSessions:
             raise SessionNotFoundError()
         document, window = self._document(record)
         pending, record.pending_chunks = record.pending_chunks, []
-        chunks = [_items.archive_chunk(record, chunk, messages, self.ttl_seconds) for chunk, messages in pending]
+        created = [_items.archive_chunk(record, chunk, messages, self.ttl_seconds) for chunk, messages in pending]
+        chunks = created
         if not items or not fits_in_batch(chunks):  # written first, invisible until this document lists them
             for chunk_item in chunks:
                 with store_errors():
@@ -148,6 +156,7 @@ class CosmosSessions:
                     no_response=True,
                 )
                 stored_etag = written_etag(stored)
+        self.archive.recent.remember(self.user_id, created)
         if self.windows is not None:
             self.windows.keep((self.user_id, document["id"]), stored_etag, window)
         return replace(record, etag=stored_etag, loaded_bytes=None, loaded_messages=0)

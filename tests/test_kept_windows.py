@@ -336,3 +336,24 @@ def test_a_message_the_history_holds_twice_is_taken_back_once():
     again = taken.state["in_memory"]["messages"]
     assert again[0] is messages[0] and again[-1] is not again[0]
     assert again[-1].to_dict() == again[0].to_dict()
+
+
+@pytest.mark.integration
+async def test_a_taken_back_message_a_provider_changes_in_place_is_saved_changed(one, session_id):
+    from .test_stored_forms import RedactFirstMessage
+
+    for message in ("my card is 4111 1111 1111 1111", "second"):
+        await one.turn(session_id, message)
+    agent = one.agents["assistant"].by_mode["local"]
+    agent.context_providers.append(RedactFirstMessage())
+    try:
+        await one.turn(session_id, "third")
+    finally:
+        agent.context_providers.pop()
+
+    assert one.windows.taken[-1] is not None, "the third turn took its window back"
+    restored = await one.store.load(session_id)
+    assert restored.session.state["in_memory"]["messages"][0].text == "[redacted]"
+    taken = await one.claim(session_id)
+    assert taken.session.state["in_memory"]["messages"][0].text == "[redacted]"
+    same_history(taken, restored)

@@ -31,6 +31,7 @@ from cosmos_history.adapters.cosmos.turns import CosmosTurnLog
 from cosmos_history.agents.catalog import Agents, build_agents
 from cosmos_history.domain.budget import HistoryBudget
 from cosmos_history.domain.errors import AgentsUnavailableError, SettingsError
+from cosmos_history.domain.kept_windows import KeptWindows
 from cosmos_history.domain.policy import HistoryPolicy
 from cosmos_history.domain.ports import JobQueue, ResponseLog, SessionRepository
 from cosmos_history.domain.service import Turns
@@ -242,9 +243,10 @@ def session_services(container: ContainerProxy, settings: Settings) -> tuple[Cos
     """The store and turn guards over one container, configured from settings (the history policy is the
     runtime's: :func:`history_policy`)."""
     ttl = settings.session_ttl_seconds
-    store = CosmosSessions(container, ttl_seconds=ttl)
+    windows = KeptWindows(max_bytes=settings.session_cache_bytes) if settings.session_cache_bytes else None
+    store = CosmosSessions(container, ttl_seconds=ttl, windows=windows)
     guards = TurnGuards(
-        lease=CosmosTurnLease(container, seconds=settings.turn_lease_seconds, ttl_seconds=ttl),
+        lease=CosmosTurnLease(container, seconds=settings.turn_lease_seconds, ttl_seconds=ttl, windows=windows),
         replays=CosmosReplayCache(container, ttl_seconds=settings.idempotency_ttl_seconds),
         model_timeout_seconds=settings.turn_timeout_seconds,
     )

@@ -68,6 +68,8 @@ SETTING_NAMES: dict[str, str] = {
     "TURN_TIMEOUT_SECONDS": "Longest a model call may take before the turn fails with 502 (default 120).",
     "TURN_LEASE_SECONDS": "Length of a turn's session lease, renewed every third of it while the turn runs; a "
     "crashed turn's lease runs out after it (default 10, at least 3).",
+    "SESSION_CACHE_KB": "Local mode: memory in kB an instance may spend keeping the history of the sessions its "
+    "turns just saved, so that the next turn there need not restore it (default 2048; 0 turns it off).",
     "IDEMPOTENCY_TTL_SECONDS": "How long Idempotency-Key results are kept for replay (default 86400).",
     "EVENTS_FLUSH_MS": "How often a streamed turn stores its buffered events, in ms (default 1000, at least 50).",
     "EVENTS_POLL_MS": "How often a resumed stream looks for a running turn's next events, ms (default 500, min 50).",
@@ -174,6 +176,8 @@ class Settings:
     compaction: CompactionSettings = field(default_factory=lambda: CompactionSettings())
     turn_timeout_seconds: int = 120
     turn_lease_seconds: int = 10
+    session_cache_bytes: int = 2048 * 1024
+    """Memory the history windows kept for the next turn on the same instance may take (0: none kept)."""
     idempotency_ttl_seconds: int = 86400
     events_flush_ms: int = 1000
     events_poll_ms: int = 500
@@ -231,6 +235,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         turn_timeout_seconds=_positive_int(env, "TURN_TIMEOUT_SECONDS") or defaults.turn_timeout_seconds,
         turn_lease_seconds=_at_least(3, _positive_int(env, "TURN_LEASE_SECONDS"), "TURN_LEASE_SECONDS")
         or defaults.turn_lease_seconds,
+        session_cache_bytes=_kilobytes(env, "SESSION_CACHE_KB", defaults.session_cache_bytes),
         idempotency_ttl_seconds=_positive_int(env, "IDEMPOTENCY_TTL_SECONDS") or defaults.idempotency_ttl_seconds,
         events_flush_ms=_at_least(50, _positive_int(env, "EVENTS_FLUSH_MS"), "EVENTS_FLUSH_MS")
         or defaults.events_flush_ms,
@@ -352,3 +357,17 @@ def _positive_int(env: Mapping[str, str], name: str) -> int | None:
     if value <= 0:
         raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
     return value
+
+
+def _kilobytes(env: Mapping[str, str], name: str, default: int) -> int:
+    """A size in kilobytes, as bytes (0 allowed: it turns the feature off)."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number of kilobytes (0 or more), got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must be a whole number of kilobytes (0 or more), got {raw!r}")
+    return value * 1024

@@ -138,6 +138,9 @@ param turnTimeoutSeconds string = ''
 @description('TURN_LEASE_SECONDS: length of a turn\'s session lease; empty: 10.')
 param turnLeaseSeconds string = ''
 
+@description('SESSION_CACHE_KB: memory an instance may keep the history of the sessions it just saved in, kB; empty: 2048; 0: none.')
+param sessionCacheKb string = ''
+
 @description('IDEMPOTENCY_TTL_SECONDS: how long Idempotency-Key results are kept; empty: 86400.')
 param idempotencyTtlSeconds string = ''
 
@@ -319,6 +322,7 @@ module functionApp 'app/function-app.bicep' = {
     maxInputTokens: maxInputTokens
     turnTimeoutSeconds: turnTimeoutSeconds
     turnLeaseSeconds: turnLeaseSeconds
+    sessionCacheKb: sessionCacheKb
     idempotencyTtlSeconds: idempotencyTtlSeconds
     eventsFlushMs: eventsFlushMs
     eventsPollMs: eventsPollMs

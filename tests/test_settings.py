@@ -131,3 +131,24 @@ def test_multitask_is_reject_unless_set_and_refuses_other_values():
     assert load_settings({"MULTITASK": "enqueue"}).multitask == "enqueue"
     with pytest.raises(SettingsError, match="MULTITASK"):
         load_settings({"MULTITASK": "queue"})
+
+
+def test_the_session_cache_is_on_by_default_off_at_zero_and_refuses_other_values():
+    assert load_settings({}).session_cache_bytes == 2048 * 1024
+    assert load_settings({"SESSION_CACHE_KB": "512"}).session_cache_bytes == 512 * 1024
+    assert load_settings({"SESSION_CACHE_KB": "0"}).session_cache_bytes == 0
+    for value in ("-1", "4MB"):
+        with pytest.raises(SettingsError, match="SESSION_CACHE_KB"):
+            load_settings({"SESSION_CACHE_KB": value})
+
+
+async def test_a_runtime_keeps_windows_unless_the_session_cache_is_off():
+    from cosmos_history.runtime import session_services
+
+    on, on_guards = session_services(None, load_settings({}))  # type: ignore[arg-type]  # no request is made
+    off, off_guards = session_services(None, load_settings({"SESSION_CACHE_KB": "0"}))  # type: ignore[arg-type]
+
+    assert on.windows is not None and on.windows.max_bytes == 2048 * 1024
+    assert on.for_user("bob").windows is on.windows
+    assert on_guards.lease.windows is on.windows, "the claim takes what the store's commits keep"
+    assert off.windows is None and off_guards.lease.windows is None

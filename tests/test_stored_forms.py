@@ -157,3 +157,26 @@ async def test_a_save_skips_measuring_the_document_only_when_its_history_fits_th
 
     for tokens in range(history // BYTES_PER_TOKEN - 30, history // BYTES_PER_TOKEN + 30):
         assert _clearly_within_budget(record, 1_000_000, 200, tokens) == (history <= tokens * BYTES_PER_TOKEN)
+
+
+def test_a_save_checks_its_history_once_but_a_history_changed_since_is_checked_anew():
+    session, forms = loaded(stored(every_kind_of_message()))
+    messages = session.state["in_memory"]["messages"]
+    messages.append(Message(role="user", contents=["new"]))
+    forms.sizes(messages)  # the budget's check
+    messages[0] = Message(role="user", contents=["replaced after the check"])  # a history that changed (archived, say)
+
+    assert json.dumps(session_dict(session, forms)) == json.dumps(session.to_dict())
+
+
+def test_a_new_message_changed_after_its_form_was_made_is_serialized_again():
+    session, forms = loaded(stored(every_kind_of_message()))
+    messages = session.state["in_memory"]["messages"]
+    messages.append(Message(role="user", contents=["new"]))
+    sizes = forms.sizes(messages)
+    messages[-1].contents[0].text = "changed after it was measured"
+
+    assert json.dumps(session_dict(session, forms)) == json.dumps(session.to_dict())
+    assert sizes[:-1] == [
+        len(json.dumps(form).encode()) for form in session.to_dict()["state"]["in_memory"]["messages"][:-1]
+    ]

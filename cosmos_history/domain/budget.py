@@ -142,7 +142,9 @@ def _clearly_within_budget(record: SessionRecord, max_bytes: int, max_messages: 
     messages = history_messages(record.session.state)
     if record.loaded_bytes is None or len(messages) > max_messages:
         return False
-    added = sum(json_size(m.to_dict()) for m in messages[record.loaded_messages :])
+    new = messages[record.loaded_messages :]
+    forms = record.stored_forms
+    added = sum(map(json_size, forms.fresh_forms(new) if forms else [m.to_dict() for m in new]))
     # json.dumps spacing makes our measure up to ~10% larger than the server's compact JSON.
     estimate = record.loaded_bytes * 1.15 + added + 2048
     if estimate >= max_bytes * 0.8:
@@ -154,10 +156,8 @@ def _clearly_within_budget(record: SessionRecord, max_bytes: int, max_messages: 
 
 def _history_sizes(record: SessionRecord, messages: list[Message]) -> list[int]:
     """Each history message's bytes in the document about to be written: a loaded, unchanged message's stored
-    form (written as it was read), any other message as the framework serializes it."""
+    form (written as it was read, measured once), any other message as the framework serializes it."""
     forms = record.stored_forms
-    sizes = []
-    for message in messages:
-        form = forms.form_of(message) if forms else None
-        sizes.append(json_size(form if form is not None else message.to_dict()))
-    return sizes
+    if forms is None:
+        return [json_size(message.to_dict()) for message in messages]
+    return forms.sizes(messages)

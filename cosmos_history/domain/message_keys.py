@@ -9,6 +9,11 @@ fingerprint hold the same values of the same types and serialize, and count, ali
 it is simply measured as before. Identity is never trusted: a context provider may change a loaded message in
 place, and then its fingerprint changes with it.
 
+Fingerprints are written in marshal's format version 2 (:data:`_FORMAT`): from version 3 on, marshal flags every
+object referenced more than once at that moment so that it can share it, and so the same unchanged message gave
+other bytes as soon as anything else held one of its strings (the framework's per-turn copies of the window do):
+a message loaded unchanged looked changed on the next save, and its token count was counted again.
+
 :class:`TokenCounts` keeps the framework's token count of each message by fingerprint, in a bounded table shared
 by the process (a window's messages come back every turn of their session).
 """
@@ -25,6 +30,8 @@ from agent_framework import Content, Message
 _TYPES = (Message, Content)
 """The framework types walked by their attributes: their ``to_dict`` is a function of those attributes alone."""
 _PLAIN = (str, int, float, bool, type(None))
+_FORMAT = 2
+"""marshal's format version: the last whose bytes depend only on values, never on reference counts."""
 _WALKED = "walked"
 """Tags a fingerprint made by :func:`_plain`'s walk, where every tuple is a tag, as distinct from marshal's own."""
 
@@ -59,17 +66,17 @@ def content_key(content: Content) -> bytes | None:
     items = state.get("items")
     try:
         if items is None:  # the common case: marshal walks the attributes alone
-            return marshal.dumps((Content.__qualname__, state))
+            return marshal.dumps((Content.__qualname__, state), _FORMAT)
         if type(items) is list and all(type(item) is Content for item in items):  # a result's items
             nested = [content_key(item) for item in items]
             if None in nested:
                 return None
             rest = {name: value for name, value in state.items() if name != "items"}
-            return marshal.dumps((Content.__qualname__, rest, nested))
+            return marshal.dumps((Content.__qualname__, rest, nested), _FORMAT)
     except ValueError:  # marshal: "unmarshallable object" (a nested content, say): walked below
         pass
     try:  # tagged: a walked value never reads like one marshal wrote directly
-        return marshal.dumps((_WALKED, _plain(content)))
+        return marshal.dumps((_WALKED, _plain(content)), _FORMAT)
     except (ValueError, _NotPlain):
         return None
 
@@ -93,10 +100,10 @@ def message_key(message: Message) -> bytes | None:
         return None
     others = {name: value for name, value in vars(message).items() if name != "contents"}
     try:
-        return marshal.dumps((Message.__qualname__, others, contents))
+        return marshal.dumps((Message.__qualname__, others, contents), _FORMAT)
     except ValueError:
         try:
-            return marshal.dumps((_WALKED, Message.__qualname__, _plain(others), contents))
+            return marshal.dumps((_WALKED, Message.__qualname__, _plain(others), contents), _FORMAT)
         except (ValueError, _NotPlain):
             return None
 
@@ -107,7 +114,9 @@ def token_key(message: Message) -> bytes | None:
     contents = _contents_key(message)
     if contents is None or type(message.role) is not str or type(message.message_id) not in (str, type(None)):
         return None
-    return hashlib.blake2b(marshal.dumps((message.role, message.message_id, contents)), digest_size=20).digest()
+    return hashlib.blake2b(
+        marshal.dumps((message.role, message.message_id, contents), _FORMAT), digest_size=20
+    ).digest()
 
 
 class TokenCounts:

@@ -118,6 +118,9 @@ param turnTimeoutSeconds string
 @description('TURN_LEASE_SECONDS.')
 param turnLeaseSeconds string
 
+@description('SESSION_CACHE_KB.')
+param sessionCacheKb string
+
 @description('IDEMPOTENCY_TTL_SECONDS.')
 param idempotencyTtlSeconds string
 
@@ -198,6 +201,7 @@ var requiredSettings = {
   MAX_INPUT_TOKENS: maxInputTokens
   TURN_TIMEOUT_SECONDS: turnTimeoutSeconds
   TURN_LEASE_SECONDS: turnLeaseSeconds
+  SESSION_CACHE_KB: sessionCacheKb
   IDEMPOTENCY_TTL_SECONDS: idempotencyTtlSeconds
   EVENTS_FLUSH_MS: eventsFlushMs
   EVENTS_POLL_MS: eventsPollMs

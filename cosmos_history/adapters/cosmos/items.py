@@ -27,7 +27,7 @@ from agent_framework import AgentSession, InMemoryHistoryProvider, Message
 from cosmos_history.domain.archive import ArchiveIndex, history_messages
 from cosmos_history.domain.errors import SessionNotFoundError
 from cosmos_history.domain.records import RecentKey, SessionRecord, validate_session_id
-from cosmos_history.domain.stored_forms import StoredForms, history_forms, session_dict
+from cosmos_history.domain.stored_forms import Window, restore, written
 from cosmos_history.domain.tool_journal import StartedCall
 
 SCHEMA_VERSION = 1
@@ -91,11 +91,17 @@ def envelope(kind: str, document_id: str, partition: str, user_id: str, ttl: int
 def session_document(record: SessionRecord, ttl: int | None) -> dict[str, Any]:
     """The session document. A ``service`` session keeps no history (the service keeps the thread) but
     every other part of its state, such as pending tool approvals and context providers' data."""
-    session = session_dict(record.session, record.stored_forms)
+    return written_document(record, ttl)[0]
+
+
+def written_document(record: SessionRecord, ttl: int | None) -> tuple[dict[str, Any], Window | None]:
+    """:func:`session_document`, and the history window a commit of it leaves for the next turn (see
+    :mod:`cosmos_history.domain.kept_windows`; ``None`` for a service-mode session: it keeps no history here)."""
+    session, window = written(record.session, record.stored_forms)
     if record.mode == "service":
         session["state"] = {k: v for k, v in session["state"].items() if k != InMemoryHistoryProvider.DEFAULT_SOURCE_ID}
     partition = item_id(record.id)
-    return {
+    document = {
         **envelope(SESSION_TYPE, partition, partition, record.user_id, ttl),
         "schemaVersion": SCHEMA_VERSION,
         "mode": record.mode,
@@ -109,14 +115,16 @@ def session_document(record: SessionRecord, ttl: int | None) -> dict[str, Any]:
         **({"toolJournal": journal_json(record)} if record.tool_journal else {}),
         "session": session,
     }
+    return document, window if record.mode == "local" else None
 
 
 def journal_json(record: SessionRecord) -> list[dict[str, str]]:
     return [started.to_json() for started in record.tool_journal]
 
 
-def session_record(document: dict[str, Any]) -> SessionRecord:
-    session = AgentSession.from_dict(document["session"])
+def session_record(document: dict[str, Any], session: AgentSession | None = None) -> SessionRecord:
+    """The record of a session document (``session``: its session, already restored)."""
+    session = session if session is not None else AgentSession.from_dict(document["session"])
     key = session_key(document["id"])
     return SessionRecord(
         session=session,
@@ -135,8 +143,11 @@ def session_record(document: dict[str, Any]) -> SessionRecord:
     )
 
 
-def owned_record(document: dict[str, Any], user_id: str, *, size: int | None) -> SessionRecord:
-    """The caller's session from its stored document, with the size it was read at (``size``, when known).
+def owned_record(
+    document: dict[str, Any], user_id: str, *, size: int | None, window: Window | None = None
+) -> SessionRecord:
+    """The caller's session from its stored document, with the size it was read at (``size``, when known). With
+    the ``window`` the commit that wrote this very version left, its kept messages are taken back, not restored.
 
     Raises:
         SessionNotFoundError: the item is not a session document of this user (only an item written by
@@ -144,12 +155,11 @@ def owned_record(document: dict[str, Any], user_id: str, *, size: int | None) ->
     """
     if document.get("type") != SESSION_TYPE or document.get("userId") != user_id:
         raise SessionNotFoundError()
-    record = session_record(document)
+    session, forms = restore(document["session"], window)
+    record = session_record(document, session)
     record.loaded_bytes = size
-    messages = history_messages(record.session.state)
-    record.loaded_messages = len(messages)
-    if messages:
-        record.stored_forms = StoredForms.of(messages, history_forms(document["session"]))
+    record.loaded_messages = len(history_messages(session.state))
+    record.stored_forms = forms
     return record
 
 

@@ -34,6 +34,7 @@ from cosmos_history.adapters.cosmos import items
 from cosmos_history.adapters.cosmos.client import best_effort, response_size, store_errors
 from cosmos_history.adapters.cosmos.commit import RELEASE, held_by
 from cosmos_history.domain.errors import SessionNotFoundError, TurnInProgressError
+from cosmos_history.domain.kept_windows import KeptWindows
 from cosmos_history.domain.records import LeaseClaim
 
 #: Claims tried before a lease that keeps changing hands is reported busy (bounded, never a loop).
@@ -41,7 +42,9 @@ _ATTEMPTS = 3
 
 
 class CosmosTurnLease:
-    """Claims, renews and releases the lease of one session for one turn."""
+    """Claims, renews and releases the lease of one session for one turn. A claim that reads the very version a
+    commit of this instance wrote takes that commit's kept history window (``windows``, shared with the store's
+    :class:`~.sessions.CosmosSessions`) instead of restoring it (:mod:`cosmos_history.domain.kept_windows`)."""
 
     def __init__(
         self,
@@ -50,11 +53,13 @@ class CosmosTurnLease:
         seconds: int,
         ttl_seconds: int | None = None,
         clock: Callable[[], float] = time.time,
+        windows: KeptWindows | None = None,
     ) -> None:
         self._container = container
         self.seconds = seconds
         self.ttl_seconds = ttl_seconds
         self._clock = clock
+        self.windows = windows
 
     @property
     def renew_every(self) -> float:
@@ -136,8 +141,10 @@ class CosmosTurnLease:
         return LeaseClaim(holder, None)
 
     async def _claimed(self, partition: str, user_id: str, holder: str, results: Any) -> LeaseClaim:
+        document = results[0]["resourceBody"]
+        kept = self.windows.take((user_id, partition), document.get("_etag")) if self.windows is not None else None
         try:
-            record = items.owned_record(results[0]["resourceBody"], user_id, size=response_size(results))
+            record = items.owned_record(document, user_id, size=response_size(results), window=kept)
         except SessionNotFoundError:
             await self.release(items.session_key(partition), user_id, holder)
             raise

@@ -32,6 +32,7 @@ from cosmos_history.domain.errors import (
     SessionExistsError,
     SessionNotFoundError,
 )
+from cosmos_history.domain.kept_windows import KeptWindows
 from cosmos_history.domain.policy import DEFAULT_POLICY, HistoryPolicy
 from cosmos_history.domain.records import (
     ANONYMOUS_USER,
@@ -44,6 +45,7 @@ from cosmos_history.domain.records import (
     empty_like,
 )
 from cosmos_history.domain.session_store import RepositorySessionStore, check_durable
+from cosmos_history.domain.stored_forms import Window
 
 
 class CosmosSessions:
@@ -51,7 +53,8 @@ class CosmosSessions:
 
     Every request names the caller's user id in its partition key, so another user's session is
     simply not there (and its id is free for this user). :meth:`for_user` makes a copy for another
-    caller that shares the container client.
+    caller that shares the container client (and the ``windows`` its commits keep for the next turn's claim, see
+    :mod:`cosmos_history.domain.kept_windows`; ``None``: none kept).
     """
 
     def __init__(
@@ -61,22 +64,30 @@ class CosmosSessions:
         user_id: str = ANONYMOUS_USER,
         ttl_seconds: int | None = None,
         recent: RecentChunks | None = None,
+        windows: KeptWindows | None = None,
     ) -> None:
         self.container = container
         self.user_id = user_id
         self.ttl_seconds = ttl_seconds
+        self.windows = windows
         self.archive = CosmosArchive(container, ttl_seconds=ttl_seconds, recent=recent)
         self.commits_chunks = True
         """A turn's new archive chunks go into its commit batch: no write of their own (:meth:`save`)."""
 
     def measure(self, record: SessionRecord) -> StoredSize:
         """The document's bytes as the SDK sends it, and each history message's within it."""
-        document = self._document(record)
+        document, _ = self._document(record)
         return StoredSize(json_size(document), serialized_message_sizes(document["session"]))
 
     def for_user(self, user_id: str) -> CosmosSessions:
-        """The same sessions (container, retention) acting for ``user_id``."""
-        return CosmosSessions(self.container, user_id=user_id, ttl_seconds=self.ttl_seconds, recent=self.archive.recent)
+        """The same sessions (container, retention, recent chunks, kept windows) acting for ``user_id``."""
+        return CosmosSessions(
+            self.container,
+            user_id=user_id,
+            ttl_seconds=self.ttl_seconds,
+            recent=self.archive.recent,
+            windows=self.windows,
+        )
 
     async def load(self, session_id: str) -> SessionRecord | None:
         """Point-read the caller's session (one round trip, in the partition ``[user, session]``);
@@ -111,7 +122,8 @@ class CosmosSessions:
         session's partition: the lease released (If-Match on its claim), the replay entry and the stored
         response upserted, the archive chunks the budget moved out of the record created, all or nothing
         (:mod:`.commit`). Without, it is one plain conditional write, after the chunks' own writes (unlisted, and
-        so invisible, until it lands), as are chunks too large to ride in the batch.
+        so invisible, until it lands), as are chunks too large to ride in the batch. Once the write succeeded, the
+        history it wrote is kept under the new etag for the next turn's claim on this instance (:attr:`windows`).
 
         Raises:
             SessionConflictError: someone else wrote (or created) the session first, or took the lease over.
@@ -119,7 +131,7 @@ class CosmosSessions:
         """
         if record.user_id != self.user_id:
             raise SessionNotFoundError()
-        document = self._document(record)
+        document, window = self._document(record)
         pending, record.pending_chunks = record.pending_chunks, []
         created = [_items.archive_chunk(record, chunk, messages, self.ttl_seconds) for chunk, messages in pending]
         chunks = created
@@ -145,14 +157,17 @@ class CosmosSessions:
                 )
                 stored_etag = written_etag(stored)
         self.archive.recent.remember(self.user_id, created)
+        if self.windows is not None:
+            self.windows.keep((self.user_id, document["id"]), stored_etag, window)
         return replace(record, etag=stored_etag, loaded_bytes=None, loaded_messages=0)
 
-    def _document(self, record: SessionRecord) -> dict[str, Any]:
-        """The document to write, as given: the domain has already moved what is over budget to the archive."""
-        document = _items.session_document(record, self.ttl_seconds)
+    def _document(self, record: SessionRecord) -> tuple[dict[str, Any], Window | None]:
+        """The document to write, as given (the domain has already moved what is over budget to the archive), and
+        the history window its commit leaves."""
+        document, window = _items.written_document(record, self.ttl_seconds)
         read = record.stored_forms.form_ids() if record.stored_forms else ()  # as read: not walked again
         check_durable(document["session"]["state"], path="state", known=read)
-        return document
+        return document, window
 
     async def note_started(self, record: SessionRecord) -> str:
         """One conditional write of the turn's tool journal: a patch of that one field (If-Match), or, for a
@@ -197,6 +212,8 @@ class CosmosSessions:
         if record is None:
             return False
         partition = items.item_id(session_id)
+        if self.windows is not None:
+            self.windows.take((self.user_id, partition), None)  # dropped: no version of it will be read again
         key = items.partition_key(self.user_id, partition)
         with store_errors():
             query = self.container.query_items(

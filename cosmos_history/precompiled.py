@@ -17,10 +17,19 @@ file (another class, a lazily imported dependency) is compiled exactly as before
 the interpreter's bytecode tag and its bytecode magic number (:data:`TAG`), so no Python whose bytecode
 differs (another version, or a patch release that changed it) ever reads it. Without the file (a working tree, the
 tests) nothing is installed.
+
+The same run writes :data:`BYTECODE`: the bytecode of every module of this package that ``import function_app`` loads,
+in one file (:func:`save_bytecode`). Finding and reading a module's ``.pyc`` costs a cold start some 50 µs of file
+system calls per module (the folder's and the source's ``stat``, opening and reading the ``.pyc``), about 3.5 ms for
+the 70-odd modules of a start-up; :class:`Bytecode` serves them from that one file instead. It holds the very bytes
+of the package's unchecked ``.pyc`` files, so a module runs exactly the code it would run from its ``.pyc`` (and is
+as valid: the package is read-only, and an unchecked ``.pyc`` is not checked against its source either); every
+other module, and any module whose parent package is not where the file says, is found and loaded as before.
 """
 
 from __future__ import annotations
 
+import _imp
 import builtins
 import dataclasses
 import importlib
@@ -28,6 +37,7 @@ import importlib.util
 import marshal
 import os
 import sys
+from importlib.machinery import ModuleSpec, SourceFileLoader
 from pathlib import Path
 from types import CodeType
 from typing import Any
@@ -37,6 +47,10 @@ TAG = f"{sys.implementation.cache_tag}-{importlib.util.MAGIC_NUMBER.hex()}"
 CACHE = Path(__file__).with_name(f"dataclass_methods.{TAG}.bin")
 RECORD_ENV = "COSMOS_HISTORY_RECORD_DATACLASSES"
 """Set (to any value) by the deploy hook's recording run."""
+BYTECODE = Path(__file__).with_name(f"bytecode.{TAG}.bin")
+"""The start-up modules' bytecode in one file (:class:`Bytecode`)."""
+_UNCHECKED_HASH = 0b01
+"""A ``.pyc``'s flags (PEP 552) when it is hash-based and never checked against its source."""
 
 
 class PrecompiledMethods:
@@ -108,6 +122,85 @@ def install(cache: Path = CACHE) -> PrecompiledMethods | None:
         methods = PrecompiledMethods(modules)
     dataclasses.exec = methods.exec  # type: ignore[attr-defined]
     return methods
+
+
+class _BundledLoader(SourceFileLoader):
+    """A source file's loader whose code comes from :data:`BYTECODE`, not from a ``.pyc`` next to it."""
+
+    def __init__(self, fullname: str, path: str, code: memoryview) -> None:
+        super().__init__(fullname, path)
+        self._code = code
+
+    def get_code(self, fullname: str) -> CodeType:
+        code = marshal.loads(self._code)
+        _imp._fix_co_filename(code, self.path)  # as a .pyc's code is given the path it is loaded from
+        return code  # type: ignore[no-any-return]
+
+
+class Bytecode:
+    """A meta path finder for the modules of this package held in :data:`BYTECODE` (see the module docstring)."""
+
+    def __init__(self, folder: str, modules: dict[str, tuple[str, bool, int, int]], code: bytes) -> None:
+        self.folder = folder
+        self.modules = modules
+        """Module name: (its file relative to ``folder``, whether it is a package, its bytecode's slice of ``code``)."""
+        self.code = memoryview(code)
+        self.served: list[str] = []
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
+        entry = self.modules.get(name)
+        if entry is None or path is None:
+            return None
+        relative, package, start, end = entry
+        origin = os.path.join(self.folder, relative)
+        folder = os.path.dirname(origin)  # a package's own folder, or a module's parent's
+        if len(path) != 1 or path[0] != (os.path.dirname(folder) if package else folder):
+            return None  # the parent package is not where it was built: the import system decides, as before
+        self.served.append(name)
+        loader = _BundledLoader(name, origin, self.code[start:end])
+        return importlib.util.spec_from_file_location(
+            name, origin, loader=loader, submodule_search_locations=[folder] if package else None
+        )
+
+
+def serve_bytecode(bundle: Path = BYTECODE) -> Bytecode | None:
+    """Find the start-up modules in ``bundle`` from now on (once per process; nothing without a readable file)."""
+    for finder in sys.meta_path:
+        if isinstance(finder, Bytecode):
+            return finder
+    if os.environ.get(RECORD_ENV):
+        return None  # the deploy hook's run reads every module as it is on disk
+    try:
+        stored = marshal.loads(bundle.read_bytes())
+        finder = Bytecode(os.path.dirname(__file__), stored["modules"], stored["code"])
+    except (OSError, EOFError, ValueError, TypeError, KeyError):
+        return None
+    sys.meta_path.insert(0, finder)
+    return finder
+
+
+def save_bytecode(names: list[str], bundle: Path = BYTECODE) -> int:
+    """(Recording run) Write the bytecode of the modules ``names`` of this package, as their unchecked ``.pyc`` files
+    hold it, to ``bundle``; returns how many (a module without such a ``.pyc`` is left out: it loads as before)."""
+    folder = os.path.dirname(__file__)
+    modules: dict[str, tuple[str, bool, int, int]] = {}
+    code = bytearray()
+    for name in names:
+        module = sys.modules.get(name)
+        origin = getattr(getattr(module, "__spec__", None), "origin", None)
+        if module is None or not isinstance(origin, str) or not origin.endswith(".py"):
+            continue
+        try:
+            pyc = Path(importlib.util.cache_from_source(origin)).read_bytes()
+        except OSError:
+            continue
+        if int.from_bytes(pyc[4:8], "little") != _UNCHECKED_HASH:
+            continue
+        start = len(code)
+        code += pyc[16:]
+        modules[name] = (os.path.relpath(origin, folder), hasattr(module, "__path__"), start, len(code))
+    bundle.write_bytes(marshal.dumps({"modules": modules, "code": bytes(code)}))
+    return len(modules)
 
 
 def uninstall() -> None:

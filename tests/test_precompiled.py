@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import marshal
+import os
 import sys
 import types
 from collections.abc import Iterator
@@ -111,12 +112,10 @@ def bytecode_of(tmp_path: Path, source: str) -> precompiled.Bytecode:
     (folder / "pkg").mkdir(parents=True)
     code = marshal.dumps(compile(source, "built-elsewhere.py", "exec"))
     empty = marshal.dumps(compile("", "built-elsewhere.py", "exec"))
-    modules = {
-        "pkg": ("pkg/__init__.py", True, 0, len(empty)),
-        "pkg.mod": ("pkg/mod.py", False, len(empty), len(empty + code)),
-    }
     bundle = tmp_path / "bytecode.bin"
-    bundle.write_bytes(marshal.dumps({"modules": modules, "code": empty + code}))
+    precompiled.Sections.write(
+        bundle, {"pkg": (empty, ("pkg/__init__.py", True)), "pkg.mod": (code, ("pkg/mod.py", False))}
+    )
     finder = precompiled.serve_bytecode(bundle)
     assert finder is not None
     sys.meta_path.remove(finder)  # served here by hand, not to the test process
@@ -149,9 +148,21 @@ def test_a_module_whose_parent_is_elsewhere_or_not_in_the_file_is_left_to_the_im
 
 def test_without_a_readable_bytecode_file_no_finder_is_added(tmp_path: Path) -> None:
     damaged = tmp_path / "damaged.bin"
-    damaged.write_bytes(marshal.dumps({"no": "modules"}))
+    damaged.write_bytes((4).to_bytes(8, "little") + b"\x00not marshal")
     before = list(sys.meta_path)
 
     assert precompiled.serve_bytecode(tmp_path / "missing.bin") is None
     assert precompiled.serve_bytecode(damaged) is None
     assert sys.meta_path == before and not precompiled.BYTECODE.exists()  # only the deployment package has one
+
+
+def test_a_sections_file_reads_each_section_it_holds_and_nothing_else(tmp_path: Path) -> None:
+    path = tmp_path / "sections.bin"
+    precompiled.Sections.write(path, {"a": (b"first", ()), "b": (b"", ("x", 1)), "c": (b"third", ())})
+
+    sections = precompiled.Sections.open(path)
+
+    assert sections is not None
+    assert [sections.get(name) for name in ("a", "b", "c", "d")] == [b"first", b"", b"third", None]
+    assert sections.index["b"][2:] == ("x", 1)
+    os.close(sections.fd)

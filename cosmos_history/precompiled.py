@@ -212,6 +212,9 @@ class Bytecode:
         if len(path) != 1 or path[0] != (os.path.dirname(folder) if package else folder):
             return None  # the parent package is not where it was built: the import system decides, as before
         self.served.append(name)
+        if len(self.served) == len(self.sections.index) and self in sys.meta_path:
+            # Every module it holds is loaded: later imports (the dependencies' lazy ones) need not ask it.
+            sys.meta_path.remove(self)
         return importlib.util.spec_from_file_location(
             name,
             origin,
@@ -221,18 +224,22 @@ class Bytecode:
 
 
 def serve_bytecode(bundle: Path = BYTECODE) -> Bytecode | None:
-    """Find the start-up modules in ``bundle`` from now on (once per process; nothing without a readable file)."""
-    for finder in sys.meta_path:
-        if isinstance(finder, Bytecode):
-            return finder
+    """Find the start-up modules in ``bundle`` from now on (once per process; nothing without a readable file). The
+    finder leaves ``sys.meta_path`` once it has served every module it holds."""
+    global _serving
+    if _serving is not None:
+        return _serving
     if os.environ.get(RECORD_ENV):
         return None  # the deploy hook's run reads every module as it is on disk
     sections = Sections.open(bundle)
     if sections is None:
         return None
-    finder = Bytecode(os.path.dirname(__file__), sections)
+    finder = _serving = Bytecode(os.path.dirname(__file__), sections)
     sys.meta_path.insert(0, finder)
     return finder
+
+
+_serving: Bytecode | None = None
 
 
 def save_bytecode(names: list[str], bundle: Path = BYTECODE) -> int:
@@ -243,8 +250,13 @@ def save_bytecode(names: list[str], bundle: Path = BYTECODE) -> int:
     for name in names:
         module = sys.modules.get(name)
         origin = getattr(getattr(module, "__spec__", None), "origin", None)
-        if module is None or not isinstance(origin, str) or not origin.endswith(".py"):
-            continue
+        if (
+            module is None
+            or module is sys.modules[__name__]
+            or not isinstance(origin, str)
+            or not origin.endswith(".py")
+        ):
+            continue  # (this module is loaded before the file is read)
         try:
             pyc = Path(importlib.util.cache_from_source(origin)).read_bytes()
         except OSError:

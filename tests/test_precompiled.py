@@ -116,10 +116,9 @@ def bytecode_of(tmp_path: Path, source: str) -> precompiled.Bytecode:
     precompiled.Sections.write(
         bundle, {"pkg": (empty, ("pkg/__init__.py", True)), "pkg.mod": (code, ("pkg/mod.py", False))}
     )
-    finder = precompiled.serve_bytecode(bundle)
-    assert finder is not None
-    sys.meta_path.remove(finder)  # served here by hand, not to the test process
-    finder.folder = str(folder)
+    sections = precompiled.Sections.open(bundle)
+    assert sections is not None
+    finder = precompiled.Bytecode(str(folder), sections)  # served here by hand, not to the test process
     return finder
 
 

@@ -199,7 +199,7 @@ class Bytecode:
     def __init__(self, folder: str, sections: Sections) -> None:
         self.folder = folder
         self.sections = sections
-        """Module name: (its bytecode's place, its file relative to ``folder``, whether it is a package)."""
+        """By module name: its bytecode's place, its file relative to ``folder``, whether it is a package."""
         self.served: list[str] = []
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
@@ -250,13 +250,10 @@ def save_bytecode(names: list[str], bundle: Path = BYTECODE) -> int:
     for name in names:
         module = sys.modules.get(name)
         origin = getattr(getattr(module, "__spec__", None), "origin", None)
-        if (
-            module is None
-            or module is sys.modules[__name__]
-            or not isinstance(origin, str)
-            or not origin.endswith(".py")
-        ):
-            continue  # (this module is loaded before the file is read)
+        if name == __name__:
+            continue  # loaded before the file is read
+        if module is None or not isinstance(origin, str) or not origin.endswith(".py"):
+            continue
         try:
             pyc = Path(importlib.util.cache_from_source(origin)).read_bytes()
         except OSError:

@@ -288,8 +288,9 @@ def read_only_packages(other: Path | None = None) -> Iterator[tuple[Path, ...]]:
     with tempfile.TemporaryDirectory(prefix="coldstart-") as tmp:
         compiled = _load_builder().build_package(ROOT, Path(tmp) / "package", python=sys.executable)
         sources_only = Path(tmp) / "sources-only"
-        # As deployed before: no bytecode, no precompiled dataclass methods.
-        shutil.copytree(compiled, sources_only, ignore=shutil.ignore_patterns("__pycache__", "dataclass_methods.*"))
+        # As deployed before: no bytecode (no .pyc, no bytecode file), no precompiled dataclass methods.
+        unbuilt = shutil.ignore_patterns("__pycache__", "dataclass_methods.*", "bytecode.*")
+        shutil.copytree(compiled, sources_only, ignore=unbuilt)
         packages = [compiled, sources_only]
         if other is not None:
             packages.append(_load_builder(other).build_package(other, Path(tmp) / "before", python=sys.executable))

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from cosmos_history import precompiled
 
-# First, before any module of the app defines a dataclass: their methods come precompiled in the package.
+# First, before any module of the app defines a dataclass: their methods come precompiled in the package, and the
+# start-up modules' bytecode in one file.
 precompiled.install()
+precompiled.serve_bytecode()
 
 if TYPE_CHECKING:
     from cosmos_history.adapters.cosmos.sessions import CosmosSessionStore

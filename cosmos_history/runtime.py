@@ -51,6 +51,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Runtime:
+    """What an app's functions share: settings, store, agents, guards, the turn service and the subsystems
+    built on first use."""
+
     settings: Settings
     store: SessionRepository
     agents: Agents

@@ -164,6 +164,8 @@ class _Step:
 
 @dataclass
 class _Turn:
+    """The span of the turn running in this context, and its steps by name."""
+
     span: Span
     mode: str | None = None
     steps: dict[str, _Step] = field(default_factory=dict)

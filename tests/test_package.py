@@ -186,6 +186,29 @@ def test_modules_imported_on_first_use_run_their_dataclass_methods_precompiled_t
     assert compiled == 0 and served > at_start
 
 
+def test_a_cold_import_from_the_package_reads_its_modules_from_the_bytecode_file(package: Path) -> None:
+    # One file instead of a .pyc per module: every module of the package that the start-up imports comes from it,
+    # with the same file names (tracebacks, inspect) as from its own .pyc.
+    assert (package / "cosmos_history" / f"bytecode.{precompiled.TAG}.bin").is_file()
+    script = (
+        "import sys, inspect, function_app, cosmos_history.precompiled as p\n"
+        "own = [m for n, m in sys.modules.items() if n.startswith('cosmos_history.')]\n"
+        "other = [m.__name__ for m in own if type(m.__loader__).__name__ != '_BundledLoader']\n"
+        "errors = sys.modules['cosmos_history.domain.errors']\n"
+        "code = errors.ProblemError.__init__.__code__.co_filename\n"
+        "print(len(own), ' '.join(other), code == errors.__file__, inspect.getsource(errors).startswith('\"\"\"'),\n"
+        "      any(isinstance(finder, p.Bytecode) for finder in sys.meta_path))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=package, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    loaded, *rest = done.stdout.split()
+    # Once every module it holds is loaded, the file's finder leaves the import system: later imports never ask it.
+    assert int(loaded) > 50 and rest == ["cosmos_history.precompiled", "True", "True", "False"]
+
+
 def test_a_package_whose_app_cannot_be_imported_is_built_without_precompiled_methods(tmp_path: Path) -> None:
     (tmp_path / "function_app.py").write_text("raise ImportError('a requirement is missing here')\n")
 

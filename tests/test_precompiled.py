@@ -6,7 +6,9 @@ and a cold import from it compiles no method: tests/test_package.py.)"""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import marshal
+import os
 import sys
 import types
 from collections.abc import Iterator
@@ -102,3 +104,64 @@ def test_without_a_readable_file_of_this_python_nothing_is_installed(tmp_path: P
 def test_the_file_is_named_after_this_pythons_bytecode_tag() -> None:
     assert precompiled.CACHE.name == f"dataclass_methods.{precompiled.TAG}.bin"
     assert not precompiled.CACHE.exists()  # only the deployment package carries it
+
+
+def bytecode_of(tmp_path: Path, source: str) -> precompiled.Bytecode:
+    """A bytecode file holding package ``pkg`` (from ``source``) and its module ``pkg.mod``, read back."""
+    folder = tmp_path / "app"
+    (folder / "pkg").mkdir(parents=True)
+    code = marshal.dumps(compile(source, "built-elsewhere.py", "exec"))
+    empty = marshal.dumps(compile("", "built-elsewhere.py", "exec"))
+    bundle = tmp_path / "bytecode.bin"
+    precompiled.Sections.write(
+        bundle, {"pkg": (empty, ("pkg/__init__.py", True)), "pkg.mod": (code, ("pkg/mod.py", False))}
+    )
+    sections = precompiled.Sections.open(bundle)
+    assert sections is not None
+    finder = precompiled.Bytecode(str(folder), sections)  # served here by hand, not to the test process
+    return finder
+
+
+def test_the_bytecode_file_serves_a_module_where_its_parent_package_is(tmp_path: Path) -> None:
+    finder = bytecode_of(tmp_path, "VALUE = 42\ndef where():\n    return where.__code__.co_filename\n")
+    folder = tmp_path / "app" / "pkg"
+
+    package = finder.find_spec("pkg", [str(tmp_path / "app")])
+    spec = finder.find_spec("pkg.mod", [str(folder)])
+
+    assert package is not None and package.submodule_search_locations == [str(folder)]
+    assert spec is not None and spec.origin == str(folder / "mod.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    assert module.VALUE == 42 and module.where() == str(folder / "mod.py")  # named after where it is, as a .pyc's
+
+
+def test_a_module_whose_parent_is_elsewhere_or_not_in_the_file_is_left_to_the_import_system(tmp_path: Path) -> None:
+    finder = bytecode_of(tmp_path, "VALUE = 42\n")
+
+    assert finder.find_spec("pkg.mod", [str(tmp_path / "elsewhere")]) is None
+    assert finder.find_spec("pkg.mod", [str(tmp_path / "app" / "pkg"), str(tmp_path / "more")]) is None
+    assert finder.find_spec("pkg.other", [str(tmp_path / "app" / "pkg")]) is None
+    assert finder.find_spec("pkg.mod", None) is None
+
+
+def test_without_a_readable_bytecode_file_no_finder_is_added(tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged.bin"
+    damaged.write_bytes((4).to_bytes(8, "little") + b"\x00not marshal")
+    before = list(sys.meta_path)
+
+    assert precompiled.serve_bytecode(tmp_path / "missing.bin") is None
+    assert precompiled.serve_bytecode(damaged) is None
+    assert sys.meta_path == before and not precompiled.BYTECODE.exists()  # only the deployment package has one
+
+
+def test_a_sections_file_reads_each_section_it_holds_and_nothing_else(tmp_path: Path) -> None:
+    path = tmp_path / "sections.bin"
+    precompiled.Sections.write(path, {"a": (b"first", ()), "b": (b"", ("x", 1)), "c": (b"third", ())})
+
+    sections = precompiled.Sections.open(path)
+
+    assert sections is not None
+    assert [sections.get(name) for name in ("a", "b", "c", "d")] == [b"first", b"", b"third", None]
+    assert sections.index["b"][2:] == ("x", 1)
+    os.close(sections.fd)

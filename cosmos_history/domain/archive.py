@@ -106,6 +106,8 @@ class ArchiveIndex:
 
 @dataclass(frozen=True)
 class HistoryPage:
+    """One page of a session's messages with their indexes, the total, and where the page before starts."""
+
     messages: list[tuple[int, Message]]
     total: int
     next_before: int | None

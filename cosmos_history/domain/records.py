@@ -176,6 +176,8 @@ NO_ITEMS = TurnItems()
 
 @dataclass(frozen=True)
 class SessionSummary:
+    """One session as a listing shows it: no messages, only what names and dates it."""
+
     id: str
     title: str | None
     mode: str
@@ -198,6 +200,8 @@ class SessionSummary:
 
 @dataclass(frozen=True)
 class SessionPage:
+    """One page of a caller's sessions, newest first, and the token that continues the listing."""
+
     sessions: list[SessionSummary] = field(default_factory=list)
     continuation_token: str | None = None
 

@@ -59,6 +59,8 @@ class TurnRequest:
 
 @dataclass(frozen=True)
 class TurnResult:
+    """What one turn answered: the reply, its tool calls and approvals, and where the session stands."""
+
     session_id: str
     reply: str
     turn: int

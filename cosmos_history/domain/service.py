@@ -11,22 +11,25 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cosmos_history import telemetry
-from cosmos_history.domain import turn_reads
-from cosmos_history.domain.cancel import TurnControl
 from cosmos_history.domain.client_tools import ClientTool, check_tool_names
-from cosmos_history.domain.event_log import TurnRecorder
-from cosmos_history.domain.events import EventSink, Fanout, TurnCompleted, TurnFailed
 from cosmos_history.domain.modes import HistoryMode
 from cosmos_history.domain.policy import DEFAULT_POLICY, HistoryPolicy
 from cosmos_history.domain.ports import AgentCatalog, SessionRepository
 from cosmos_history.domain.results import ResponseKeeper, TurnRequest, TurnResult
-from cosmos_history.domain.streaming import TurnStream
 from cosmos_history.domain.supervisor import TurnSupervisor
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards, execute_turn
 from cosmos_history.domain.turn_records import StoredEvent, TurnLog, TurnRecord
+
+if TYPE_CHECKING:
+    # What only a streamed turn and the reads of a turn run is imported where they do (a cold start's plain first
+    # turn needs none of it: bench/optimisations.md).
+    from cosmos_history.domain.cancel import TurnControl
+    from cosmos_history.domain.event_log import TurnRecorder
+    from cosmos_history.domain.events import EventSink
+    from cosmos_history.domain.streaming import TurnStream
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,10 @@ class Turns:
         ``subscriber`` hears every event in the turn's own task, before the commit (so ``keep`` can make the
         stored response from what it heard).
         """
+        from cosmos_history.domain.cancel import TurnControl
+        from cosmos_history.domain.events import Fanout
+        from cosmos_history.domain.streaming import TurnStream
+
         control = TurnControl(self.supervisor)
         recorder = self._recorder(caller, control, queued) if self.log is not None and request.store else None
         stream = TurnStream(ready=recorder.stored if recorder is not None else None)
@@ -122,6 +129,8 @@ class Turns:
         return await self.run(request, caller=caller)
 
     def _recorder(self, caller: str, control: TurnControl, queued: TurnRecord | None) -> TurnRecorder:
+        from cosmos_history.domain.event_log import TurnRecorder
+
         assert self.log is not None
         timeout = self.guards.model_timeout_seconds or 0
         lease = self.guards.lease.seconds if self.guards.lease is not None else 0
@@ -137,12 +146,16 @@ class Turns:
 
     async def read_turn(self, session_id: str, turn: int, *, caller: str) -> dict[str, Any]:
         """The caller's turn in the turn answer's shape plus ``status`` (see :func:`turn_reads.read_turn`)."""
+        from cosmos_history.domain import turn_reads
+
         return await turn_reads.read_turn(self.sessions_of(caller), self.log, session_id, turn)
 
     async def follow(self, session_id: str, turn: int, *, caller: str, after: int) -> AsyncIterator[StoredEvent]:
         """The turn's stored events after ``after``, then its live ones to its end (see :func:`turn_reads.follow`).
 
         Raises (before the first event): TurnNotFoundError, EventsGoneError, SessionNotFoundError."""
+        from cosmos_history.domain import turn_reads
+
         record = await turn_reads.streamed_record(self.sessions_of(caller), self.log, session_id, turn)
         assert self.log is not None
         return turn_reads.follow(self.log, record, after=after, poll_seconds=self.poll_seconds)
@@ -158,6 +171,8 @@ class Turns:
         """Stop the caller's queued or running turn (see :func:`turn_reads.cancel`).
 
         Raises: TurnNotFoundError, TurnFinishedError (it had ended)."""
+        from cosmos_history.domain import turn_reads
+
         stop_here = functools.partial(self.supervisor.cancel_turn, (caller, session_id, turn))
         return await turn_reads.cancel(
             self.sessions_of(caller), self.log, session_id, turn, stop_here=stop_here, poll_seconds=self.poll_seconds
@@ -190,10 +205,14 @@ class Turns:
                 )
             except BaseException as error:
                 if sink is not None:
+                    from cosmos_history.domain.events import TurnFailed
+
                     await sink.publish(TurnFailed(error))
                 raise
             trace.completed(result)
         if sink is not None:
+            from cosmos_history.domain.events import TurnCompleted
+
             await sink.publish(TurnCompleted(result))
         return result
 

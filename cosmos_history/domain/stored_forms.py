@@ -35,6 +35,8 @@ HISTORY = InMemoryHistoryProvider.DEFAULT_SOURCE_ID
 
 @dataclass
 class _Loaded:
+    """One loaded history message, its fingerprint at load and the JSON form it was read in."""
+
     message: Message
     """Held, so that its ``id`` cannot be reused by another object while the record lives."""
     key: bytes

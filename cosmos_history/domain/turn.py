@@ -19,12 +19,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_framework import AgentResponse, Message
 
 from cosmos_history import telemetry
-from cosmos_history.domain import result_codec
 from cosmos_history.domain.approvals import (
     approval_answers,
     pending_approvals,
@@ -33,7 +32,6 @@ from cosmos_history.domain.approvals import (
     with_unknown,
 )
 from cosmos_history.domain.budget import fit_to_budget
-from cosmos_history.domain.cancel import TurnControl, stop_turn
 from cosmos_history.domain.client_tools import check_outputs, client_calls, remember_client_calls
 from cosmos_history.domain.compaction import refresh_summary
 from cosmos_history.domain.delegation import ChildTurns, Delegations
@@ -46,9 +44,7 @@ from cosmos_history.domain.errors import (
     SessionNotFoundError,
     TurnNotReachedError,
 )
-from cosmos_history.domain.events import SIGNALS_REQUEST_SENT, EventSink, ModelAnswering, TextDelta, TurnStarted
 from cosmos_history.domain.heartbeat import Pause, keep_renewed
-from cosmos_history.domain.model_errors import model_call_error
 from cosmos_history.domain.policy import HistoryPolicy
 from cosmos_history.domain.ports import AgentCatalog, ReplayCache, SessionRepository, TurnLease
 from cosmos_history.domain.records import (
@@ -60,11 +56,15 @@ from cosmos_history.domain.records import (
     title_from,
     utc_now,
 )
-from cosmos_history.domain.replay import replay
 from cosmos_history.domain.results import ResponseKeeper, TurnRequest, TurnResult, usage_of
-from cosmos_history.domain.streaming import TextDeltas, ToolEvents
 from cosmos_history.domain.tool_journal import ToolJournal
 from cosmos_history.domain.turn_session import agent_of, load_or_new, stored_or_new
+
+if TYPE_CHECKING:
+    # What only a streamed, cancelled, failed or keyed turn runs is imported where it does (a cold start's plain
+    # first turn needs none of it: bench/optimisations.md).
+    from cosmos_history.domain.cancel import TurnControl
+    from cosmos_history.domain.events import EventSink
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,8 @@ async def execute_turn(
     turn = await prepare_turn(store, agents, request, guards=guards, policy=policy, keep=keep)
     if isinstance(turn, TurnResult):
         if sink is not None:
+            from cosmos_history.domain.events import ModelAnswering, TextDelta, TurnStarted
+
             await sink.publish(TurnStarted(turn.session_id, turn.turn, turn.mode, turn.agent, replayed=True))
             await sink.publish(ModelAnswering())
             if turn.reply:
@@ -113,6 +115,8 @@ async def execute_turn(
     working = control.working() if control is not None else contextlib.nullcontext()
     try:
         if sink is not None:
+            from cosmos_history.domain.events import SIGNALS_REQUEST_SENT, TurnStarted
+
             record = turn.record
             signalled = getattr(turn.agent.client, SIGNALS_REQUEST_SENT, False) is True
             started = TurnStarted(record.id, record.turns + 1, record.mode, record.agent, request_signalled=signalled)
@@ -127,8 +131,12 @@ async def execute_turn(
                     response = await _call_model(turn, sink, delegate)
     except BaseException as error:  # any failure of the model call: nothing has been written
         if control is not None and control.stopped(error):
+            from cosmos_history.domain.cancel import stop_turn
+
             raise await stop_turn(turn) from None
         await turn.abandon()
+        from cosmos_history.domain.model_errors import model_call_error
+
         raise model_call_error(error, turn.record) from error
     telemetry.note_model_response(response)
     return await turn.finish(response)
@@ -149,6 +157,9 @@ async def _call_model(turn: PreparedTurn, sink: EventSink | None, delegate: Chil
         run["middleware"] = middleware
     if sink is None:
         return await turn.agent.run(turn.message, **run)
+    from cosmos_history.domain.events import ModelAnswering, TextDelta
+    from cosmos_history.domain.streaming import TextDeltas, ToolEvents
+
     text, tools = TextDeltas(), ToolEvents(turn.message)
     stream = turn.agent.run(turn.message, stream=True, **run)
     answering = False
@@ -214,6 +225,8 @@ class PreparedTurn:
             if key and replays:
                 # The key, its answer and the turn land in one commit: a key is replayed only when the
                 # document holds it, and then its answer is there too.
+                from cosmos_history.domain import result_codec
+
                 key_hash = key_digest(key)
                 record.commit_key(key_hash, self.fingerprint, ttl_seconds=replays.ttl_seconds)
                 entry = ReplayEntry(key_hash, record.turns, result_codec.encode(result), replays.ttl_seconds)
@@ -308,6 +321,8 @@ async def _replayed(
     store: SessionRepository, record: SessionRecord, request: TurnRequest, replays: ReplayCache | None, fingerprint: str
 ) -> TurnResult | None:
     assert replays is not None and request.idempotency_key is not None
+    from cosmos_history.domain.replay import replay
+
     return await replay(record, replays, store.user_id, request.idempotency_key, fingerprint)
 
 

@@ -22,6 +22,8 @@ MAX_NAME_CHARS = 64
 
 @dataclass(frozen=True)
 class NewSession:
+    """A checked ``POST /api/sessions`` body."""
+
     id: str | None
     mode: HistoryMode | None
     title: str | None
@@ -30,6 +32,8 @@ class NewSession:
 
 @dataclass(frozen=True)
 class NewMessage:
+    """A checked ``POST /api/sessions/{id}/messages`` body."""
+
     message: str
     mode: HistoryMode | None
     stream: bool = False

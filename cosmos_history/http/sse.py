@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azurefunctions.extensions.http.fastapi import Request, StreamingResponse
 
 from cosmos_history.domain.errors import ProblemError
-from cosmos_history.domain.event_log import stored_event
-from cosmos_history.domain.events import TurnEvent, TurnFailed
-from cosmos_history.domain.streaming import TurnStream
 from cosmos_history.domain.turn_records import StoredEvent
 from cosmos_history.http.responses import json_bytes, stored_problem
+
+if TYPE_CHECKING:
+    # Loaded by the turn service when a turn streams: a plain turn, which only asks wants_event_stream, needs none.
+    from cosmos_history.domain.events import TurnEvent
+    from cosmos_history.domain.streaming import TurnStream
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +77,9 @@ def stored_events_stream(events: AsyncIterator[StoredEvent], prefix: str = "") -
 def encode(event: TurnEvent, seq: int = 0, turn: int | None = None) -> str | None:
     """One typed event as the native API's SSE event (:func:`stored_event` names it); ``None`` for events this
     stream does not show. ``seq`` and ``turn`` make its ``id``."""
+    from cosmos_history.domain.event_log import stored_event
+    from cosmos_history.domain.events import TurnFailed
+
     if isinstance(event, TurnFailed) and not isinstance(event.error, ProblemError):
         # Types only at the default level: an exception's text may quote the user's message.
         logger.error("Unhandled %s in a streamed turn", type(event.error).__name__)

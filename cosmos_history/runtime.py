@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from azure.core.pipeline.transport import AsyncHttpTransport
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 
+from cosmos_history.adapters.cosmos.archive import RecentChunks
 from cosmos_history.adapters.cosmos.client import ContainerMissingError, create_client, ensure_container, store_errors
 from cosmos_history.adapters.cosmos.idempotency import CosmosReplayCache
 from cosmos_history.adapters.cosmos.lease import CosmosTurnLease
@@ -246,8 +247,9 @@ def session_services(container: ContainerProxy, settings: Settings) -> tuple[Cos
     """The store and turn guards over one container, configured from settings (the history policy is the
     runtime's: :func:`history_policy`)."""
     ttl = settings.session_ttl_seconds
-    windows = KeptWindows(max_bytes=settings.session_cache_bytes) if settings.session_cache_bytes else None
-    store = CosmosSessions(container, ttl_seconds=ttl, windows=windows)
+    cache = settings.session_cache_bytes  # each of the two caches: the windows and the chunks they just moved out
+    windows = KeptWindows(max_bytes=cache) if cache else None
+    store = CosmosSessions(container, ttl_seconds=ttl, recent=RecentChunks(max_bytes=cache), windows=windows)
     guards = TurnGuards(
         lease=CosmosTurnLease(container, seconds=settings.turn_lease_seconds, ttl_seconds=ttl, windows=windows),
         replays=CosmosReplayCache(container, ttl_seconds=settings.idempotency_ttl_seconds),

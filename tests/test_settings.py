@@ -152,3 +152,19 @@ async def test_a_runtime_keeps_windows_unless_the_session_cache_is_off():
     assert on.for_user("bob").windows is on.windows
     assert on_guards.lease.windows is on.windows, "the claim takes what the store's commits keep"
     assert off.windows is None and off_guards.lease.windows is None
+
+
+def test_the_session_cache_bounds_the_kept_archive_chunks_too_and_zero_keeps_none():
+    from cosmos_history.runtime import session_services
+
+    on, _ = session_services(None, load_settings({"SESSION_CACHE_KB": "1"}))  # type: ignore[arg-type]  # no request
+    off, _ = session_services(None, load_settings({"SESSION_CACHE_KB": "0"}))  # type: ignore[arg-type]
+    chunk = {"id": "s:archive:000000:abc", "messages": [{"role": "user", "contents": [{"type": "text", "text": "hi"}]}]}
+    too_large = {"id": "s:archive:000001:abc", "messages": [{"role": "user", "contents": ["x" * 2048]}]}
+
+    for store in (on, off):
+        store.archive.recent.remember("u", [chunk, too_large])
+
+    assert on.for_user("u").archive.recent.recall("u", chunk["id"]) is not None
+    assert on.archive.recent.recall("u", too_large["id"]) is None, "over the 1 kB bound"
+    assert off.archive.recent.recall("u", chunk["id"]) is None

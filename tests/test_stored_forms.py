@@ -180,3 +180,14 @@ def test_a_new_message_changed_after_its_form_was_made_is_serialized_again():
     assert sizes[:-1] == [
         len(json.dumps(form).encode()) for form in session.to_dict()["state"]["in_memory"]["messages"][:-1]
     ]
+
+
+def test_an_unchanged_message_stays_unchanged_when_something_else_holds_its_values():
+    """The framework's per-turn copies of the window share the loaded messages' values: a fingerprint depends on
+    the values alone, not on how many objects hold them (else an unchanged message would be written afresh)."""
+    session, forms = loaded(stored(every_kind_of_message()))
+    messages = session.state["in_memory"]["messages"]
+
+    holders = [dict(vars(content)) for message in messages for content in message.contents]
+
+    assert holders and all(forms.form_of(message) is not None for message in messages)

@@ -66,11 +66,11 @@ class CosmosArchive:
             )
 
     async def read(self, record: SessionRecord, chunk: int) -> list[Message] | None:
-        chunk_id = record.archive.chunk_id(items.item_id(record.id), chunk)
+        partition = items.item_id(record.id)
+        chunk_id = record.archive.chunk_id(partition, chunk)
         recalled = self.recent.recall(record.user_id, chunk_id)
         if recalled is not None:
             return recalled
-        partition = items.item_id(record.id)
         with store_errors():
             try:
                 item = await self._container.read_item(

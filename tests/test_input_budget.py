@@ -6,7 +6,15 @@ from __future__ import annotations
 import copy
 
 import pytest
-from agent_framework import EXCLUDED_KEY, CompactionProvider, Content, Message, SessionContext, apply_compaction
+from agent_framework import (
+    EXCLUDED_KEY,
+    CompactionProvider,
+    Content,
+    Message,
+    SessionContext,
+    apply_compaction,
+    included_token_count,
+)
 
 from cosmos_history.domain.compaction import (
     TOKEN_COUNTS,
@@ -135,3 +143,24 @@ async def test_the_table_stays_within_its_limit():
 
     assert len(counts) == 3
     assert len(calls) == 10  # the last one came from the table
+
+
+async def _frameworks_count(messages: list[Message]) -> int:
+    """The count of the framework's own compaction, applying a strategy that changes nothing, on copies."""
+
+    async def unchanged(_: list[Message]) -> bool:
+        return False
+
+    copies = copy.deepcopy(messages)
+    await apply_compaction(copies, strategy=unchanged, tokenizer=_TruncateToRoom.tokenizer)
+    return included_token_count(copies)
+
+
+@pytest.mark.parametrize("turns", [0, 1, 5, 13])
+async def test_the_count_is_the_frameworks_compaction_count(turns):
+    messages = window(turns)
+    named = [Message(role=m.role, contents=m.contents, message_id=f"m{i}") for i, m in enumerate(messages)]
+    attributed = context_of(messages).get_messages()
+
+    for case in (messages, named, attributed):
+        assert await count_tokens(case) == await _frameworks_count(case) > 0

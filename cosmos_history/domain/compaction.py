@@ -40,7 +40,7 @@ from agent_framework import (
     Message,
     SessionContext,
     TruncationStrategy,
-    apply_compaction,
+    annotate_message_groups,
     included_token_count,
 )
 
@@ -77,12 +77,8 @@ async def count_tokens(messages: Sequence[Message]) -> int:
         duplicate = copy.copy(message)
         duplicate.additional_properties = dict(message.additional_properties)
         copies.append(duplicate)
-    await apply_compaction(copies, strategy=_unchanged, tokenizer=TOKENIZER)
+    annotate_message_groups(copies, tokenizer=TOKENIZER)  # the pass every strategy starts from, without one
     return included_token_count(copies)
-
-
-async def _unchanged(messages: list[Message]) -> bool:
-    return False
 
 
 async def _count_one(message: Message) -> int:

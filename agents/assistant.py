@@ -15,8 +15,8 @@ Try it with the offline model: ``/current_time {"time_zone": "Europe/Lisbon"}``,
 ``/remember_note {"note": "Ada likes tea"}`` or ``/schedule_reminder {"text": "call Ada", "at": "2026-12-01T09:00"}``.
 """
 
-from __future__ import annotations
-
+# Annotations stay objects (no ``from __future__ import annotations``): the framework reads each tool's at start-up,
+# and a string annotation costs a compile there (bench/optimisations.md).
 import json
 import os
 from datetime import datetime

@@ -34,16 +34,16 @@ from cosmos_history.domain.budget import HistoryBudget
 from cosmos_history.domain.errors import AgentsUnavailableError, SettingsError
 from cosmos_history.domain.kept_windows import KeptWindows
 from cosmos_history.domain.policy import HistoryPolicy
-from cosmos_history.domain.ports import JobQueue, ResponseLog, SessionRepository
 from cosmos_history.domain.service import Turns
 from cosmos_history.domain.supervisor import TurnSupervisor
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards
-from cosmos_history.domain.turn_records import TurnLog
 from cosmos_history.settings import Settings
 from cosmos_history.telemetry import configure_telemetry
 
 if TYPE_CHECKING:
     from cosmos_history.domain.background import BackgroundTurns
+    from cosmos_history.domain.ports import JobQueue, ResponseLog, SessionRepository
+    from cosmos_history.domain.turn_records import TurnLog
     from cosmos_history.domain.workflows import WorkflowRuns
     from cosmos_history.workflows.discovery import WorkflowModule
 

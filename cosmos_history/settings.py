@@ -33,7 +33,9 @@ MODEL_APIS: tuple[ModelApi, ...] = ("responses", "chat")
 AUTH_LEVELS: tuple[AuthLevel, ...] = ("anonymous", "function", "admin")
 Multitask = Literal["reject", "enqueue", "interrupt"]
 MULTITASKS: tuple[Multitask, ...] = ("reject", "enqueue", "interrupt")
-_QUEUE_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,54}[a-z0-9]$")
+_QUEUE_NAME = r"^(?!.*--)[a-z0-9][a-z0-9-]{1,54}[a-z0-9]$"
+"""Checked only where ``BACKGROUND_QUEUE`` is set (compiled then, by ``re``'s cache): a start-up without it compiles
+nothing for it."""
 LogLevel = Literal["debug", "info", "warning", "error"]
 LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error")
 
@@ -254,7 +256,7 @@ def _load_queue_settings(env: Mapping[str, str]) -> QueueSettings:
     """The host storage connection as the Functions host reads it (a development connection string stays as
     written: the local host replaces ``UseDevelopmentStorage=true`` by the emulator's before the app starts)."""
     name = env.get("BACKGROUND_QUEUE", QueueSettings.name)
-    if not _QUEUE_NAME.fullmatch(name):
+    if "BACKGROUND_QUEUE" in env and not re.fullmatch(_QUEUE_NAME, name):
         raise SettingsError(f"BACKGROUND_QUEUE must be 3-56 lowercase letters, digits and single hyphens, got {name!r}")
     uri = env.get("AzureWebJobsStorage__queueServiceUri")
     if uri is None and "AzureWebJobsStorage__accountName" in env:

@@ -126,6 +126,12 @@ def test_a_background_queue_name_azure_refuses_fails_at_start_up(name):
         load_settings({"BACKGROUND_QUEUE": name})
 
 
+def test_the_default_background_queue_name_passes_the_check_a_set_one_gets():
+    default = load_settings({}).queue.name  # a start-up that leaves BACKGROUND_QUEUE unset does not check it
+
+    assert load_settings({"BACKGROUND_QUEUE": default}).queue.name == default == "background-turns"
+
+
 def test_multitask_is_reject_unless_set_and_refuses_other_values():
     assert load_settings({}).multitask == "reject"
     assert load_settings({"MULTITASK": "enqueue"}).multitask == "enqueue"

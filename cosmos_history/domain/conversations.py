@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from typing import TYPE_CHECKING
 
 from cosmos_history.domain.archive import EntryPage, HistoryPage, read_entries, read_page
 from cosmos_history.domain.budget import fit_to_budget
@@ -11,8 +12,10 @@ from cosmos_history.domain.delegation import children_of
 from cosmos_history.domain.errors import SessionNotFoundError
 from cosmos_history.domain.modes import HistoryMode
 from cosmos_history.domain.policy import HistoryPolicy
-from cosmos_history.domain.ports import AgentCatalog, SessionRepository
 from cosmos_history.domain.records import SessionPage, SessionRecord, validate_session_id
+
+if TYPE_CHECKING:
+    from cosmos_history.domain.ports import AgentCatalog, SessionRepository
 
 
 async def create_session(

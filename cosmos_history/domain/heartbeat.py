@@ -12,8 +12,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cosmos_history.domain.ports import TurnLease
+if TYPE_CHECKING:
+    from cosmos_history.domain.ports import TurnLease
 
 logger = logging.getLogger(__name__)
 

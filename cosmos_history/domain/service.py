@@ -17,19 +17,19 @@ from cosmos_history import telemetry
 from cosmos_history.domain.client_tools import ClientTool, check_tool_names
 from cosmos_history.domain.modes import HistoryMode
 from cosmos_history.domain.policy import DEFAULT_POLICY, HistoryPolicy
-from cosmos_history.domain.ports import AgentCatalog, SessionRepository
 from cosmos_history.domain.results import ResponseKeeper, TurnRequest, TurnResult
 from cosmos_history.domain.supervisor import TurnSupervisor
 from cosmos_history.domain.turn import NO_GUARDS, TurnGuards, execute_turn
-from cosmos_history.domain.turn_records import StoredEvent, TurnLog, TurnRecord
 
 if TYPE_CHECKING:
     # What only a streamed turn and the reads of a turn run is imported where they do (a cold start's plain first
-    # turn needs none of it: bench/optimisations.md).
+    # turn needs none of it: bench/optimisations.md); the ports only annotate.
     from cosmos_history.domain.cancel import TurnControl
     from cosmos_history.domain.event_log import TurnRecorder
     from cosmos_history.domain.events import EventSink
+    from cosmos_history.domain.ports import AgentCatalog, SessionRepository
     from cosmos_history.domain.streaming import TurnStream
+    from cosmos_history.domain.turn_records import StoredEvent, TurnLog, TurnRecord
 
 
 @dataclass(frozen=True)

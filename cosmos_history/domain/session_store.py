@@ -15,15 +15,17 @@ import contextlib
 import math
 import warnings
 from collections.abc import Container, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_framework import AgentSession, SessionStore
 
 from cosmos_history.domain.budget import fit_to_budget
 from cosmos_history.domain.errors import SessionNotFoundError, UnstorableStateError, UnstorableTypeError
 from cosmos_history.domain.policy import DEFAULT_POLICY, HistoryPolicy
-from cosmos_history.domain.ports import SessionRepository
 from cosmos_history.domain.records import SessionRecord, utc_now, validate_session_id
+
+if TYPE_CHECKING:
+    from cosmos_history.domain.ports import SessionRepository
 
 # SessionStore is marked experimental in agent-framework-core; building on it is deliberate (it is the
 # contract hosting code expects), so its warning is not repeated at every import.

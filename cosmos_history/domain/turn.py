@@ -46,7 +46,6 @@ from cosmos_history.domain.errors import (
 )
 from cosmos_history.domain.heartbeat import Pause, keep_renewed
 from cosmos_history.domain.policy import HistoryPolicy
-from cosmos_history.domain.ports import AgentCatalog, ReplayCache, SessionRepository, TurnLease
 from cosmos_history.domain.records import (
     ReplayEntry,
     SessionRecord,
@@ -62,9 +61,10 @@ from cosmos_history.domain.turn_session import agent_of, load_or_new, stored_or_
 
 if TYPE_CHECKING:
     # What only a streamed, cancelled, failed or keyed turn runs is imported where it does (a cold start's plain
-    # first turn needs none of it: bench/optimisations.md).
+    # first turn needs none of it: bench/optimisations.md); the ports only annotate.
     from cosmos_history.domain.cancel import TurnControl
     from cosmos_history.domain.events import EventSink
+    from cosmos_history.domain.ports import AgentCatalog, ReplayCache, SessionRepository, TurnLease
 
 logger = logging.getLogger(__name__)
 

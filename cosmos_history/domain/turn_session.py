@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cosmos_history.domain.errors import AgentMismatchError, ModeConflictError
 from cosmos_history.domain.modes import HistoryMode
 from cosmos_history.domain.policy import HistoryPolicy
-from cosmos_history.domain.ports import AgentCatalog, SessionRepository
 from cosmos_history.domain.records import SessionRecord
+
+if TYPE_CHECKING:
+    from cosmos_history.domain.ports import AgentCatalog, SessionRepository
 
 
 async def load_or_new(

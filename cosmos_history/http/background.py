@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from azurefunctions.extensions.http.fastapi import Response
 
@@ -20,10 +21,12 @@ from cosmos_history.domain.errors import (
     TurnNotFoundError,
 )
 from cosmos_history.domain.results import TurnRequest
-from cosmos_history.domain.turn_records import TurnRecord
 from cosmos_history.http.calls import Call
 from cosmos_history.http.responses import json_response
 from cosmos_history.settings import Multitask
+
+if TYPE_CHECKING:
+    from cosmos_history.domain.turn_records import TurnRecord
 
 
 @dataclass(frozen=True)

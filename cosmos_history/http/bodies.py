@@ -12,7 +12,8 @@ from cosmos_history.settings import HISTORY_MODES, MULTITASKS, HistoryMode, Mult
 
 MAX_TITLE_CHARS = 200
 _URL_SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
+_IDEMPOTENCY_KEY = r"[\x21-\x7e]{1,200}"
+"""Compiled on first use (by ``re``'s cache): most requests carry no key."""
 DEFAULT_LIST_LIMIT = 20
 
 
@@ -56,7 +57,7 @@ class Approvals:
 
 
 def parse_idempotency_key(value: str) -> str:
-    if not _IDEMPOTENCY_KEY.fullmatch(value):
+    if not re.fullmatch(_IDEMPOTENCY_KEY, value):
         raise BadRequestError("Idempotency-Key must be 1-200 visible ASCII characters.")
     return value
 

@@ -34,7 +34,6 @@ from cosmos_history.domain.errors import (
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
-from cosmos_history.domain.ports import ResponseLog, SessionRepository
 from cosmos_history.domain.records import ANONYMOUS_USER
 from cosmos_history.http.bodies import parse_idempotency_key, parse_session_id
 from cosmos_history.http.responses import problem_response
@@ -45,6 +44,7 @@ from cosmos_history.telemetry import request_context
 if TYPE_CHECKING:
     from cosmos_history.agents.catalog import Agents
     from cosmos_history.domain.background import BackgroundTurns
+    from cosmos_history.domain.ports import ResponseLog, SessionRepository
     from cosmos_history.domain.service import Turns
     from cosmos_history.domain.workflows import WorkflowRuns
 

@@ -19,7 +19,8 @@ from cosmos_history.http.calls import ErrorRenderer
 from cosmos_history.http.responses import json_response, problem_response
 
 CATCH_ALL = "{*path}"
-_PARAMETER = re.compile(r"\{[^}]+\}")
+_PARAMETER = r"\{[^}]+\}"
+"""A route template's parameter; compiled (by ``re``'s cache) with the patterns, on the first unknown path."""
 
 
 def fallback_handler(routes: Iterable[tuple[str, str, ErrorRenderer]]) -> Callable[[Request], Awaitable[Response]]:
@@ -80,7 +81,7 @@ def _first_segment(path: str) -> str:
 
 
 def _pattern(template: str) -> re.Pattern[str]:
-    parts = _PARAMETER.split(template.strip("/"))
+    parts = re.split(_PARAMETER, template.strip("/"))
     return re.compile("[^/]+".join(re.escape(part) for part in parts))
 
 

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 from azurefunctions.extensions.http.fastapi import Request, StreamingResponse
 
 from cosmos_history.domain.errors import ProblemError
-from cosmos_history.domain.turn_records import StoredEvent
 from cosmos_history.http.responses import json_bytes, stored_problem
 
 if TYPE_CHECKING:
     # Loaded by the turn service when a turn streams: a plain turn, which only asks wants_event_stream, needs none.
     from cosmos_history.domain.events import TurnEvent
     from cosmos_history.domain.streaming import TurnStream
+    from cosmos_history.domain.turn_records import StoredEvent
 
 logger = logging.getLogger(__name__)
 

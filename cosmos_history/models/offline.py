@@ -35,7 +35,9 @@ from agent_framework.observability import ChatTelemetryLayer
 
 from cosmos_history.domain.compaction import SUMMARY_HEADER
 
-_THREAD_ID = re.compile(r"^offline-thread-(\d+)$")
+_THREAD_ID = r"^offline-thread-(\d+)$"
+"""A service-mode thread id this model made (compiled on first use, by ``re``'s cache: a local-mode app never
+needs it)."""
 _SUMMARY_LINES = (4, 8)
 """How many of the oldest and of the newest lines an offline summary keeps."""
 _TOOL_REQUEST = re.compile(r"^/([A-Za-z0-9_-]+)\s*(\{.*\})?\s*$", re.DOTALL)
@@ -106,7 +108,7 @@ class OfflineChatClient(
         conversation = [m for m in messages if m.role in ("user", "assistant")]
         said = next((m.text for m in reversed(conversation) if m.role == "user"), "")
         if options.get("store"):
-            match = _THREAD_ID.match(str(options.get("conversation_id") or ""))
+            match = re.match(_THREAD_ID, str(options.get("conversation_id") or ""))
             earlier = int(match.group(1)) if match else 0
             total = earlier + len(conversation)
             text = (

@@ -9,7 +9,7 @@ operations on the caller's partition ``[userId, sessionId]``, removed with the s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.cosmos import exceptions as cosmos_errors
@@ -17,7 +17,9 @@ from azure.cosmos.aio import ContainerProxy
 
 from cosmos_history.adapters.cosmos import items
 from cosmos_history.adapters.cosmos.client import store_errors, written_etag
-from cosmos_history.domain.turn_records import EventBatch, StoredEvent, TurnRecord
+
+if TYPE_CHECKING:
+    from cosmos_history.domain.turn_records import EventBatch, TurnRecord
 
 
 class CosmosTurnLog:
@@ -71,6 +73,8 @@ class CosmosTurnLog:
                 return None
         if item.get("userId") != user_id or item.get("type") != items.TURN_TYPE:
             return None
+        from cosmos_history.domain.turn_records import TurnRecord  # a plain turn reads no record: not at start-up
+
         return TurnRecord.from_json(session_id, user_id, item, item.get("_etag"))
 
     async def cancelled_turns(self, session_id: str, user_id: str, *, after: int) -> list[int]:
@@ -115,4 +119,6 @@ class CosmosTurnLog:
                 return None
         if item.get("userId") != record.user_id:
             return None
+        from cosmos_history.domain.turn_records import EventBatch, StoredEvent
+
         return EventBatch(number, tuple(StoredEvent.from_json(e) for e in item["events"]))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from agent_framework import Message
 from azure.core.pipeline.transport import AsyncHttpTransport
 
 from cosmos_history import Settings, build_agents, load_settings, run_turn
@@ -24,7 +25,7 @@ from cosmos_history.adapters.cosmos.sessions import CosmosSessions
 from cosmos_history.domain.compaction import summary_of
 from cosmos_history.domain.errors import ModelCallError
 from cosmos_history.domain.kept_windows import KeptWindows
-from cosmos_history.domain.records import SessionRecord
+from cosmos_history.domain.records import SessionRecord, TurnItems
 from cosmos_history.domain.stored_forms import Window
 from cosmos_history.domain.turn import TurnGuards
 from cosmos_history.runtime import history_policy, session_services
@@ -175,6 +176,31 @@ async def test_the_record_from_an_unchanged_claim_is_what_a_fresh_load_gives(hos
     assert taken.tool_journal == restored.tool_journal and taken.key == restored.key
     assert taken.loaded_bytes is not None and restored.loaded_bytes is not None
     assert 0.9 * restored.loaded_bytes <= taken.loaded_bytes <= restored.loaded_bytes
+
+
+async def test_what_the_committing_turn_changes_after_its_commit_is_never_served(host, session_id, cosmos_env):
+    small = dataclasses.replace(host, settings=load_settings({**cosmos_env, "MAX_INPUT_TOKENS": "2000"}))
+    for n in range(8):
+        await small.turn(session_id, f"turn {n} " + "word " * 80)
+    claim = await host.lease.claim(session_id, host.store.user_id)
+    assert claim.record is not None and claim.record.archive.starts
+    claim.record.session.state["in_memory"]["messages"].append(Message(role="user", contents=["committed"]))
+    saved = await host.store.save(claim.record, etag=claim.record.etag, items=TurnItems(lease_etag=claim.etag))
+    # Code still holding the committed record changes it in place: nothing of it is in the kept document.
+    saved.archive.starts.append(10_000)
+    saved.archive.tokens.append(1)
+    saved.session.state["in_memory"]["messages"].append(Message(role="user", contents=["after the commit"]))
+    saved.session.state["in_memory"]["messages"][0].contents[0].text = "changed after the commit"
+    saved.recent_keys.clear()
+
+    taken = await host.claim(session_id)
+
+    assert host.wire.claims()[-1].answers[0]["statusCode"] == 304  # type: ignore[index]
+    restored = await host.store.load(session_id)
+    assert restored is not None
+    same_history(taken, restored)
+    assert taken.archive == restored.archive and 10_000 not in taken.archive.starts
+    assert taken.session.state["in_memory"]["messages"][-1].text == "committed"
 
 
 async def test_a_version_another_instance_wrote_is_read_and_served_from_the_answer(host, session_id):

@@ -31,7 +31,7 @@ from cosmos_history.domain.turn import TurnGuards
 from cosmos_history.runtime import history_policy, session_services
 
 from .fakes import RecordingChatClient
-from .faults import Fault, FaultInjectingTransport, batch_operations
+from .faults import Fault, FaultInjectingTransport, _InjectedResponse, batch_operations
 from .test_kept_windows import same_history
 
 pytestmark = pytest.mark.integration
@@ -63,9 +63,17 @@ class BatchRecorder(AsyncHttpTransport):
     hold: asyncio.Event | None = None
     """When set up, the next conditional claim waits for it before it is sent (and ``held`` is set)."""
     held: asyncio.Event = field(default_factory=asyncio.Event)
+    refuse_read: int | None = None
+    """When set, the next conditional claim is answered 207 Multi-Status, its read failed with this status."""
 
     async def send(self, request: Any, **kwargs: Any) -> Any:
         operations = batch_operations(request)
+        if self.refuse_read is not None and conditional_read(request):
+            answers = [{"statusCode": self.refuse_read, "requestCharge": 0}, {"statusCode": 424, "requestCharge": 0}]
+            self.refuse_read = None
+            self.requests.append((request.method, request.url))
+            self.batches.append(Exchange(operations, None))
+            return _InjectedResponse(request, 207, {}, json.dumps(answers).encode())
         if self.hold is not None and operations and operations[0].get("ifNoneMatch"):
             hold, self.hold = self.hold, None
             self.held.set()
@@ -247,13 +255,16 @@ async def test_an_unchanged_version_whose_kept_document_another_claim_took_meanw
     same_history(claim.record, await host.store.load(session_id))
 
 
-@pytest.mark.parametrize("status", [400, 500])
+@pytest.mark.parametrize("status", [400, 500, "read 400"])
 async def test_a_service_refusing_the_conditional_claim_gets_unconditional_claims_from_then_on(
     host, session_id, status
 ):
     for n in range(3):
         await host.turn(session_id, f"turn {n}")
-    host.wire.inner.faults.append(Fault(conditional_read, status))
+    if isinstance(status, int):  # the whole batch refused
+        host.wire.inner.faults.append(Fault(conditional_read, status))
+    else:  # the batch answered, its conditional read failed (so the lease's patch did not run: 424)
+        host.wire.refuse_read = 400
     mark = len(host.wire.requests)
 
     result = await host.turn(session_id, "refused, then claimed whole")

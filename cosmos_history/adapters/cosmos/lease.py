@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
@@ -113,17 +113,14 @@ class CosmosTurnLease:
         unless = {"if_none_match_etag": kept} if kept is not None else {}
         try:
             results = await self._batch(partition, user_id, [("read", (items.checked_path(partition),), unless), take])
-        except cosmos_errors.CosmosBatchOperationError as failed:
-            if (failed.error_index, failed.status_code) == (0, 404):  # no session yet: a first turn
-                return await self._claim_alone(partition, user_id, holder, now)
-            if (failed.error_index, failed.status_code) == (1, 404):  # a session no turn ran on yet
-                return await self._create_with_read(partition, user_id, holder, now)
-            if (failed.error_index, failed.status_code) == (1, 412):  # a live lease
-                return await self._refused(partition, user_id)
-            if kept is None:
-                raise
-            return await self._unconditionally(failed, partition, user_id, holder)
-        except cosmos_errors.CosmosHttpResponseError as failed:
+        except (cosmos_errors.CosmosBatchOperationError, cosmos_errors.CosmosHttpResponseError) as failed:
+            if isinstance(failed, cosmos_errors.CosmosBatchOperationError):
+                if (failed.error_index, failed.status_code) == (0, 404):  # no session yet: a first turn
+                    return await self._claim_alone(partition, user_id, holder, now)
+                if (failed.error_index, failed.status_code) == (1, 404):  # a session no turn ran on yet
+                    return await self._create_with_read(partition, user_id, holder, now)
+                if (failed.error_index, failed.status_code) == (1, 412):  # a live lease
+                    return await self._refused(partition, user_id)
             if kept is None or failed.status_code in _TRANSIENT:
                 raise
             return await self._unconditionally(failed, partition, user_id, holder)
@@ -136,7 +133,7 @@ class CosmosTurnLease:
         return self.windows.document_etag((user_id, partition))
 
     async def _unconditionally(
-        self, failed: cosmos_errors.CosmosHttpResponseError, partition: str, user_id: str, holder: str
+        self, failed: HttpResponseError, partition: str, user_id: str, holder: str
     ) -> LeaseClaim | None:
         """The service refused the claim that carried the condition (nothing was written: a batch is all or
         nothing): claim again without it, as every claim of this lease will from now on."""

@@ -69,12 +69,14 @@ class ArchiveIndex:
     """How many history entries the archived messages make."""
 
     def to_json(self) -> dict[str, Any]:
+        """The index as a document holds it, sharing no list with it (a commit keeps the document it wrote for the
+        next claim, while this index may go on changing)."""
         return {
-            "starts": self.starts,
-            "tokens": self.tokens,
+            "starts": list(self.starts),
+            "tokens": list(self.tokens),
             "count": self.count,
             "touchedAt": self.touched_at,
-            "entryStarts": self.entry_starts,
+            "entryStarts": list(self.entry_starts),
             "entries": self.entries,
         }
 

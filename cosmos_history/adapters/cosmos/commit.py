@@ -13,7 +13,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos._base import _format_batch_operations
@@ -53,9 +53,10 @@ async def commit_batch(
     extra: TurnItems,
     ttl: int | None,
     chunks: list[dict[str, Any]] | None = None,
-) -> str:
+) -> Committed:
     """Write ``document``, ``extra`` and the turn's new archive ``chunks`` (creates) atomically; returns the
-    document's new etag. The chunks become visible with the document that lists them, or not at all.
+    document's new etag and its size as sent. The chunks become visible with the document that lists them, or not
+    at all.
 
     Raises:
         CosmosBatchOperationError: the batch failed (nothing was written); see :func:`session_write_errors`.
@@ -86,9 +87,31 @@ async def commit_batch(
         operations.append(("upsert", (response,), {}))
     operations += [("create", (chunk,), {}) for chunk in chunks or []]
     extras = _not_the_document([(kind, args, dict(options)) for kind, args, options in operations])
-    results = await container.execute_item_batch(operations, partition_key=items.partition_key(user_id, partition))
+    body = _BodySize()
+    results = await container.execute_item_batch(
+        operations, partition_key=items.partition_key(user_id, partition), raw_request_hook=body
+    )
     telemetry.note_batch_extras(extras)
-    return str(results[0]["eTag"])
+    return Committed(str(results[0]["eTag"]), body.bytes - extras if body.bytes is not None else None)
+
+
+class Committed(NamedTuple):
+    """What a commit wrote: the document's new etag, and its bytes in the batch the SDK sent (``None``: unknown)."""
+
+    etag: str
+    document_bytes: int | None
+
+
+class _BodySize:
+    """Reads the size of the body the SDK sends (the ``Content-Length`` it sets on the request it serialized): the
+    size of the document it wrote, without serializing it once more to learn it."""
+
+    def __init__(self) -> None:
+        self.bytes: int | None = None
+
+    def __call__(self, request: Any) -> None:
+        value = request.http_request.headers.get("Content-Length")
+        self.bytes = int(value) if value is not None and str(value).isdigit() else None
 
 
 def _not_the_document(operations: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> int:

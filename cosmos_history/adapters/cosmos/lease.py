@@ -13,6 +13,14 @@ crashed turn's runs out). A live lease fails the patch (412) and so the whole ba
 refused with Retry-After, before any model call. The turn's commit releases the lease in its own
 batch (:mod:`.commit`), so a steady turn makes two requests. See ``docs/adr-turn-storage.md``.
 
+When this instance's last commit on the session kept the document it wrote (:mod:`cosmos_history.domain.kept_windows`),
+the claim's read asks for the document only if it changed (``If-None-Match`` with that version's etag). Cosmos DB
+answers an unchanged document with 304 and no body, which does not fail the batch (only a status of 400 or more
+does); the claim then takes the record from the kept document instead of receiving and parsing it again. Should the
+kept version be gone by then (another claim of this process took it), the document is read on its own. A service
+that refuses the conditional batch (any error but the known ones and throttling) gets the claim again without the
+condition, and this lease sends it no more (:attr:`CosmosTurnLease.conditional`): at most one extra request a process.
+
 A claim's token (``LeaseClaim.etag``) is its holder id: renewals and the release are conditional on
 the lease still naming it, so a renewal whose answer was lost does not cost the turn its commit, and
 a lease another turn took over (after missed renewals) fails this turn's commit.
@@ -20,13 +28,14 @@ a lease another turn took over (after missed renewals) fails this turn's commit.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy
 
@@ -39,6 +48,11 @@ from cosmos_history.domain.records import LeaseClaim
 
 #: Claims tried before a lease that keeps changing hands is reported busy (bounded, never a loop).
 _ATTEMPTS = 3
+#: Statuses that say nothing about the conditional read (throttled, timed out, gone, unavailable: the SDK has
+#: retried them already): a claim that meets one fails as it would without the condition, which stays on.
+_TRANSIENT = frozenset({408, 410, 429, 449, 503})
+
+logger = logging.getLogger(__name__)
 
 
 class CosmosTurnLease:
@@ -60,6 +74,8 @@ class CosmosTurnLease:
         self.ttl_seconds = ttl_seconds
         self._clock = clock
         self.windows = windows
+        self.conditional = windows is not None
+        """Whether a claim may read the session only if it changed since the version kept here (see the module)."""
 
     @property
     def renew_every(self) -> float:
@@ -93,17 +109,42 @@ class CosmosTurnLease:
         now = self._clock()
         free = {"filter_predicate": _free(now, holder)}
         take = ("patch", (items.lease_id(partition), self._taken(holder, now)), free)
+        kept = self._kept_etag(user_id, partition)
+        unless = {"if_none_match_etag": kept} if kept is not None else {}
         try:
-            results = await self._batch(partition, user_id, [("read", (items.checked_path(partition),)), take])
-        except cosmos_errors.CosmosBatchOperationError as failed:
-            if (failed.error_index, failed.status_code) == (0, 404):  # no session yet: a first turn
-                return await self._claim_alone(partition, user_id, holder, now)
-            if (failed.error_index, failed.status_code) == (1, 404):  # a session no turn ran on yet
-                return await self._create_with_read(partition, user_id, holder, now)
-            if (failed.error_index, failed.status_code) == (1, 412):  # a live lease
-                return await self._refused(partition, user_id)
-            raise
-        return await self._claimed(partition, user_id, holder, results)
+            results = await self._batch(partition, user_id, [("read", (items.checked_path(partition),), unless), take])
+        except (cosmos_errors.CosmosBatchOperationError, cosmos_errors.CosmosHttpResponseError) as failed:
+            if isinstance(failed, cosmos_errors.CosmosBatchOperationError):
+                if (failed.error_index, failed.status_code) == (0, 404):  # no session yet: a first turn
+                    return await self._claim_alone(partition, user_id, holder, now)
+                if (failed.error_index, failed.status_code) == (1, 404):  # a session no turn ran on yet
+                    return await self._create_with_read(partition, user_id, holder, now)
+                if (failed.error_index, failed.status_code) == (1, 412):  # a live lease
+                    return await self._refused(partition, user_id)
+            if kept is None or failed.status_code in _TRANSIENT:
+                raise
+            return await self._unconditionally(failed, partition, user_id, holder)
+        return await self._claimed(partition, user_id, holder, results, kept)
+
+    def _kept_etag(self, user_id: str, partition: str) -> str | None:
+        """The version whose document this instance kept (the claim's read asks only for another one), if any."""
+        if self.windows is None or not self.conditional:
+            return None
+        return self.windows.document_etag((user_id, partition))
+
+    async def _unconditionally(
+        self, failed: HttpResponseError, partition: str, user_id: str, holder: str
+    ) -> LeaseClaim | None:
+        """The service refused the claim that carried the condition (nothing was written: a batch is all or
+        nothing): claim again without it, as every claim of this lease will from now on."""
+        logger.warning(
+            "Cosmos DB refused a claim reading the session only if changed (%s, status %s); claims read it whole "
+            "from now on",
+            type(failed).__name__,
+            failed.status_code,
+        )
+        self.conditional = False
+        return await self._claim(partition, user_id, holder)
 
     async def _create_with_read(self, partition: str, user_id: str, holder: str, now: float) -> LeaseClaim | None:
         body = self._item(partition, user_id, holder, now + self.seconds)
@@ -140,15 +181,41 @@ class CosmosTurnLease:
             return None
         return LeaseClaim(holder, None)
 
-    async def _claimed(self, partition: str, user_id: str, holder: str, results: Any) -> LeaseClaim:
-        document = results[0]["resourceBody"]
-        kept = self.windows.take((user_id, partition), document.get("_etag")) if self.windows is not None else None
+    async def _claimed(
+        self, partition: str, user_id: str, holder: str, results: Any, sent: str | None = None
+    ) -> LeaseClaim | None:
+        """The claim's record: from the document read, or, when the read answered that version ``sent`` is
+        unchanged (304, no body), from the document kept for it."""
+        key = (user_id, partition)
+        read = results[0]
+        if sent is not None and int(read.get("statusCode", 0)) == 304:
+            version = self.windows.take_version(key, sent) if self.windows is not None else None
+            if version is not None:
+                assert version.document is not None  # take_version returns only versions kept with their document
+                document, size, window = version.document, version.document_bytes, version.window
+            else:  # taken meanwhile by another claim of this process (which then failed): read it on its own
+                document = await self._read(partition, user_id)
+                if document is None:
+                    return None  # deleted meanwhile: try again
+                size, window = response_size(document), None
+        else:
+            document, size = read["resourceBody"], response_size(results)
+            window = self.windows.take(key, document.get("_etag")) if self.windows is not None else None
         try:
-            record = items.owned_record(document, user_id, size=response_size(results), window=kept)
+            record = items.owned_record(document, user_id, size=size, window=window)
         except SessionNotFoundError:
             await self.release(items.session_key(partition), user_id, holder)
             raise
         return LeaseClaim(holder, record)
+
+    async def _read(self, partition: str, user_id: str) -> dict[str, Any] | None:
+        try:
+            document: dict[str, Any] = await self._container.read_item(
+                items.checked_path(partition), partition_key=items.partition_key(user_id, partition)
+            )
+        except cosmos_errors.CosmosResourceNotFoundError:
+            return None
+        return document
 
     async def _refused(self, partition: str, user_id: str) -> None:
         """A live lease: refused with the time it has left; ``None`` when it was freed meanwhile."""

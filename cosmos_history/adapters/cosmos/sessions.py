@@ -123,7 +123,8 @@ class CosmosSessions:
         response upserted, the archive chunks the budget moved out of the record created, all or nothing
         (:mod:`.commit`). Without, it is one plain conditional write, after the chunks' own writes (unlisted, and
         so invisible, until it lands), as are chunks too large to ride in the batch. Once the write succeeded, the
-        history it wrote is kept under the new etag for the next turn's claim on this instance (:attr:`windows`).
+        history it wrote is kept under the new etag for the next turn's claim on this instance (:attr:`windows`), and
+        with it the document a commit wrote, so that the claim receives the document only if it changed meanwhile.
 
         Raises:
             SessionConflictError: someone else wrote (or created) the session first, or took the lease over.
@@ -140,9 +141,10 @@ class CosmosSessions:
                 with store_errors():
                     await self.container.create_item(chunk_item, no_response=True)
             chunks = []
+        sent_bytes: int | None = None
         with store_errors(), session_write_errors(record):
             if items:
-                stored_etag = await commit_batch(
+                stored_etag, sent_bytes = await commit_batch(
                     self.container, document, etag=etag, extra=items, ttl=self.ttl_seconds, chunks=chunks
                 )
             elif etag is None:
@@ -158,7 +160,10 @@ class CosmosSessions:
                 stored_etag = written_etag(stored)
         self.archive.recent.remember(self.user_id, created)
         if self.windows is not None:
-            self.windows.keep((self.user_id, document["id"]), stored_etag, window)
+            document["_etag"] = stored_etag  # as a read of this version gives it; nobody changes it from now on
+            self.windows.keep(
+                (self.user_id, document["id"]), stored_etag, window, document=document, document_bytes=sent_bytes
+            )
         return replace(record, etag=stored_etag, loaded_bytes=None, loaded_messages=0)
 
     def _document(self, record: SessionRecord) -> tuple[dict[str, Any], Window | None]:

@@ -71,8 +71,8 @@ SETTING_NAMES: dict[str, str] = {
     "TURN_LEASE_SECONDS": "Length of a turn's session lease, renewed every third of it while the turn runs; a "
     "crashed turn's lease runs out after it (default 10, at least 3).",
     "SESSION_CACHE_KB": "Local mode: memory in kB an instance may spend keeping the history of the sessions its "
-    "turns just saved, and again the archive chunks they moved out, so that the next turn there need not restore "
-    "or read them (default 2048; 0 turns both off).",
+    "turns just saved (and the documents they wrote), and again the archive chunks they moved out, so that the next "
+    "turn there need not receive, restore or read them (default 2048; 0 turns both off).",
     "IDEMPOTENCY_TTL_SECONDS": "How long Idempotency-Key results are kept for replay (default 86400).",
     "EVENTS_FLUSH_MS": "How often a streamed turn stores its buffered events, in ms (default 1000, at least 50).",
     "EVENTS_POLL_MS": "How often a resumed stream looks for a running turn's next events, ms (default 500, min 50).",

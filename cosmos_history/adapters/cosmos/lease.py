@@ -135,8 +135,9 @@ class CosmosTurnLease:
     async def _unconditionally(
         self, failed: HttpResponseError, partition: str, user_id: str, holder: str
     ) -> LeaseClaim | None:
-        """The service refused the claim that carried the condition (nothing was written: a batch is all or
-        nothing): claim again without it, as every claim of this lease will from now on."""
+        """The service refused the claim that carried the condition: claim again without it, as every claim of this
+        lease will from now on (a batch is all or nothing; should this one have taken the lease after all, with its
+        answer lost, the same holder takes it again)."""
         logger.warning(
             "Cosmos DB refused a claim reading the session only if changed (%s, status %s); claims read it whole "
             "from now on",

@@ -350,27 +350,23 @@ def _at_least(minimum: int, value: int | None, name: str) -> int | None:
 
 
 def _positive_int(env: Mapping[str, str], name: str) -> int | None:
+    return _whole_number(env, name, minimum=1, kind="a positive integer")
+
+
+def _kilobytes(env: Mapping[str, str], name: str, default: int) -> int:
+    """A size in kilobytes, as bytes (0 allowed: it turns the feature off)."""
+    value = _whole_number(env, name, minimum=0, kind="a whole number of kilobytes (0 or more)")
+    return default if value is None else value * 1024
+
+
+def _whole_number(env: Mapping[str, str], name: str, *, minimum: int, kind: str) -> int | None:
     raw = env.get(name)
     if raw is None:
         return None
     try:
         value = int(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a positive integer, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
+        raise SettingsError(f"{name} must be {kind}, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be {kind}, got {raw!r}")
     return value
-
-
-def _kilobytes(env: Mapping[str, str], name: str, default: int) -> int:
-    """A size in kilobytes, as bytes (0 allowed: it turns the feature off)."""
-    raw = env.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number of kilobytes (0 or more), got {raw!r}") from None
-    if value < 0:
-        raise SettingsError(f"{name} must be a whole number of kilobytes (0 or more), got {raw!r}")
-    return value * 1024

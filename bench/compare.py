@@ -9,6 +9,9 @@ machine shared with other work, wall times wait for the CPU, and the CPU a turn 
 Sessions are seeded by this checkout (the document format is the same); each timed turn is one HTTP request, as in the
 report's overhead table (:func:`bench.measure.measure_overhead`), and the order of the variants rotates from one
 turn to the next so that none always follows the same one.
+
+``--floor`` serves the after side from this checkout with ``BENCH_FLOOR=1`` (:mod:`bench.floor`): what local mode
+would cost with the app's per-message checks and the framework's copies of the window switched off.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from .floor import ENV as FLOOR_ENV
 from .hosts import ROOT, Host, bench_cosmos, checkout_host
 from .inprocess import Variant, Variants, new_session_id, provider_container, variants
 from .markdown import table
@@ -103,7 +107,7 @@ def _change(before: float | None, after: float | None) -> str:
 
 
 def render(
-    results: dict[tuple[str, int], Timed], lengths: list[int], before: Path, after: Path | None, load: str
+    results: dict[tuple[str, int], Timed], lengths: list[int], before: Path, after: Path | str | None, load: str
 ) -> list[str]:
     """The before/after table: per side, the median wall time and the CPU time per turn; local mode's ratios."""
     rows = []
@@ -148,8 +152,11 @@ def render(
     ]
 
 
+FLOOR_LABEL = f"this checkout with {FLOOR_ENV}=1: its per-message checks and the framework's copies switched off"
+
+
 async def _run(
-    before: Path, after: Path | None, lengths: list[int], scale: float, with_provider: bool
+    before: Path, after: Path | None, lengths: list[int], scale: float, with_provider: bool, floor: bool = False
 ) -> dict[tuple[str, int], Timed]:
     with bench_cosmos() as bench, ExitStack() as stack:
         hosts: dict[Side, Host] = {}
@@ -159,25 +166,32 @@ async def _run(
                     hosts[side] = stack.enter_context(checkout_host(ROOT, bench.env, app="bench.provider_app"))
                 continue
             checkout = before if side.before else after or ROOT
-            hosts[side] = stack.enter_context(checkout_host(checkout, bench.env, app="bench.bench_app"))
+            env = bench.env | ({FLOOR_ENV: "1"} if floor and not side.before else {})
+            hosts[side] = stack.enter_context(checkout_host(checkout, env, app="bench.bench_app"))
         async with variants(bench) as v:
             return await measure_compare(v, hosts, lengths, scale)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench compare", description=__doc__)
-    parser.add_argument("--before", type=Path, required=True, help="the other checkout (say, a worktree of main)")
+    parser.add_argument("--before", type=Path, help="the other checkout (a worktree of main, say)")
     parser.add_argument("--after", type=Path, help="another checkout in place of this one (one change at a time)")
     parser.add_argument("--lengths", default="100,500", help="conversation lengths (turns), comma-separated")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the sample counts (10 turns × 3 sessions)")
     parser.add_argument("--no-provider", action="store_true", help="leave the provider out (only before vs after)")
+    parser.add_argument("--floor", action="store_true", help="after: this checkout, checks off (bench/floor.py)")
     args = parser.parse_args(argv)
+    if args.floor and args.after:
+        parser.error("--floor measures this checkout as the after side: leave --after out")
+    if args.before is None and not args.floor:
+        parser.error("--before is required (or --floor, which compares this checkout with its own floor)")
     lengths = [int(part) for part in args.lengths.split(",") if part]
-    before, after = args.before.resolve(), args.after.resolve() if args.after else None
+    before, after = (args.before or ROOT).resolve(), args.after.resolve() if args.after else None
     for checkout in (before, after):
         if checkout is not None and not (checkout / "bench" / "bench_app.py").exists():
             parser.error(f"{checkout} is not a checkout of this project with bench/bench_app.py")
-    print(f"Comparing {before} (before) with {after or 'this checkout'} at lengths {lengths} ...", flush=True)
-    results = asyncio.run(_run(before, after, lengths, args.scale, not args.no_provider))
+    label = FLOOR_LABEL if args.floor else after
+    print(f"Comparing {before} (before) with {label or 'this checkout'} at lengths {lengths} ...", flush=True)
+    results = asyncio.run(_run(before, after, lengths, args.scale, not args.no_provider, args.floor))
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    print("\n".join(render(results, lengths, before, after, load)))
+    print("\n".join(render(results, lengths, before, label, load)))

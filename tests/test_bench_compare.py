@@ -7,13 +7,19 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import httpx
 import pytest
+from agent_framework import Content, Message
 
 from bench.compare import SIDES, Side, measure_compare, render
+from bench.floor import ENV as FLOOR_ENV
+from bench.floor import checks_off
 from bench.hosts import BenchEnv, Host, checkout_host
-from bench.inprocess import variants
+from bench.inprocess import USER, new_session_id, variants
+from bench.measure import post_turn
 from bench.profile import cpu_per_turn, profile_turns, top_functions
 from bench.profile import render as render_profile
+from cosmos_history.domain import stored_forms
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +70,38 @@ async def test_the_cpu_profile_counts_the_processs_cpu_per_turn(bench_env: Bench
     assert not any("select.epoll" in row.function for row in rows[:5])  # waiting costs no CPU
     lines = render_profile(rows, variant="local", length=3, turns=2, clock="CPU")
     assert lines[0] == "## CPU profile of a local-mode turn at 3 turns (2 turns profiled; per turn)"
+
+
+def test_the_floor_trusts_a_fingerprint_once_taken_and_only_inside_its_block() -> None:
+    message = Message(role="user", contents=[Content.from_text("before")])
+    with checks_off() as switched:
+        known = stored_forms.message_key(message)
+        message.contents[0].text = "changed in place"
+        trusted = stored_forms.message_key(message)
+
+    assert "cosmos_history.domain.stored_forms.message_key" in switched
+    assert trusted == known  # unsafe by design: the floor's measure only
+    assert stored_forms.message_key(message) != known
+
+
+async def test_a_floor_host_keeps_the_same_history_as_the_app(bench_env: BenchEnv) -> None:
+    """The floor switches off checks, not behaviour: the same turns leave the same window and the same archive."""
+    kept = []
+    with ExitStack() as stack:
+        hosts = [
+            stack.enter_context(checkout_host(REPO, bench_env.env | extra, app="bench.bench_app"))
+            for extra in ({}, {FLOOR_ENV: "1"})
+        ]
+        async with httpx.AsyncClient(timeout=120, headers={"X-User-Id": USER}) as http:
+            for host in hosts:
+                session_id = new_session_id("local", "floor")
+                for turn in range(1, 25):
+                    await post_turn(http, host.base, "local", session_id, turn)
+                session = (await http.get(f"{host.base}/sessions/{session_id}")).json()
+                page = (await http.get(f"{host.base}/sessions/{session_id}/messages", params={"limit": 200})).json()
+                window = [(m["role"], m["text"]) for m in session["messages"]]
+                kept.append((session["archivedMessages"], window, [(m["role"], m["text"]) for m in page["messages"]]))
+
+    archived, window, everything = kept[0]
+    assert archived > 0 and len(everything) == 48 and window == everything[archived:]
+    assert kept[1] == kept[0]

@@ -85,7 +85,10 @@ def checks_off() -> Iterator[list[str]]:
         yield switched
 
 
+_FOR_PROCESS = contextlib.ExitStack()
+"""Holds the process-wide switch: a context manager nobody holds is closed when collected, switching back on."""
+
+
 def switch_off_for_process() -> list[str]:
     """:func:`checks_off` for the rest of this process (a benchmark host started with ``BENCH_FLOOR=1``)."""
-    stack = contextlib.ExitStack()
-    return stack.enter_context(checks_off())
+    return _FOR_PROCESS.enter_context(checks_off())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -82,6 +84,16 @@ def test_the_floor_trusts_a_fingerprint_once_taken_and_only_inside_its_block() -
     assert "cosmos_history.domain.stored_forms.message_key" in switched
     assert trusted == known  # unsafe by design: the floor's measure only
     assert stored_forms.message_key(message) != known
+
+
+def test_a_floor_host_keeps_its_checks_off_for_good() -> None:
+    script = (
+        "import gc; from bench.floor import switch_off_for_process; switch_off_for_process(); gc.collect(); "
+        "from cosmos_history.domain import stored_forms; print(stored_forms.message_key.__qualname__)"
+    )
+    shown = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
+
+    assert shown.stdout.strip() == "_memoized.<locals>.once"
 
 
 async def test_a_floor_host_keeps_the_same_history_as_the_app(bench_env: BenchEnv) -> None:

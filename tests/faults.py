@@ -12,7 +12,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from azure.core.exceptions import ServiceResponseError
 from azure.core.pipeline.transport import AioHttpTransport, AsyncHttpTransport
@@ -51,8 +51,27 @@ class _InjectedResponse:
         return None
 
 
+class DelegatingTransport(AsyncHttpTransport):
+    """A transport that hands its connection's life to ``inner``; a subclass decides what ``send`` does around it."""
+
+    inner: AsyncHttpTransport
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def __aenter__(self) -> Self:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *args: Any) -> None:
+        await self.inner.__aexit__(*args)
+
+
 @dataclass
-class FaultInjectingTransport(AsyncHttpTransport):
+class FaultInjectingTransport(DelegatingTransport):
     inner: AsyncHttpTransport = field(default_factory=AioHttpTransport)
     faults: list[Fault] = field(default_factory=list)
     sent: list[tuple[str, str, int]] = field(default_factory=list)
@@ -70,19 +89,6 @@ class FaultInjectingTransport(AsyncHttpTransport):
         body = request.data if isinstance(request.data, (bytes, str)) else (request.body or b"")
         self.sent.append((request.method, request.url, len(body.encode() if isinstance(body, str) else body)))
         return await self.inner.send(request, **kwargs)
-
-    async def open(self) -> None:
-        await self.inner.open()
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    async def __aenter__(self) -> FaultInjectingTransport:
-        await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *args: Any) -> None:
-        await self.inner.__aexit__(*args)
 
 
 def batch_operations(request: Any) -> list[dict[str, Any]]:

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from agent_framework import Message
-from azure.core.pipeline.transport import AsyncHttpTransport
 
 from cosmos_history import Settings, build_agents, load_settings, run_turn
 from cosmos_history.adapters.cosmos.client import create_client, ensure_container
@@ -31,7 +30,7 @@ from cosmos_history.domain.turn import TurnGuards
 from cosmos_history.runtime import history_policy, session_services
 
 from .fakes import RecordingChatClient
-from .faults import Fault, FaultInjectingTransport, _InjectedResponse, batch_operations
+from .faults import DelegatingTransport, Fault, FaultInjectingTransport, _InjectedResponse, batch_operations
 from .test_kept_windows import same_history
 
 pytestmark = pytest.mark.integration
@@ -54,7 +53,7 @@ class Exchange:
 
 
 @dataclass
-class BatchRecorder(AsyncHttpTransport):
+class BatchRecorder(DelegatingTransport):
     """The app's transport (with its fault injection) recording every batch and its answer, and every request."""
 
     inner: FaultInjectingTransport = field(default_factory=FaultInjectingTransport)
@@ -87,19 +86,6 @@ class BatchRecorder(AsyncHttpTransport):
                 await response.load_body()
             self.batches.append(Exchange(operations, json.loads(response.body()) if reached else None))
         return response
-
-    async def open(self) -> None:
-        await self.inner.open()
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    async def __aenter__(self) -> BatchRecorder:
-        await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *args: Any) -> None:
-        await self.inner.__aexit__(*args)
 
     def claims(self) -> list[Exchange]:
         return [exchange for exchange in self.batches if exchange.is_claim]

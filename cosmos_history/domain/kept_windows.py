@@ -118,10 +118,8 @@ class KeptWindows:
         """The whole version ``etag`` of ``session`` (its window and its document), removed as :meth:`take` removes
         it; ``None`` when it is not kept with its document (taken meanwhile by another claim, dropped, replaced)."""
         kept = self._windows.get(session)
-        window = self.take(session, etag)
-        if kept is None or kept.document is None or window is None or window is not kept.window:
-            return None
-        return kept
+        taken = self.take(session, etag)  # the one way a window leaves for a claim
+        return kept if taken is not None and kept is not None and kept.document is not None else None
 
     def _pop(self, session: SessionKey) -> KeptVersion | None:
         kept = self._windows.pop(session, None)
